@@ -1,0 +1,152 @@
+// straw: run GGUF language models on the CPU (and, as the backends grow, the GPU).
+//
+// The whole public API. Contracts:
+//  - Every failure caused by input (file, options, tokens) throws straw::Error with a message that
+//    says what, where and what to do; nothing here calls exit() or abort().
+//  - A Model is immutable after load and may be shared by several Sessions, but the Sessions of
+//    one Model must not evaluate concurrently (they share the model's worker threads).
+//  - Token ids are int32 in [0, Model::n_vocab()).
+//
+//   auto model = straw::Model::load({.path = "qwen2.5-0.5b-instruct-q4_k_m.gguf"});
+//   straw::Session session(*model);
+//   straw::generate(session, model->tokenize("Once upon a time"), {.n_predict = 64},
+//                   [](std::string_view text, int32_t) { fputs(std::string(text).c_str(), stdout); return true; });
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "straw/error.h"
+
+namespace straw {
+
+enum class KvCacheType { F16, F32 };
+
+struct ModelOptions {
+  std::string path;        // GGUF file; for split models the first shard (NAME-00001-of-0000N.gguf)
+  int threads = 0;         // worker threads; 0: the number of physical cores
+  int ctx = 0;             // context length of new sessions; 0: min(model's context, 4096)
+  int ubatch = 512;        // micro-batch: prompt tokens evaluated per forward pass
+  KvCacheType kv_type = KvCacheType::F16;
+};
+
+// What a loaded model is.
+struct ModelInfo {
+  std::string architecture;  // "llama", "qwen2", "qwen3"
+  std::string name;          // general.name, or the file name
+  int64_t n_vocab = 0;
+  int64_t n_ctx_train = 0;   // context length the model was trained with
+  int64_t n_embd = 0;
+  int n_layer = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  uint64_t weight_bytes = 0; // bytes of tensor data in the file(s)
+};
+
+struct ChatMessage {
+  std::string role;     // "system", "user", "assistant"
+  std::string content;
+};
+
+// Sampling; unset fields take the model's general.sampling.* metadata, then llama.cpp's defaults
+// (temp 0.8, top_k 40, top_p 0.95, min_p 0.05, penalties off). temperature <= 0 is greedy.
+struct SamplingOptions {
+  std::optional<float> temperature;
+  std::optional<int32_t> top_k;
+  std::optional<float> top_p;
+  std::optional<float> min_p;
+  std::optional<int32_t> penalty_last_n;
+  std::optional<float> repeat_penalty;
+  std::optional<float> frequency_penalty;
+  std::optional<float> presence_penalty;
+  std::optional<uint64_t> seed;   // unset: a random seed
+};
+
+class Model {
+ public:
+  static std::unique_ptr<Model> load(const ModelOptions& options);
+  ~Model();
+
+  const ModelInfo& info() const;
+  const ModelOptions& options() const;
+  int64_t n_vocab() const { return info().n_vocab; }
+
+  // Text -> token ids. add_special: BOS/EOS as the model's metadata asks; parse_special: control
+  // tokens written in the text (e.g. "<|im_start|>") become their ids.
+  std::vector<int32_t> tokenize(std::string_view text, bool add_special = true,
+                                bool parse_special = true) const;
+  // Token ids -> text (control tokens rendered only when `special`).
+  std::string detokenize(std::span<const int32_t> tokens, bool special = false) const;
+  // The bytes of one token (may be part of a UTF-8 sequence).
+  std::string token_to_piece(int32_t token, bool special = false) const;
+  bool is_end_of_generation(int32_t token) const;
+
+  // The model's chat template applied to a conversation; false from has_chat_template() means
+  // the model has none that straw recognises and the text is used as a plain completion prompt.
+  bool has_chat_template() const;
+  std::string apply_chat_template(std::span<const ChatMessage> messages,
+                                  bool add_generation_prompt = true) const;
+
+  struct Impl;
+  Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A conversation's state: the KV cache and the logits of the last evaluated tokens.
+class Session {
+ public:
+  // ctx: the capacity of this session's KV cache; 0 takes the model's (ModelOptions::ctx).
+  explicit Session(Model& model, int64_t ctx = 0);
+  ~Session();
+
+  // Evaluates tokens at positions n_past().. (in micro-batches), appending to the KV cache.
+  // With all_logits, logits(i) is available for every i < tokens.size(); otherwise only the
+  // last token's. Throws when the context would overflow (never wraps).
+  void eval(std::span<const int32_t> tokens, bool all_logits = false);
+  // Logits of token i of the last eval (-1: its last token): n_vocab floats.
+  std::span<const float> logits(int i = -1) const;
+
+  int64_t n_past() const;   // tokens in the KV cache
+  int64_t n_ctx() const;    // capacity
+  void reset();             // empty the KV cache
+  Model& model() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct GenerateOptions {
+  int n_predict = 128;          // tokens to generate at most (-1: until end of generation or context)
+  SamplingOptions sampling;
+  bool stop_at_eog = true;      // stop at the model's end-of-generation tokens
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (the end-of-generation token is not included)
+  int64_t prompt_tokens = 0;
+  double prompt_seconds = 0;    // time evaluating the prompt
+  double generate_seconds = 0;  // time generating (sampling + decode)
+  enum class Stop { Length, EndOfGeneration, Callback, Context } stop = Stop::Length;
+};
+
+// Called with each new piece of text (always whole UTF-8 characters) and the token that completed
+// it; return false to stop generating.
+using TokenCallback = std::function<bool(std::string_view text, int32_t token)>;
+
+// Evaluates `prompt` after what the session already holds, then samples up to n_predict tokens.
+// Each generated token is evaluated too, so afterwards the session holds the prompt and every
+// token of result.tokens (except the last one when stop == Context) and generation can continue.
+GenerateResult generate(Session& session, std::span<const int32_t> prompt,
+                        const GenerateOptions& options, const TokenCallback& on_token);
+
+}  // namespace straw

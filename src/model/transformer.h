@@ -1,0 +1,91 @@
+// The decoder forward pass shared by llama / qwen2 / qwen3: embeddings -> n_layer blocks ->
+// final norm -> LM head. Each architecture file (arch_*.cpp) defines its block as a short sequence
+// of the shared sub-blocks below; the backend decides where and how each op runs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "model/hparams.h"
+#include "model/weights.h"
+#include "ops/backend.h"
+
+namespace straw::model {
+
+// KV cache storage of one session: per layer, K and V rows for positions 0..n_ctx-1.
+class KvCache {
+ public:
+  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type);
+  const ops::KvLayer& layer(int i) const { return layers_[i]; }
+  int64_t n_ctx() const { return n_ctx_; }
+  size_t bytes() const { return storage_.size(); }
+
+ private:
+  int64_t n_ctx_;
+  std::vector<uint8_t> storage_;
+  std::vector<ops::KvLayer> layers_;
+};
+
+// Activation buffers of one micro-batch, sized once for the largest batch (no per-token
+// allocation). Shapes are [n_tokens][width].
+struct Activations {
+  std::vector<float> x;      // [ub][n_embd]   residual stream
+  std::vector<float> xn;     // [ub][n_embd]   normalized input of a sub-block
+  std::vector<float> q;      // [ub][n_head*head_dim]
+  std::vector<float> k;      // [ub][n_head_kv*head_dim]
+  std::vector<float> v;      // [ub][n_head_kv*head_dim_v]
+  std::vector<float> attn;   // [ub][n_head*head_dim_v]  attention output before Wo
+  std::vector<float> gate;   // [ub][n_ff]
+  std::vector<float> up;     // [ub][n_ff]
+  std::vector<float> proj;   // [ub][n_embd]   output of Wo / W_down before the residual add
+};
+
+// Everything one block needs: the model, the backend, the batch being processed.
+struct BlockContext {
+  const HParams& hp;
+  ops::Backend& be;
+  Activations& a;
+  const KvCache& kv;
+  const Weights& w;
+  int n_tokens;     // tokens in this micro-batch
+  int64_t pos0;     // position of its first token
+};
+
+// Shared sub-blocks (blocks.cpp).
+struct AttentionOptions {
+  bool qk_norm = false;  // qwen3: per-head RMSNorm of q and k before RoPE
+};
+// x += Wo · Attn(RoPE(Wq·n + bq), RoPE(Wk·n + bk), Wv·n + bv),  n = RMSNorm(x)·attn_norm
+void attention_block(BlockContext& c, const LayerWeights& l, int il, const AttentionOptions& o);
+// x += W_down · (silu(W_gate·n) ⊙ (W_up·n)),  n = RMSNorm(x)·ffn_norm
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& l);
+
+// One repeating block of an architecture (arch_llama.cpp, arch_qwen2.cpp, arch_qwen3.cpp).
+using LayerFn = void (*)(BlockContext& c, const LayerWeights& l, int il);
+LayerFn llama_layer();
+LayerFn qwen2_layer();
+LayerFn qwen3_layer();
+
+class Transformer {
+ public:
+  Transformer(const HParams& hp, const Weights& w, ops::Backend& be, int max_batch);
+
+  // Runs tokens at positions pos0.. through the model, appending their K/V to `kv`. Writes the
+  // logits of every token ([n][n_vocab]) when all_logits, else of the last token only ([n_vocab]).
+  // logits == nullptr skips the LM head. tokens.size() must not exceed max_batch.
+  void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
+               bool all_logits);
+
+  int max_batch() const { return max_batch_; }
+
+ private:
+  const HParams& hp_;
+  const Weights& w_;
+  ops::Backend& be_;
+  int max_batch_;
+  LayerFn layer_;
+  Activations a_;
+};
+
+}  // namespace straw::model

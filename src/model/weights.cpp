@@ -1,0 +1,105 @@
+#include "model/weights.h"
+
+#include "gguf/gguf.h"
+#include "quant/types.h"
+#include "util/str.h"
+
+namespace straw::model {
+
+ops::Weight weight_view(const gguf::Reader& r, const std::string& name) {
+  const gguf::TensorInfo& t = r.tensor(name);
+  ops::Weight w;
+  w.type = t.type;
+  w.n_in = t.ne[0];
+  w.n_out = t.n_rows();
+  w.row_bytes = quant::row_bytes(t.type, t.ne[0]);
+  w.data = t.data;
+  return w;
+}
+
+namespace {
+
+class Binder {
+ public:
+  Binder(const gguf::Reader& r) : r_(r) {}
+
+  // Required tensor with the given shape (ne0, ne1); ne1 = 1 for vectors.
+  ops::Weight need(const std::string& name, int64_t ne0, int64_t ne1, bool f32 = false) {
+    if (!r_.find_tensor(name))
+      fail(r_.path(), ": tensor '", name, "' is missing (the file does not match its architecture '",
+           r_.get_string("general.architecture"), "')");
+    return check(name, ne0, ne1, f32);
+  }
+
+  ops::Weight optional(const std::string& name, int64_t ne0, int64_t ne1, bool f32 = false) {
+    if (!r_.find_tensor(name)) return {};
+    return check(name, ne0, ne1, f32);
+  }
+
+ private:
+  ops::Weight check(const std::string& name, int64_t ne0, int64_t ne1, bool f32) {
+    ops::Weight w = weight_view(r_, name);
+    if (w.n_in != ne0 || w.n_out != ne1)
+      fail(r_.path(), ": tensor '", name, "' has shape [", w.n_in, ", ", w.n_out, "], expected [",
+           ne0, ", ", ne1, "] from the hyperparameters");
+    if (f32 && w.type != quant::Type::F32)
+      fail(r_.path(), ": tensor '", name, "' has type ", quant::type_name(w.type),
+           ", expected F32 (norm weights and biases are never quantized)");
+    return w;
+  }
+
+  const gguf::Reader& r_;
+};
+
+}  // namespace
+
+Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
+  Binder b(r);
+  Weights w;
+  const int64_t E = hp.n_embd, F = hp.n_ff;
+  const int64_t Q = int64_t(hp.n_head) * hp.head_dim;
+  const int64_t K = int64_t(hp.n_head_kv) * hp.head_dim;
+  const int64_t V = int64_t(hp.n_head_kv) * hp.head_dim_v;
+  const int64_t O = int64_t(hp.n_head) * hp.head_dim_v;
+
+  const gguf::TensorInfo& emb = r.tensor("token_embd.weight");
+  w.tok_embd = b.need("token_embd.weight", E, emb.n_rows());
+  w.output_norm = b.need("output_norm.weight", E, 1, true);
+  if (r.find_tensor("output.weight")) {
+    w.output = b.need("output.weight", E, emb.n_rows());
+  } else {
+    w.output = w.tok_embd;
+    w.tied_output = true;
+  }
+  w.rope_freqs = b.optional("rope_freqs.weight", hp.rope.n_rot / 2, 1, true);
+
+  w.layers.resize(hp.n_layer);
+  for (int i = 0; i < hp.n_layer; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    LayerWeights& l = w.layers[i];
+    l.attn_norm = b.need(p + "attn_norm.weight", E, 1, true);
+    l.wq = b.need(p + "attn_q.weight", E, Q);
+    l.wk = b.need(p + "attn_k.weight", E, K);
+    l.wv = b.need(p + "attn_v.weight", E, V);
+    l.wo = b.need(p + "attn_output.weight", O, E);
+    const bool biases_required = hp.arch == Arch::Qwen2;
+    auto bias = [&](const std::string& n, int64_t len) {
+      return biases_required ? b.need(n, len, 1, true) : b.optional(n, len, 1, true);
+    };
+    l.bq = bias(p + "attn_q.bias", Q);
+    l.bk = bias(p + "attn_k.bias", K);
+    l.bv = bias(p + "attn_v.bias", V);
+    l.bo = b.optional(p + "attn_output.bias", E, 1, true);
+    if (hp.arch == Arch::Qwen3) {
+      l.q_norm = b.need(p + "attn_q_norm.weight", hp.head_dim, 1, true);
+      l.k_norm = b.need(p + "attn_k_norm.weight", hp.head_dim, 1, true);
+    }
+    l.ffn_norm = b.need(p + "ffn_norm.weight", E, 1, true);
+    l.w_gate = b.need(p + "ffn_gate.weight", E, F);
+    l.w_up = b.need(p + "ffn_up.weight", E, F);
+    l.w_down = b.need(p + "ffn_down.weight", F, E);
+  }
+  return w;
+}
+
+}  // namespace straw::model

@@ -1,0 +1,49 @@
+// Named views of a model's weights: the tensors each block of the forward pass reads.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model/hparams.h"
+#include "ops/backend.h"
+
+namespace straw::gguf {
+class Reader;
+}
+
+namespace straw::model {
+
+// One repeating block. Optional tensors have data == nullptr.
+struct LayerWeights {
+  ops::Weight attn_norm;    // [n_embd] F32
+  ops::Weight wq;           // [n_head*head_dim rows][n_embd]
+  ops::Weight wk;           // [n_head_kv*head_dim rows][n_embd]
+  ops::Weight wv;           // [n_head_kv*head_dim_v rows][n_embd]
+  ops::Weight wo;           // [n_embd rows][n_head*head_dim_v]
+  ops::Weight bq, bk, bv;   // qwen2: biases of q, k, v (F32 vectors); optional elsewhere
+  ops::Weight bo;           // optional attn_output.bias (some llama models)
+  ops::Weight q_norm;       // qwen3: [head_dim] per-head RMSNorm of q before RoPE
+  ops::Weight k_norm;       // qwen3: [head_dim] per-head RMSNorm of k before RoPE
+  ops::Weight ffn_norm;     // [n_embd] F32
+  ops::Weight w_gate;       // [n_ff rows][n_embd]
+  ops::Weight w_up;         // [n_ff rows][n_embd]
+  ops::Weight w_down;       // [n_embd rows][n_ff]
+};
+
+struct Weights {
+  ops::Weight tok_embd;     // [n_vocab rows][n_embd]: row t is token t's embedding
+  ops::Weight output_norm;  // [n_embd] F32
+  ops::Weight output;       // [n_vocab rows][n_embd]; token_embd when embeddings are tied
+  ops::Weight rope_freqs;   // optional [n_rot/2] F32 frequency factors (Llama 3.1)
+  std::vector<LayerWeights> layers;
+  bool tied_output = false;
+};
+
+// Binds every tensor the architecture needs, checking presence, shape and type (norms and biases
+// must be F32); errors name the file and tensor and say what was expected.
+Weights bind_weights(const gguf::Reader& r, const HParams& hp);
+
+// View of one tensor as an ops::Weight (2-D: ne0 = n_in, the rest collapsed into rows).
+ops::Weight weight_view(const gguf::Reader& r, const std::string& name);
+
+}  // namespace straw::model

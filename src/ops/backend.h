@@ -1,0 +1,98 @@
+// The ops an architecture may call, as one interface per backend.
+//
+// Layering: model (architectures) -> ops (this interface) -> backends (cpu, cuda). The interface
+// knows tensors only as typed views (format, shape, pointer): it never sees GGUF or the model.
+// Dispatch is virtual at op granularity (a few hundred calls per token), never per element.
+//
+// Activations are float32, row-major [n_tokens][width], in the backend's memory. Weights are
+// 2-D [n_out rows][n_in] in any supported quant format, rows contiguous.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "quant/types.h"
+
+namespace straw::ops {
+
+// A weight matrix (or vector) in a backend's memory.
+struct Weight {
+  quant::Type type = quant::Type::F32;
+  int64_t n_in = 0;       // ne0: row length (elements), a multiple of the type's block size
+  int64_t n_out = 0;      // ne1: number of rows (1 for vectors)
+  size_t row_bytes = 0;   // bytes between consecutive rows
+  const void* data = nullptr;
+  explicit operator bool() const { return data != nullptr; }
+};
+
+enum class RopeMode {
+  Norm,  // rotate adjacent pairs (x[2i], x[2i+1]): llama GGUFs (q/k permuted by the converter)
+  Neox,  // rotate (x[i], x[i + n_rot/2]): qwen2, qwen3
+};
+
+// RoPE parameters. theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
+struct RopeParams {
+  RopeMode mode = RopeMode::Norm;
+  int n_rot = 0;                // rotated dims per head (<= head_dim); the rest pass through
+  float base = 10000.0f;        // rope.freq_base
+  float freq_scale = 1.0f;      // 1 / rope.scaling.factor for linear scaling
+  const float* freq_factors = nullptr;  // [n_rot/2] (Llama 3.1 rope_freqs.weight) or null
+};
+
+// Attention over a KV cache layer. Cache rows hold post-RoPE keys and values for positions
+// 0..n_ctx-1; row p of K is [n_kv_heads][head_dim] (values: [n_kv_heads][head_dim_v]).
+enum class KvType { F32, F16 };
+
+struct KvLayer {
+  KvType type = KvType::F16;
+  void* k = nullptr;            // [n_ctx][n_kv_heads * head_dim] elements of `type`
+  void* v = nullptr;            // [n_ctx][n_kv_heads * head_dim_v]
+  int64_t n_ctx = 0;
+};
+
+struct AttentionParams {
+  int n_tokens = 0;       // query rows in this batch, at positions pos0 .. pos0 + n_tokens - 1
+  int64_t pos0 = 0;       // position of the first query; keys 0..pos0+t are visible to query t
+  int n_heads = 0;        // query heads; head h reads KV head h / (n_heads / n_kv_heads)
+  int n_kv_heads = 0;
+  int head_dim = 0;       // of q and k
+  int head_dim_v = 0;     // of v and the output
+  float scale = 1.0f;     // applied to q.k, usually 1/sqrt(head_dim)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // out[t][:] = dequantized row tokens[t] of `table` (embedding lookup).
+  virtual void get_rows(const Weight& table, std::span<const int32_t> tokens, float* out) = 0;
+
+  // y[t][o] = sum_i w[o][i] * x[t][i]   (x: [n_tokens][n_in], y: [n_tokens][n_out])
+  virtual void matmul(const Weight& w, const float* x, float* y, int n_tokens) = 0;
+
+  // y[r][i] += b[i] for r < n_rows   (b: an F32 vector of `width` elements)
+  virtual void add_bias(float* y, const Weight& b, int64_t n_rows, int64_t width) = 0;
+
+  // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w   per row of `width`; y may alias x.
+  virtual void rmsnorm(const float* x, const Weight& w, float* y, int64_t n_rows, int64_t width,
+                       float eps) = 0;
+
+  // Rotates each head of x in place: x is [n_tokens][n_heads][head_dim], token t at pos0 + t.
+  virtual void rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t pos0,
+                    const RopeParams& p) = 0;
+
+  // Writes k, v ([n_tokens][n_kv_heads*head_dim(_v)]) into cache rows pos0..pos0+n_tokens-1.
+  virtual void kv_store(const KvLayer& kv, const float* k, const float* v, int n_tokens,
+                        int64_t pos0, int64_t k_width, int64_t v_width) = 0;
+
+  // out[t][h] = softmax(q[t][h] . K[0..pos0+t] * scale) V   (causal); out: [n_tokens][n_heads*head_dim_v]
+  virtual void attention(const float* q, const KvLayer& kv, float* out, const AttentionParams& p) = 0;
+
+  // out[i] = silu(gate[i]) * up[i]   (SwiGLU); out may alias gate or up
+  virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
+
+  // x[i] += y[i]   (residual connection)
+  virtual void add(float* x, const float* y, int64_t n) = 0;
+};
+
+}  // namespace straw::ops

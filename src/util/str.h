@@ -1,0 +1,30 @@
+// String helpers shared by every layer: concatenation for error messages, byte sizes for humans.
+#pragma once
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <utility>
+
+#include "straw/error.h"
+
+namespace straw {
+
+// str("tensor ", name, " at offset ", off) -> one string; any streamable arguments.
+template <class... Args>
+std::string str(Args&&... args) {
+  std::ostringstream os;
+  (os << ... << std::forward<Args>(args));
+  return os.str();
+}
+
+// Throws straw::Error with the concatenated message.
+template <class... Args>
+[[noreturn]] void fail(Args&&... args) {
+  throw Error(str(std::forward<Args>(args)...));
+}
+
+// "1.50 GiB", "512.00 MiB", "17 B": binary units, for tables and messages.
+std::string human_bytes(uint64_t bytes);
+
+}  // namespace straw

@@ -1,0 +1,18 @@
+// Options shared by the commands that load a model (run, eval, perplexity, bench).
+#pragma once
+
+#include <vector>
+
+#include "cli.h"
+#include "straw/straw.h"
+
+namespace straw::cli {
+
+// -m/--model, -t/--threads, -c/--ctx, --ubatch, --kv-type
+std::vector<Option> model_options();
+ModelOptions model_options_from(const Args& args);
+
+// Prints "loaded NAME (arch, N layers, SIZE) in S s" to stderr.
+std::unique_ptr<Model> load_model_verbose(const ModelOptions& o);
+
+}  // namespace straw::cli
