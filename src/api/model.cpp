@@ -41,6 +41,7 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   const int threads = options.threads > 0 ? options.threads : cpu::physical_cores();
   impl->options.threads = threads;
   impl->backend = std::make_unique<cpu::CpuBackend>(threads);
+  model::prepare_weights(impl->weights, *impl->backend);
 
   ModelInfo& info = impl->info;
   info.architecture = impl->hp.arch_name;

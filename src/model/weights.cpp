@@ -102,4 +102,12 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
   return w;
 }
 
+void prepare_weights(Weights& w, ops::Backend& be) {
+  w.output = be.prepare_weight(w.output);
+  for (LayerWeights& l : w.layers) {
+    for (ops::Weight* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      *m = be.prepare_weight(*m);
+  }
+}
+
 }  // namespace straw::model

@@ -43,6 +43,10 @@ struct Weights {
 // must be F32); errors name the file and tensor and say what was expected.
 Weights bind_weights(const gguf::Reader& r, const HParams& hp);
 
+// Hands every matmul weight to the backend (Backend::prepare_weight: repack or upload) and keeps
+// the views it returns. The embedding table stays in place: one row is read per token.
+void prepare_weights(Weights& w, ops::Backend& be);
+
 // View of one tensor as an ops::Weight (2-D: ne0 = n_in, the rest collapsed into rows).
 ops::Weight weight_view(const gguf::Reader& r, const std::string& name);
 

@@ -22,6 +22,7 @@ struct Weight {
   int64_t n_out = 0;      // ne1: number of rows (1 for vectors)
   size_t row_bytes = 0;   // bytes between consecutive rows
   const void* data = nullptr;
+  uint32_t layout = 0;    // backend-specific layout tag; 0: rows exactly as stored in the file
   explicit operator bool() const { return data != nullptr; }
 };
 
@@ -63,6 +64,11 @@ struct AttentionParams {
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // Makes a weight matrix ready for matmul on this backend, called once per weight at load time:
+  // the returned view may point to a repacked copy (CPU) or device memory (GPU) owned by the
+  // backend for its lifetime. The default uses the weight in place.
+  virtual Weight prepare_weight(const Weight& w) { return w; }
 
   // out[t][:] = dequantized row tokens[t] of `table` (embedding lookup).
   virtual void get_rows(const Weight& table, std::span<const int32_t> tokens, float* out) = 0;
