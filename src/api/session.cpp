@@ -17,7 +17,8 @@ struct Session::Impl {
   Impl(Model& m, int64_t n_ctx)
       : model(m),
         kv(m.impl().hp, n_ctx,
-           m.impl().options.kv_type == KvCacheType::F16 ? ops::KvType::F16 : ops::KvType::F32),
+           m.impl().options.kv_type == KvCacheType::F16 ? ops::KvType::F16 : ops::KvType::F32,
+           *m.impl().backend),
         transformer(m.impl().hp, m.impl().weights, *m.impl().backend,
                     static_cast<int>(std::min<int64_t>(m.impl().options.ubatch, n_ctx))) {}
 };

@@ -21,6 +21,8 @@ class CpuBackend final : public ops::Backend {
   int n_threads() const { return pool_.size(); }
   ThreadPool& pool() { return pool_; }
 
+  std::unique_ptr<ops::Buffer> alloc(size_t bytes) override;
+  void to_host(const void* src, void* dst, size_t bytes) override;
   void get_rows(const ops::Weight& table, std::span<const int32_t> tokens, float* out) override;
   void matmul(const ops::Weight& w, const float* x, float* y, int n_tokens) override;
   void add_bias(float* y, const ops::Weight& b, int64_t n_rows, int64_t width) override;

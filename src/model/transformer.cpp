@@ -6,15 +6,27 @@
 
 namespace straw::model {
 
-KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type) : n_ctx_(n_ctx) {
-  const size_t elem = type == ops::KvType::F16 ? 2 : 4;
-  const size_t k_row = size_t(hp.n_head_kv) * hp.head_dim * elem;
-  const size_t v_row = size_t(hp.n_head_kv) * hp.head_dim_v * elem;
+namespace {
+constexpr int kLogitRows = 64;  // LM-head rows computed per step when every token's logits are kept
+
+size_t kv_row_bytes(const HParams& hp, ops::KvType type, int head_dim) {
+  return size_t(hp.n_head_kv) * size_t(head_dim) * (type == ops::KvType::F16 ? 2 : 4);
+}
+}  // namespace
+
+size_t KvCache::bytes_needed(const HParams& hp, int64_t n_ctx, ops::KvType type) {
+  return size_t(n_ctx) * (kv_row_bytes(hp, type, hp.head_dim) + kv_row_bytes(hp, type, hp.head_dim_v)) *
+         size_t(hp.n_layer);
+}
+
+KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, ops::Backend& be)
+    : n_ctx_(n_ctx), storage_(be.alloc(bytes_needed(hp, n_ctx, type))) {
+  const size_t k_row = kv_row_bytes(hp, type, hp.head_dim);
+  const size_t v_row = kv_row_bytes(hp, type, hp.head_dim_v);
   const size_t per_layer = size_t(n_ctx) * (k_row + v_row);
-  storage_.resize(per_layer * hp.n_layer);
   layers_.resize(hp.n_layer);
   for (int i = 0; i < hp.n_layer; ++i) {
-    uint8_t* base = storage_.data() + per_layer * i;
+    uint8_t* base = static_cast<uint8_t*>(storage_->data()) + per_layer * i;
     layers_[i] = {type, base, base + size_t(n_ctx) * k_row, n_ctx};
   }
 }
@@ -26,16 +38,28 @@ Transformer::Transformer(const HParams& hp, const Weights& w, ops::Backend& be, 
     case Arch::Qwen2: layer_ = qwen2_layer(); break;
     case Arch::Qwen3: layer_ = qwen3_layer(); break;
   }
+  // One allocation carved into the buffers; each starts on a 64-byte boundary.
   const size_t B = size_t(max_batch);
-  a_.x.resize(B * hp.n_embd);
-  a_.xn.resize(B * hp.n_embd);
-  a_.q.resize(B * hp.n_head * hp.head_dim);
-  a_.k.resize(B * hp.n_head_kv * hp.head_dim);
-  a_.v.resize(B * hp.n_head_kv * hp.head_dim_v);
-  a_.attn.resize(B * hp.n_head * hp.head_dim_v);
-  a_.gate.resize(B * hp.n_ff);
-  a_.up.resize(B * hp.n_ff);
-  a_.proj.resize(B * hp.n_embd);
+  float** bufs[] = {&a_.x, &a_.xn, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.gate, &a_.up, &a_.proj, &a_.logits};
+  const size_t sizes[] = {B * hp.n_embd,
+                          B * hp.n_embd,
+                          B * hp.n_head * hp.head_dim,
+                          B * hp.n_head_kv * hp.head_dim,
+                          B * hp.n_head_kv * hp.head_dim_v,
+                          B * hp.n_head * hp.head_dim_v,
+                          B * hp.n_ff,
+                          B * hp.n_ff,
+                          B * hp.n_embd,
+                          size_t(std::min(max_batch, kLogitRows)) * hp.n_vocab};
+  auto padded = [](size_t n) { return (n + 15) / 16 * 16; };
+  size_t total = 0;
+  for (size_t n : sizes) total += padded(n);
+  storage_ = be.alloc(total * sizeof(float));
+  float* p = static_cast<float*>(storage_->data());
+  for (size_t i = 0; i < std::size(sizes); ++i) {
+    *bufs[i] = p;
+    p += padded(sizes[i]);
+  }
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv,
@@ -48,7 +72,7 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache
          " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
 
   // x = token_embd[tokens]
-  be_.get_rows(w_.tok_embd, tokens, a_.x.data());
+  be_.get_rows(w_.tok_embd, tokens, a_.x);
   BlockContext c{hp_, be_, a_, kv, w_, T, pos0};
   for (int il = 0; il < hp_.n_layer; ++il) layer_(c, w_.layers[il], il);
 
@@ -56,9 +80,14 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache
   // logits = W_out · (RMSNorm(x) · output_norm), for every token or only the last one
   const int first = all_logits ? 0 : T - 1;
   const int n_out = T - first;
-  const float* x_out = a_.x.data() + size_t(first) * hp_.n_embd;
-  be_.rmsnorm(x_out, w_.output_norm, a_.xn.data(), n_out, hp_.n_embd, hp_.rms_eps);
-  be_.matmul(w_.output, a_.xn.data(), logits, n_out);
+  const float* x_out = a_.x + size_t(first) * hp_.n_embd;
+  be_.rmsnorm(x_out, w_.output_norm, a_.xn, n_out, hp_.n_embd, hp_.rms_eps);
+  // In chunks of kLogitRows tokens: a whole batch of logits ([512][152k] floats) would be 300 MB.
+  for (int r0 = 0; r0 < n_out; r0 += kLogitRows) {
+    const int n = std::min(kLogitRows, n_out - r0);
+    be_.matmul(w_.output, a_.xn + size_t(r0) * hp_.n_embd, a_.logits, n);
+    be_.to_host(a_.logits, logits + size_t(r0) * hp_.n_vocab, size_t(n) * hp_.n_vocab * sizeof(float));
+  }
 }
 
 }  // namespace straw::model

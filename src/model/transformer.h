@@ -13,32 +13,36 @@
 
 namespace straw::model {
 
-// KV cache storage of one session: per layer, K and V rows for positions 0..n_ctx-1.
+// KV cache storage of one session, in the backend's memory: per layer, K and V rows for
+// positions 0..n_ctx-1.
 class KvCache {
  public:
-  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type);
+  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, ops::Backend& be);
   const ops::KvLayer& layer(int i) const { return layers_[i]; }
   int64_t n_ctx() const { return n_ctx_; }
-  size_t bytes() const { return storage_.size(); }
+  size_t bytes() const { return storage_->size(); }
+  // Bytes a cache of n_ctx positions takes (for planning before allocation).
+  static size_t bytes_needed(const HParams& hp, int64_t n_ctx, ops::KvType type);
 
  private:
   int64_t n_ctx_;
-  std::vector<uint8_t> storage_;
+  std::unique_ptr<ops::Buffer> storage_;
   std::vector<ops::KvLayer> layers_;
 };
 
-// Activation buffers of one micro-batch, sized once for the largest batch (no per-token
-// allocation). Shapes are [n_tokens][width].
+// Activation buffers of one micro-batch in the backend's memory, sized once for the largest
+// batch (no per-token allocation). Shapes are [n_tokens][width].
 struct Activations {
-  std::vector<float> x;      // [ub][n_embd]   residual stream
-  std::vector<float> xn;     // [ub][n_embd]   normalized input of a sub-block
-  std::vector<float> q;      // [ub][n_head*head_dim]
-  std::vector<float> k;      // [ub][n_head_kv*head_dim]
-  std::vector<float> v;      // [ub][n_head_kv*head_dim_v]
-  std::vector<float> attn;   // [ub][n_head*head_dim_v]  attention output before Wo
-  std::vector<float> gate;   // [ub][n_ff]
-  std::vector<float> up;     // [ub][n_ff]
-  std::vector<float> proj;   // [ub][n_embd]   output of Wo / W_down before the residual add
+  float* x = nullptr;       // [ub][n_embd]   residual stream
+  float* xn = nullptr;      // [ub][n_embd]   normalized input of a sub-block
+  float* q = nullptr;       // [ub][n_head*head_dim]
+  float* k = nullptr;       // [ub][n_head_kv*head_dim]
+  float* v = nullptr;       // [ub][n_head_kv*head_dim_v]
+  float* attn = nullptr;    // [ub][n_head*head_dim_v]  attention output before Wo
+  float* gate = nullptr;    // [ub][n_ff]
+  float* up = nullptr;      // [ub][n_ff]
+  float* proj = nullptr;    // [ub][n_embd]   output of Wo / W_down before the residual add
+  float* logits = nullptr;  // [min(ub, 64)][n_vocab]  LM head output before the copy to the host
 };
 
 // Everything one block needs: the model, the backend, the batch being processed.
@@ -48,8 +52,8 @@ struct BlockContext {
   Activations& a;
   const KvCache& kv;
   const Weights& w;
-  int n_tokens;     // tokens in this micro-batch
-  int64_t pos0;     // position of its first token
+  int n_tokens;  // tokens in this micro-batch
+  int64_t pos0;  // position of its first token
 };
 
 // Shared sub-blocks (blocks.cpp).
@@ -72,7 +76,8 @@ class Transformer {
   Transformer(const HParams& hp, const Weights& w, ops::Backend& be, int max_batch);
 
   // Runs tokens at positions pos0.. through the model, appending their K/V to `kv`. Writes the
-  // logits of every token ([n][n_vocab]) when all_logits, else of the last token only ([n_vocab]).
+  // logits of every token ([n][n_vocab]) when all_logits, else of the last token only ([n_vocab]),
+  // to host memory.
   // logits == nullptr skips the LM head. tokens.size() must not exceed max_batch.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                bool all_logits);
@@ -85,6 +90,7 @@ class Transformer {
   ops::Backend& be_;
   int max_batch_;
   LayerFn layer_;
+  std::unique_ptr<ops::Buffer> storage_;  // every activation buffer, carved into a_
   Activations a_;
 };
 

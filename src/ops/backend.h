@@ -8,7 +8,9 @@
 // 2-D [n_out rows][n_in] in any supported quant format, rows contiguous.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "quant/types.h"
@@ -61,9 +63,22 @@ struct AttentionParams {
   float scale = 1.0f;     // applied to q.k, usually 1/sqrt(head_dim)
 };
 
+// Memory owned by a backend: host RAM for the CPU, device memory for a GPU. Freed on destruction.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual void* data() = 0;
+  virtual size_t size() const = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
+
+  // Zero-initialised memory for activations and KV caches, in the backend's memory.
+  virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
+  // Copies bytes from backend memory to host memory, after all queued ops are done.
+  virtual void to_host(const void* src, void* dst, size_t bytes) = 0;
 
   // Makes a weight matrix ready for matmul on this backend, called once per weight at load time:
   // the returned view may point to a repacked copy (CPU) or device memory (GPU) owned by the
