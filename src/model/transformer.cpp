@@ -71,22 +71,35 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache
     fail("the context is full: ", pos0 + T, " tokens do not fit the context of ", kv.n_ctx(),
          " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
 
-  // x = token_embd[tokens]
-  be_.get_rows(w_.tok_embd, tokens, a_.x);
-  BlockContext c{hp_, be_, a_, kv, w_, T, pos0};
-  for (int il = 0; il < hp_.n_layer; ++il) layer_(c, w_.layers[il], il);
+  const int first = all_logits ? 0 : T - 1;  // rows whose logits are wanted
+  const int n_out = logits ? T - first : 0;
+  const int n_head_rows = std::min(n_out, kLogitRows);  // LM-head rows computed inside the step
 
-  if (!logits) return;
-  // logits = W_out · (RMSNorm(x) · output_norm), for every token or only the last one
-  const int first = all_logits ? 0 : T - 1;
-  const int n_out = T - first;
-  const float* x_out = a_.x + size_t(first) * hp_.n_embd;
-  be_.rmsnorm(x_out, w_.output_norm, a_.xn, n_out, hp_.n_embd, hp_.rms_eps);
-  // In chunks of kLogitRows tokens: a whole batch of logits ([512][152k] floats) would be 300 MB.
-  for (int r0 = 0; r0 < n_out; r0 += kLogitRows) {
+  // The step from embeddings to the first chunk of logits is bracketed by begin/end_forward so
+  // that a backend can capture it once and replay it (CUDA Graphs); when it replays, the ops are
+  // not issued again.
+  if (!be_.begin_forward(tokens, pos0, n_head_rows)) {
+    // x = token_embd[tokens]
+    be_.get_rows(w_.tok_embd, tokens, a_.x);
+    BlockContext c{hp_, be_, a_, kv, w_, T, pos0};
+    for (int il = 0; il < hp_.n_layer; ++il) layer_(c, w_.layers[il], il);
+    if (n_out > 0) {
+      // logits = W_out · (RMSNorm(x) · output_norm), for every token or only the last one
+      const float* x_out = a_.x + size_t(first) * hp_.n_embd;
+      be_.rmsnorm(x_out, w_.output_norm, a_.xn, n_out, hp_.n_embd, hp_.rms_eps);
+      be_.matmul(w_.output, a_.xn, a_.logits, n_head_rows);
+    }
+  }
+  be_.end_forward();
+  if (n_out == 0) return;
+  be_.to_host(a_.logits, logits, size_t(n_head_rows) * hp_.n_vocab * sizeof(float));
+  // Further rows in chunks of kLogitRows: a whole batch of logits ([512][152k] floats) would be
+  // 300 MB of activation memory.
+  for (int r0 = n_head_rows; r0 < n_out; r0 += kLogitRows) {
     const int n = std::min(kLogitRows, n_out - r0);
     be_.matmul(w_.output, a_.xn + size_t(r0) * hp_.n_embd, a_.logits, n);
-    be_.to_host(a_.logits, logits + size_t(r0) * hp_.n_vocab, size_t(n) * hp_.n_vocab * sizeof(float));
+    be_.to_host(a_.logits, logits + size_t(r0) * hp_.n_vocab,
+                size_t(n) * hp_.n_vocab * sizeof(float));
   }
 }
 

@@ -80,6 +80,17 @@ class Backend {
   // Copies bytes from backend memory to host memory, after all queued ops are done.
   virtual void to_host(const void* src, void* dst, size_t bytes) = 0;
 
+  // Bracket one forward step (embeddings .. first LM-head rows). A backend may record the ops of a
+  // step and replay the recording for later steps of the same shape (n tokens, n_logit_rows),
+  // e.g. as a CUDA Graph: begin_forward returns true when it will replay, and the caller then
+  // issues no ops until end_forward. A replaying backend takes token ids and positions from these
+  // arguments (kept in its own memory), not from the recorded ops' arguments.
+  virtual bool begin_forward(std::span<const int32_t> tokens, int64_t pos0, int n_logit_rows) {
+    (void)tokens, (void)pos0, (void)n_logit_rows;
+    return false;
+  }
+  virtual void end_forward() {}
+
   // Makes a weight matrix ready for matmul on this backend, called once per weight at load time:
   // the returned view may point to a repacked copy (CPU) or device memory (GPU) owned by the
   // backend for its lifetime. The default uses the weight in place.
