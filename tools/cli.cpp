@@ -43,14 +43,14 @@ Args::Args(const std::vector<Option>& options, int argc, char** argv, int first)
     }
     if (opt->takes_value) {
       if (inline_value) {
-        values_[opt->name] = *inline_value;
+        values_[opt->name].push_back(*inline_value);
       } else {
         if (i + 1 >= argc) throw UsageError("option '--" + opt->name + "' needs a value");
-        values_[opt->name] = argv[++i];
+        values_[opt->name].push_back(argv[++i]);
       }
     } else {
       if (inline_value) throw UsageError("option '--" + opt->name + "' takes no value");
-      values_[opt->name] = "1";
+      values_[opt->name].push_back("1");
     }
   }
 }
@@ -58,7 +58,12 @@ Args::Args(const std::vector<Option>& options, int argc, char** argv, int first)
 std::optional<std::string> Args::get(const std::string& name) const {
   auto it = values_.find(name);
   if (it == values_.end()) return std::nullopt;
-  return it->second;
+  return it->second.back();
+}
+
+std::vector<std::string> Args::get_all(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Args::get_or(const std::string& name, const std::string& fallback) const {

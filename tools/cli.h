@@ -39,9 +39,11 @@ class Args {
   double get_float(const std::string& name, double fallback) const;
   std::string require(const std::string& name) const;  // UsageError when absent
   const std::vector<std::string>& positional() const { return positional_; }
+  // Every value of a repeatable option, in command-line order (get() returns the last one).
+  std::vector<std::string> get_all(const std::string& name) const;
 
  private:
-  std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positional_;
 };
 
@@ -62,6 +64,8 @@ extern const Command kTokenize;
 extern const Command kRun;
 extern const Command kEval;
 extern const Command kPerplexity;
+extern const Command kPlan;
+extern const Command kCalibrate;
 
 // Parses "8GiB", "7.5G", "512MiB", "1000000" into bytes; UsageError on junk.
 uint64_t parse_size(const std::string& s);

@@ -1,0 +1,373 @@
+#include "sched/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <regex>
+
+#include "util/str.h"
+
+namespace straw::sched {
+
+const char* device_name(Device d) { return d == Device::Gpu ? "gpu" : "cpu"; }
+
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::F16: return "f16";
+    case KvType::Q8_0: return "q8_0";
+    case KvType::Q4_0: return "q4_0";
+    case KvType::F32: return "f32";
+  }
+  return "?";
+}
+
+double kv_bytes_per_element(KvType t) {
+  switch (t) {
+    case KvType::F16: return 2.0;
+    case KvType::Q8_0: return 34.0 / 32.0;
+    case KvType::Q4_0: return 18.0 / 32.0;
+    case KvType::F32: return 4.0;
+  }
+  return 2.0;
+}
+
+uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t) {
+  const double per_pos = double(s.n_head_kv) * (s.head_dim + s.head_dim_v) * kv_bytes_per_element(t);
+  return static_cast<uint64_t>(std::ceil(per_pos * double(ctx)));
+}
+
+namespace {
+
+constexpr uint64_t kMiB = 1024 * 1024;
+
+// Float activations of one micro-batch: x, xn, proj, q, k, v, attention output, gate, up.
+uint64_t activation_bytes(const ModelShape& s, int ubatch) {
+  const uint64_t per_token = 3 * s.n_embd + uint64_t(s.n_head) * s.head_dim +
+                             uint64_t(s.n_head_kv) * (s.head_dim + s.head_dim_v) +
+                             uint64_t(s.n_head) * s.head_dim_v + 2 * s.n_ff;
+  return uint64_t(ubatch) * per_token * sizeof(float);
+}
+
+uint64_t logits_chunk_bytes(const ModelShape& s, int ubatch) {
+  return uint64_t(std::min(ubatch, 64)) * s.n_vocab * sizeof(float);
+}
+
+}  // namespace
+
+uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch) {
+  const uint64_t widest = uint64_t(std::max(s.n_embd, s.n_ff));
+  uint64_t b = activation_bytes(s, ubatch) + logits_chunk_bytes(s, ubatch);
+  b += uint64_t(ubatch) * widest * 36 / 32;          // activations quantized to Q8_1 for matvec
+  b += uint64_t(ubatch) * widest * 2;                // activations in FP16 for cuBLAS GEMM
+  b += 64 * kMiB;                                    // FP16 dequantization tile for GEMM
+  b += 32 * kMiB;                                    // cuBLAS workspace
+  b += uint64_t(8) * s.n_head * 64 * (s.head_dim_v + 2) * sizeof(float);  // flash-decoding partials
+  return b;
+}
+
+uint64_t cpu_compute_bytes(const ModelShape& s, int ubatch) {
+  const uint64_t widest = uint64_t(std::max(s.n_embd, s.n_ff));
+  return activation_bytes(s, ubatch) + logits_chunk_bytes(s, ubatch) +
+         uint64_t(ubatch) * widest * 292 / 256;      // activations quantized to Q8_K
+}
+
+UnitOf unit_of(const std::string& n) {
+  UnitOf u;
+  if (n.rfind("token_embd.", 0) == 0) {
+    u.part = Part::Embedding;
+  } else if (n.rfind("output.", 0) == 0 || n.rfind("output_norm.", 0) == 0) {
+    u.part = Part::Output;
+  } else if (n.rfind("blk.", 0) == 0) {
+    const size_t dot = n.find('.', 4);
+    if (dot == std::string::npos) return u;
+    u.layer = std::atoi(n.substr(4, dot - 4).c_str());
+    const std::string rest = n.substr(dot + 1);
+    if (rest.rfind("attn_", 0) == 0) u.part = Part::Attn;
+    else if (rest.rfind("ffn_", 0) == 0) u.part = Part::Ffn;
+  }
+  return u;
+}
+
+namespace {
+
+// A unit of automatic placement and what it costs and reads.
+struct Unit {
+  int layer;        // -1 for the output layer
+  Part part;
+  uint64_t weight_bytes = 0;
+  uint64_t kv_bytes = 0;       // VRAM its KV cache takes (attention units)
+  uint64_t read_bytes = 0;     // bytes read per decoded token
+  double flops_per_token = 0;  // prefill FLOPs per prompt token (weights only)
+  Device device = Device::Cpu;
+  uint64_t vram() const { return weight_bytes + kv_bytes; }
+};
+
+// Execution order: attn0, ffn0, attn1, ..., output. Unit index = 2 * layer + (ffn ? 1 : 0).
+struct Model {
+  std::vector<Unit> units;
+  int n_layer;
+};
+
+Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
+                  const PlanOptions& o) {
+  Model m;
+  m.n_layer = s.n_layer;
+  m.units.resize(size_t(2 * s.n_layer + 1));
+  for (int i = 0; i < s.n_layer; ++i) {
+    m.units[2 * i] = {i, Part::Attn};
+    m.units[2 * i + 1] = {i, Part::Ffn};
+  }
+  m.units.back() = {-1, Part::Output};
+  for (const TensorDesc& t : tensors) {
+    UnitOf u = unit_of(t.name);
+    Unit* unit = nullptr;
+    if (u.part == Part::Output) unit = &m.units.back();
+    else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 && u.layer < s.n_layer)
+      unit = &m.units[2 * u.layer + (u.part == Part::Ffn ? 1 : 0)];
+    if (!unit) continue;
+    unit->weight_bytes += t.bytes;
+    unit->read_bytes += t.bytes;
+    unit->flops_per_token += 2.0 * double(t.n_elements);
+  }
+  // Tied embeddings: the LM head reads token_embd in full every token, so the output unit holds
+  // a copy of it.
+  bool has_output = std::any_of(tensors.begin(), tensors.end(),
+                                [](const TensorDesc& t) { return t.name == "output.weight"; });
+  if (!has_output) {
+    for (const TensorDesc& t : tensors)
+      if (t.name == "token_embd.weight") {
+        m.units.back().weight_bytes += t.bytes;
+        m.units.back().read_bytes += t.bytes;
+        m.units.back().flops_per_token += 2.0 * double(t.n_elements);
+      }
+  }
+  const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type);
+  for (int i = 0; i < s.n_layer; ++i) {
+    m.units[2 * i].kv_bytes = kv;
+    m.units[2 * i].read_bytes += kv / 2;  // decode reads the cache up to the current position
+  }
+  return m;
+}
+
+int count_transitions(const std::vector<Unit>& units) {
+  int n = 0;
+  Device prev = Device::Cpu;  // the embedding lookup runs on the CPU
+  for (const Unit& u : units) {
+    if (u.device != prev) ++n;
+    prev = u.device;
+  }
+  if (prev != Device::Cpu) ++n;  // logits come back to the host
+  return n;
+}
+
+double decode_seconds(const std::vector<Unit>& units, const Speeds& sp) {
+  double t = 0;
+  for (const Unit& u : units)
+    t += double(u.read_bytes) / (u.device == Device::Gpu ? sp.gpu_read_bw : sp.cpu_read_bw);
+  return t + count_transitions(units) * sp.transition_s;
+}
+
+// Seconds to process one micro-batch of T prompt tokens (from an empty cache). CPU-resident
+// units run on the CPU, or are streamed to the GPU when `stream` is set.
+double prefill_seconds(const std::vector<Unit>& units, const ModelShape& s, int T, bool stream,
+                       const Speeds& sp) {
+  double t = 0;
+  // Attention scores and values: 4 * T^2/2 * head_dim * n_head FLOPs per layer (causal).
+  const double attn_flops = 2.0 * double(T) * double(T) * s.n_head * (s.head_dim + s.head_dim_v) / 2;
+  for (const Unit& u : units) {
+    const double f = u.flops_per_token * T + (u.part == Part::Attn ? attn_flops : 0.0);
+    if (u.device == Device::Gpu) {
+      t += std::max(f / sp.gpu_flops, double(u.weight_bytes) / sp.gpu_read_bw);
+    } else {
+      // On the CPU, or streamed to the GPU where that is faster (the copy of unit i+1 overlaps
+      // the compute of unit i: the slower of the two counts).
+      const double on_cpu = f / sp.cpu_flops;
+      const double streamed = std::max(double(u.weight_bytes) / sp.h2d_bw, f / sp.gpu_flops);
+      t += stream ? std::min(on_cpu, streamed) : on_cpu;
+    }
+  }
+  return t + count_transitions(units) * sp.transition_s;
+}
+
+void apply_gpu_layers(Model& m, int n) {
+  const int first = std::max(0, m.n_layer - n);
+  for (int i = first; i < m.n_layer; ++i) {
+    m.units[2 * i].device = Device::Gpu;
+    m.units[2 * i + 1].device = Device::Gpu;
+  }
+  if (n > m.n_layer) m.units.back().device = Device::Gpu;
+}
+
+// Greedy placement: repeatedly move to the GPU the unit that saves the most decode time per byte
+// of VRAM (transitions included), while it fits. Ties go to later layers, as -ngl would.
+void greedy_place(Model& m, uint64_t available, const Speeds& sp) {
+  uint64_t used = 0;
+  for (;;) {
+    const double base = decode_seconds(m.units, sp);
+    int best = -1;
+    double best_gain = 0;
+    for (int i = int(m.units.size()) - 1; i >= 0; --i) {
+      Unit& u = m.units[i];
+      if (u.device == Device::Gpu || used + u.vram() > available || u.vram() == 0) continue;
+      u.device = Device::Gpu;
+      const double gain = (base - decode_seconds(m.units, sp)) / double(u.vram());
+      u.device = Device::Cpu;
+      if (gain > best_gain) {
+        best_gain = gain;
+        best = i;
+      }
+    }
+    if (best < 0) return;
+    m.units[best].device = Device::Gpu;
+    used += m.units[best].vram();
+  }
+}
+
+uint64_t gpu_vram(const Model& m) {
+  uint64_t b = 0;
+  for (const Unit& u : m.units)
+    if (u.device == Device::Gpu) b += u.vram();
+  return b;
+}
+
+// The best of the greedy placement and every whole-layer suffix that fits (what -ngl N gives):
+// one unit at a time the greedy cannot see that moving many units pays for their transitions.
+void auto_place(Model& m, uint64_t available, const Speeds& sp) {
+  Model best = m;
+  greedy_place(best, available, sp);
+  double best_t = decode_seconds(best.units, sp);
+  for (int n = 1; n <= m.n_layer + 1; ++n) {
+    Model c = m;
+    apply_gpu_layers(c, n);
+    if (gpu_vram(c) > available) break;
+    greedy_place(c, available - gpu_vram(c), sp);  // top up what the suffix leaves
+    const double t = decode_seconds(c.units, sp);
+    if (t < best_t) {
+      best = c;
+      best_t = t;
+    }
+  }
+  m = best;
+}
+
+}  // namespace
+
+Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
+               const PlanOptions& o, const Speeds& sp) {
+  if (o.ctx <= 0) fail("the context length must be positive, got ", o.ctx);
+  if (o.ubatch <= 0) fail("the micro-batch must be positive, got ", o.ubatch);
+  std::vector<std::regex> patterns;
+  for (const auto& ov : o.overrides) {
+    try {
+      patterns.emplace_back(ov.pattern, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      fail("--override-tensor: '", ov.pattern, "' is not a valid regular expression (", e.what(), ")");
+    }
+  }
+
+  Model m = build_units(shape, tensors, o);
+  const uint64_t compute_gpu = o.vram_budget > 0 ? gpu_compute_bytes(shape, o.ubatch) : 0;
+  // Streaming CPU-resident weights during prefill needs two staging buffers of the largest
+  // weight tensor (double buffering) on the GPU.
+  uint64_t largest = 0;
+  for (const TensorDesc& t : tensors)
+    if (unit_of(t.name).part != Part::Embedding) largest = std::max(largest, t.bytes);
+  const uint64_t staging = 2 * largest;
+
+  auto finish = [&](Model mm, bool with_staging) {
+    Plan p;
+    p.speeds = sp;
+    p.vram_budget = o.vram_budget;
+    // Per-tensor devices: the unit's, then --override-tensor (first match wins).
+    for (const TensorDesc& t : tensors) {
+      UnitOf u = unit_of(t.name);
+      Device d = Device::Cpu;
+      if (u.part == Part::Output) d = mm.units.back().device;
+      else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 && u.layer < shape.n_layer)
+        d = mm.units[2 * u.layer + (u.part == Part::Ffn ? 1 : 0)].device;
+      for (size_t k = 0; k < patterns.size(); ++k)
+        if (std::regex_search(t.name, patterns[k])) {
+          d = o.overrides[k].device;
+          break;
+        }
+      p.tensors.push_back({t.name, d, t.bytes});
+      (d == Device::Gpu ? p.gpu_weight_bytes : p.cpu_weight_bytes) += t.bytes;
+    }
+    // Units follow their defining tensor after overrides: attention goes where attn_q is (its KV
+    // cache with it), the FFN where ffn_up is.
+    for (const TensorPlacement& t : p.tensors) {
+      UnitOf u = unit_of(t.name);
+      if (u.layer < 0 || u.layer >= shape.n_layer) continue;
+      if (t.name.find(".attn_q.weight") != std::string::npos) mm.units[2 * u.layer].device = t.device;
+      if (t.name.find(".ffn_up.weight") != std::string::npos) mm.units[2 * u.layer + 1].device = t.device;
+    }
+    if (!tensors.empty()) {
+      for (const TensorPlacement& t : p.tensors)
+        if (t.name == "output.weight") mm.units.back().device = t.device;
+    }
+    for (int i = 0; i < shape.n_layer; ++i) {
+      LayerPlacement l;
+      l.index = i;
+      l.attn = mm.units[2 * i].device;
+      l.ffn = mm.units[2 * i + 1].device;
+      l.attn_bytes = mm.units[2 * i].weight_bytes;
+      l.ffn_bytes = mm.units[2 * i + 1].weight_bytes;
+      l.kv_bytes = mm.units[2 * i].kv_bytes;
+      (l.attn == Device::Gpu ? p.kv_gpu_bytes : p.kv_cpu_bytes) += l.kv_bytes;
+      p.layers.push_back(l);
+    }
+    p.output = mm.units.back().device;
+    const bool any_gpu = p.gpu_weight_bytes > 0 || p.kv_gpu_bytes > 0;
+    const bool any_cpu_weights = p.cpu_weight_bytes > 0;
+    p.compute_gpu_bytes = any_gpu || o.vram_budget > 0 ? compute_gpu : 0;
+    p.stream_prefill = with_staging && any_cpu_weights;
+    if (p.stream_prefill) p.compute_gpu_bytes += staging;
+    if (o.vram_budget == 0) p.compute_gpu_bytes = 0;
+    p.compute_cpu_bytes = cpu_compute_bytes(shape, o.ubatch);
+    p.vram_bytes = p.gpu_weight_bytes + p.kv_gpu_bytes + p.compute_gpu_bytes;
+    p.ram_bytes = p.cpu_weight_bytes + p.kv_cpu_bytes + p.compute_cpu_bytes;
+    p.transitions = count_transitions(mm.units);
+    p.predicted_tg_tps = 1.0 / decode_seconds(mm.units, sp);
+    p.predicted_pp_tps = double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
+    return p;
+  };
+
+  const bool forced = o.gpu_layers.has_value() || !o.overrides.empty();
+  if (o.vram_budget == 0) {
+    if (forced && (o.gpu_layers.value_or(0) > 0 ||
+                   std::any_of(o.overrides.begin(), o.overrides.end(),
+                               [](const auto& ov) { return ov.device == Device::Gpu; })))
+      fail("the VRAM budget is 0 (CPU only) but GPU placement was requested; give --vram-budget");
+    return finish(m, false);
+  }
+  if (compute_gpu > o.vram_budget)
+    fail("the VRAM budget of ", human_bytes(o.vram_budget), " is smaller than the ",
+         human_bytes(compute_gpu), " of GPU compute buffers for --ubatch ", o.ubatch,
+         "; give a larger --vram-budget, a smaller --ubatch, or --vram-budget 0 for CPU only");
+
+  if (forced) {
+    if (o.gpu_layers) apply_gpu_layers(m, *o.gpu_layers);
+    Plan p = finish(m, false);
+    if (p.vram_bytes > o.vram_budget)
+      fail("the requested placement needs ", human_bytes(p.vram_bytes), " of VRAM (weights ",
+           human_bytes(p.gpu_weight_bytes), ", KV cache ", human_bytes(p.kv_gpu_bytes),
+           ", compute ", human_bytes(p.compute_gpu_bytes), "), ",
+           human_bytes(p.vram_bytes - o.vram_budget), " more than the budget of ",
+           human_bytes(o.vram_budget), "; use fewer --gpu-layers, a smaller --ctx or a quantized --kv-type");
+    return p;
+  }
+
+  // Automatic: plan without and with prefill streaming (its staging buffers cost VRAM that weights
+  // could use) and keep streaming only when it speeds prefill up markedly at a small decode cost.
+  Model plain = m;
+  auto_place(plain, o.vram_budget - compute_gpu, sp);
+  Plan a = finish(plain, false);
+  if (a.cpu_weight_bytes == 0 || compute_gpu + staging > o.vram_budget) return a;
+  Model streamed = m;
+  auto_place(streamed, o.vram_budget - compute_gpu - staging, sp);
+  Plan b = finish(streamed, true);
+  const bool pays = b.predicted_pp_tps > 1.2 * a.predicted_pp_tps &&
+                    b.predicted_tg_tps > 0.97 * a.predicted_tg_tps;
+  return pays ? b : a;
+}
+
+}  // namespace straw::sched

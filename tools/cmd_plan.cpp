@@ -1,0 +1,127 @@
+// straw plan: where each tensor of a model would live under a VRAM budget, and the predicted speed.
+// Works without a GPU (for a hypothetical budget) and on header-only (--no-data) files.
+#include <cstdio>
+
+#include "cli.h"
+#include "gguf/gguf.h"
+#include "model/hparams.h"
+#include "placement_flags.h"
+#include "sched/calibration.h"
+#include "sched/plan.h"
+#include "util/json.h"
+#include "util/str.h"
+
+namespace straw::cli {
+namespace {
+
+std::vector<Option> plan_options() {
+  std::vector<Option> o = {
+      {"model", 'm', true, "FILE  GGUF model"},
+      {"ctx", 'c', true, "N  context length (default: min(model context, 4096))"},
+      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), q8_0, q4_0, f32"},
+      {"ubatch", 0, true, "N  micro-batch for prompt processing (default 512)"},
+      {"output", 'o', true, "FORMAT  table (default) or json"},
+  };
+  std::vector<Option> p = placement_options();
+  o.insert(o.end(), p.begin(), p.end());
+  return o;
+}
+
+void print_json(const sched::Plan& p) {
+  std::string s = "{";
+  auto num = [&](const char* k, uint64_t v, bool comma = true) {
+    s += json_string(k) + ": " + std::to_string(v) + (comma ? ", " : "");
+  };
+  num("vram_budget", p.vram_budget);
+  num("vram_bytes", p.vram_bytes);
+  num("ram_bytes", p.ram_bytes);
+  num("gpu_weight_bytes", p.gpu_weight_bytes);
+  num("cpu_weight_bytes", p.cpu_weight_bytes);
+  num("kv_gpu_bytes", p.kv_gpu_bytes);
+  num("kv_cpu_bytes", p.kv_cpu_bytes);
+  num("compute_gpu_bytes", p.compute_gpu_bytes);
+  num("compute_cpu_bytes", p.compute_cpu_bytes);
+  s += "\"output\": " + json_string(sched::device_name(p.output)) + ", ";
+  num("transitions", uint64_t(p.transitions));
+  s += "\"stream_prefill\": " + std::string(p.stream_prefill ? "true" : "false") + ", ";
+  s += "\"calibrated\": " + std::string(p.speeds.calibrated ? "true" : "false") + ", ";
+  s += "\"tensors\": [";
+  for (size_t i = 0; i < p.tensors.size(); ++i) {
+    const auto& t = p.tensors[i];
+    s += (i ? ", " : "") + std::string("{\"name\": ") + json_string(t.name) +
+         ", \"device\": " + json_string(sched::device_name(t.device)) +
+         ", \"bytes\": " + std::to_string(t.bytes) + "}";
+  }
+  s += "], \"layers\": [";
+  for (size_t i = 0; i < p.layers.size(); ++i) {
+    const auto& l = p.layers[i];
+    s += (i ? ", " : "") + std::string("{\"index\": ") + std::to_string(l.index) +
+         ", \"attn\": " + json_string(sched::device_name(l.attn)) +
+         ", \"ffn\": " + json_string(sched::device_name(l.ffn)) +
+         ", \"attn_bytes\": " + std::to_string(l.attn_bytes) +
+         ", \"ffn_bytes\": " + std::to_string(l.ffn_bytes) +
+         ", \"kv_bytes\": " + std::to_string(l.kv_bytes) + "}";
+  }
+  s += "], \"predicted\": {\"tg_tps\": " + json_number(p.predicted_tg_tps) +
+       ", \"pp_tps\": " + json_number(p.predicted_pp_tps) + "}}\n";
+  std::fwrite(s.data(), 1, s.size(), stdout);
+}
+
+void print_table(const sched::Plan& p, const std::string& path) {
+  std::printf("plan for %s\n\n", path.c_str());
+  std::printf("  layer  attn  ffn   attn weights    ffn weights       KV cache\n");
+  for (const auto& l : p.layers)
+    std::printf("  %5d  %-4s  %-4s  %13s  %13s  %13s\n", l.index, sched::device_name(l.attn),
+                sched::device_name(l.ffn), human_bytes(l.attn_bytes).c_str(),
+                human_bytes(l.ffn_bytes).c_str(), human_bytes(l.kv_bytes).c_str());
+  std::printf("  output: %s\n\n", sched::device_name(p.output));
+  const double pct = p.vram_budget ? 100.0 * double(p.vram_bytes) / double(p.vram_budget) : 0.0;
+  std::printf("VRAM: %s of a %s budget (%.1f%%): weights %s, KV %s, compute %s%s\n",
+              human_bytes(p.vram_bytes).c_str(), human_bytes(p.vram_budget).c_str(), pct,
+              human_bytes(p.gpu_weight_bytes).c_str(), human_bytes(p.kv_gpu_bytes).c_str(),
+              human_bytes(p.compute_gpu_bytes).c_str(),
+              p.stream_prefill ? " (incl. prefill streaming buffers)" : "");
+  std::printf("RAM:  %s: weights %s, KV %s, compute %s\n", human_bytes(p.ram_bytes).c_str(),
+              human_bytes(p.cpu_weight_bytes).c_str(), human_bytes(p.kv_cpu_bytes).c_str(),
+              human_bytes(p.compute_cpu_bytes).c_str());
+  std::printf("CPU<->GPU transitions per token: %d\n", p.transitions);
+  std::printf("predicted: tg %.2f t/s, pp %.1f t/s%s\n", p.predicted_tg_tps, p.predicted_pp_tps,
+              p.speeds.calibrated ? "" : "  (uncalibrated defaults: run `straw calibrate`)");
+}
+
+int run_plan(const Args& a) {
+  const std::string path = a.require("model");
+  auto reader = gguf::Reader::open(path);
+  const model::HParams hp = model::read_hparams(*reader);
+  sched::ModelShape shape;
+  shape.n_layer = hp.n_layer;
+  shape.n_embd = hp.n_embd;
+  shape.n_ff = hp.n_ff;
+  shape.n_head = hp.n_head;
+  shape.n_head_kv = hp.n_head_kv;
+  shape.head_dim = hp.head_dim;
+  shape.head_dim_v = hp.head_dim_v;
+  shape.n_vocab = reader->tensor("token_embd.weight").n_rows();
+  shape.n_ctx_train = hp.n_ctx_train;
+  std::vector<sched::TensorDesc> tensors;
+  for (const auto& t : reader->tensors()) tensors.push_back({t.name, t.bytes, t.n_elements()});
+
+  sched::PlanOptions po = plan_options_from(a);
+  po.ctx = a.get_int("ctx", std::min<int64_t>(hp.n_ctx_train, 4096));
+  po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
+  po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
+  const sched::Plan p = sched::make_plan(shape, tensors, po, sched::load_speeds(sched::calibration_path()));
+  const std::string fmt = a.get_or("output", "table");
+  if (fmt == "json") print_json(p);
+  else if (fmt == "table") print_table(p, path);
+  else throw UsageError("-o must be table or json");
+  return 0;
+}
+
+}  // namespace
+
+const Command kPlan = {"plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
+                       "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] [-o json]",
+                       plan_options, run_plan};
+
+}  // namespace straw::cli

@@ -1,0 +1,52 @@
+#include "placement_flags.h"
+
+namespace straw::cli {
+
+std::vector<Option> placement_options() {
+  return {
+      {"vram-budget", 0, true, "SIZE  GPU memory the plan may use (8GiB, 7.5G, 512MiB, bytes; 0: CPU only)"},
+      {"gpu-layers", 0, true, "N  llama.cpp's -ngl: the last N layers on the GPU (all: every layer and the output)"},
+      {"override-tensor", 0, true, "REGEX=gpu|cpu  place matching tensors (first match wins; comma-separated list)"},
+  };
+}
+
+sched::KvType parse_kv_type(const std::string& s) {
+  if (s == "f16") return sched::KvType::F16;
+  if (s == "q8_0") return sched::KvType::Q8_0;
+  if (s == "q4_0") return sched::KvType::Q4_0;
+  if (s == "f32") return sched::KvType::F32;
+  throw UsageError("--kv-type must be f16, q8_0, q4_0 or f32, got '" + s + "'");
+}
+
+sched::PlanOptions plan_options_from(const Args& a) {
+  sched::PlanOptions po;
+  po.vram_budget = a.has("vram-budget") ? parse_size(a.require("vram-budget")) : 0;
+  if (auto n = a.get("gpu-layers")) {
+    if (*n == "all") po.gpu_layers = 1 << 30;
+    else po.gpu_layers = static_cast<int>(a.get_int("gpu-layers", 0));
+    if (*po.gpu_layers < 0) throw UsageError("--gpu-layers must be >= 0 or 'all'");
+  }
+  for (const std::string& value : a.get_all("override-tensor")) {
+    const std::string* ov = &value;
+    // Repeatable, and each value may hold comma-separated REGEX=DEVICE pairs (as llama.cpp's -ot).
+    size_t start = 0;
+    while (start <= ov->size()) {
+      size_t comma = ov->find(',', start);
+      if (comma == std::string::npos) comma = ov->size();
+      const std::string item = ov->substr(start, comma - start);
+      const size_t eq = item.rfind('=');
+      if (eq == std::string::npos || eq == 0)
+        throw UsageError("--override-tensor expects REGEX=gpu|cpu, got '" + item + "'");
+      const std::string dev = item.substr(eq + 1);
+      sched::Device d;
+      if (dev == "gpu" || dev == "cuda" || dev == "CUDA0") d = sched::Device::Gpu;
+      else if (dev == "cpu" || dev == "CPU") d = sched::Device::Cpu;
+      else throw UsageError("--override-tensor: device must be gpu or cpu, got '" + dev + "'");
+      po.overrides.push_back({item.substr(0, eq), d});
+      start = comma + 1;
+    }
+  }
+  return po;
+}
+
+}  // namespace straw::cli
