@@ -3,19 +3,29 @@
 #include <chrono>
 #include <cstdio>
 
+#include "placement_flags.h"
 #include "util/str.h"
 
 namespace straw::cli {
 
 std::vector<Option> model_options() {
-  return {
+  std::vector<Option> o = {
       {"model", 'm', true, "FILE  GGUF model (first shard of a split model)"},
       {"threads", 't', true, "N  worker threads (default: physical cores)"},
       {"ctx", 'c', true, "N  context length (default: min(model context, 4096))"},
       {"ubatch", 0, true, "N  prompt tokens per forward pass (default 512)"},
       {"kv-type", 0, true, "TYPE  KV cache type: f16 (default) or f32"},
+      {"device", 0, true, "DEV  auto (default: GPU when built with CUDA and present), cpu, gpu"},
+      {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
   };
+  std::vector<Option> p = placement_options();
+  o.insert(o.end(), p.begin(), p.end());
+  return o;
 }
+
+namespace {
+std::string a_device(const Args& args) { return args.get_or("device", "auto"); }
+}  // namespace
 
 ModelOptions model_options_from(const Args& args) {
   ModelOptions o;
@@ -30,6 +40,17 @@ ModelOptions model_options_from(const Args& args) {
   if (kv == "f16") o.kv_type = KvCacheType::F16;
   else if (kv == "f32") o.kv_type = KvCacheType::F32;
   else throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  std::string dev = a_device(args);
+  if (dev == "auto") o.device = DeviceChoice::Auto;
+  else if (dev == "cpu") o.device = DeviceChoice::Cpu;
+  else if (dev == "gpu" || dev == "cuda") o.device = DeviceChoice::Gpu;
+  else throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
+  const sched::PlanOptions po = plan_options_from(args);
+  if (args.has("vram-budget")) o.vram_budget = po.vram_budget;
+  if (po.gpu_layers) o.gpu_layers = *po.gpu_layers;
+  for (const auto& ov : po.overrides)
+    o.tensor_overrides.push_back({ov.pattern, ov.device == sched::Device::Gpu});
+  o.cuda_graphs = !args.has("no-cuda-graphs");
   return o;
 }
 
@@ -38,10 +59,10 @@ std::unique_ptr<Model> load_model_verbose(const ModelOptions& o) {
   auto model = Model::load(o);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelInfo& i = model->info();
-  std::fprintf(stderr, "straw: loaded %s (%s, %d layers, %s) in %.2f s; %d threads, ctx %d\n",
+  std::fprintf(stderr, "straw: loaded %s (%s, %d layers, %s) in %.2f s; %d threads, ctx %d; %s\n",
                i.name.c_str(), i.architecture.c_str(), i.n_layer,
                human_bytes(i.weight_bytes).c_str(), s, model->options().threads,
-               model->options().ctx);
+               model->options().ctx, i.placement.c_str());
   return model;
 }
 

@@ -6,7 +6,7 @@ std::vector<Option> placement_options() {
   return {
       {"vram-budget", 0, true, "SIZE  GPU memory the plan may use (8GiB, 7.5G, 512MiB, bytes; 0: CPU only)"},
       {"gpu-layers", 0, true, "N  llama.cpp's -ngl: the last N layers on the GPU (all: every layer and the output)"},
-      {"override-tensor", 0, true, "REGEX=gpu|cpu  place matching tensors (first match wins; comma-separated list)"},
+      {"override-tensor", 0, true, "REGEX=gpu|cpu  place matching tensors (repeatable or comma-separated; first match wins)"},
   };
 }
 

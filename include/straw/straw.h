@@ -28,12 +28,30 @@ namespace straw {
 
 enum class KvCacheType { F16, F32 };
 
+// Where a model runs. Auto: on the GPU as far as the VRAM budget allows when straw was built with
+// CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
+enum class DeviceChoice { Auto, Cpu, Gpu };
+
+struct TensorOverride {
+  std::string pattern;     // ECMAScript regex searched in tensor names ("ffn_(up|gate)")
+  bool gpu = false;        // place matching tensors on the GPU (true) or the CPU (false)
+};
+
 struct ModelOptions {
   std::string path;        // GGUF file; for split models the first shard (NAME-00001-of-0000N.gguf)
   int threads = 0;         // worker threads; 0: the number of physical cores
   int ctx = 0;             // context length of new sessions; 0: min(model's context, 4096)
   int ubatch = 512;        // micro-batch: prompt tokens evaluated per forward pass
   KvCacheType kv_type = KvCacheType::F16;
+
+  // Placement (used when straw is built with CUDA and a GPU is present).
+  DeviceChoice device = DeviceChoice::Auto;
+  std::optional<uint64_t> vram_budget;  // bytes straw may use on the GPU; unset: the GPU's free
+                                        // memory minus a safety margin; 0: CPU only
+  std::optional<int> gpu_layers;        // llama.cpp's -ngl (the last N layers; N > n_layer adds the
+                                        // output layer); unset: automatic placement
+  std::vector<TensorOverride> tensor_overrides;  // first match wins
+  bool cuda_graphs = true;              // capture the decode step as a CUDA Graph
 };
 
 // What a loaded model is.
@@ -47,6 +65,7 @@ struct ModelInfo {
   int n_head = 0;
   int n_head_kv = 0;
   uint64_t weight_bytes = 0; // bytes of tensor data in the file(s)
+  std::string placement;     // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
 };
 
 struct ChatMessage {

@@ -38,10 +38,9 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
     fail("the context length ", impl->n_ctx, " exceeds the model's trained context of ",
          impl->hp.n_ctx_train, " tokens");
   impl->options.ctx = static_cast<int>(impl->n_ctx);
-  const int threads = options.threads > 0 ? options.threads : cpu::physical_cores();
-  impl->options.threads = threads;
-  impl->backend = std::make_unique<cpu::CpuBackend>(threads);
-  model::prepare_weights(impl->weights, *impl->backend);
+  impl->options.threads = options.threads > 0 ? options.threads : cpu::physical_cores();
+  choose_backends(*impl);
+  model::prepare_weights(impl->weights, impl->devices);
 
   ModelInfo& info = impl->info;
   info.architecture = impl->hp.arch_name;

@@ -11,6 +11,8 @@
 #include "model/tokenizer/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "sched/calibration.h"
+#include "sched/plan.h"
 #include "straw/straw.h"
 
 namespace straw {
@@ -24,8 +26,16 @@ struct Model::Impl {
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatTemplate chat_template = model::ChatTemplate::None;
   model::ChatOptions chat_options;
-  std::unique_ptr<cpu::CpuBackend> backend;
+  std::unique_ptr<cpu::CpuBackend> cpu;       // always present (embeddings, CPU-placed layers)
+  std::unique_ptr<ops::Backend> gpu;          // when the plan puts something on a GPU
+  model::DeviceMap devices;                   // which backend runs each part
+  sched::Plan plan;                           // the placement (CPU only: the default plan)
   int64_t n_ctx = 0;                          // context of new sessions (resolved from options)
 };
+
+// Creates the backends and fills m.devices (and m.plan) from m.options (src/api/placement.cpp).
+void choose_backends(Model::Impl& m);
+// The placement plan for this model under a VRAM budget.
+sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget);
 
 }  // namespace straw

@@ -18,8 +18,8 @@ struct Session::Impl {
       : model(m),
         kv(m.impl().hp, n_ctx,
            m.impl().options.kv_type == KvCacheType::F16 ? ops::KvType::F16 : ops::KvType::F32,
-           *m.impl().backend),
-        transformer(m.impl().hp, m.impl().weights, *m.impl().backend,
+           m.impl().devices),
+        transformer(m.impl().hp, m.impl().weights, m.impl().devices,
                     static_cast<int>(std::min<int64_t>(m.impl().options.ubatch, n_ctx))) {}
 };
 

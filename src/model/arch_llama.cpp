@@ -10,7 +10,7 @@ namespace straw::model {
 namespace {
 void layer(BlockContext& c, const LayerWeights& l, int il) {
   attention_block(c, l, il, {});
-  swiglu_ffn_block(c, l);
+  swiglu_ffn_block(c, l, il);
 }
 }  // namespace
 

@@ -9,7 +9,7 @@ namespace straw::model {
 namespace {
 void layer(BlockContext& c, const LayerWeights& l, int il) {
   attention_block(c, l, il, {});  // biases are bound (required) for qwen2 in bind_weights
-  swiglu_ffn_block(c, l);
+  swiglu_ffn_block(c, l, il);
 }
 }  // namespace
 

@@ -4,37 +4,38 @@
 namespace straw::model {
 
 void attention_block(BlockContext& c, const LayerWeights& l, int il, const AttentionOptions& o) {
+  c.enter(BlockContext::Part::Attn, il);
   const HParams& hp = c.hp;
   const int T = c.n_tokens;
   const int64_t E = hp.n_embd;
   const int64_t Q = int64_t(hp.n_head) * hp.head_dim;
   const int64_t K = int64_t(hp.n_head_kv) * hp.head_dim;
   const int64_t V = int64_t(hp.n_head_kv) * hp.head_dim_v;
-  Activations& a = c.a;
+  Activations& a = *c.a;
 
   // n = RMSNorm(x) * attn_norm
-  c.be.rmsnorm(a.x, l.attn_norm, a.xn, T, E, hp.rms_eps);
+  c.be->rmsnorm(a.x, l.attn_norm, a.xn, T, E, hp.rms_eps);
   // q = Wq n + bq;  k = Wk n + bk;  v = Wv n + bv
-  c.be.matmul(l.wq, a.xn, a.q, T);
-  c.be.matmul(l.wk, a.xn, a.k, T);
-  c.be.matmul(l.wv, a.xn, a.v, T);
-  if (l.bq) c.be.add_bias(a.q, l.bq, T, Q);
-  if (l.bk) c.be.add_bias(a.k, l.bk, T, K);
-  if (l.bv) c.be.add_bias(a.v, l.bv, T, V);
+  c.be->matmul(l.wq, a.xn, a.q, T);
+  c.be->matmul(l.wk, a.xn, a.k, T);
+  c.be->matmul(l.wv, a.xn, a.v, T);
+  if (l.bq) c.be->add_bias(a.q, l.bq, T, Q);
+  if (l.bk) c.be->add_bias(a.k, l.bk, T, K);
+  if (l.bv) c.be->add_bias(a.v, l.bv, T, V);
   if (o.qk_norm) {
     // q_h = RMSNorm(q_h) * q_norm;  k_h = RMSNorm(k_h) * k_norm   (per head, before RoPE)
-    c.be.rmsnorm(a.q, l.q_norm, a.q, int64_t(T) * hp.n_head, hp.head_dim, hp.rms_eps);
-    c.be.rmsnorm(a.k, l.k_norm, a.k, int64_t(T) * hp.n_head_kv, hp.head_dim,
+    c.be->rmsnorm(a.q, l.q_norm, a.q, int64_t(T) * hp.n_head, hp.head_dim, hp.rms_eps);
+    c.be->rmsnorm(a.k, l.k_norm, a.k, int64_t(T) * hp.n_head_kv, hp.head_dim,
                  hp.rms_eps);
   }
   // q, k = RoPE(q, pos), RoPE(k, pos)
   ops::RopeParams rope = hp.rope;
-  if (c.w.rope_freqs) rope.freq_factors = static_cast<const float*>(c.w.rope_freqs.data);
-  c.be.rope(a.q, T, hp.n_head, hp.head_dim, c.pos0, rope);
-  c.be.rope(a.k, T, hp.n_head_kv, hp.head_dim, c.pos0, rope);
+  if (l.rope_freqs) rope.freq_factors = static_cast<const float*>(l.rope_freqs.data);
+  c.be->rope(a.q, T, hp.n_head, hp.head_dim, c.pos0, rope);
+  c.be->rope(a.k, T, hp.n_head_kv, hp.head_dim, c.pos0, rope);
   // cache[pos] = k, v;  attn = softmax(q K^T * scale + causal mask) V
   const ops::KvLayer& kv = c.kv.layer(il);
-  c.be.kv_store(kv, a.k, a.v, T, c.pos0, K, V);
+  c.be->kv_store(kv, a.k, a.v, T, c.pos0, K, V);
   ops::AttentionParams ap;
   ap.n_tokens = T;
   ap.pos0 = c.pos0;
@@ -43,26 +44,27 @@ void attention_block(BlockContext& c, const LayerWeights& l, int il, const Atten
   ap.head_dim = hp.head_dim;
   ap.head_dim_v = hp.head_dim_v;
   ap.scale = hp.attn_scale;
-  c.be.attention(a.q, kv, a.attn, ap);
+  c.be->attention(a.q, kv, a.attn, ap);
   // x += Wo attn + bo
-  c.be.matmul(l.wo, a.attn, a.proj, T);
-  if (l.bo) c.be.add_bias(a.proj, l.bo, T, E);
-  c.be.add(a.x, a.proj, int64_t(T) * E);
+  c.be->matmul(l.wo, a.attn, a.proj, T);
+  if (l.bo) c.be->add_bias(a.proj, l.bo, T, E);
+  c.be->add(a.x, a.proj, int64_t(T) * E);
 }
 
-void swiglu_ffn_block(BlockContext& c, const LayerWeights& l) {
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il) {
+  c.enter(BlockContext::Part::Ffn, il);
   const HParams& hp = c.hp;
   const int T = c.n_tokens;
-  Activations& a = c.a;
+  Activations& a = *c.a;
   // n = RMSNorm(x) * ffn_norm
-  c.be.rmsnorm(a.x, l.ffn_norm, a.xn, T, hp.n_embd, hp.rms_eps);
+  c.be->rmsnorm(a.x, l.ffn_norm, a.xn, T, hp.n_embd, hp.rms_eps);
   // h = silu(W_gate n) * (W_up n)
-  c.be.matmul(l.w_gate, a.xn, a.gate, T);
-  c.be.matmul(l.w_up, a.xn, a.up, T);
-  c.be.swiglu(a.gate, a.up, a.gate, int64_t(T) * hp.n_ff);
+  c.be->matmul(l.w_gate, a.xn, a.gate, T);
+  c.be->matmul(l.w_up, a.xn, a.up, T);
+  c.be->swiglu(a.gate, a.up, a.gate, int64_t(T) * hp.n_ff);
   // x += W_down h
-  c.be.matmul(l.w_down, a.gate, a.proj, T);
-  c.be.add(a.x, a.proj, int64_t(T) * hp.n_embd);
+  c.be->matmul(l.w_down, a.gate, a.proj, T);
+  c.be->add(a.x, a.proj, int64_t(T) * hp.n_embd);
 }
 
 }  // namespace straw::model

@@ -7,40 +7,67 @@
 namespace straw::model {
 
 namespace {
+
 constexpr int kLogitRows = 64;  // LM-head rows computed per step when every token's logits are kept
 
 size_t kv_row_bytes(const HParams& hp, ops::KvType type, int head_dim) {
   return size_t(hp.n_head_kv) * size_t(head_dim) * (type == ops::KvType::F16 ? 2 : 4);
 }
+
 }  // namespace
 
-size_t KvCache::bytes_needed(const HParams& hp, int64_t n_ctx, ops::KvType type) {
-  return size_t(n_ctx) * (kv_row_bytes(hp, type, hp.head_dim) + kv_row_bytes(hp, type, hp.head_dim_v)) *
-         size_t(hp.n_layer);
+DeviceMap DeviceMap::single(ops::Backend& be, int n_layer) {
+  DeviceMap m;
+  m.attn.assign(size_t(n_layer), &be);
+  m.ffn.assign(size_t(n_layer), &be);
+  m.output = &be;
+  m.embed = &be;
+  return m;
 }
 
-KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, ops::Backend& be)
-    : n_ctx_(n_ctx), storage_(be.alloc(bytes_needed(hp, n_ctx, type))) {
-  const size_t k_row = kv_row_bytes(hp, type, hp.head_dim);
-  const size_t v_row = kv_row_bytes(hp, type, hp.head_dim_v);
-  const size_t per_layer = size_t(n_ctx) * (k_row + v_row);
+size_t KvCache::layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type) {
+  return size_t(n_ctx) * (kv_row_bytes(hp, type, hp.head_dim) + kv_row_bytes(hp, type, hp.head_dim_v));
+}
+
+KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices)
+    : n_ctx_(n_ctx) {
+  const size_t k_bytes = size_t(n_ctx) * kv_row_bytes(hp, type, hp.head_dim);
   layers_.resize(hp.n_layer);
   for (int i = 0; i < hp.n_layer; ++i) {
-    uint8_t* base = static_cast<uint8_t*>(storage_->data()) + per_layer * i;
-    layers_[i] = {type, base, base + size_t(n_ctx) * k_row, n_ctx};
+    storage_.push_back(devices.attn[i]->alloc(layer_bytes(hp, n_ctx, type)));
+    uint8_t* base = static_cast<uint8_t*>(storage_.back()->data());
+    layers_[i] = {type, base, base + k_bytes, n_ctx};
   }
 }
 
-Transformer::Transformer(const HParams& hp, const Weights& w, ops::Backend& be, int max_batch)
-    : hp_(hp), w_(w), be_(be), max_batch_(max_batch) {
+size_t KvCache::bytes() const {
+  size_t b = 0;
+  for (const auto& s : storage_) b += s->size();
+  return b;
+}
+
+void BlockContext::enter(Part part, int il) {
+  const DeviceMap& d = exec.devices();
+  ops::Backend* to = part == Part::Attn ? d.attn[il] : part == Part::Ffn ? d.ffn[il] : d.output;
+  exec.move_to(*this, to);
+}
+
+Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices,
+                         int max_batch)
+    : hp_(hp), w_(w), devices_(devices), max_batch_(max_batch) {
   switch (hp.arch) {
     case Arch::Llama: layer_ = llama_layer(); break;
     case Arch::Qwen2: layer_ = qwen2_layer(); break;
     case Arch::Qwen3: layer_ = qwen3_layer(); break;
   }
-  // One allocation carved into the buffers; each starts on a 64-byte boundary.
+  // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
+  std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
+  for (ops::Backend* b : devices_.attn) distinct.push_back(b);
+  for (ops::Backend* b : devices_.ffn) distinct.push_back(b);
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+
   const size_t B = size_t(max_batch);
-  float** bufs[] = {&a_.x, &a_.xn, &a_.q, &a_.k, &a_.v, &a_.attn, &a_.gate, &a_.up, &a_.proj, &a_.logits};
   const size_t sizes[] = {B * hp.n_embd,
                           B * hp.n_embd,
                           B * hp.n_head * hp.head_dim,
@@ -54,12 +81,35 @@ Transformer::Transformer(const HParams& hp, const Weights& w, ops::Backend& be, 
   auto padded = [](size_t n) { return (n + 15) / 16 * 16; };
   size_t total = 0;
   for (size_t n : sizes) total += padded(n);
-  storage_ = be.alloc(total * sizeof(float));
-  float* p = static_cast<float*>(storage_->data());
-  for (size_t i = 0; i < std::size(sizes); ++i) {
-    *bufs[i] = p;
-    p += padded(sizes[i]);
+  for (ops::Backend* be : distinct) {
+    DeviceBuffers d{be, be->alloc(total * sizeof(float)), {}};
+    float** bufs[] = {&d.a.x, &d.a.xn,   &d.a.q,  &d.a.k,    &d.a.v,
+                      &d.a.attn, &d.a.gate, &d.a.up, &d.a.proj, &d.a.logits};
+    float* p = static_cast<float*>(d.storage->data());
+    for (size_t i = 0; i < std::size(sizes); ++i) {
+      *bufs[i] = p;
+      p += padded(sizes[i]);
+    }
+    buffers_.push_back(std::move(d));
   }
+  if (distinct.size() > 1) staging_.resize(B * hp.n_embd);
+}
+
+Activations& Transformer::activations_of(ops::Backend* be) {
+  for (DeviceBuffers& d : buffers_)
+    if (d.be == be) return d.a;
+  fail("internal error: no activation buffers for a backend of the device map");
+}
+
+void Transformer::move_to(BlockContext& c, ops::Backend* to) {
+  if (c.be == to) return;
+  Activations& dst = activations_of(to);
+  // x crosses devices through host memory: [n_tokens][n_embd] floats.
+  const size_t bytes = size_t(c.n_tokens) * hp_.n_embd * sizeof(float);
+  c.be->to_host(c.a->x, staging_.data(), bytes);
+  to->from_host(staging_.data(), dst.x, bytes);
+  c.be = to;
+  c.a = &dst;
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv,
@@ -75,31 +125,34 @@ void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache
   const int n_out = logits ? T - first : 0;
   const int n_head_rows = std::min(n_out, kLogitRows);  // LM-head rows computed inside the step
 
-  // The step from embeddings to the first chunk of logits is bracketed by begin/end_forward so
-  // that a backend can capture it once and replay it (CUDA Graphs); when it replays, the ops are
-  // not issued again.
-  if (!be_.begin_forward(tokens, pos0, n_head_rows)) {
+  // A step that runs on one backend is bracketed by begin/end_forward so that the backend can
+  // capture it once and replay it (CUDA Graphs); when it replays, the ops are not issued again.
+  const bool single = buffers_.size() == 1;
+  ops::Backend* out_be = devices_.output;
+  BlockContext c{hp_, w_, kv, *this, T, pos0, devices_.embed, &activations_of(devices_.embed)};
+  if (!single || !devices_.embed->begin_forward(tokens, pos0, n_head_rows)) {
     // x = token_embd[tokens]
-    be_.get_rows(w_.tok_embd, tokens, a_.x);
-    BlockContext c{hp_, be_, a_, kv, w_, T, pos0};
+    c.be->get_rows(w_.tok_embd, tokens, c.a->x);
     for (int il = 0; il < hp_.n_layer; ++il) layer_(c, w_.layers[il], il);
     if (n_out > 0) {
       // logits = W_out · (RMSNorm(x) · output_norm), for every token or only the last one
-      const float* x_out = a_.x + size_t(first) * hp_.n_embd;
-      be_.rmsnorm(x_out, w_.output_norm, a_.xn, n_out, hp_.n_embd, hp_.rms_eps);
-      be_.matmul(w_.output, a_.xn, a_.logits, n_head_rows);
+      c.enter(BlockContext::Part::Output, 0);
+      const float* x_out = c.a->x + size_t(first) * hp_.n_embd;
+      c.be->rmsnorm(x_out, w_.output_norm, c.a->xn, n_out, hp_.n_embd, hp_.rms_eps);
+      c.be->matmul(w_.output, c.a->xn, c.a->logits, n_head_rows);
     }
   }
-  be_.end_forward();
+  if (single) devices_.embed->end_forward();
   if (n_out == 0) return;
-  be_.to_host(a_.logits, logits, size_t(n_head_rows) * hp_.n_vocab * sizeof(float));
+  Activations& oa = activations_of(out_be);
+  out_be->to_host(oa.logits, logits, size_t(n_head_rows) * hp_.n_vocab * sizeof(float));
   // Further rows in chunks of kLogitRows: a whole batch of logits ([512][152k] floats) would be
   // 300 MB of activation memory.
   for (int r0 = n_head_rows; r0 < n_out; r0 += kLogitRows) {
     const int n = std::min(kLogitRows, n_out - r0);
-    be_.matmul(w_.output, a_.xn + size_t(r0) * hp_.n_embd, a_.logits, n);
-    be_.to_host(a_.logits, logits + size_t(r0) * hp_.n_vocab,
-                size_t(n) * hp_.n_vocab * sizeof(float));
+    out_be->matmul(w_.output, oa.xn + size_t(r0) * hp_.n_embd, oa.logits, n);
+    out_be->to_host(oa.logits, logits + size_t(r0) * hp_.n_vocab,
+                    size_t(n) * hp_.n_vocab * sizeof(float));
   }
 }
 

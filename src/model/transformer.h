@@ -7,26 +7,27 @@
 #include <span>
 #include <vector>
 
+#include "model/device_map.h"
 #include "model/hparams.h"
 #include "model/weights.h"
 #include "ops/backend.h"
 
 namespace straw::model {
 
-// KV cache storage of one session, in the backend's memory: per layer, K and V rows for
-// positions 0..n_ctx-1.
+// KV cache storage of one session: per layer, K and V rows for positions 0..n_ctx-1, in the
+// memory of the backend that runs that layer's attention.
 class KvCache {
  public:
-  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, ops::Backend& be);
+  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices);
   const ops::KvLayer& layer(int i) const { return layers_[i]; }
   int64_t n_ctx() const { return n_ctx_; }
-  size_t bytes() const { return storage_->size(); }
-  // Bytes a cache of n_ctx positions takes (for planning before allocation).
-  static size_t bytes_needed(const HParams& hp, int64_t n_ctx, ops::KvType type);
+  size_t bytes() const;
+  // Bytes one layer's cache of n_ctx positions takes (for planning before allocation).
+  static size_t layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type);
 
  private:
   int64_t n_ctx_;
-  std::unique_ptr<ops::Buffer> storage_;
+  std::vector<std::unique_ptr<ops::Buffer>> storage_;  // one per layer
   std::vector<ops::KvLayer> layers_;
 };
 
@@ -45,15 +46,23 @@ struct Activations {
   float* logits = nullptr;  // [min(ub, 64)][n_vocab]  LM head output before the copy to the host
 };
 
-// Everything one block needs: the model, the backend, the batch being processed.
+class Transformer;
+
+// Everything one block needs: the model, the batch being processed, and the device it runs on
+// now. Sub-blocks start with enter(), which moves the residual stream to the backend that holds
+// that sub-block's weights (a no-op when it is already there).
 struct BlockContext {
   const HParams& hp;
-  ops::Backend& be;
-  Activations& a;
-  const KvCache& kv;
   const Weights& w;
-  int n_tokens;  // tokens in this micro-batch
-  int64_t pos0;  // position of its first token
+  const KvCache& kv;
+  Transformer& exec;
+  int n_tokens;             // tokens in this micro-batch
+  int64_t pos0;             // position of its first token
+  ops::Backend* be = nullptr;    // current backend
+  Activations* a = nullptr;      // its activation buffers
+
+  enum class Part { Attn, Ffn, Output };
+  void enter(Part part, int il);
 };
 
 // Shared sub-blocks (blocks.cpp).
@@ -63,7 +72,7 @@ struct AttentionOptions {
 // x += Wo · Attn(RoPE(Wq·n + bq), RoPE(Wk·n + bk), Wv·n + bv),  n = RMSNorm(x)·attn_norm
 void attention_block(BlockContext& c, const LayerWeights& l, int il, const AttentionOptions& o);
 // x += W_down · (silu(W_gate·n) ⊙ (W_up·n)),  n = RMSNorm(x)·ffn_norm
-void swiglu_ffn_block(BlockContext& c, const LayerWeights& l);
+void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il);
 
 // One repeating block of an architecture (arch_llama.cpp, arch_qwen2.cpp, arch_qwen3.cpp).
 using LayerFn = void (*)(BlockContext& c, const LayerWeights& l, int il);
@@ -73,25 +82,34 @@ LayerFn qwen3_layer();
 
 class Transformer {
  public:
-  Transformer(const HParams& hp, const Weights& w, ops::Backend& be, int max_batch);
+  Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices, int max_batch);
 
   // Runs tokens at positions pos0.. through the model, appending their K/V to `kv`. Writes the
   // logits of every token ([n][n_vocab]) when all_logits, else of the last token only ([n_vocab]),
-  // to host memory.
-  // logits == nullptr skips the LM head. tokens.size() must not exceed max_batch.
+  // to host memory. logits == nullptr skips the LM head. tokens.size() must not exceed max_batch.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                bool all_logits);
 
   int max_batch() const { return max_batch_; }
+  // Moves the residual stream x of the current batch from c.be to `to` (BlockContext::enter).
+  void move_to(BlockContext& c, ops::Backend* to);
+  const DeviceMap& devices() const { return devices_; }
 
  private:
+  struct DeviceBuffers {
+    ops::Backend* be;
+    std::unique_ptr<ops::Buffer> storage;  // every activation buffer, carved into a
+    Activations a;
+  };
+  Activations& activations_of(ops::Backend* be);
+
   const HParams& hp_;
   const Weights& w_;
-  ops::Backend& be_;
+  DeviceMap devices_;
   int max_batch_;
   LayerFn layer_;
-  std::unique_ptr<ops::Buffer> storage_;  // every activation buffer, carved into a_
-  Activations a_;
+  std::vector<DeviceBuffers> buffers_;   // one set per distinct backend
+  std::vector<float> staging_;           // host copy of x when it crosses devices
 };
 
 }  // namespace straw::model

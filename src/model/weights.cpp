@@ -94,6 +94,7 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
       l.q_norm = b.need(p + "attn_q_norm.weight", hp.head_dim, 1, true);
       l.k_norm = b.need(p + "attn_k_norm.weight", hp.head_dim, 1, true);
     }
+    l.rope_freqs = w.rope_freqs;
     l.ffn_norm = b.need(p + "ffn_norm.weight", E, 1, true);
     l.w_gate = b.need(p + "ffn_gate.weight", E, F);
     l.w_up = b.need(p + "ffn_up.weight", E, F);
@@ -102,11 +103,16 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
   return w;
 }
 
-void prepare_weights(Weights& w, ops::Backend& be) {
-  w.output = be.prepare_weight(w.output);
-  for (LayerWeights& l : w.layers) {
-    for (ops::Weight* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
-      *m = be.prepare_weight(*m);
+void prepare_weights(Weights& w, const DeviceMap& d) {
+  w.output = d.output->prepare_weight(w.output);
+  w.output_norm = d.output->prepare_weight(w.output_norm);
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    LayerWeights& l = w.layers[i];
+    for (ops::Weight* m : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo,
+                           &l.q_norm, &l.k_norm, &l.rope_freqs})
+      if (*m) *m = d.attn[i]->prepare_weight(*m);
+    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down})
+      *m = d.ffn[i]->prepare_weight(*m);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "model/device_map.h"
 #include "model/hparams.h"
 #include "ops/backend.h"
 
@@ -15,19 +16,21 @@ namespace straw::model {
 
 // One repeating block. Optional tensors have data == nullptr.
 struct LayerWeights {
-  ops::Weight attn_norm;    // [n_embd] F32
-  ops::Weight wq;           // [n_head*head_dim rows][n_embd]
-  ops::Weight wk;           // [n_head_kv*head_dim rows][n_embd]
-  ops::Weight wv;           // [n_head_kv*head_dim_v rows][n_embd]
-  ops::Weight wo;           // [n_embd rows][n_head*head_dim_v]
-  ops::Weight bq, bk, bv;   // qwen2: biases of q, k, v (F32 vectors); optional elsewhere
-  ops::Weight bo;           // optional attn_output.bias (some llama models)
-  ops::Weight q_norm;       // qwen3: [head_dim] per-head RMSNorm of q before RoPE
-  ops::Weight k_norm;       // qwen3: [head_dim] per-head RMSNorm of k before RoPE
-  ops::Weight ffn_norm;     // [n_embd] F32
-  ops::Weight w_gate;       // [n_ff rows][n_embd]
-  ops::Weight w_up;         // [n_ff rows][n_embd]
-  ops::Weight w_down;       // [n_embd rows][n_ff]
+  ops::Weight attn_norm;   // [n_embd] F32
+  ops::Weight wq;          // [n_head*head_dim rows][n_embd]
+  ops::Weight wk;          // [n_head_kv*head_dim rows][n_embd]
+  ops::Weight wv;          // [n_head_kv*head_dim_v rows][n_embd]
+  ops::Weight wo;          // [n_embd rows][n_head*head_dim_v]
+  ops::Weight bq, bk, bv;  // qwen2: biases of q, k, v (F32 vectors); optional elsewhere
+  ops::Weight bo;          // optional attn_output.bias (some llama models)
+  ops::Weight q_norm;      // qwen3: [head_dim] per-head RMSNorm of q before RoPE
+  ops::Weight k_norm;      // qwen3: [head_dim] per-head RMSNorm of k before RoPE
+  ops::Weight rope_freqs;  // optional [n_rot/2] frequency factors: the global tensor as seen by
+                           // this layer's attention backend
+  ops::Weight ffn_norm;    // [n_embd] F32
+  ops::Weight w_gate;      // [n_ff rows][n_embd]
+  ops::Weight w_up;        // [n_ff rows][n_embd]
+  ops::Weight w_down;      // [n_embd rows][n_ff]
 };
 
 struct Weights {
@@ -43,9 +46,10 @@ struct Weights {
 // must be F32); errors name the file and tensor and say what was expected.
 Weights bind_weights(const gguf::Reader& r, const HParams& hp);
 
-// Hands every matmul weight to the backend (Backend::prepare_weight: repack or upload) and keeps
-// the views it returns. The embedding table stays in place: one row is read per token.
-void prepare_weights(Weights& w, ops::Backend& be);
+// Hands every matmul weight to the backend that runs it (Backend::prepare_weight: repack or
+// upload) and keeps the views it returns; norms and biases go to the same backend. The embedding
+// table stays in place: one row is read per token.
+void prepare_weights(Weights& w, const DeviceMap& devices);
 
 // View of one tensor as an ops::Weight (2-D: ne0 = n_in, the rest collapsed into rows).
 ops::Weight weight_view(const gguf::Reader& r, const std::string& name);

@@ -79,6 +79,8 @@ class Backend {
   virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
   // Copies bytes from backend memory to host memory, after all queued ops are done.
   virtual void to_host(const void* src, void* dst, size_t bytes) = 0;
+  // Copies bytes from host memory into backend memory (queued after earlier ops).
+  virtual void from_host(const void* src, void* dst, size_t bytes) = 0;
 
   // Bracket one forward step (embeddings .. first LM-head rows). A backend may record the ops of a
   // step and replay the recording for later steps of the same shape (n tokens, n_logit_rows),

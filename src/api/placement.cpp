@@ -1,0 +1,98 @@
+// Choosing backends for a model: the CPU backend always; a GPU backend when the build has CUDA,
+// a GPU is usable and the placement plan puts something on it.
+#include <algorithm>
+
+#include "api/model_impl.h"
+#include "cpu/thread_pool.h"
+#include "util/str.h"
+#ifdef STRAW_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+namespace straw {
+
+namespace {
+
+sched::ModelShape shape_of(const model::HParams& hp) {
+  sched::ModelShape s;
+  s.n_layer = hp.n_layer;
+  s.n_embd = hp.n_embd;
+  s.n_ff = hp.n_ff;
+  s.n_head = hp.n_head;
+  s.n_head_kv = hp.n_head_kv;
+  s.head_dim = hp.head_dim;
+  s.head_dim_v = hp.head_dim_v;
+  s.n_vocab = hp.n_vocab;
+  s.n_ctx_train = hp.n_ctx_train;
+  return s;
+}
+
+bool wants_gpu(const ModelOptions& o) {
+  if (o.device == DeviceChoice::Cpu) return false;
+  if (o.vram_budget && *o.vram_budget == 0) return false;
+  return true;
+}
+
+}  // namespace
+
+sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
+  std::vector<sched::TensorDesc> tensors;
+  for (const auto& t : m.reader->tensors()) tensors.push_back({t.name, t.bytes, t.n_elements()});
+  sched::PlanOptions po;
+  po.vram_budget = vram_budget;
+  po.ctx = m.n_ctx;
+  po.kv_type = m.options.kv_type == KvCacheType::F32 ? sched::KvType::F32 : sched::KvType::F16;
+  po.ubatch = m.options.ubatch;
+  if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
+  for (const TensorOverride& o : m.options.tensor_overrides)
+    po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
+  return sched::make_plan(shape_of(m.hp), tensors, po, sched::load_speeds(sched::calibration_path()));
+}
+
+void choose_backends(Model::Impl& m) {
+  const ModelOptions& o = m.options;
+  m.cpu = std::make_unique<cpu::CpuBackend>(o.threads);
+  m.devices = model::DeviceMap::single(*m.cpu, m.hp.n_layer);
+  m.info.placement = "cpu";
+  if (!wants_gpu(o)) {
+    if (o.gpu_layers.value_or(0) > 0)
+      fail("--gpu-layers was given but the placement is CPU only (--device cpu or --vram-budget 0)");
+    return;
+  }
+#ifdef STRAW_HAVE_CUDA
+  std::string why;
+  if (!cuda::cuda_available(&why)) {
+    if (o.device == DeviceChoice::Gpu || o.gpu_layers.value_or(0) > 0)
+      fail("a GPU was requested but none can be used: ", why);
+    return;
+  }
+  cuda::CudaOptions co;
+  co.vram_budget = o.vram_budget.value_or(0);
+  co.graphs = o.cuda_graphs;
+  m.gpu = cuda::make_cuda_backend(co);
+  const uint64_t budget = o.vram_budget ? *o.vram_budget : cuda::default_vram_budget(co.device);
+  m.plan = plan_model(m, budget);
+  auto pick = [&](sched::Device d) -> ops::Backend* {
+    return d == sched::Device::Gpu ? m.gpu.get() : m.cpu.get();
+  };
+  for (const sched::LayerPlacement& l : m.plan.layers) {
+    m.devices.attn[l.index] = pick(l.attn);
+    m.devices.ffn[l.index] = pick(l.ffn);
+  }
+  m.devices.output = pick(m.plan.output);
+  int gpu_units = 0;
+  for (const auto& l : m.plan.layers) gpu_units += (l.attn == sched::Device::Gpu) + (l.ffn == sched::Device::Gpu);
+  m.info.placement = str("gpu: ", gpu_units, "/", 2 * m.hp.n_layer, " layer parts",
+                         m.plan.output == sched::Device::Gpu ? " + output" : "", ", ",
+                         human_bytes(m.plan.vram_bytes), " of ", human_bytes(budget), " VRAM");
+#else
+  if (o.device == DeviceChoice::Gpu || o.gpu_layers.value_or(0) > 0 ||
+      std::any_of(o.tensor_overrides.begin(), o.tensor_overrides.end(),
+                  [](const TensorOverride& t) { return t.gpu; }) ||
+      (o.vram_budget && *o.vram_budget > 0))
+    fail("GPU placement was requested, but this straw was built without CUDA "
+         "(rebuild with -DSTRAW_CUDA=ON on a machine with the CUDA Toolkit)");
+#endif
+}
+
+}  // namespace straw
