@@ -66,10 +66,9 @@ std::string json_string(std::string_view s) {
 }
 
 std::string json_number(float v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
-  return buf;
+  // The exact value of the float, as a double: a reader parsing it as float32 or as float64 gets
+  // exactly what the file holds (and what llama.cpp's gguf-py reports), never a neighbour.
+  return json_number(static_cast<double>(v));
 }
 
 std::string json_number(double v) {

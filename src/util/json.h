@@ -10,8 +10,8 @@ namespace straw {
 // UTF-8 are replaced by U+FFFD so that the output is always valid JSON.
 std::string json_string(std::string_view s);
 
-// A JSON number for a float: shortest form that round-trips (%.9g for float), "NaN"/"Infinity"
-// are not JSON, so non-finite values are written as null.
+// A JSON number: %.17g of the (widened) value, which round-trips exactly through a float64
+// parser. "NaN"/"Infinity" are not JSON, so non-finite values are written as null.
 std::string json_number(float v);
 std::string json_number(double v);
 
