@@ -69,17 +69,24 @@ void choose_backends(Model::Impl& m) {
   cuda::CudaOptions co;
   co.vram_budget = o.vram_budget.value_or(0);
   co.graphs = o.cuda_graphs;
-  m.gpu = cuda::make_cuda_backend(co);
+  auto gpu = std::make_unique<cuda::CudaBackend>(co);
   const uint64_t budget = o.vram_budget ? *o.vram_budget : cuda::default_vram_budget(co.device);
   m.plan = plan_model(m, budget);
   auto pick = [&](sched::Device d) -> ops::Backend* {
-    return d == sched::Device::Gpu ? m.gpu.get() : m.cpu.get();
+    return d == sched::Device::Gpu ? static_cast<ops::Backend*>(gpu.get()) : m.cpu.get();
   };
   for (const sched::LayerPlacement& l : m.plan.layers) {
     m.devices.attn[l.index] = pick(l.attn);
     m.devices.ffn[l.index] = pick(l.ffn);
   }
   m.devices.output = pick(m.plan.output);
+  // One device arena for every weight the plan puts on the GPU, sized before anything is uploaded.
+  uint64_t arena = 0;
+  model::for_each_placed_weight(m.weights, m.devices, [&](ops::Weight& w, ops::Backend& be) {
+    if (&be == gpu.get()) arena += cuda::CudaBackend::prepared_bytes(w);
+  });
+  if (arena > 0) gpu->reserve_weights(arena);
+  m.gpu = std::move(gpu);
   int gpu_units = 0;
   for (const auto& l : m.plan.layers) gpu_units += (l.attn == sched::Device::Gpu) + (l.ffn == sched::Device::Gpu);
   m.info.placement = str("gpu: ", gpu_units, "/", 2 * m.hp.n_layer, " layer parts",

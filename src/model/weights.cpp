@@ -103,17 +103,21 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
   return w;
 }
 
-void prepare_weights(Weights& w, const DeviceMap& d) {
-  w.output = d.output->prepare_weight(w.output);
-  w.output_norm = d.output->prepare_weight(w.output_norm);
+void for_each_placed_weight(Weights& w, const DeviceMap& d,
+                            const std::function<void(ops::Weight&, ops::Backend&)>& fn) {
+  fn(w.output, *d.output);
+  fn(w.output_norm, *d.output);
   for (size_t i = 0; i < w.layers.size(); ++i) {
     LayerWeights& l = w.layers[i];
     for (ops::Weight* m : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo,
                            &l.q_norm, &l.k_norm, &l.rope_freqs})
-      if (*m) *m = d.attn[i]->prepare_weight(*m);
-    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down})
-      *m = d.ffn[i]->prepare_weight(*m);
+      if (*m) fn(*m, *d.attn[i]);
+    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) fn(*m, *d.ffn[i]);
   }
+}
+
+void prepare_weights(Weights& w, const DeviceMap& d) {
+  for_each_placed_weight(w, d, [](ops::Weight& m, ops::Backend& be) { m = be.prepare_weight(m); });
 }
 
 }  // namespace straw::model

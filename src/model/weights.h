@@ -1,6 +1,7 @@
 // Named views of a model's weights: the tensors each block of the forward pass reads.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp);
 // upload) and keeps the views it returns; norms and biases go to the same backend. The embedding
 // table stays in place: one row is read per token.
 void prepare_weights(Weights& w, const DeviceMap& devices);
+
+// Calls fn(weight, backend) for every weight prepare_weights hands to a backend, in the same order.
+void for_each_placed_weight(Weights& w, const DeviceMap& devices,
+                            const std::function<void(ops::Weight&, ops::Backend&)>& fn);
 
 // View of one tensor as an ops::Weight (2-D: ne0 = n_in, the rest collapsed into rows).
 ops::Weight weight_view(const gguf::Reader& r, const std::string& name);

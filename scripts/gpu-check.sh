@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# The CUDA backend's check on a GPU machine, in two steps:
+#
+#   scripts/gpu-check.sh prepare   # HERE (the build machine): Release build for sm_90 with the
+#                                  # tests and benchmarks, plus the golden test data, copied into
+#                                  # .gpucheck/ (git-ignored through .git/info/exclude)
+#   scripts/gpu-check.sh run       # THERE (H100 / H200, .gpucheck/ carried over): compiles nothing
+#
+# `run` takes about 8 minutes: the CUDA tests (every kernel against the CPU reference, CUDA Graph
+# replay, the golden logits bar on the GPU), the kernel microbenchmarks (GB/s against the copy
+# bandwidth it measures), then `straw synth` + `straw bench` on synthetic models while time
+# remains, and prints a short table last. Logs and JSON go to $OUT (the device tool's folder) or
+# .gpucheck/out.
+#
+# Environment: GPU_CHECK_ARCHS (prepare; default 90), GPU_CHECK_BUDGET (run; seconds, default
+# 470), GPU_CHECK_MODELS (run; preset:type list, default the 7B and 32B in IQ4_XS and Q4_K_M),
+# GPU_CHECK_SYNTH_FLAGS (run; extra `straw synth` flags, e.g. --no-data when writing is too slow).
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CHECK="$ROOT/.gpucheck"
+mode="${1:-run}"
+
+prepare() {
+  set -e
+  local build="$ROOT/build-gpu" archs="${GPU_CHECK_ARCHS:-90}"
+  cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRAW_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="$archs" -DCMAKE_CUDA_STANDARD=17 -DSTRAW_TESTS=ON -DSTRAW_BENCH=ON
+  ninja -C "$build" -j"$(nproc)" straw_cli straw_tests straw_bench
+  rm -rf "$CHECK"
+  mkdir -p "$CHECK/bin" "$CHECK/testdata/models" "$CHECK/testdata/golden"
+  for b in straw straw_tests straw_bench; do
+    cp "$build/bin/$b" "$CHECK/bin/"
+    strip "$CHECK/bin/$b" 2>/dev/null || true
+  done
+  # The golden data the GPU tests read: the models, their .json and exact logits (not llama.cpp's
+  # logits files, which only the CPU tests compare).
+  local td="${STRAW_TESTDATA:-$ROOT/../shared/testdata}"
+  if [ -d "$td/models" ]; then
+    # All but the 15 MB qwen2-tiny-f32 (its tests skip): binaries + data stay well under the
+    # 64 MiB the device tool carries.
+    find "$td/models" -name '*.gguf' ! -name 'qwen2-tiny-f32.gguf' -exec cp {} "$CHECK/testdata/models/" \;
+    cp "$td"/golden/*.json "$td"/golden/*.exact.f32 "$CHECK/testdata/golden/"
+  else
+    echo "note: no test data at $td: the golden GPU tests will skip" >&2
+  fi
+  grep -qx '/.gpucheck/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpucheck/' >> "$ROOT/.git/info/exclude"
+  du -sh "$CHECK"
+  echo "carry .gpucheck and run: bash scripts/gpu-check.sh run   (timeout_s 600)"
+}
+
+run() {
+  local bin="$CHECK/bin" out="${OUT:-$CHECK/out}" start budget
+  start=$(date +%s)
+  budget="${GPU_CHECK_BUDGET:-470}"
+  elapsed() { echo $(( $(date +%s) - start )); }
+  mkdir -p "$out"
+  if [ ! -x "$bin/straw_tests" ]; then
+    echo "no carried build in $bin: run 'scripts/gpu-check.sh prepare' on the build machine" >&2
+    exit 2
+  fi
+  export STRAW_TESTDATA="$CHECK/testdata"
+  # cuBLAS is linked dynamically (the CUDA runtime statically): find it if the build's path is off.
+  if ldd "$bin/straw_tests" | grep -q 'not found'; then
+    local d
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda-*/lib64 \
+             $(python3 -c 'import nvidia.cublas as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null); do
+      [ -e "$d/libcublas.so.13" ] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    done
+    ldd "$bin/straw_tests" | grep 'not found'
+  fi
+  nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem,temperature.gpu,driver_version \
+    --format=csv > "$out/gpu.txt" 2>&1
+  cat "$out/gpu.txt"
+
+  echo "== tests ($(elapsed) s)"
+  timeout 200 "$bin/straw_tests" --gtest_filter='*Cuda*' > "$out/tests.log" 2>&1
+  echo "straw_tests exit $?" >> "$out/tests.log"
+  grep -E '^\[  (FAILED|PASSED|SKIPPED) |max_nrmse|exit ' "$out/tests.log" | tail -40
+
+  echo "== kernel benchmarks ($(elapsed) s)"
+  timeout 220 "$bin/straw_bench" --benchmark_filter='^cuda/' --benchmark_out="$out/kernels.json" \
+    --benchmark_out_format=json > "$out/kernels.txt" 2>&1
+  echo "straw_bench exit $?" >> "$out/kernels.txt"
+  tail -3 "$out/kernels.txt"
+
+  echo "== models ($(elapsed) s)"
+  local models="${GPU_CHECK_MODELS:-qwen2.5-7b:IQ4_XS qwen2.5-7b:Q4_K_M qwen2.5-32b:IQ4_XS qwen2.5-32b:Q4_K_M}"
+  local have_synth=0 graphs_flag=0
+  "$bin/straw" synth --help > /dev/null 2>&1 && have_synth=1
+  "$bin/straw" bench --help 2>&1 | grep -q -- '--no-cuda-graphs' && graphs_flag=1
+  : > "$out/models.txt"
+  for spec in $models; do
+    local preset="${spec%%:*}" type="${spec##*:}" left
+    local file="/tmp/straw-check-$preset-$type.gguf" tag="$preset-$type"
+    left=$(( budget - $(elapsed) ))
+    if [ "$have_synth" = 0 ]; then echo "$tag skipped: this straw has no synth command" >> "$out/models.txt"; continue; fi
+    if [ "$left" -lt 100 ]; then echo "$tag skipped: out of time" >> "$out/models.txt"; continue; fi
+    if ! timeout $(( left - 60 )) "$bin/straw" synth --preset "$preset" --type "$type" -o "$file" \
+        ${GPU_CHECK_SYNTH_FLAGS:-} > "$out/synth-$tag.log" 2>&1; then
+      echo "$tag skipped: synth failed or timed out (see synth-$tag.log)" >> "$out/models.txt"
+      rm -f "$file"; continue
+    fi
+    left=$(( budget - $(elapsed) ))
+    timeout $(( left > 30 ? left - 10 : 20 )) "$bin/straw" bench -m "$file" -p 512 -n 128 -r 2 \
+      > "$out/bench-$tag.md" 2>&1
+    echo "$tag graphs $?" >> "$out/models.txt"
+    left=$(( budget - $(elapsed) ))
+    if [ "$graphs_flag" = 1 ] && [ "$left" -gt 30 ]; then
+      timeout $(( left - 10 )) "$bin/straw" bench -m "$file" -p 0 -n 128 -r 2 --no-cuda-graphs \
+        > "$out/bench-$tag-nographs.md" 2>&1
+      echo "$tag nographs $?" >> "$out/models.txt"
+    fi
+    rm -f "$file"
+  done
+
+  echo "== summary ($(elapsed) s)"
+  python3 - "$out" <<'PY'
+import glob, json, os, re, sys
+out = sys.argv[1]
+gpu = open(os.path.join(out, "gpu.txt")).read().strip().splitlines()
+print("GPU:", gpu[1] if len(gpu) > 1 else "unknown")
+log = open(os.path.join(out, "tests.log"), errors="replace").read()
+def count(tag):
+    m = re.search(r"^\[  %s  \] (\d+) test" % tag, log, re.M)
+    return int(m.group(1)) if m else 0
+failed = re.findall(r"^\[  FAILED  \] (\S+)", log, re.M)
+failed = sorted(set(f for f in failed if "." in f))
+print("tests: %d passed, %d failed, %d skipped%s" % (count("PASSED"), len(failed), count("SKIPPED"),
+      (" -- " + ", ".join(failed[:6])) if failed else ""))
+try:
+    bench = json.load(open(os.path.join(out, "kernels.json")))["benchmarks"]
+except Exception as e:
+    bench = []
+    print("kernel benchmarks: no results (%s)" % e)
+by = {b["name"].split("/min_time")[0]: b for b in bench if "error_occurred" not in b}
+copy = by.get("cuda/copy", {}).get("GB/s")
+if copy:
+    print("copy bandwidth %.0f GB/s (memory clock x bus estimate %.0f GB/s)" % (copy, by["cuda/copy"].get("estimate_GB/s", 0)))
+def frac(names):
+    # bytes-weighted: total bytes over total time
+    tb = tt = 0.0
+    for n in names:
+        b = by.get(n)
+        if not b: return None
+        t = b["real_time"] * {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1}[b["time_unit"]]
+        tb += b["GB/s"] * t; tt += t
+    return tb / tt if tt else None
+shapes = ["32B.attn_q", "32B.attn_kv", "32B.ffn_up", "32B.ffn_down"]
+types = ["IQ4_XS", "Q4_K", "Q5_K", "Q6_K", "Q8_0", "IQ4_NL", "Q5_0", "Q5_1", "Q4_0", "F16", "BF16", "F32"]
+if copy:
+    print("decode matvec on Qwen2.5-32B shapes, GB/s (fraction of copy): 1 token int8 | 1 token float | 8 tokens")
+    for t in types:
+        q = t not in ("F16", "BF16", "F32")
+        a = frac(["cuda/matvec/%s/%s/t1/%s" % (t, s, "int8" if q else "float") for s in shapes])
+        f = frac(["cuda/matvec/%s/%s/t1/float" % (t, s) for s in shapes]) if q else None
+        e = frac(["cuda/matvec/%s/%s/t8/%s" % (t, s, "int8" if q else "float") for s in shapes])
+        cell = lambda v: "%6.0f (%3.0f%%)" % (v, 100 * v / copy) if v else "      -      "
+        print("  %-7s %s | %s | %s" % (t, cell(a), cell(f), cell(e)))
+    for ctx in (4096, 32768):
+        b = by.get("cuda/attention_decode/32B/ctx%d" % ctx)
+        if b: print("attention decode ctx %5d: %5.0f GB/s (%3.0f%%), %d splits" % (ctx, b["GB/s"], 100 * b["GB/s"] / copy, b.get("splits", 0)))
+    for t in ("Q4_K", "IQ4_XS"):
+        row = []
+        for n in (16, 32, 64, 512):
+            g = by.get("cuda/prompt/%s/32B.ffn_up/t%d/gemm" % (t, n))
+            m = by.get("cuda/prompt/%s/32B.ffn_up/t%d/matvec8" % (t, n))
+            if g: row.append("t%d %.0f TF/s%s" % (n, g["TFLOP/s"], (" (matvec8 %.2fx time)" % (m["real_time"] / g["real_time"])) if m else ""))
+        if row: print("prompt GEMM %s ffn_up: %s" % (t, ", ".join(row)))
+def ts(path, test):
+    try:
+        for line in open(path):
+            cells = [c.strip() for c in line.split("|")]
+            for i, c in enumerate(cells):
+                if c == test and i + 1 < len(cells):
+                    return float(cells[i + 1].split()[0])
+    except (OSError, ValueError):
+        pass
+    return None
+print("models (straw bench, t/s): pp512 | tg128 | tg128 without graphs")
+for line in open(os.path.join(out, "models.txt")):
+    parts = line.split()
+    if "skipped" in line: print("  " + line.strip()); continue
+    if len(parts) >= 2 and parts[1] == "graphs":
+        tag = parts[0]
+        pp = ts(os.path.join(out, "bench-%s.md" % tag), "pp512")
+        tg = ts(os.path.join(out, "bench-%s.md" % tag), "tg128")
+        ng = ts(os.path.join(out, "bench-%s-nographs.md" % tag), "tg128")
+        f = lambda v: "%8.2f" % v if v else "       -"
+        print("  %-22s %s | %s | %s%s" % (tag, f(pp), f(tg), f(ng), ("   graphs %.2fx" % (tg / ng)) if tg and ng else ""))
+PY
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  run) run ;;
+  *) echo "usage: scripts/gpu-check.sh prepare|run" >&2; exit 2 ;;
+esac

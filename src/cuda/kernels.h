@@ -1,0 +1,133 @@
+// Host-side launchers of every CUDA kernel: plain C++ (no CUDA headers), so that the backend, the
+// tests and the benchmarks, all compiled by the C++ compiler, can call them.
+//
+// Pointers are device pointers unless a comment says otherwise. Every launcher enqueues on
+// `stream` (nullptr: the legacy default stream), checks the launch and throws straw::Error on a
+// CUDA error or on arguments the kernels do not handle; none synchronizes.
+//
+// Layouts: activations are float32 row-major [n_tokens][width]; weights are rows of blocks exactly
+// as in the GGUF file (row r at w + r * row_bytes, device memory, 16-byte aligned rows for F16 /
+// BF16 / F32); 8-bit activations are ActQ8 (quant_decode.h): levels [n_rows][n_in], then scale
+// pairs [n_rows][n_in / 32].
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "cuda/quant_decode.h"
+#include "quant/types.h"
+
+struct CUstream_st;  // cudaStream_t is CUstream_st*
+
+namespace straw::cuda {
+
+using Stream = CUstream_st*;
+
+// The position of an op's first token: (*dev if dev else 0) + add. Inside a recorded forward step
+// dev points at the step's position in device memory, so a replayed CUDA Graph sees new positions.
+struct StepPos {
+  const int32_t* dev = nullptr;
+  int64_t add = 0;
+};
+
+// ---- matrix-vector products (decode: 1..8 tokens) ---------------------------------------------
+
+inline constexpr int kMaxMatvecTokens = 8;
+
+struct MatvecArgs {
+  quant::Type type = quant::Type::F32;
+  const void* w = nullptr;
+  size_t row_bytes = 0;
+  int64_t n_in = 0;
+  int64_t n_out = 0;
+  float* y = nullptr;  // [n_tokens][n_out]
+  int n_tokens = 1;    // 1..kMaxMatvecTokens
+};
+
+// Bytes of the ActQ8 buffer for n_rows rows of n_in values (levels, then 16-byte aligned scales).
+size_t act_q8_bytes(int64_t n_in, int n_rows);
+// Quantizes x [n_rows][n_in] (n_in a multiple of 32) into the ActQ8 buffer at `buf`.
+void quantize_act_q8(const float* x, int64_t n_in, int n_rows, void* buf, Stream stream);
+// The ActQ8 view of a buffer filled by quantize_act_q8.
+ActQ8 act_q8_view(const void* buf, int64_t n_in, int n_rows);
+
+// y = W x with int8 dot products against 8-bit activations (formats with is_int8_format()).
+void matvec_int8(const MatvecArgs& a, const ActQ8& x, Stream stream);
+// y = W x with float dot products, weights dequantized on the fly (every cuda_supports() format;
+// the quantized ones are the alternative to matvec_int8 that the benchmarks compare).
+void matvec_float(const MatvecArgs& a, const float* x, Stream stream);
+// The path matmul takes for 1..8 tokens of format t: true for int8 dot products.
+bool matvec_prefers_int8(quant::Type t);
+
+// ---- conversions -------------------------------------------------------------------------------
+
+// out [n_rows][n_in] (binary16) = rows 0..n_rows-1 of w dequantized (n_in a multiple of 8).
+void dequantize_f16(quant::Type t, const void* w, size_t row_bytes, int64_t n_in, int64_t n_rows,
+                    uint16_t* out, Stream stream);
+// y[i] = binary16(x[i]), round to nearest even.
+void convert_f32_to_f16(const float* x, uint16_t* y, int64_t n, Stream stream);
+// out[t][:] = dequantized row ids[t] of a device-resident table (ids already range-checked).
+void get_rows(quant::Type t, const void* table, size_t row_bytes, int64_t n_in, const int32_t* ids,
+              int n_ids, float* out, Stream stream);
+// dst = src (bytes a multiple of 16, both 16-byte aligned): the reference for bandwidth numbers.
+void copy_bytes(void* dst, const void* src, size_t bytes, Stream stream);
+
+// ---- element-wise ------------------------------------------------------------------------------
+
+void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t width, float eps,
+             Stream stream);
+
+struct RopeArgs {
+  float* x = nullptr;  // [n_tokens][n_heads][head_dim], rotated in place
+  int n_tokens = 0;
+  int n_heads = 0;
+  int head_dim = 0;
+  StepPos pos;  // position of token 0
+  bool neox = false;
+  int n_rot = 0;
+  float base = 10000.0f;
+  float freq_scale = 1.0f;
+  const float* freq_factors = nullptr;  // device [n_rot / 2] or null
+};
+void rope(const RopeArgs& a, Stream stream);
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream stream);
+void add(float* x, const float* y, int64_t n, Stream stream);
+void add_bias(float* y, const float* b, int64_t n_rows, int64_t width, Stream stream);
+
+// Writes k [n_tokens][k_width] and v [n_tokens][v_width] into cache rows pos .. pos + n_tokens - 1
+// as binary16 (f16) or float32.
+void kv_store(bool f16, void* k_cache, void* v_cache, const float* k, const float* v, int n_tokens,
+              StepPos pos, int64_t k_width, int64_t v_width, Stream stream);
+
+// ---- attention ---------------------------------------------------------------------------------
+
+struct AttnArgs {
+  const float* q = nullptr;  // [n_tokens][n_heads][head_dim]
+  const void* k = nullptr;   // cache [n_ctx][n_kv_heads][head_dim], binary16 or float32
+  const void* v = nullptr;   // cache [n_ctx][n_kv_heads][head_dim_v]
+  bool f16 = true;
+  float* out = nullptr;  // [n_tokens][n_heads][head_dim_v]
+  int n_tokens = 0;
+  StepPos pos;  // query t sees keys 0 .. pos + t
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int head_dim_v = 0;
+  float scale = 1.0f;
+  int64_t n_ctx = 0;
+};
+
+// Flash-decoding: the keys are split into n_splits ranges (the range length is derived from the
+// position on the device, so the launch shape depends only on n_ctx), each range reduced to a
+// partial softmax, then the partials combined. Works for any n_tokens and head size <= 512.
+int attention_splits(const AttnArgs& a, int sm_count);
+size_t attention_partials_bytes(const AttnArgs& a, int n_splits);
+void attention_decode(const AttnArgs& a, int n_splits, float* partials, Stream stream);
+
+// Tiled flash attention on tensor cores for prompt batches (head_dim == head_dim_v in {64, 128,
+// 256}); attention_decode serves every other shape.
+bool attention_prefill_supported(const AttnArgs& a);
+void attention_prefill(const AttnArgs& a, Stream stream);
+
+}  // namespace straw::cuda
