@@ -1,0 +1,184 @@
+#include "model/presets.h"
+
+#include <cmath>
+#include <cstdio>
+
+#include "util/str.h"
+
+namespace straw::model {
+
+namespace {
+
+// Hyperparameters from the models' Hugging Face config.json files (the Instruct variants, whose
+// rms_norm_eps is 1e-6 and max_position_embeddings 32768 for Qwen2.5; Qwen3 trains with 40960;
+// Llama 3.1 with 131072). Cross-checked against the parameter counts on the model cards:
+// Qwen2.5-0.5B 494,032,768; Qwen2.5-1.5B 1,543,714,304; Qwen2.5-7B 7,615,616,512; Qwen2.5-14B
+// 14,770,033,664; Qwen2.5-32B 32,763,876,352; Llama-3.1-8B 8,030,261,248; Qwen3-8B 8,190,735,360;
+// Qwen3-32B 32,762,123,264 (tests/synth_test.cpp checks n_params() against these).
+ModelShape qwen25(const char* name, const char* display, const char* size, int layers, int64_t embd,
+                  int64_t ff, int heads, int kv, int64_t vocab, bool tied) {
+  ModelShape s;
+  s.name = name;
+  s.display_name = display;
+  s.size_label = size;
+  s.arch = Arch::Qwen2;
+  s.n_layer = layers;
+  s.n_embd = embd;
+  s.n_ff = ff;
+  s.n_head = heads;
+  s.n_head_kv = kv;
+  s.head_dim = static_cast<int>(embd / heads);
+  s.n_vocab = vocab;
+  s.tied = tied;
+  s.n_ctx_train = 32768;
+  s.rope_base = 1000000.0f;
+  s.rms_eps = 1e-6f;
+  s.vocab = VocabStyle::Qwen;
+  return s;
+}
+
+ModelShape qwen3(const char* name, const char* display, const char* size, int layers, int64_t embd,
+                 int64_t ff, int heads, int kv) {
+  ModelShape s = qwen25(name, display, size, layers, embd, ff, heads, kv, 151936, false);
+  s.arch = Arch::Qwen3;
+  s.head_dim = 128;  // head_dim in config.json; not n_embd / n_head
+  s.n_ctx_train = 40960;
+  return s;
+}
+
+ModelShape llama31_8b() {
+  ModelShape s;
+  s.name = "llama-3.1-8b";
+  s.display_name = "Meta Llama 3.1 8B Instruct";
+  s.size_label = "8B";
+  s.arch = Arch::Llama;
+  s.n_layer = 32;
+  s.n_embd = 4096;
+  s.n_ff = 14336;
+  s.n_head = 32;
+  s.n_head_kv = 8;
+  s.head_dim = 128;
+  s.n_vocab = 128256;
+  s.tied = false;
+  s.n_ctx_train = 131072;
+  s.rope_base = 500000.0f;
+  s.rms_eps = 1e-5f;
+  s.llama3_rope_freqs = true;
+  s.vocab = VocabStyle::Llama3;
+  return s;
+}
+
+std::vector<ModelShape> make_presets() {
+  return {
+      qwen25("qwen2.5-0.5b", "Qwen2.5 0.5B Instruct", "0.5B", 24, 896, 4864, 14, 2, 151936, true),
+      qwen25("qwen2.5-1.5b", "Qwen2.5 1.5B Instruct", "1.5B", 28, 1536, 8960, 12, 2, 151936, true),
+      qwen25("qwen2.5-7b", "Qwen2.5 7B Instruct", "7B", 28, 3584, 18944, 28, 4, 152064, false),
+      qwen25("qwen2.5-14b", "Qwen2.5 14B Instruct", "14B", 48, 5120, 13824, 40, 8, 152064, false),
+      qwen25("qwen2.5-32b", "Qwen2.5 32B Instruct", "32B", 64, 5120, 27648, 40, 8, 152064, false),
+      llama31_8b(),
+      qwen3("qwen3-8b", "Qwen3 8B", "8B", 36, 4096, 12288, 32, 8),
+      qwen3("qwen3-32b", "Qwen3 32B", "32B", 64, 5120, 25600, 64, 8),
+  };
+}
+
+// "494M", "1.5B", "33B": the parameter count with two significant digits, as a size label.
+std::string size_label_of(int64_t params) {
+  char buf[32];
+  const double p = static_cast<double>(params);
+  if (p >= 1e9) {
+    const double b = p / 1e9;
+    std::snprintf(buf, sizeof buf, b >= 10 ? "%.0fB" : "%.1fB", b);
+  } else {
+    const double m = p / 1e6;
+    std::snprintf(buf, sizeof buf, m >= 10 ? "%.0fM" : "%.1fM", m);
+  }
+  return buf;
+}
+
+}  // namespace
+
+int64_t ModelShape::n_params() const {
+  const int64_t attn = n_embd * n_q() + 2 * n_embd * n_kv() + n_q() * n_embd;
+  const int64_t bias = arch == Arch::Qwen2 ? n_q() + 2 * n_kv() : 0;
+  const int64_t qk_norm = arch == Arch::Qwen3 ? 2 * int64_t(head_dim) : 0;
+  const int64_t layer = attn + bias + qk_norm + 3 * n_embd * n_ff + 2 * n_embd;
+  return n_layer * layer + n_embd + (tied ? 1 : 2) * n_vocab * n_embd;
+}
+
+const char* arch_name(Arch a) {
+  switch (a) {
+    case Arch::Llama:
+      return "llama";
+    case Arch::Qwen2:
+      return "qwen2";
+    case Arch::Qwen3:
+      return "qwen3";
+  }
+  return "unknown";
+}
+
+std::optional<Arch> arch_from_name(std::string_view name) {
+  if (name == "llama") return Arch::Llama;
+  if (name == "qwen2") return Arch::Qwen2;
+  if (name == "qwen3") return Arch::Qwen3;
+  return std::nullopt;
+}
+
+const std::vector<ModelShape>& presets() {
+  static const std::vector<ModelShape> kPresets = make_presets();
+  return kPresets;
+}
+
+const ModelShape* find_preset(std::string_view name) {
+  for (const ModelShape& s : presets())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+std::string preset_names() {
+  std::string out;
+  for (const ModelShape& s : presets()) out += (out.empty() ? "" : ", ") + s.name;
+  return out;
+}
+
+ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, int n_head,
+                        int n_head_kv, int head_dim, int64_t n_vocab, bool tied) {
+  ModelShape s;
+  s.name = "custom";
+  s.arch = arch;
+  s.n_layer = n_layer;
+  s.n_embd = n_embd;
+  s.n_ff = n_ff;
+  s.n_head = n_head;
+  s.n_head_kv = n_head_kv;
+  s.head_dim = head_dim > 0 ? head_dim : (n_head > 0 ? static_cast<int>(n_embd / n_head) : 0);
+  s.n_vocab = n_vocab > 0 ? n_vocab : 32000;
+  s.tied = tied;
+  const bool llama = arch == Arch::Llama;
+  s.n_ctx_train = llama ? 8192 : 32768;
+  s.rope_base = llama ? 500000.0f : 1000000.0f;
+  s.rms_eps = llama ? 1e-5f : 1e-6f;
+  s.vocab = llama ? VocabStyle::Llama3 : VocabStyle::Qwen;
+  s.size_label = size_label_of(s.n_params());
+  s.display_name = str(arch_name(arch), " ", s.size_label, " (custom shape)");
+  return s;
+}
+
+void check_shape(const ModelShape& s) {
+  if (s.n_layer <= 0 || s.n_embd <= 0 || s.n_ff <= 0 || s.n_head <= 0 || s.n_head_kv <= 0)
+    fail("model shape '", s.name, "': layers, embd, ff, heads and kv-heads must all be positive");
+  if (s.n_head % s.n_head_kv != 0)
+    fail("model shape '", s.name, "': heads (", s.n_head, ") must be a multiple of kv-heads (",
+         s.n_head_kv, ")");
+  if (s.head_dim <= 0 || s.head_dim % 2 != 0)
+    fail("model shape '", s.name, "': the head size ", s.head_dim,
+         " must be positive and even (RoPE rotates pairs); give --head-dim");
+  if (s.n_layer > 4096 || s.n_head > 4096)
+    fail("model shape '", s.name, "': at most 4096 layers and 4096 heads");
+  if (s.n_vocab < 300)
+    fail("model shape '", s.name, "': the vocabulary must have at least 300 tokens (256 bytes, ",
+         "special tokens and merges), got ", s.n_vocab);
+  if (s.n_vocab > (int64_t(1) << 31) - 1) fail("model shape '", s.name, "': vocabulary too large");
+}
+
+}  // namespace straw::model

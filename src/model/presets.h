@@ -1,0 +1,67 @@
+// Model shapes: the hyperparameters of real models (presets) and of custom shapes, as the input of
+// the synthesizer (model/synth.h), which writes GGUF files with these shapes and random weights.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/hparams.h"
+
+namespace straw::model {
+
+// Which tokenizer conventions a synthetic model follows (special tokens, pre-tokenizer, template).
+enum class VocabStyle {
+  Qwen,   // pre "qwen2"; <|endoftext|> <|im_start|> <|im_end|>; ChatML; no BOS added
+  Llama3  // pre "llama-bpe"; <|begin_of_text|> ... <|eot_id|>; Llama 3 template; BOS added
+};
+
+struct ModelShape {
+  std::string name;          // preset name ("qwen2.5-7b") or "custom"
+  std::string display_name;  // general.name: "Qwen2.5 7B Instruct"
+  std::string size_label;    // general.size_label: "7B"
+  Arch arch = Arch::Qwen2;
+  int n_layer = 0;
+  int64_t n_embd = 0;
+  int64_t n_ff = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;  // attention.key_length = value_length
+  int64_t n_vocab = 0;
+  bool tied = false;  // no output.weight: the LM head is token_embd
+  int64_t n_ctx_train = 0;
+  float rope_base = 0;
+  float rms_eps = 0;
+  // Llama 3.1's "llama3" RoPE scaling, stored as rope_freqs.weight (the converter bakes it in):
+  // factor 8, low/high frequency factors 1 and 4, original context 8192.
+  bool llama3_rope_freqs = false;
+  VocabStyle vocab = VocabStyle::Qwen;
+
+  int64_t n_q() const { return int64_t(n_head) * head_dim; }      // rows of attn_q
+  int64_t n_kv() const { return int64_t(n_head_kv) * head_dim; }  // rows of attn_k / attn_v
+  // Parameters as the model card counts them (every tensor element; rope_freqs excluded).
+  int64_t n_params() const;
+};
+
+// "llama", "qwen2", "qwen3".
+const char* arch_name(Arch a);
+std::optional<Arch> arch_from_name(std::string_view name);
+
+// The presets, in a fixed order: qwen2.5-{0.5b,1.5b,7b,14b,32b}, llama-3.1-8b, qwen3-{8b,32b}.
+const std::vector<ModelShape>& presets();
+const ModelShape* find_preset(std::string_view name);
+std::string preset_names();  // "qwen2.5-0.5b, qwen2.5-1.5b, ..." for messages
+
+// A custom shape with the architecture's usual defaults: head_dim n_embd/n_head, vocabulary 32000
+// (when n_vocab is 0), context 32768 (llama: 8192), rope base 1e6 (llama: 5e5), rms eps 1e-6
+// (llama: 1e-5). Validate it with check_shape().
+ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, int n_head,
+                        int n_head_kv, int head_dim, int64_t n_vocab, bool tied);
+
+// Throws straw::Error when the shape cannot form a model: non-positive sizes, n_head not a
+// multiple of n_head_kv, an odd head size, a vocabulary too small for the synthetic tokenizer.
+void check_shape(const ModelShape& s);
+
+}  // namespace straw::model

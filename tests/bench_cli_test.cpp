@@ -1,0 +1,95 @@
+// `straw synth` and `straw bench` through the built CLI binary (skipped when it is not built).
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "model/presets.h"
+#include "model/synth.h"
+#include "test_util.h"
+
+namespace {
+
+std::filesystem::path straw_bin() {
+  return std::filesystem::path(STRAW_BIN_DIR) / "straw";
+}
+
+struct CliRun {
+  int code = -1;
+  std::string out;  // stdout
+};
+
+CliRun run(const std::string& args) {
+  CliRun r;
+  const std::string cmd = straw_bin().string() + " " + args + " 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+#define REQUIRE_STRAW_BIN()                                                              \
+  do {                                                                                   \
+    if (!std::filesystem::exists(straw_bin()))                                           \
+      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)"; \
+  } while (0)
+
+TEST(SynthCli, WritesPresetsAndRejectsBadArguments) {
+  REQUIRE_STRAW_BIN();
+  const auto path = straw::test::temp_path("cli-synth.gguf");
+  CliRun r = run("synth --preset qwen2.5-1.5b --type Q4_K_M --no-data -o " + path.string());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("1543714304 parameters"), std::string::npos) << r.out;
+  r = run("inspect --json " + path.string());
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("\"blk.27.ffn_down.weight\", \"type\": \"Q6_K\", \"shape\": [8960, 1536]"),
+            std::string::npos);
+  std::filesystem::remove(path);
+  EXPECT_EQ(run("synth --type Q4_K_M -o " + path.string()).code, 2);  // no shape
+  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --type Q3_K -o " + path.string()).code, 2);
+  EXPECT_EQ(run("synth --preset nope --type Q4_K_M -o " + path.string()).code, 2);
+  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --layers 3 --type Q4_K_M -o " + path.string()).code,
+            2);
+  EXPECT_EQ(run("synth --arch qwen2 --layers 2 --embd 256 --ff 512 --heads 6 --kv-heads 4 "
+                "--type Q8_0 -o " +
+                path.string())
+                .code,
+            2);
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(BenchCli, JsonHasTheFields) {
+  REQUIRE_STRAW_BIN();
+  const auto path = straw::test::temp_path("cli-bench.gguf");
+  straw::model::SynthOptions o;
+  o.shape = straw::model::custom_shape(straw::model::Arch::Qwen2, 2, 256, 512, 4, 2, 0, 512, false);
+  o.type = straw::model::FileType::Q4_K_M;
+  straw::model::synthesize(path.string(), o);
+  const CliRun r =
+      run("bench -m " + path.string() + " -p 8 -n 4 -r 2 -t 1 --bandwidth-buffer 64MiB -o json");
+  ASSERT_EQ(r.code, 0);
+  for (const char* key :
+       {"\"n_prompt\": 8", "\"n_gen\": 4", "\"avg_ts\"", "\"stddev_ts\"", "\"samples_ts\"",
+        "\"threads\": 1", "\"model_bytes\"", "\"bytes_per_token\"", "\"roofline_fraction\""})
+    EXPECT_NE(r.out.find(key), std::string::npos) << key << " missing in\n" << r.out;
+  EXPECT_EQ(r.out.front(), '[');
+  const CliRun md = run("bench -m " + path.string() + " -p 8 -n 0 -r 1 -t 1");
+  ASSERT_EQ(md.code, 0);
+  EXPECT_NE(md.out.find("pp8"), std::string::npos);
+  EXPECT_EQ(run("bench -m " + path.string() + " -o xml").code, 2);
+  EXPECT_EQ(run("bench -m " + path.string() + " -t 0").code, 2);
+  const CliRun bw = run("bench --bandwidth -t 1 --bandwidth-buffer 64MiB -o json");
+  ASSERT_EQ(bw.code, 0);
+  EXPECT_NE(bw.out.find("\"bandwidth_bytes_per_s\""), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+}  // namespace

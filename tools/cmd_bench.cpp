@@ -1,0 +1,202 @@
+// straw bench: llama-bench's tests on straw (pp: one prompt from an empty cache; tg: single-token
+// decodes), with the decode roofline: bytes read per token against the machine's read bandwidth
+// measured in the same run. `straw bench --bandwidth` measures only the bandwidth.
+//
+// Comma lists sweep a parameter (-t 1,2 -p 128,512 --ubatch 64,512 --gpu-layers 0,20,40); the
+// model is loaded once per (gpu-layers, ubatch, threads) combination and runs every pp test, then
+// every tg test, as llama-bench orders them.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "bench_bandwidth.h"
+#include "bench_report.h"
+#include "bench_run.h"
+#include "cli.h"
+#include "cpu/thread_pool.h"
+#include "util/str.h"
+
+namespace straw::cli {
+namespace {
+
+using bench::Bandwidth;
+using bench::ModelFacts;
+using bench::Row;
+
+std::vector<Option> bench_options() {
+  return {
+      {"model", 'm', true, "FILE  GGUF model (first shard of a split model)"},
+      {"n-prompt", 'p', true, "N[,N..]  prompt lengths of the pp tests (default 512; 0: none)"},
+      {"n-gen", 'n', true, "N[,N..]  tokens of the tg tests (default 128; 0: none)"},
+      {"repetitions", 'r', true, "N  timed repetitions of each test (default 5)"},
+      {"threads", 't', true, "N[,N..]  worker threads (default: physical cores)"},
+      {"ubatch", 0, true, "N[,N..]  prompt tokens per forward pass (default 512)"},
+      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default) or f32"},
+      {"device", 0, true, "DEV  auto (default), cpu or gpu"},
+      {"gpu-layers", 0, true, "N[,N..]  llama.cpp's -ngl: the last N layers on the GPU, or 'all'"},
+      {"vram-budget", 0, true, "SIZE  GPU memory straw may use (0: CPU only)"},
+      {"output", 'o', true, "FMT  md (default), json or csv"},
+      {"bandwidth", 0, false, "only measure the machine's read bandwidth (no model)"},
+      {"bandwidth-buffer", 0, true, "SIZE  buffer of the bandwidth test (default 4x LLC, 1-2 GiB)"},
+      {"progress", 0, false, "print each test and repetition to stderr"},
+  };
+}
+
+// "1,2,4" -> {1, 2, 4}; each value >= min. "all" (where allowed) stands for `all`.
+std::vector<int> int_list(const std::string& name, const std::string& value, int min,
+                          std::optional<int> all = std::nullopt) {
+  std::vector<int> out;
+  std::stringstream ss(value);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (all && item == "all") {
+      out.push_back(*all);
+      continue;
+    }
+    char* end = nullptr;
+    const long v = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < min || v > 1000000)
+      throw UsageError(str("--", name, ": '", item, "' is not an integer >= ", min));
+    out.push_back(static_cast<int>(v));
+  }
+  if (out.empty()) throw UsageError(str("--", name, " needs at least one value"));
+  return out;
+}
+
+std::vector<int> int_list(const Args& a, const std::string& name, const std::string& fallback,
+                          int min) {
+  return int_list(name, a.get_or(name, fallback), min);
+}
+
+// The options every load shares (model, KV type, device, VRAM budget).
+ModelOptions base_options(const Args& a) {
+  ModelOptions o;
+  o.path = a.require("model");
+  const std::string kv = a.get_or("kv-type", "f16");
+  if (kv == "f32")
+    o.kv_type = KvCacheType::F32;
+  else if (kv != "f16")
+    throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  const std::string dev = a.get_or("device", "auto");
+  if (dev == "cpu")
+    o.device = DeviceChoice::Cpu;
+  else if (dev == "gpu")
+    o.device = DeviceChoice::Gpu;
+  else if (dev != "auto")
+    throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
+  if (a.has("vram-budget")) o.vram_budget = parse_size(a.require("vram-budget"));
+  return o;
+}
+
+int run_bench(const Args& a) {
+  if (!a.positional().empty()) throw UsageError("unexpected argument '" + a.positional()[0] + "'");
+  const std::string format = a.get_or("output", "md");
+  if (format != "md" && format != "json" && format != "csv")
+    throw UsageError("--output must be md, json or csv, got '" + format + "'");
+  const std::vector<int> threads = int_list(a, "threads", std::to_string(cpu::physical_cores()), 1);
+  const int64_t reps = a.get_int("repetitions", 5);
+  if (reps < 1 || reps > 1000) throw UsageError("--repetitions must be 1..1000");
+  const uint64_t buffer = a.has("bandwidth-buffer") ? parse_size(a.require("bandwidth-buffer"))
+                                                    : bench::default_bandwidth_buffer();
+  const bool progress = a.has("progress");
+  bench::ReportOptions report;
+  report.cpu_info = bench::cpu_info();
+
+  // Bandwidth is measured before any model is loaded, so that no other threads are running.
+  auto measure = [&](int t) {
+    if (progress) std::fprintf(stderr, "straw bench: measuring read bandwidth, %d threads\n", t);
+    return bench::measure_read_bandwidth(t, 5, buffer);
+  };
+  if (a.has("bandwidth")) {
+    if (a.has("model")) throw UsageError("--bandwidth measures the machine only: drop -m");
+    std::vector<Bandwidth> bws;
+    for (int t : threads) bws.push_back(measure(t));
+    bench::print_bandwidth(bws, format, report.cpu_info);
+    return 0;
+  }
+
+  const ModelOptions base = base_options(a);
+  const std::vector<int> prompts = int_list(a, "n-prompt", "512", 0);
+  const std::vector<int> gens = int_list(a, "n-gen", "128", 0);
+  const std::vector<int> ubatches = int_list(a, "ubatch", "512", 1);
+  // -1: automatic placement (no --gpu-layers); "all" is every layer plus the output.
+  const std::vector<int> ngls = a.has("gpu-layers")
+                                    ? int_list("gpu-layers", a.require("gpu-layers"), 0, 1 << 30)
+                                    : std::vector<int>{-1};
+  const int max_p = *std::max_element(prompts.begin(), prompts.end());
+  const int max_n = *std::max_element(gens.begin(), gens.end());
+  if (max_p == 0 && max_n == 0) throw UsageError("nothing to run: -p and -n are both 0");
+
+  std::map<int, Bandwidth> bandwidth;
+  if (max_n > 0)
+    for (int t : std::set<int>(threads.begin(), threads.end())) bandwidth[t] = measure(t);
+
+  std::vector<ModelFacts> facts;  // one per load; rows point into it (reserved: no reallocation)
+  facts.reserve(ngls.size() * ubatches.size() * threads.size());
+  std::vector<Row> rows;
+  for (int ngl : ngls) {
+    for (int ub : ubatches) {
+      for (int t : threads) {
+        ModelOptions mo = base;
+        mo.threads = t;
+        mo.ubatch = ub;
+        mo.ctx = std::max(max_p, max_n);
+        if (ngl >= 0) mo.gpu_layers = ngl;
+        auto model = Model::load(mo);
+        facts.push_back(bench::model_facts(*model));
+        const ModelFacts& f = facts.back();
+        Session session(*model);
+        std::vector<bench::TestSpec> specs;
+        for (int p : prompts)
+          if (p > 0) specs.push_back({t, ub, p, 0});
+        for (int n : gens)
+          if (n > 0) specs.push_back({t, ub, 0, n});
+        for (const bench::TestSpec& spec : specs) {
+          auto on_rep = [&](int rep) {
+            if (progress)
+              std::fprintf(stderr, "straw bench: %s, %d threads, ubatch %d: run %d/%lld\n",
+                           spec.name().c_str(), t, ub, rep + 1, static_cast<long long>(reps));
+          };
+          Row row;
+          row.model = &f;
+          row.path = base.path;
+          row.placement = model->info().placement;
+          row.gpu_layers = ngl;
+          row.r = bench::run_test(session, spec, static_cast<int>(reps), on_rep);
+          if (spec.n_gen > 0) {
+            row.bytes_per_token = bench::tg_bytes_per_token(f, spec.n_gen);
+            row.achieved = row.bytes_per_token * row.r.avg_ts;
+            row.bandwidth = bandwidth.at(t).best;
+            row.roofline = row.bandwidth > 0 ? row.achieved / row.bandwidth : 0;
+          }
+          rows.push_back(std::move(row));
+        }
+      }
+    }
+  }
+
+  report.show_ubatch = ubatches.size() > 1 || ubatches[0] != 512;
+  report.show_ngl = a.has("gpu-layers");
+  if (format == "json")
+    bench::print_json(rows, report);
+  else if (format == "csv")
+    bench::print_csv(rows, report);
+  else
+    bench::print_md(rows, report);
+  return 0;
+}
+
+}  // namespace
+
+const Command kBench = {
+    "bench",
+    "measure prompt (pp) and generation (tg) speed as llama-bench does, with the decode roofline",
+    "bench -m MODEL [-p 512] [-n 128] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
+    "[-o md|json|csv] | bench --bandwidth [-t THREADS]",
+    bench_options, run_bench};
+
+}  // namespace straw::cli

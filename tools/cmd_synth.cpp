@@ -1,0 +1,141 @@
+// straw synth: write a GGUF model of a real model's shape (or any shape) with random weights.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+#include "cli.h"
+#include "model/presets.h"
+#include "model/synth.h"
+#include "util/str.h"
+
+namespace straw::cli {
+namespace {
+
+std::vector<Option> synth_options() {
+  return {
+      {"preset", 0, true, "NAME  a real model's shape (see --list)"},
+      {"arch", 0, true, "A  custom shape: llama, qwen2 or qwen3"},
+      {"layers", 0, true, "N  custom shape: blocks"},
+      {"embd", 0, true, "E  custom shape: embedding width"},
+      {"ff", 0, true, "F  custom shape: feed-forward width"},
+      {"heads", 0, true, "H  custom shape: attention heads"},
+      {"kv-heads", 0, true, "K  custom shape: key/value heads"},
+      {"head-dim", 0, true, "D  custom shape: head size (default embd/heads)"},
+      {"vocab", 0, true, "V  custom shape: vocabulary size (default 32000)"},
+      {"tied", 0, false, "custom shape: no output.weight (the LM head is token_embd)"},
+      {"type", 0, true, "FTYPE  IQ4_XS, Q4_K_M, Q4_K_S, Q5_K_M, Q6_K, Q8_0 or F16"},
+      {"output", 'o', true, "FILE  where to write the model"},
+      {"seed", 0, true, "S  random seed (default 0); the same seed gives the same bytes"},
+      {"no-data", 0, false, "write the header only; the data is a sparse hole of zeros"},
+      {"threads", 't', true, "N  generator threads (default: all hardware threads)"},
+      {"list", 0, false, "list the presets and exit"},
+  };
+}
+
+const char* const kCustomFlags[] = {"arch",     "layers",   "embd",  "ff",  "heads",
+                                    "kv-heads", "head-dim", "vocab", "tied"};
+
+int32_t positive_int(const Args& a, const char* name) {
+  const int64_t v = a.get_int(name, 0);
+  if (v <= 0 || v > INT32_MAX) throw UsageError(str("--", name, " must be a positive integer"));
+  return static_cast<int32_t>(v);
+}
+
+model::ModelShape shape_from(const Args& a) {
+  if (auto preset = a.get("preset")) {
+    for (const char* f : kCustomFlags)
+      if (a.has(f)) throw UsageError(str("--preset and --", f, " exclude each other"));
+    const model::ModelShape* s = model::find_preset(*preset);
+    if (!s)
+      throw UsageError(
+          str("unknown preset '", *preset, "' (presets: ", model::preset_names(), ")"));
+    return *s;
+  }
+  if (!a.has("arch"))
+    throw UsageError(
+        "give --preset NAME, or a custom shape: --arch --layers --embd --ff --heads "
+        "--kv-heads");
+  const std::string arch_s = a.require("arch");
+  const auto arch = model::arch_from_name(arch_s);
+  if (!arch) throw UsageError(str("--arch must be llama, qwen2 or qwen3, got '", arch_s, "'"));
+  const int head_dim = a.has("head-dim") ? positive_int(a, "head-dim") : 0;
+  const int64_t vocab = a.has("vocab") ? positive_int(a, "vocab") : 0;
+  model::ModelShape s = model::custom_shape(
+      *arch, positive_int(a, "layers"), positive_int(a, "embd"), positive_int(a, "ff"),
+      positive_int(a, "heads"), positive_int(a, "kv-heads"), head_dim, vocab, a.has("tied"));
+  try {
+    model::check_shape(s);
+  } catch (const Error& e) {
+    throw UsageError(e.what());
+  }
+  return s;
+}
+
+void print_presets() {
+  std::printf("%-14s %-6s %6s %7s %7s %5s %4s %5s %8s %-6s %12s\n", "preset", "arch", "layers",
+              "embd", "ff", "heads", "kv", "head", "vocab", "output", "params");
+  for (const model::ModelShape& s : model::presets())
+    std::printf("%-14s %-6s %6d %7lld %7lld %5d %4d %5d %8lld %-6s %12lld\n", s.name.c_str(),
+                model::arch_name(s.arch), s.n_layer, static_cast<long long>(s.n_embd),
+                static_cast<long long>(s.n_ff), s.n_head, s.n_head_kv, s.head_dim,
+                static_cast<long long>(s.n_vocab), s.tied ? "tied" : "own",
+                static_cast<long long>(s.n_params()));
+}
+
+int run_synth(const Args& a) {
+  if (a.has("list")) {
+    print_presets();
+    return 0;
+  }
+  if (!a.positional().empty())
+    throw UsageError("unexpected argument '" + a.positional()[0] + "' (the file goes after -o)");
+  model::SynthOptions o;
+  o.shape = shape_from(a);
+  const std::string type = a.require("type");
+  const auto ft = model::file_type_from_name(type);
+  if (!ft)
+    throw UsageError(str("unknown --type '", type, "' (types: ", model::file_type_names(), ")"));
+  o.type = *ft;
+  const std::string path = a.require("output");
+  const int64_t seed = a.get_int("seed", 0);
+  if (seed < 0) throw UsageError("--seed must be >= 0");
+  o.seed = static_cast<uint64_t>(seed);
+  o.no_data = a.has("no-data");
+  const int64_t threads = a.get_int("threads", 0);
+  if (threads < 0 || threads > 256) throw UsageError("--threads must be 0..256");
+  o.threads = static_cast<int>(threads);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  // Progress goes to a terminal only (a log file would get a line per percent).
+  const bool tty = ::isatty(::fileno(stderr)) != 0;
+  int last_percent = -1;
+  auto progress = [&](uint64_t done, uint64_t total) {
+    if (!tty) return;
+    const int percent = total ? static_cast<int>(100 * done / total) : 100;
+    if (percent == last_percent) return;
+    last_percent = percent;
+    std::fprintf(stderr, "\rstraw synth: %3d%% of %s", percent, human_bytes(total).c_str());
+  };
+  const model::SynthStats st = model::synthesize(path, o, progress);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (last_percent >= 0) std::fprintf(stderr, "\n");
+  std::printf("wrote %s: %s %s (%s), %zu tensors, %s of tensor data%s, %lld parameters, %.1f s\n",
+              path.c_str(), o.shape.name.c_str(), model::file_type_name(o.type),
+              model::arch_name(o.shape.arch), st.n_tensors, human_bytes(st.tensor_bytes).c_str(),
+              o.no_data ? " (sparse: not written)" : "", static_cast<long long>(o.shape.n_params()),
+              s);
+  return 0;
+}
+
+}  // namespace
+
+const Command kSynth = {
+    "synth", "write a GGUF model of a real (or any) shape with random weights, for benchmarks",
+    "synth (--preset NAME | --arch A --layers N --embd E --ff F --heads H --kv-heads K "
+    "[--head-dim D] [--vocab V] [--tied]) --type FTYPE -o FILE [--seed S] [--no-data]",
+    synth_options, run_synth};
+
+}  // namespace straw::cli
