@@ -185,3 +185,57 @@ TEST(Planner, KvCacheSizes) {
 }
 
 }  // namespace
+
+// The acceptance check of the hybrid issue, end to end through the CLI contract: `straw plan -o
+// json` on a Qwen2.5-32B-shaped IQ4_XS file written by `straw synth --no-data` (a sparse file: real
+// header, no data) with an 8 GiB budget and an 8K context.
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "model/presets.h"
+#include "model/synth.h"
+#include "test_util.h"
+
+namespace {
+
+uint64_t json_u64(const std::string& json, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(json, m, std::regex("\"" + key + "\": ([0-9]+)"))) return 0;
+  return std::stoull(m[1]);
+}
+
+TEST(PlanCli, Qwen32BIq4xsInEightGiBAtEightK) {
+  const std::string bin = std::string(STRAW_BIN_DIR) + "/straw";
+  if (!std::filesystem::exists(bin)) GTEST_SKIP() << "the straw CLI is not built at " << bin;
+  const auto* preset = straw::model::find_preset("qwen2.5-32b");
+  ASSERT_NE(preset, nullptr);
+  straw::model::SynthOptions o;
+  o.shape = *preset;
+  o.type = straw::model::FileType::IQ4_XS;
+  o.no_data = true;
+  const std::string path = straw::test::temp_path("qwen32b-iq4xs-nodata.gguf").string();
+  straw::model::synthesize(path, o);
+
+  const std::string cmd = bin + " plan -m " + path + " --vram-budget 8GiB --ctx 8192 -o json";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string json;
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) json.append(buf, n);
+  ASSERT_EQ(pclose(p), 0) << cmd;
+  std::filesystem::remove(path);
+
+  const uint64_t budget = json_u64(json, "vram_budget"), used = json_u64(json, "vram_bytes");
+  EXPECT_EQ(budget, 8ull << 30);
+  EXPECT_LE(used, budget);
+  EXPECT_GE(double(used), 0.85 * double(budget));
+  EXPECT_EQ(used, json_u64(json, "gpu_weight_bytes") + json_u64(json, "kv_gpu_bytes") +
+                      json_u64(json, "compute_gpu_bytes"));
+  for (const char* key : {"\"ram_bytes\"", "\"cpu_weight_bytes\"", "\"kv_cpu_bytes\"",
+                          "\"tensors\": [{\"name\"", "\"layers\": [{\"index\"", "\"predicted\": {\"tg_tps\""})
+    EXPECT_NE(json.find(key), std::string::npos) << key;
+}
+
+}  // namespace
