@@ -1,5 +1,6 @@
-// CPU reference attention over the KV cache: causal softmax(q K^T * scale) V with grouped-query
-// heads, one (token, head) pair per work item.
+// CPU attention over the KV cache and the KV store: the SIMD kernel (attention_avx2.cpp) when the
+// head sizes allow, else the reference: causal softmax(q K^T * scale) V with grouped-query heads,
+// one (token, head) pair per work item.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -22,6 +23,9 @@ const float* cache_slice(const ops::KvLayer& kv, const void* base, int64_t p, in
   return tmp;
 }
 
+// Query tokens per work item of the SIMD kernel when a batch has many (prefill).
+constexpr int kQueryBlock = 16;
+
 }  // namespace
 
 void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v, int n_tokens,
@@ -29,11 +33,15 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
   if (pos0 < 0 || pos0 + n_tokens > kv.n_ctx)
     fail("the context is full: positions ", pos0, "..", pos0 + n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
+  const VecKernels* vk = vec_kernels(isa_);
   for (int t = 0; t < n_tokens; ++t) {
     const int64_t p = pos0 + t;
     if (kv.type == ops::KvType::F32) {
       std::copy_n(k + t * k_width, k_width, static_cast<float*>(kv.k) + p * k_width);
       std::copy_n(v + t * v_width, v_width, static_cast<float*>(kv.v) + p * v_width);
+    } else if (vk) {
+      vk->f32_to_f16(k + t * k_width, static_cast<uint16_t*>(kv.k) + p * k_width, k_width);
+      vk->f32_to_f16(v + t * v_width, static_cast<uint16_t*>(kv.v) + p * v_width, v_width);
     } else {
       uint16_t* kd = static_cast<uint16_t*>(kv.k) + p * k_width;
       uint16_t* vd = static_cast<uint16_t*>(kv.v) + p * v_width;
@@ -45,6 +53,24 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
 
 void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
                            const ops::AttentionParams& p) {
+  const VecKernels* vk = vec_kernels(isa_);
+  if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0) {
+    // Items: (KV head, block of query tokens), the blocks with the most keys (the last) first.
+    const int qb = p.n_tokens == 1 ? 1 : kQueryBlock;
+    const int n_blocks = (p.n_tokens + qb - 1) / qb;
+    const int64_t items = int64_t(n_blocks) * p.n_kv_heads;
+    const size_t need = attention_scratch_floats(p, qb);
+    pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
+      float* s = scratch(thread, need);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int block = n_blocks - 1 - int(i / p.n_kv_heads);
+        const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
+        vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, s);
+      }
+    });
+    return;
+  }
+
   const int group = p.n_heads / p.n_kv_heads;
   const int64_t k_width = int64_t(p.n_kv_heads) * p.head_dim;
   const int64_t v_width = int64_t(p.n_kv_heads) * p.head_dim_v;
@@ -61,7 +87,8 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       const int64_t n_keys = p.pos0 + t + 1;  // causal: keys 0..pos0+t
       float max_s = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* kj = cache_slice(kv, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
+        const float* kj =
+            cache_slice(kv, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
         scores[j] = dot_f32(qh, kj, p.head_dim) * p.scale;
         max_s = std::max(max_s, scores[j]);
       }

@@ -1,28 +1,74 @@
-// The CPU backend: the reference implementation of every op, multi-threaded.
+// The CPU backend: every op, multi-threaded, with SIMD kernels picked at run time from CPUID.
 //
-// Weights are used in place (the mmap'd file is their storage). Quantized matmuls dequantize a
-// tile of weight rows to float once and reuse it for every token of the batch, so the math is the
-// exact dequantized model with float32 accumulation (no activation rounding). The SIMD kernels of
-// the CPU-kernels issue replace the inner loops; this file stays their test oracle.
+// Weights. prepare_weight() copies each matmul weight into anonymous memory (2 MB huge pages where
+// the kernel allows), repacking the quantized formats with integer kernels into tiles of 16
+// interleaved rows (layout tag kLayoutTiled) and float weights into groups of 4 interleaved rows
+// (kLayoutFloatRows), so that each streams from memory as one sequential run (kernels.h). When the
+// copies would not fit in RAM, or the anonymous mapping fails, the weight stays in the file mapping
+// (layout 0) and its matmuls repack tiles on the fly, which is slower; prepare_status() says how
+// many weights that hit.
+//
+// Matmul math. Quantized weights multiply int8 activations (one float scale per 32 elements, see
+// kernels.h) with exact integer dot products, then one float FMA per weight group applies both
+// scales; this is closer to exact math than llama.cpp's one activation scale per 256 elements.
+// Float weights (F32, F16, BF16) multiply the float activations directly. Without AVX2 (or for the
+// types the kernels do not cover: Q4_1, Q2_K, Q3_K) the reference path dequantizes tiles of rows to
+// float and uses float dot products: the exact dequantized model, also the tests' oracle.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "cpu/cpu_features.h"
+#include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "ops/backend.h"
 
 namespace straw::cpu {
 
+// ops::Weight::layout of a weight repacked into tiles (quantized) or row groups (float); kernels.h.
+inline constexpr uint32_t kLayoutTiled = 0x31544C53;      // "STL1"
+inline constexpr uint32_t kLayoutFloatRows = 0x31525346;  // "FSR1"
+
+struct CpuOptions {
+  int n_threads = 1;
+  std::optional<Isa> isa;    // kernels to use; default best_isa() (unsupported levels throw)
+  bool copy_weights = true;  // copy / repack weights into anonymous memory in prepare_weight
+  size_t memory_budget = 0;  // bytes the copies may take; 0: MemAvailable minus a reserve
+};
+
+// What prepare_weight did with the model's weights, for the caller to report.
+struct PrepareStatus {
+  int64_t n_copied = 0;    // weights now in anonymous memory (tiled or plain copies)
+  int64_t n_in_place = 0;  // weights used from the file mapping
+  size_t copied_bytes = 0;
+  size_t in_place_bytes = 0;
+  bool low_memory = false;  // some weights stayed in place because RAM was short
+  bool huge_pages = false;  // the kernel accepted MADV_HUGEPAGE for the copies
+  // One line: "weights: 1.1 GiB repacked (huge pages)" or a warning about the slow path.
+  std::string message() const;
+};
+
+class WeightArena;
+
 class CpuBackend final : public ops::Backend {
  public:
   explicit CpuBackend(int n_threads);
+  explicit CpuBackend(const CpuOptions& options);
+  ~CpuBackend() override;
 
   int n_threads() const { return pool_.size(); }
   ThreadPool& pool() { return pool_; }
+  Isa isa() const { return isa_; }
+  const PrepareStatus& prepare_status() const { return status_; }
 
   std::unique_ptr<ops::Buffer> alloc(size_t bytes) override;
   void to_host(const void* src, void* dst, size_t bytes) override;
+  void from_host(const void* src, void* dst, size_t bytes) override;
+  ops::Weight prepare_weight(const ops::Weight& w) override;
   void get_rows(const ops::Weight& table, std::span<const int32_t> tokens, float* out) override;
   void matmul(const ops::Weight& w, const float* x, float* y, int n_tokens) override;
   void add_bias(float* y, const ops::Weight& b, int64_t n_rows, int64_t width) override;
@@ -40,9 +86,25 @@ class CpuBackend final : public ops::Backend {
  private:
   // Per-thread scratch, grown on first use and kept: no allocation per token in steady state.
   float* scratch(int thread, size_t n_floats);
+  uint8_t* act_buffer(size_t bytes);
+
+  void matmul_reference(const ops::Weight& w, const float* x, float* y, int n_tokens);
+  void matmul_tiled(const ops::Weight& w, const float* x, float* y, int n_tokens);
+  void matmul_rows(const ops::Weight& w, const float* x, float* y, int n_tokens);
 
   ThreadPool pool_;
+  Isa isa_;
+  const MatKernels* kernels_;  // null: the reference path for everything
+  CpuOptions options_;
   std::vector<std::vector<float>> scratch_;
+  std::unique_ptr<WeightArena> arena_;
+  PrepareStatus status_;
+  std::vector<float> act_storage_;  // quantized activations, in floats for 4-byte alignment
+  // RoPE cos/sin table for the positions of the last call (shared by the layers of one batch).
+  std::vector<float> rope_table_;
+  int64_t rope_pos0_ = -1;
+  int rope_n_tokens_ = 0;
+  ops::RopeParams rope_params_;
 };
 
 // Float dot product with 16 independent partial sums (vectorizes without -ffast-math).

@@ -1,4 +1,5 @@
-// CPU reference element-wise ops: RMSNorm, RoPE, SwiGLU, residual add, bias.
+// CPU element-wise ops: RMSNorm, RoPE, SwiGLU, residual add, bias. SIMD through vec_kernels() when
+// the ISA has them; split over the threads when a batch is large enough to pay for a region.
 #include <cmath>
 
 #include "cpu/cpu_backend.h"
@@ -6,13 +7,17 @@
 
 namespace straw::cpu {
 
-CpuBackend::CpuBackend(int n_threads) : pool_(n_threads), scratch_(pool_.size()) {}
+namespace {
 
-float* CpuBackend::scratch(int thread, size_t n_floats) {
-  std::vector<float>& s = scratch_[thread];
-  if (s.size() < n_floats) s.resize(n_floats);
-  return s.data();
+// Elements below which an op runs on the calling thread (a region costs about a microsecond).
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+bool same_rope(const ops::RopeParams& a, const ops::RopeParams& b) {
+  return a.mode == b.mode && a.n_rot == b.n_rot && a.base == b.base &&
+         a.freq_scale == b.freq_scale && a.freq_factors == b.freq_factors;
 }
+
+}  // namespace
 
 void CpuBackend::add_bias(float* y, const ops::Weight& b, int64_t n_rows, int64_t width) {
   const auto* bias = static_cast<const float*>(b.data);
@@ -22,49 +27,117 @@ void CpuBackend::add_bias(float* y, const ops::Weight& b, int64_t n_rows, int64_
 
 void CpuBackend::rmsnorm(const float* x, const ops::Weight& w, float* y, int64_t n_rows,
                          int64_t width, float eps) {
-  // Accumulate the mean square in double: rows are short and this keeps the norm exact to float.
+  // The mean square accumulates in double: this keeps the norm exact to float.
   const auto* g = static_cast<const float*>(w.data);
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const float* xr = x + r * width;
-    float* yr = y + r * width;
-    double ss = 0;
-    for (int64_t i = 0; i < width; ++i) ss += double(xr[i]) * xr[i];
-    const float scale = static_cast<float>(1.0 / std::sqrt(ss / double(width) + double(eps)));
-    for (int64_t i = 0; i < width; ++i) yr[i] = xr[i] * scale * g[i];
-  }
+  const VecKernels* vk = vec_kernels(isa_);
+  auto rows = [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = x + r * width;
+      float* yr = y + r * width;
+      double ss = 0;
+      if (vk) {
+        ss = vk->sum_squares(xr, width);
+      } else {
+        for (int64_t i = 0; i < width; ++i) ss += double(xr[i]) * xr[i];
+      }
+      const float scale = static_cast<float>(1.0 / std::sqrt(ss / double(width) + double(eps)));
+      if (vk) {
+        vk->scale_mul(xr, scale, g, yr, width);
+      } else {
+        for (int64_t i = 0; i < width; ++i) yr[i] = xr[i] * scale * g[i];
+      }
+    }
+  };
+  if (n_rows * width >= kParallelMin && n_rows > 1)
+    pool_.parallel_for(n_rows, std::max<int64_t>(1, kParallelMin / width / 4), rows);
+  else
+    rows(0, n_rows, 0);
 }
 
 void CpuBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t pos0,
                       const ops::RopeParams& p) {
   const int half = p.n_rot / 2;
-  for (int t = 0; t < n_tokens; ++t) {
-    const double pos = double(pos0 + t);
-    for (int i = 0; i < half; ++i) {
-      double theta = pos * double(p.freq_scale) * std::pow(double(p.base), -2.0 * i / p.n_rot);
-      if (p.freq_factors) theta /= double(p.freq_factors[i]);
-      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
-      // The pair rotated by angle theta_i: adjacent (NORM) or half a rotation apart (NEOX).
-      const int a = p.mode == ops::RopeMode::Norm ? 2 * i : i;
-      const int b = p.mode == ops::RopeMode::Norm ? 2 * i + 1 : i + half;
+  // cos / sin of theta_i for every token of the batch, computed once and reused by q and k of
+  // every layer (the next call with the same positions and parameters).
+  if (rope_pos0_ != pos0 || rope_n_tokens_ < n_tokens || !same_rope(rope_params_, p)) {
+    rope_table_.resize(size_t(n_tokens) * half * 2);
+    std::vector<double> inv_freq(half);
+    for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(double(p.base), -2.0 * i / p.n_rot);
+    auto fill = [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const double pos = double(pos0 + t);
+        for (int i = 0; i < half; ++i) {
+          double theta = pos * double(p.freq_scale) * inv_freq[i];
+          if (p.freq_factors) theta /= double(p.freq_factors[i]);
+          rope_table_[(t * half + i) * 2] = static_cast<float>(std::cos(theta));
+          rope_table_[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(theta));
+        }
+      }
+    };
+    if (n_tokens >= 16)
+      pool_.parallel_for(n_tokens, 4, fill);
+    else
+      fill(0, n_tokens, 0);
+    rope_pos0_ = pos0;
+    rope_n_tokens_ = n_tokens;
+    rope_params_ = p;
+  }
+  auto tokens = [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* cs = rope_table_.data() + t * half * 2;
       for (int h = 0; h < n_heads; ++h) {
-        float* v = x + (int64_t(t) * n_heads + h) * head_dim;
-        const float x0 = v[a], x1 = v[b];
-        v[a] = x0 * c - x1 * s;
-        v[b] = x0 * s + x1 * c;
+        float* v = x + (t * n_heads + h) * head_dim;
+        // The pair rotated by angle theta_i: adjacent (NORM) or half a rotation apart (NEOX).
+        if (p.mode == ops::RopeMode::Norm) {
+          for (int i = 0; i < half; ++i) {
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            const float x0 = v[2 * i], x1 = v[2 * i + 1];
+            v[2 * i] = x0 * c - x1 * s;
+            v[2 * i + 1] = x0 * s + x1 * c;
+          }
+        } else {
+          for (int i = 0; i < half; ++i) {
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            const float x0 = v[i], x1 = v[i + half];
+            v[i] = x0 * c - x1 * s;
+            v[i + half] = x0 * s + x1 * c;
+          }
+        }
       }
     }
-  }
+  };
+  if (int64_t(n_tokens) * n_heads * head_dim >= kParallelMin && n_tokens > 1)
+    pool_.parallel_for(n_tokens, 4, tokens);
+  else
+    tokens(0, n_tokens, 0);
 }
 
 void CpuBackend::swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+  const VecKernels* vk = vec_kernels(isa_);
+  auto run = [&](int64_t i0, int64_t i1, int) {
+    if (vk) {
+      vk->swiglu(gate + i0, up + i0, out + i0, i1 - i0);
+      return;
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      const float g = gate[i];
+      out[i] = g / (1.0f + std::exp(-g)) * up[i];
+    }
+  };
+  if (n >= kParallelMin)
+    pool_.parallel_for(n, kParallelMin / 2, run);
+  else
+    run(0, n, 0);
 }
 
 void CpuBackend::add(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+  auto run = [&](int64_t i0, int64_t i1, int) {
+    for (int64_t i = i0; i < i1; ++i) x[i] += y[i];
+  };
+  if (n >= 4 * kParallelMin)
+    pool_.parallel_for(n, 2 * kParallelMin, run);
+  else
+    run(0, n, 0);
 }
 
 }  // namespace straw::cpu

@@ -1,4 +1,5 @@
-// CPU reference matmul and embedding lookup: dequantize weight rows to float, float32 dot products.
+// CPU matmul: the SIMD paths (tiled integer kernels, float-row kernels) and the reference path
+// (dequantize tiles of rows to float, float32 dot products), plus the embedding lookup.
 #include <algorithm>
 
 #include "cpu/cpu_backend.h"
@@ -19,15 +20,91 @@ float dot_f32(const float* a, const float* b, int64_t n) {
   return acc[0];
 }
 
+namespace {
+
+// Work items per thread in a matmul: enough that a thread slowed by other load hands its share to
+// the others, few enough that each item streams a long contiguous run of weights.
+constexpr int64_t kItemsPerThread = 8;
+
+}  // namespace
+
 void CpuBackend::matmul(const ops::Weight& w, const float* x, float* y, int n_tokens) {
+  if (n_tokens <= 0 || w.n_out <= 0) return;
+  if (kernels_ && tiled_type(w.type)) return matmul_tiled(w, x, y, n_tokens);
+  if (kernels_ && float_type(w.type)) return matmul_rows(w, x, y, n_tokens);
+  if (w.layout != 0) fail("internal error: weight layout ", w.layout, " on the reference path");
+  matmul_reference(w, x, y, n_tokens);
+}
+
+void CpuBackend::matmul_tiled(const ops::Weight& w, const float* x, float* y, int n_tokens) {
+  const TileLayout L = tile_layout(w.type, w.n_in);
+  const ActLayout A = act_layout(w.n_in);
+  const ActParams ap = kernels_->act_params(w.type);
+  uint8_t* act = act_buffer(A.stride * size_t(n_tokens));
+  auto quantize = [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t)
+      kernels_->quantize_act(x + t * w.n_in, w.n_in, ap, act + t * A.stride);
+  };
+  if (n_tokens >= 16)
+    pool_.parallel_for(n_tokens, 4, quantize);
+  else
+    quantize(0, n_tokens, 0);
+
+  const int64_t tiles = n_tiles(w.n_out);
+  const int64_t grain = std::max<int64_t>(1, tiles / (kItemsPerThread * pool_.size()));
+  if (w.layout == kLayoutTiled) {
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int) {
+      kernels_->tiled(L, base + t0 * L.tile_bytes, t1 - t0, w.n_out - t0 * kTileRows, act, n_tokens,
+                      y + t0 * kTileRows, w.n_out);
+    });
+    return;
+  }
+  // In place (RAM was short at load): repack each tile into per-thread scratch first.
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int thread) {
+    auto* tile = reinterpret_cast<uint8_t*>(scratch(thread, L.tile_bytes / 4 + 16));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t rows = std::min<int64_t>(kTileRows, w.n_out - t * kTileRows);
+      repack_tile(L, src + t * kTileRows * w.row_bytes, w.row_bytes, int(rows), tile);
+      kernels_->tiled(L, tile, 1, rows, act, n_tokens, y + t * kTileRows, w.n_out);
+    }
+  });
+}
+
+void CpuBackend::matmul_rows(const ops::Weight& w, const float* x, float* y, int n_tokens) {
+  const size_t gb = float_group_bytes(w.type, w.n_in);
+  const int64_t groups = float_groups(w.n_out);
+  const int64_t grain = std::max<int64_t>(1, groups / (kItemsPerThread * pool_.size()));
+  if (w.layout == kLayoutFloatRows) {
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    pool_.parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int) {
+      const int64_t r0 = g0 * kFloatRows, r1 = std::min(w.n_out, g1 * kFloatRows);
+      kernels_->rows(w.type, base + g0 * gb, w.n_in, r1 - r0, x, w.n_in, n_tokens, y + r0, w.n_out);
+    });
+    return;
+  }
+  // In place (rows as in the file): group each run of rows into per-thread scratch first.
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  pool_.parallel_for(groups, grain, [&](int64_t g0, int64_t g1, int thread) {
+    auto* grp = reinterpret_cast<uint8_t*>(scratch(thread, gb / 4 + 16));
+    for (int64_t g = g0; g < g1; ++g) {
+      const int64_t r0 = g * kFloatRows, rows = std::min<int64_t>(kFloatRows, w.n_out - r0);
+      repack_float_group(w.type, w.n_in, src + r0 * w.row_bytes, w.row_bytes, int(rows), grp);
+      kernels_->rows(w.type, grp, w.n_in, rows, x, w.n_in, n_tokens, y + r0, w.n_out);
+    }
+  });
+}
+
+void CpuBackend::matmul_reference(const ops::Weight& w, const float* x, float* y, int n_tokens) {
   // Weight rows are processed in tiles of kTile: each tile is dequantized once into per-thread
   // scratch and reused for every token, so the cost of dequantization is paid once per batch.
   constexpr int64_t kTile = 8;
   const int64_t n_in = w.n_in, n_out = w.n_out;
   const bool is_f32 = w.type == quant::Type::F32;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  const int64_t n_tiles = (n_out + kTile - 1) / kTile;
-  pool_.parallel_for(n_tiles, 1, [&](int64_t t0, int64_t t1, int thread) {
+  const int64_t n_row_tiles = (n_out + kTile - 1) / kTile;
+  pool_.parallel_for(n_row_tiles, 1, [&](int64_t t0, int64_t t1, int thread) {
     float* tile = is_f32 ? nullptr : scratch(thread, static_cast<size_t>(kTile * n_in));
     for (int64_t ti = t0; ti < t1; ++ti) {
       const int64_t r0 = ti * kTile, r1 = std::min(n_out, r0 + kTile);
@@ -52,6 +129,8 @@ void CpuBackend::matmul(const ops::Weight& w, const float* x, float* y, int n_to
 }
 
 void CpuBackend::get_rows(const ops::Weight& table, std::span<const int32_t> tokens, float* out) {
+  if (table.layout != 0)
+    fail("internal error: get_rows on a repacked weight (embedding tables are used in place)");
   const auto* base = static_cast<const uint8_t*>(table.data);
   for (size_t t = 0; t < tokens.size(); ++t) {
     const int32_t id = tokens[t];

@@ -1,9 +1,17 @@
-// CPU backend memory: 64-byte aligned, zeroed host allocations.
+// CPU backend memory: 64-byte aligned, zeroed host buffers for activations and KV caches, and the
+// arena that holds the copied / repacked weights in anonymous memory with transparent huge pages.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <new>
+#include <string>
 
 #include "cpu/cpu_backend.h"
+#include "cpu/weight_arena.h"
 #include "util/str.h"
 
 namespace straw::cpu {
@@ -29,13 +37,63 @@ class HostBuffer final : public ops::Buffer {
   size_t size_;
 };
 
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kChunk = size_t(256)
+                          << 20;  // arena chunk: large, so most weights share huge pages
+
 }  // namespace
+
+size_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  size_t value = 0;
+  std::string unit;
+  while (in >> key >> value) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  return 0;
+}
+
+WeightArena::~WeightArena() {
+  for (const Chunk& c : chunks_) munmap(c.base, c.size);
+}
+
+void* WeightArena::alloc(size_t bytes) {
+  bytes = align64(bytes ? bytes : 1);
+  if (chunks_.empty() || chunks_.back().size - chunks_.back().used < bytes) {
+    const size_t size = (std::max(kChunk, bytes) + kHugePage - 1) / kHugePage * kHugePage;
+    // Over-allocate by one huge page and trim, so that the chunk starts on a 2 MB boundary and
+    // whole huge pages back it.
+    void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    const auto addr = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t start = (addr + kHugePage - 1) / kHugePage * kHugePage;
+    if (start > addr) munmap(raw, start - addr);
+    const size_t tail = addr + size + kHugePage - (start + size);
+    if (tail) munmap(reinterpret_cast<void*>(start + size), tail);
+    auto* base = reinterpret_cast<uint8_t*>(start);
+#ifdef MADV_HUGEPAGE
+    if (madvise(base, size, MADV_HUGEPAGE) == 0) huge_pages_ = true;
+#endif
+    chunks_.push_back({base, size, 0});
+  }
+  Chunk& c = chunks_.back();
+  void* p = c.base + c.used;
+  c.used += bytes;
+  return p;
+}
 
 std::unique_ptr<ops::Buffer> CpuBackend::alloc(size_t bytes) {
   return std::make_unique<HostBuffer>(bytes);
 }
 
 void CpuBackend::to_host(const void* src, void* dst, size_t bytes) {
+  if (src != dst) std::memcpy(dst, src, bytes);
+}
+
+void CpuBackend::from_host(const void* src, void* dst, size_t bytes) {
   if (src != dst) std::memcpy(dst, src, bytes);
 }
 

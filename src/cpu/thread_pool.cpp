@@ -1,5 +1,9 @@
 #include "cpu/thread_pool.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <set>
 #include <string>
@@ -15,9 +19,30 @@
 namespace straw::cpu {
 
 namespace {
-// Spin iterations before a worker sleeps: long enough to bridge the gap between the ops of one
-// token (a few microseconds), short enough not to burn a core while the model is idle.
-constexpr int kSpinIterations = 1 << 16;
+
+constexpr int kChunkBits = 20;
+constexpr uint64_t kChunkMask = (uint64_t(1) << kChunkBits) - 1;
+constexpr uint64_t kAllFlag = uint64_t(1) << (2 * kChunkBits);
+constexpr int kEpochShift = 2 * kChunkBits + 1;
+constexpr uint64_t kEpochMask = (uint64_t(1) << (64 - kEpochShift)) - 1;
+
+uint64_t epoch_of(uint64_t s) {
+  return s >> kEpochShift;
+}
+uint64_t chunks_of(uint64_t s) {
+  return (s >> kChunkBits) & kChunkMask;
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Worker waiting: pause-spin this long after a region (the next op of a token follows within
+// microseconds), then spin with sched_yield (gives the core away if another process wants it)
+// until kSleepAfter, then sleep until woken.
+constexpr auto kSpinFor = std::chrono::microseconds(200);
+constexpr auto kSleepAfter = std::chrono::milliseconds(3);
+// The caller waiting for chunks in progress: pause-spin, yielding after this long.
+constexpr auto kYieldAfter = std::chrono::microseconds(50);
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
@@ -26,32 +51,84 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads
 }
 
 ThreadPool::~ThreadPool() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_.store(true);
-    generation_.fetch_add(1);
-  }
-  wake_.notify_all();
+  stop_.store(true, std::memory_order_seq_cst);
+  publish(state_.load() + (uint64_t(1) << kEpochShift));
   for (auto& t : threads_) t.join();
 }
 
+void ThreadPool::publish(uint64_t state) {
+  state_.store(state, std::memory_order_seq_cst);
+  // A worker increments sleepers_ and then re-checks state_ under the mutex before waiting, so
+  // either it sees the new state or this load sees it and the notify (under the mutex) reaches it.
+  if (sleepers_.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lock(mutex_); }
+    wake_.notify_all();
+  }
+}
+
+void ThreadPool::wait_done(int64_t target) {
+  int spins = 0;
+  Clock::time_point start{};
+  while (done_.load(std::memory_order_acquire) < target) {
+    STRAW_CPU_RELAX();
+    if (++spins % 64 != 0) continue;
+    const Clock::time_point now = Clock::now();
+    if (spins == 64)
+      start = now;
+    else if (now - start > kYieldAfter)
+      sched_yield();
+  }
+}
+
+// Claims and runs chunks of region `epoch` until none are left (or the region is over).
+void ThreadPool::work_chunks(uint64_t epoch, int thread) {
+  uint64_t s = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if (epoch_of(s) != epoch || (s & kChunkMask) >= chunks_of(s)) return;
+    if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel,
+                                      std::memory_order_acquire))
+      continue;
+    // The claim succeeded, so the region's fields are this region's until the chunk is counted.
+    const int64_t begin = int64_t(s & kChunkMask) * grain_;
+    (*range_fn_)(begin, std::min(n_, begin + grain_), thread);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    s = state_.load(std::memory_order_acquire);
+  }
+}
+
 void ThreadPool::worker(int index) {
+  // Regions are numbered from 1, so a worker that starts late still runs the first one.
   uint64_t seen = 0;
   for (;;) {
-    uint64_t g = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; g == seen && spin < kSpinIterations; ++spin) {
-      STRAW_CPU_RELAX();
-      g = generation_.load(std::memory_order_acquire);
+    uint64_t s = state_.load(std::memory_order_acquire);
+    if (epoch_of(s) == seen) {
+      const Clock::time_point start = Clock::now();
+      for (int spins = 1; epoch_of(s) == seen; ++spins) {
+        STRAW_CPU_RELAX();
+        s = state_.load(std::memory_order_acquire);
+        if (spins % 64 != 0 || epoch_of(s) != seen) continue;
+        const auto idle = Clock::now() - start;
+        if (idle > kSleepAfter) {
+          std::unique_lock<std::mutex> lock(mutex_);
+          sleepers_.fetch_add(1, std::memory_order_seq_cst);
+          wake_.wait(lock,
+                     [&] { return epoch_of(state_.load(std::memory_order_seq_cst)) != seen; });
+          sleepers_.fetch_sub(1, std::memory_order_relaxed);
+          s = state_.load(std::memory_order_acquire);
+        } else if (idle > kSpinFor) {
+          sched_yield();
+        }
+      }
     }
-    if (g == seen) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
-      g = generation_.load(std::memory_order_acquire);
+    seen = epoch_of(s);
+    if (stop_.load(std::memory_order_acquire)) return;
+    if (s & kAllFlag) {
+      // run(): the caller waits for every worker, so the region's fields are stable here.
+      (*all_fn_)(index, n_threads_);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+      work_chunks(seen, index);
     }
-    seen = g;
-    if (stop_.load()) return;
-    (*job_)(index, n_threads_);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
   }
 }
 
@@ -60,17 +137,12 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     fn(0, 1);
     return;
   }
-  job_ = &fn;
-  pending_.store(n_threads_ - 1, std::memory_order_release);
-  {
-    // Taking the lock orders the bump against a worker that is about to sleep.
-    std::lock_guard<std::mutex> lock(mutex_);
-    generation_.fetch_add(1, std::memory_order_acq_rel);
-  }
-  wake_.notify_all();
+  const uint64_t epoch = (epoch_of(state_.load(std::memory_order_relaxed)) + 1) & kEpochMask;
+  all_fn_ = &fn;
+  done_.store(0, std::memory_order_relaxed);
+  publish(epoch << kEpochShift | kAllFlag);
   fn(0, n_threads_);
-  while (pending_.load(std::memory_order_acquire) != 0) STRAW_CPU_RELAX();
-  job_ = nullptr;
+  wait_done(n_threads_ - 1);
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,
@@ -81,14 +153,19 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n, 0);
     return;
   }
-  std::atomic<int64_t> next{0};
-  run([&](int thread, int) {
-    for (;;) {
-      int64_t begin = next.fetch_add(grain, std::memory_order_relaxed);
-      if (begin >= n) break;
-      fn(begin, std::min(n, begin + grain), thread);
-    }
-  });
+  int64_t chunks = (n + grain - 1) / grain;
+  if (chunks > int64_t(kChunkMask)) {
+    grain = (n + int64_t(kChunkMask) - 1) / int64_t(kChunkMask);
+    chunks = (n + grain - 1) / grain;
+  }
+  const uint64_t epoch = (epoch_of(state_.load(std::memory_order_relaxed)) + 1) & kEpochMask;
+  range_fn_ = &fn;
+  n_ = n;
+  grain_ = grain;
+  done_.store(0, std::memory_order_relaxed);
+  publish(epoch << kEpochShift | uint64_t(chunks) << kChunkBits);
+  work_chunks(epoch, 0);
+  wait_done(chunks);
 }
 
 int physical_cores() {

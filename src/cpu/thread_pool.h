@@ -1,8 +1,13 @@
 // A thread pool built for per-token work: persistent workers, one parallel region at a time.
 //
-// Decode runs a few hundred short parallel regions per token, so the cost of waking workers matters.
-// Workers spin on an atomic generation counter for a short while after each region (the next op
-// follows within microseconds) and only then sleep on a condition variable.
+// Decode runs a few hundred short parallel regions per token, so the cost of starting a region and
+// of waiting for its end decides the speed as much as the kernels do.
+//  - Workers spin on the region counter (with pause) right after a region, since the next one
+//    follows within microseconds; after a while they also yield the core to other processes, and
+//    only when idle for milliseconds do they sleep on a condition variable.
+//  - parallel_for hands out chunks from one atomic word, so nobody waits for a worker that the OS
+//    has descheduled (a shared, oversubscribed machine): the threads that are running take all
+//    chunks, and the caller only waits for chunks already being worked on.
 #pragma once
 
 #include <atomic>
@@ -25,22 +30,35 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(thread_index, n_threads) on every thread (the caller is thread 0) and returns when all
-  // are done. Not reentrant: call it from one thread at a time, never from inside fn.
+  // Runs fn(thread_index, n_threads) once on every thread (the caller is thread 0) and returns
+  // when all are done. Not reentrant: call it from one thread at a time, never from inside fn.
   void run(const std::function<void(int, int)>& fn);
 
-  // Splits [0, n) into chunks of `grain` and hands them out dynamically: fn(begin, end, thread).
+  // Splits [0, n) into chunks of `grain` (more if there would be over a million) and hands them
+  // out dynamically: fn(begin, end, thread), `thread` being the index (0..size()-1) of the thread
+  // running the chunk, unique among concurrent calls (for per-thread scratch). With one thread, or
+  // n <= grain, it is one call fn(0, n, 0). Same rules as run.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn);
 
  private:
   void worker(int index);
+  void publish(uint64_t state);
+  void wait_done(int64_t target);
+  void work_chunks(uint64_t epoch, int thread);
 
   int n_threads_;
   std::vector<std::thread> threads_;
-  const std::function<void(int, int)>* job_ = nullptr;
-  std::atomic<uint64_t> generation_{0};  // bumped once per run(); workers wait for a change
-  std::atomic<int> pending_{0};          // workers still busy with the current job
+  // The current region, packed so that one compare-exchange both checks the region and claims a
+  // chunk: epoch (bits 41-63) | every-thread flag (bit 40) | chunks (20-39) | next chunk (0-19).
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int64_t> done_{0};  // chunks (or, for run, workers) finished in the current region
+  // The region's function and sizes: written before state_ is published, read by a worker only
+  // after it claimed a chunk of that region (or, for run, while the caller waits for it).
+  const std::function<void(int, int)>* all_fn_ = nullptr;
+  const std::function<void(int64_t, int64_t, int)>* range_fn_ = nullptr;
+  int64_t n_ = 0, grain_ = 0;
   std::atomic<bool> stop_{false};
+  std::atomic<int> sleepers_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
 };

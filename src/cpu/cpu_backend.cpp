@@ -1,0 +1,126 @@
+// CpuBackend construction, scratch memory and load-time weight preparation (copy / repack).
+#include "cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/weight_arena.h"
+#include "util/str.h"
+
+namespace straw::cpu {
+
+namespace {
+
+// RAM left to the rest of the process and the system when sizing the weight copies: the KV cache,
+// activations, the page cache of the model file (re-read only at load) and everything else.
+size_t memory_reserve(size_t available) {
+  return std::max<size_t>(size_t(1) << 30, available / 8);
+}
+
+}  // namespace
+
+bool float_type(quant::Type t) {
+  return t == quant::Type::F32 || t == quant::Type::F16 || t == quant::Type::BF16;
+}
+
+std::string PrepareStatus::message() const {
+  std::string s = str("weights: ", human_bytes(copied_bytes), " in anonymous memory",
+                      huge_pages ? " (huge pages)" : "");
+  if (n_in_place > 0)
+    s += str(", ", human_bytes(in_place_bytes), " (", n_in_place, " tensors) used from the file",
+             low_memory ? " because RAM is short: matmuls on them are slower (free memory or use a "
+                          "smaller model)"
+                        : "");
+  return s;
+}
+
+CpuBackend::CpuBackend(int n_threads) : CpuBackend(CpuOptions{.n_threads = n_threads}) {}
+
+CpuBackend::CpuBackend(const CpuOptions& options)
+    : pool_(options.n_threads),
+      isa_(options.isa.value_or(best_isa())),
+      kernels_(nullptr),
+      options_(options),
+      scratch_(pool_.size()),
+      arena_(std::make_unique<WeightArena>()) {
+  if (!isa_supported(isa_))
+    fail("this CPU does not support the ", isa_name(isa_),
+         " kernels (it supports: ", describe_cpu(), ")");
+  kernels_ = mat_kernels(isa_);
+}
+
+CpuBackend::~CpuBackend() = default;
+
+float* CpuBackend::scratch(int thread, size_t n_floats) {
+  std::vector<float>& s = scratch_[thread];
+  if (s.size() < n_floats) s.resize(n_floats);
+  return s.data();
+}
+
+uint8_t* CpuBackend::act_buffer(size_t bytes) {
+  const size_t n = (bytes + 3) / 4;
+  if (act_storage_.size() < n) act_storage_.resize(n);
+  return reinterpret_cast<uint8_t*>(act_storage_.data());
+}
+
+ops::Weight CpuBackend::prepare_weight(const ops::Weight& w) {
+  // Vectors (norm weights, biases: one row) are read element by element by the element-wise ops:
+  // they stay as they are.
+  if (w.n_out <= 1) return w;
+  const bool tiled = kernels_ && tiled_type(w.type) && w.n_out > 0;
+  const bool grouped = kernels_ && float_type(w.type) && w.n_out > 0;
+  const size_t bytes = tiled     ? size_t(n_tiles(w.n_out)) * tile_layout(w.type, w.n_in).tile_bytes
+                       : grouped ? size_t(float_groups(w.n_out)) * float_group_bytes(w.type, w.n_in)
+                                 : size_t(w.n_out) * w.row_bytes;
+  auto keep = [&](bool low_memory) {
+    status_.n_in_place += 1;
+    status_.in_place_bytes += size_t(w.n_out) * w.row_bytes;
+    status_.low_memory = status_.low_memory || low_memory;
+    return w;
+  };
+  if (!w.data || !options_.copy_weights || kernels_ == nullptr) return keep(false);
+
+  if (options_.memory_budget == 0) {
+    const size_t avail = available_memory();
+    options_.memory_budget = avail > memory_reserve(avail) ? avail - memory_reserve(avail) : 1;
+  }
+  if (status_.copied_bytes + bytes > options_.memory_budget) return keep(true);
+  auto* dst = static_cast<uint8_t*>(arena_->alloc(bytes));
+  if (!dst) return keep(true);
+  status_.n_copied += 1;
+  status_.copied_bytes += bytes;
+  status_.huge_pages = arena_->huge_pages();
+
+  ops::Weight out = w;
+  out.data = dst;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  if (tiled) {
+    const TileLayout L = tile_layout(w.type, w.n_in);
+    out.layout = kLayoutTiled;
+    pool_.parallel_for(n_tiles(w.n_out), 16, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int rows = int(std::min<int64_t>(kTileRows, w.n_out - t * kTileRows));
+        repack_tile(L, src + t * kTileRows * w.row_bytes, w.row_bytes, rows,
+                    dst + t * L.tile_bytes);
+      }
+    });
+  } else if (grouped) {
+    const size_t gb = float_group_bytes(w.type, w.n_in);
+    out.layout = kLayoutFloatRows;
+    pool_.parallel_for(float_groups(w.n_out), 64, [&](int64_t g0, int64_t g1, int) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const int rows = int(std::min<int64_t>(kFloatRows, w.n_out - g * kFloatRows));
+        repack_float_group(w.type, w.n_in, src + g * kFloatRows * w.row_bytes, w.row_bytes, rows,
+                           dst + g * gb);
+      }
+    });
+  } else {
+    const int64_t grain = std::max<int64_t>(1, (int64_t(16) << 20) / int64_t(w.row_bytes + 1));
+    pool_.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
+      std::memcpy(dst + r0 * w.row_bytes, src + r0 * w.row_bytes, size_t(r1 - r0) * w.row_bytes);
+    });
+  }
+  return out;
+}
+
+}  // namespace straw::cpu

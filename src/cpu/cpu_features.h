@@ -1,0 +1,38 @@
+// What the CPU we run on can do, read once from CPUID (and XGETBV for the OS-enabled register
+// state), and the instruction-set level the CPU backend picks its kernels for.
+//
+// The library is built for baseline x86-64; kernels for wider instruction sets live in files built
+// with those sets enabled (*_avx2.cpp, *_avx512.cpp) and are only called when these flags say the
+// CPU and the OS support them.
+#pragma once
+
+#include <string>
+
+namespace straw::cpu {
+
+struct CpuFeatures {
+  bool avx2 = false;    // with FMA, F16C and BMI2 (the *_avx2.cpp build flags)
+  bool avx512 = false;  // F, BW, VL, DQ, VNNI, BF16 and VBMI (the *_avx512.cpp build flags)
+  bool avx512_vnni = false;
+  bool avx512_bf16 = false;
+  bool avx_vnni = false;  // VEX-encoded VNNI on 256-bit registers
+};
+
+// Detected once, on first use.
+const CpuFeatures& cpu_features();
+
+// The instruction-set levels with their own kernels, in increasing order.
+enum class Isa { Scalar, Avx2, Avx512 };
+
+const char* isa_name(Isa isa);
+
+// The best level the CPU supports.
+Isa best_isa();
+
+// Whether the CPU supports the kernels of `isa` (Scalar always).
+bool isa_supported(Isa isa);
+
+// "avx512 (vnni, bf16)", "avx2", "scalar": for logs and benchmark labels.
+std::string describe_cpu();
+
+}  // namespace straw::cpu

@@ -1,0 +1,206 @@
+// The CPU matmul kernels as tables of functions, one table per instruction-set level, and the data
+// layouts they share: tiled (repacked) weights and quantized activations.
+//
+// Tiled weights. A quantized weight is cut into tiles of kTileRows = 16 consecutive rows (the last
+// tile is padded with zero rows). A tile holds its 16 rows over the whole row length as a sequence
+// of super-blocks of 256 elements (one K-quant / IQ4_XS block, or eight 32-element blocks; the last
+// super-block of a row may hold fewer), each 64-byte aligned, so that a tile streams from memory as
+// one sequential run. Inside a super-block of n blocks come n pieces of each plane, plane by plane:
+//
+//   qs   4-bit levels (8-bit for Q8_0). Per 32 elements ("group of 32") of the block: four 64-byte
+//        chunks; in chunk c, row r owns bytes 4r..4r+3, and byte j holds element 8c+j of the group
+//        in its low nibble and element 8c+4+j in its high nibble. For Q8_0: eight chunks of 16 rows
+//        x 4 bytes, chunk c holding elements 4c..4c+3.
+//   qh   high level bits. Q5_0 / Q5_1 / Q5_K: 64 bytes per group of 32; row r's byte 4r+j holds the
+//        fifth bit of element 8c+j in bit c and that of element 8c+4+j in bit 4+c (c = 0..3).
+//        Q6_K: 128 bytes per group of 32; the first 64 hold bits 4-5 of element 8c+j in bits
+//        2c..2c+1 of row r's byte 4r+j, the second 64 those of element 8c+4+j.
+//   sc   the format's sub-block scale bytes, transposed: byte i of all 16 rows, then byte i+1...
+//        IQ4_XS: scales_l[0..3] then scales_h as two bytes (96 bytes); Q4_K / Q5_K: the 12-byte
+//        scales field (192 bytes); Q6_K: the 16 int8 scales (256 bytes).
+//   d    the 16 rows' fp16 block scale (32 bytes per block).
+//   m    the 16 rows' fp16 second scale: dmin (Q4_K, Q5_K) or m (Q5_1).
+//
+// So a tile-block has exactly the bits of its 16 source blocks (Q6_K's super-block is padded from
+// 3360 to 3392 bytes), rearranged so that one 64-byte load gives four elements of each of 16 rows
+// (one int32 lane per row), which is what a dot-product instruction (vpdpbusd) wants. Element order
+// along the row is unchanged: the activations stay in natural order and a 4-byte broadcast feeds
+// each instruction.
+//
+// Quantized activations (one token): int8 levels q with one float scale d per 32 elements
+// (x ~= d * q; d = max|x| / 127, q = round-to-nearest-even(x * 127 / max|x|)), plus per-group sums
+// that fold the weights' level offset and minimum into the dot product. See act_layout().
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "cpu/cpu_features.h"
+#include "ops/backend.h"
+#include "quant/types.h"
+
+namespace straw::cpu {
+
+inline constexpr int kTileRows = 16;
+
+constexpr size_t align64(size_t n) {
+  return (n + 63) / 64 * 64;
+}
+
+struct TileLayout {
+  quant::Type type = quant::Type::F32;
+  int64_t n_in = 0;
+  int block = 0;                                    // elements per format block (32 or 256)
+  int64_t n_blocks = 0;                             // blocks per row
+  size_t qs_block = 0, qh_block = 0, sc_block = 0;  // plane bytes per block (0: plane absent)
+  bool has_m = false;
+  int blocks_per_sb = 0;   // blocks per super-block of 256 elements
+  size_t block_bytes = 0;  // all planes of one block
+  size_t sb_bytes = 0;     // a full super-block, rounded up to 64
+  size_t tile_bytes = 0;
+};
+
+// Byte offsets inside a tile of block b's piece of each plane.
+struct BlockOffsets {
+  size_t qs, qh, sc, d, m;
+};
+
+inline BlockOffsets block_offsets(const TileLayout& L, int64_t b) {
+  const int64_t sb = b / L.blocks_per_sb, j = b % L.blocks_per_sb;
+  const int64_t n = std::min<int64_t>(L.blocks_per_sb, L.n_blocks - sb * L.blocks_per_sb);
+  const size_t base = size_t(sb) * L.sb_bytes;
+  BlockOffsets o;
+  o.qs = base + j * L.qs_block;
+  o.qh = base + n * L.qs_block + j * L.qh_block;
+  o.sc = base + n * (L.qs_block + L.qh_block) + j * L.sc_block;
+  o.d = base + n * (L.qs_block + L.qh_block + L.sc_block) + j * 32;
+  o.m = o.d + n * 32;
+  return o;
+}
+
+// Whether weights of type t are tiled (have integer kernels): Q4_0 Q5_0 Q5_1 Q8_0 IQ4_NL IQ4_XS
+// Q4_K Q5_K Q6_K.
+bool tiled_type(quant::Type t);
+
+// The layout of a tile of type t (tiled_type) for rows of n_in elements.
+TileLayout tile_layout(quant::Type t, int64_t n_in);
+
+inline int64_t n_tiles(int64_t n_out) {
+  return (n_out + kTileRows - 1) / kTileRows;
+}
+
+// Repacks rows [0, n_rows) (n_rows <= 16; the rest of the tile is zero) of a weight in its file
+// layout (row r at src + r * src_row_bytes) into one tile at dst (L.tile_bytes bytes).
+void repack_tile(const TileLayout& L, const void* src, size_t src_row_bytes, int n_rows, void* dst);
+
+// Float weights (F32, F16, BF16) are grouped by kFloatRows rows: a group holds its rows' elements
+// in chunks of 16, chunk by chunk (chunk c of row 0, of row 1, ...), the row length padded to a
+// multiple of 16 and missing rows with zeros, so that a group streams as one sequential run.
+inline constexpr int kFloatRows = 4;
+
+// F32, F16 or BF16.
+bool float_type(quant::Type t);
+
+inline int64_t float_groups(int64_t n_out) {
+  return (n_out + kFloatRows - 1) / kFloatRows;
+}
+
+inline size_t float_group_bytes(quant::Type t, int64_t n_in) {
+  return size_t(kFloatRows) * size_t((n_in + 15) / 16 * 16) * (t == quant::Type::F32 ? 4 : 2);
+}
+
+// Packs rows [0, n_rows) (n_rows <= kFloatRows) of a float weight (row r at src + r *
+// src_row_bytes) into one group at dst (float_group_bytes bytes).
+void repack_float_group(quant::Type t, int64_t n_in, const void* src, size_t src_row_bytes,
+                        int n_rows, void* dst);
+
+// Quantized activations of one token: where each array lives in the token's record.
+struct ActLayout {
+  int64_t n_in = 0;
+  size_t d_off = 0;     // float d[n_in / 32]: the scale of each 32 elements
+  size_t ds_off = 0;    // float ds[n_in / 32]: d * sum(q) per 32 (for formats with a minimum)
+  size_t bias_off = 0;  // int32 bias[n_in / group]: -offset * sum(q) per group
+  size_t stride = 0;    // bytes per token; q (n_in int8) starts at 0
+};
+
+inline ActLayout act_layout(int64_t n_in) {
+  ActLayout a;
+  a.n_in = n_in;
+  a.d_off = align64(size_t(n_in));
+  a.ds_off = a.d_off + align64(size_t(n_in / 32) * 4);
+  a.bias_off = a.ds_off + align64(size_t(n_in / 32) * 4);
+  a.stride = a.bias_off + align64(size_t(n_in / 16) * 4);
+  return a;
+}
+
+// How an ISA's kernel for a tiled type wants its activations: the weights' unsigned level offset
+// (the kernel multiplies levels u = w + offset) and the group size of the bias sums.
+struct ActParams {
+  int offset = 0;
+  int group = 32;
+};
+
+// Reference activation quantizer (the definition the SIMD versions reproduce bit for bit).
+void quantize_act_ref(const float* x, int64_t n_in, ActParams p, void* out);
+
+struct MatKernels {
+  Isa isa;
+  // The activation parameters of tiled type t on this ISA.
+  ActParams (*act_params)(quant::Type t);
+  // One token of n_in floats (n_in a multiple of 32) to act_layout(n_in) bytes at out.
+  void (*quantize_act)(const float* x, int64_t n_in, ActParams p, void* out);
+  // y[t][r] = row r . token t for the rows of n_tiles consecutive tiles starting at `tiles`;
+  // n_rows: valid rows from the first tile on (rows past it are not written); act: n_tok tokens of
+  // act_layout(L.n_in).stride bytes quantized with act_params(L.type); y: row stride ldy floats,
+  // pointing at the first tile's first row.
+  void (*tiled)(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+                const uint8_t* act, int n_tok, float* y, int64_t ldy);
+  // Float weights (F32, F16, BF16) in groups (repack_float_group) starting at `groups`: rows
+  // [0, n_rows) times n_tok tokens of x (row stride ldx floats); y as above.
+  void (*rows)(quant::Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x,
+               int64_t ldx, int n_tok, float* y, int64_t ldy);
+};
+
+// Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-512 level uses them too:
+// these ops are a small part of the time and mostly bound by memory or latency).
+struct VecKernels {
+  // out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]; out may alias gate or up.
+  void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
+  // sum of x[i]^2, accumulated in double.
+  double (*sum_squares)(const float* x, int64_t n);
+  // y[i] = x[i] * s * g[i]; y may alias x.
+  void (*scale_mul)(const float* x, float s, const float* g, float* y, int64_t n);
+  // Round to nearest even, as quant::fp32_to_fp16.
+  void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+  // Attention for the query heads of KV head `kv_head` and query tokens [t0, t1): flash-style over
+  // key blocks with an online softmax, each K/V block converted once for the whole head group.
+  // scratch: attention_scratch_floats(p, t1 - t0) floats.
+  void (*attention)(const float* q, const ops::KvLayer& kv, float* out,
+                    const ops::AttentionParams& p, int kv_head, int t0, int t1, float* scratch);
+};
+
+// Keys per block of the attention kernels.
+inline constexpr int kAttnKeyBlock = 64;
+
+inline size_t attention_scratch_floats(const ops::AttentionParams& p, int n_q_tokens) {
+  const size_t rows = size_t(p.n_heads / p.n_kv_heads) * size_t(n_q_tokens);
+  const size_t v_block =
+      std::max(size_t(kAttnKeyBlock) * size_t(p.head_dim_v), size_t(8) * size_t(p.head_dim));
+  return size_t(kAttnKeyBlock) * size_t(p.head_dim) + v_block +
+         rows * (kAttnKeyBlock + size_t(p.head_dim_v) + 2) + 64;
+}
+
+extern const VecKernels kVecKernelsAvx2;
+
+// The element-wise kernels for an ISA level, or null for Scalar.
+const VecKernels* vec_kernels(Isa isa);
+
+// The kernel table of an ISA level, or null for Scalar (the reference path in matmul.cpp) and for
+// levels this build has no kernels for. Only call it for isa_supported() levels.
+const MatKernels* mat_kernels(Isa isa);
+
+extern const MatKernels kMatKernelsAvx2;
+extern const MatKernels kMatKernelsAvx512;
+
+}  // namespace straw::cpu

@@ -1,0 +1,568 @@
+// AVX2 matmul kernels (with FMA and F16C): the tiled integer kernels on 256-bit registers, and
+// FMA kernels for float weights. Built with -mavx2 -mfma -mf16c -mbmi2; only called when
+// cpu_features() reports them.
+//
+// Same tiled layout as the AVX-512 kernels (kernels.h): a 64-byte chunk is rows 0-7 in its first
+// 32 bytes and rows 8-15 in the second, so a tile is processed as two 8-row halves in one pass.
+// Without VNNI the dot product of 4 unsigned levels with 4 int8 activations per int32 lane is
+// vpmaddubsw (to 16-bit pairs) + vpmaddwd (to 32-bit). vpmaddubsw saturates above 32767, so the
+// signed formats (IQ4 levels, Q8_0) use |w| and sign(x, w) instead of an offset (|w|, |x| <= 127).
+// GCC 12's intrinsics headers start some results from _mm*_undefined_*(), which -Wuninitialized
+// reports once inlined (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/kernels.h"
+#include "quant/iq4_nl.h"
+
+namespace straw::cpu {
+
+namespace {
+
+using quant::Type;
+
+constexpr size_t kActBlockBytes = 512 * 1024;
+constexpr int kMaxTok = 2;  // 2 halves x 2 tokens x (int + float) accumulators: 8 of 16 registers
+constexpr size_t kPrefetchBytes = 8192;  // software prefetch distance (see matmul_avx512.cpp)
+
+inline int32_t load32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline __m256i load32b(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
+inline __m256 half8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m128i load8(const uint8_t* p) {
+  return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+}
+inline __m128i load16(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+inline __m256 u8_to_ps(__m128i v) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+}
+inline __m256 s8_to_ps(__m128i v) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+inline __m256i nib_lo(__m256i v) {
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+}
+inline __m256i nib_hi(__m256i v) {
+  return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
+}
+inline __m128i and8(__m128i v, int m) {
+  return _mm_and_si128(v, _mm_set1_epi8(char(m)));
+}
+
+struct Planes {
+  const uint8_t* qs;
+  const uint8_t* qh;
+  const uint8_t* sc;
+  const uint16_t* d;
+  const uint16_t* m;
+};
+
+inline Planes planes(const TileLayout& L, const uint8_t* tile, int64_t b) {
+  const BlockOffsets o = block_offsets(L, b);
+  return {tile + o.qs, tile + o.qh, tile + o.sc, reinterpret_cast<const uint16_t*>(tile + o.d),
+          reinterpret_cast<const uint16_t*>(tile + o.m)};
+}
+
+// The signed IQ4 levels in each 128-bit lane, for vpshufb.
+inline __m256i iq4_table() {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4Values));
+  return _mm256_broadcastsi128_si256(t);
+}
+
+// ---- decoders (see matmul_avx512.cpp); `h` selects rows 0-7 or 8-15 ---------------------------
+
+struct DecQ4_0 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 8;
+  static constexpr bool kMin = false, kSigned = false;
+  Planes P;
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int, int h) const { return half8(P.d + 8 * h); }
+  void weights(int, int p, int h, __m256i& w0, __m256i& w1) const {
+    const __m256i v = load32b(P.qs + 64 * p + 32 * h);
+    w0 = nib_lo(v);
+    w1 = nib_hi(v);
+  }
+};
+
+struct DecIQ4NL {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 0;
+  static constexpr bool kMin = false, kSigned = true;
+  Planes P;
+  __m256i table = iq4_table();
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int, int h) const { return half8(P.d + 8 * h); }
+  void weights(int, int p, int h, __m256i& w0, __m256i& w1) const {
+    const __m256i v = load32b(P.qs + 64 * p + 32 * h);
+    w0 = _mm256_shuffle_epi8(table, nib_lo(v));
+    w1 = _mm256_shuffle_epi8(table, nib_hi(v));
+  }
+};
+
+inline void bit5(__m256i hb, int p, __m256i& b0, __m256i& b1) {
+  const __m256i m = _mm256_set1_epi8(0x10);
+  b0 = _mm256_and_si256(_mm256_sll_epi16(hb, _mm_cvtsi32_si128(4 - p)), m);
+  b1 = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(p)), m);
+}
+
+template <bool kWithMin>
+struct DecQ5 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = kWithMin ? 0 : 16;
+  static constexpr bool kMin = kWithMin, kSigned = false;
+  Planes P;
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int, int h) const { return half8(P.d + 8 * h); }
+  __m256 min(int, int h) const { return half8(P.m + 8 * h); }
+  void weights(int, int p, int h, __m256i& w0, __m256i& w1) const {
+    const __m256i v = load32b(P.qs + 64 * p + 32 * h);
+    __m256i b0, b1;
+    bit5(load32b(P.qh + 32 * h), p, b0, b1);
+    w0 = _mm256_or_si256(nib_lo(v), b0);
+    w1 = _mm256_or_si256(nib_hi(v), b1);
+  }
+};
+
+struct DecQ8_0 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 0;
+  static constexpr bool kMin = false, kSigned = true;
+  Planes P;
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int, int h) const { return half8(P.d + 8 * h); }
+  void weights(int, int p, int h, __m256i& w0, __m256i& w1) const {
+    w0 = load32b(P.qs + 128 * p + 32 * h);
+    w1 = load32b(P.qs + 128 * p + 64 + 32 * h);
+  }
+};
+
+struct DecIQ4XS {
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = 0;
+  static constexpr bool kMin = false, kSigned = true;
+  Planes P;
+  __m256i table = iq4_table();
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int g, int h) const {
+    __m128i lo = load8(P.sc + 16 * (g / 2) + 8 * h);
+    if (g % 2) lo = _mm_srli_epi16(lo, 4);
+    const __m128i hi = _mm_srli_epi16(load8(P.sc + 64 + 16 * (g / 4) + 8 * h), 2 * (g % 4));
+    const __m128i ls = _mm_or_si128(and8(lo, 0x0F), _mm_slli_epi16(and8(hi, 3), 4));
+    const __m256 v =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(ls), _mm256_set1_epi32(32)));
+    return _mm256_mul_ps(half8(P.d + 8 * h), v);
+  }
+  void weights(int g, int p, int h, __m256i& w0, __m256i& w1) const {
+    const __m256i v = load32b(P.qs + 256 * g + 64 * p + 32 * h);
+    w0 = _mm256_shuffle_epi8(table, nib_lo(v));
+    w1 = _mm256_shuffle_epi8(table, nib_hi(v));
+  }
+};
+
+// 6-bit scale / min of sub-block g for rows 8h..8h+7 (Q4_K / Q5_K, see matmul_avx512.cpp).
+inline __m128i kscale(const uint8_t* sc, int g, int h) {
+  if (g < 4) return and8(load8(sc + 16 * g + 8 * h), 63);
+  const __m128i lo = and8(load8(sc + 16 * (g + 4) + 8 * h), 0x0F);
+  const __m128i hi = and8(_mm_srli_epi16(load8(sc + 16 * (g - 4) + 8 * h), 6), 3);
+  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
+}
+inline __m128i kmin(const uint8_t* sc, int g, int h) {
+  if (g < 4) return and8(load8(sc + 16 * (g + 4) + 8 * h), 63);
+  const __m128i lo = and8(_mm_srli_epi16(load8(sc + 16 * (g + 4) + 8 * h), 4), 0x0F);
+  const __m128i hi = and8(_mm_srli_epi16(load8(sc + 16 * g + 8 * h), 6), 3);
+  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
+}
+
+template <bool kQ5>
+struct DecQK {
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = 0;
+  static constexpr bool kMin = true, kSigned = false;
+  Planes P;
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int g, int h) const {
+    return _mm256_mul_ps(half8(P.d + 8 * h), u8_to_ps(kscale(P.sc, g, h)));
+  }
+  __m256 min(int g, int h) const {
+    const __m256 negmin = _mm256_sub_ps(_mm256_setzero_ps(), half8(P.m + 8 * h));
+    return _mm256_mul_ps(negmin, u8_to_ps(kmin(P.sc, g, h)));
+  }
+  void weights(int g, int p, int h, __m256i& w0, __m256i& w1) const {
+    const __m256i v = load32b(P.qs + 256 * g + 64 * p + 32 * h);
+    w0 = nib_lo(v);
+    w1 = nib_hi(v);
+    if constexpr (kQ5) {
+      __m256i b0, b1;
+      bit5(load32b(P.qh + 64 * g + 32 * h), p, b0, b1);
+      w0 = _mm256_or_si256(w0, b0);
+      w1 = _mm256_or_si256(w1, b1);
+    }
+  }
+};
+
+struct DecQ6K {
+  static constexpr int kBlock = 256, kGroup = 16, kOffset = 32;
+  static constexpr bool kMin = false, kSigned = false;
+  Planes P;
+  void begin(const Planes& p) { P = p; }
+  __m256 scale(int g, int h) const {
+    return _mm256_mul_ps(half8(P.d + 8 * h), s8_to_ps(load8(P.sc + 16 * g + 8 * h)));
+  }
+  void weights(int g, int p, int h, __m256i& w0, __m256i& w1) const {
+    const int s = g / 2, c = 2 * (g % 2) + p;
+    const __m256i v = load32b(P.qs + 256 * s + 64 * c + 32 * h);
+    const __m256i h0 = load32b(P.qh + 128 * s + 32 * h), h1 = load32b(P.qh + 128 * s + 64 + 32 * h);
+    const __m128i sh = _mm_cvtsi32_si128(c < 3 ? 4 - 2 * c : 2);
+    const __m256i m = _mm256_set1_epi8(0x30);
+    __m256i b0, b1;
+    if (c < 3) {
+      b0 = _mm256_sll_epi16(h0, sh);
+      b1 = _mm256_sll_epi16(h1, sh);
+    } else {
+      b0 = _mm256_srl_epi16(h0, sh);
+      b1 = _mm256_srl_epi16(h1, sh);
+    }
+    w0 = _mm256_or_si256(nib_lo(v), _mm256_and_si256(b0, m));
+    w1 = _mm256_or_si256(nib_hi(v), _mm256_and_si256(b1, m));
+  }
+};
+
+// ---- the generic tile kernel -------------------------------------------------------------------
+
+struct TokenPtrs {
+  const int8_t* q;
+  const float* d;
+  const float* ds;
+  const int32_t* bias;
+};
+
+// acc += (4 levels of w) . (4 activations x) per int32 lane.
+template <bool kSigned>
+inline __m256i dot4(__m256i acc, __m256i w, __m256i x) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i p;
+  if constexpr (kSigned)
+    p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  else
+    p = _mm256_maddubs_epi16(w, x);
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+}
+
+template <class D, int T>
+void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
+                 int64_t ldy, int rows) {
+  constexpr int kGroups = D::kBlock / D::kGroup;
+  __m256 acc[2][T];
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[h][t] = _mm256_setzero_ps();
+  D dec;
+  for (int64_t b = 0; b < L.n_blocks; ++b) {
+    dec.begin(planes(L, tile, b));
+#pragma GCC unroll 16
+    for (int g = 0; g < kGroups; ++g) {
+      const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
+      {
+        const size_t per_group = L.block_bytes / kGroups;
+        const uint8_t* pf = tile + size_t(b) * L.block_bytes + g * per_group + kPrefetchBytes;
+        for (size_t off = 0; off < per_group + 63; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + off), _MM_HINT_T0);
+      }
+      __m256i ia[2][T];
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m256i init =
+            D::kOffset ? _mm256_set1_epi32(tok[t].bias[e0 / D::kGroup]) : _mm256_setzero_si256();
+        ia[0][t] = ia[1][t] = init;
+      }
+#pragma GCC unroll 4
+      for (int p = 0; p < D::kGroup / 8; ++p) {
+        __m256i x0[T], x1[T];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const int8_t* x = tok[t].q + e0 + 8 * p;
+          x0[t] = _mm256_set1_epi32(load32(x));
+          x1[t] = _mm256_set1_epi32(load32(x + 4));
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+          __m256i w0, w1;
+          dec.weights(g, p, h, w0, w1);
+#pragma GCC unroll 8
+          for (int t = 0; t < T; ++t) {
+            ia[h][t] = dot4<D::kSigned>(ia[h][t], w0, x0[t]);
+            ia[h][t] = dot4<D::kSigned>(ia[h][t], w1, x1[t]);
+          }
+        }
+      }
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const __m256 s = dec.scale(g, h);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const __m256 sd = _mm256_mul_ps(s, _mm256_set1_ps(tok[t].d[e0 / 32]));
+          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), sd, acc[h][t]);
+        }
+        if constexpr (D::kMin) {
+          const __m256 mn = dec.min(g, h);
+#pragma GCC unroll 8
+          for (int t = 0; t < T; ++t)
+            acc[h][t] = _mm256_fmadd_ps(mn, _mm256_set1_ps(tok[t].ds[e0 / 32]), acc[h][t]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) {
+    if (rows >= kTileRows) {
+      _mm256_storeu_ps(y + t * ldy, acc[0][t]);
+      _mm256_storeu_ps(y + t * ldy + 8, acc[1][t]);
+    } else {
+      alignas(32) float tmp[kTileRows];
+      _mm256_store_ps(tmp, acc[0][t]);
+      _mm256_store_ps(tmp + 8, acc[1][t]);
+      std::copy_n(tmp, rows, y + t * ldy);
+    }
+  }
+}
+
+template <class D>
+void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+                const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  const ActLayout A = act_layout(L.n_in);
+  int block = n_tok;
+  if (n_tok > kMaxTok) {
+    const int fit = int(kActBlockBytes / A.stride) / kMaxTok * kMaxTok;
+    block = std::clamp(fit, kMaxTok, n_tok);
+  }
+  TokenPtrs tok[kMaxTok];
+  for (int t0 = 0; t0 < n_tok; t0 += block) {
+    const int t1 = std::min(n_tok, t0 + block);
+    for (int64_t i = 0; i < n_tiles; ++i) {
+      const int64_t rows = std::min<int64_t>(kTileRows, n_rows - i * kTileRows);
+      if (rows <= 0) break;
+      const uint8_t* tile = tiles + i * L.tile_bytes;
+      for (int t = t0; t < t1; t += kMaxTok) {
+        const int n = std::min(kMaxTok, t1 - t);
+        for (int k = 0; k < n; ++k) {
+          const uint8_t* a = act + size_t(t + k) * A.stride;
+          tok[k] = {reinterpret_cast<const int8_t*>(a), reinterpret_cast<const float*>(a + A.d_off),
+                    reinterpret_cast<const float*>(a + A.ds_off),
+                    reinterpret_cast<const int32_t*>(a + A.bias_off)};
+        }
+        float* yt = y + t * ldy + i * kTileRows;
+        if (n == 1)
+          tile_kernel<D, 1>(L, tile, tok, yt, ldy, int(rows));
+        else
+          tile_kernel<D, 2>(L, tile, tok, yt, ldy, int(rows));
+      }
+    }
+  }
+}
+
+void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+           const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  switch (L.type) {
+    case Type::Q4_0:
+      return tiled_impl<DecQ4_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::IQ4_NL:
+      return tiled_impl<DecIQ4NL>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q5_0:
+      return tiled_impl<DecQ5<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q5_1:
+      return tiled_impl<DecQ5<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q8_0:
+      return tiled_impl<DecQ8_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::IQ4_XS:
+      return tiled_impl<DecIQ4XS>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q4_K:
+      return tiled_impl<DecQK<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q5_K:
+      return tiled_impl<DecQK<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q6_K:
+      return tiled_impl<DecQ6K>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    default:
+      break;
+  }
+}
+
+ActParams act_params(Type t) {
+  switch (t) {
+    case Type::Q4_0:
+      return {DecQ4_0::kOffset, 32};
+    case Type::Q5_0:
+      return {DecQ5<false>::kOffset, 32};
+    case Type::Q6_K:
+      return {DecQ6K::kOffset, 16};
+    default:
+      return {0, 32};
+  }
+}
+
+// ---- activation quantization -------------------------------------------------------------------
+
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+inline int hsum8(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
+  const ActLayout a = act_layout(n_in);
+  auto* base = static_cast<uint8_t*>(out);
+  auto* q = reinterpret_cast<int8_t*>(base);
+  auto* d = reinterpret_cast<float*>(base + a.d_off);
+  auto* ds = reinterpret_cast<float*>(base + a.ds_off);
+  auto* bias = reinterpret_cast<int32_t*>(base + a.bias_off);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t i = 0; i < n_in / 32; ++i) {
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(x + 32 * i + 8 * k);
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
+    }
+    const float amax = hmax8(m);
+    const __m256 vid = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    __m256i qi[4];
+    for (int k = 0; k < 4; ++k) qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
+    const __m256i p16 =
+        _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * i),
+                        _mm256_permutevar8x32_epi32(p16, order));
+    const int s0 = hsum8(_mm256_add_epi32(qi[0], qi[1]));
+    const int s1 = hsum8(_mm256_add_epi32(qi[2], qi[3]));
+    d[i] = amax / 127.0f;
+    ds[i] = d[i] * float(s0 + s1);
+    if (p.group == 32) {
+      bias[i] = -p.offset * (s0 + s1);
+    } else {
+      bias[2 * i] = -p.offset * s0;
+      bias[2 * i + 1] = -p.offset * s1;
+    }
+  }
+}
+
+// ---- float weights -----------------------------------------------------------------------------
+
+// 8 weights of a row's chunk as floats.
+template <Type W>
+inline __m256 load_w(const uint8_t* p) {
+  if constexpr (W == Type::F32) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+  } else {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    if constexpr (W == Type::F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+inline float hsum8f(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 8 activations from x[k..], zero past n_in.
+inline __m256 load_x(const float* x, int64_t k, int64_t n_in) {
+  if (n_in - k >= 8) return _mm256_loadu_ps(x + k);
+  alignas(32) float tmp[8] = {};
+  for (int64_t i = k; i < n_in; ++i) tmp[i - k] = x[i];
+  return _mm256_load_ps(tmp);
+}
+
+// See matmul_avx512.cpp: the kFloatRows rows of a group over chunks [c0, c1), two halves of 8.
+template <Type W, int T>
+void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, const float* x,
+                  int64_t ldx, float* y, int64_t ldy, int n_rows, bool add) {
+  constexpr size_t kElem = W == Type::F32 ? 4 : 2, kChunk = 16 * kElem;
+  __m256 acc[kFloatRows][T];
+#pragma GCC unroll 4
+  for (int r = 0; r < kFloatRows; ++r)
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t c = c0; c < c1; ++c) {
+    const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
+    for (size_t off = 0; off < kFloatRows * kChunk; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + off), _MM_HINT_T0);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const int64_t k = 16 * c + 8 * h;
+      if (k >= n_in) break;
+      __m256 xv[T];
+#pragma GCC unroll 2
+      for (int t = 0; t < T; ++t) xv[t] = load_x(x + t * ldx, k, n_in);
+#pragma GCC unroll 4
+      for (int r = 0; r < kFloatRows; ++r) {
+        const __m256 wv = load_w<W>(p + r * kChunk + 8 * h * kElem);
+#pragma GCC unroll 2
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < kFloatRows; ++r) {
+    if (r >= n_rows) break;
+#pragma GCC unroll 2
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = (add ? y[t * ldy + r] : 0.0f) + hsum8f(acc[r][t]);
+  }
+}
+
+template <Type W>
+void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
+               int n_tok, float* y, int64_t ldy) {
+  const size_t group_bytes = float_group_bytes(W, n_in);
+  const int64_t chunks = (n_in + 15) / 16;
+  const int64_t step = n_tok > 2 ? 64 : chunks;
+  for (int64_t c0 = 0; c0 < chunks; c0 += step) {
+    const int64_t c1 = std::min(chunks, c0 + step);
+    for (int64_t g = 0; g * kFloatRows < n_rows; ++g) {
+      const int rows = int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows));
+      const uint8_t* grp = groups + g * group_bytes;
+      float* yg = y + g * kFloatRows;
+      int t = 0;
+      for (; t + 2 <= n_tok; t += 2)
+        group_kernel<W, 2>(grp, n_in, c0, c1, x + t * ldx, ldx, yg + t * ldy, ldy, rows, c0 > 0);
+      if (t < n_tok)
+        group_kernel<W, 1>(grp, n_in, c0, c1, x + t * ldx, ldx, yg + t * ldy, ldy, rows, c0 > 0);
+    }
+  }
+}
+
+void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
+          int n_tok, float* y, int64_t ldy) {
+  switch (t) {
+    case Type::F32:
+      return rows_impl<Type::F32>(groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+    case Type::F16:
+      return rows_impl<Type::F16>(groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+    case Type::BF16:
+      return rows_impl<Type::BF16>(groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+constinit const MatKernels kMatKernelsAvx2 = {Isa::Avx2, &act_params, &quantize_act, &tiled, &rows};
+
+}  // namespace straw::cpu

@@ -1,0 +1,589 @@
+// AVX-512 matmul kernels: integer dot products (vpdpbusd) of tiled quantized weights with int8
+// activations, and FMA kernels for float weights. Built with AVX-512 (F BW VL DQ VNNI BF16 VBMI)
+// enabled; only called when cpu_features() reports all of it.
+//
+// One tile is 16 rows: each 64-byte chunk of a tile-block decodes to unsigned levels u = w + offset
+// for 4 elements of each row, one row per int32 lane, and vpdpbusd adds u . q(4 activations) into
+// the row's lane. Per group (the format's scale granularity, 32 or 16 elements) and token:
+//   y += cvt(sum u q - offset * sum q) * scale_g * d_x   (+ min_g * d_x * sum q for formats with a
+// minimum), so the integer part is exact and one float FMA per group applies both scales.
+// GCC 12's intrinsics headers start some results from _mm*_undefined_*(), which -Wuninitialized
+// reports once inlined (GCC bug 105593); the values are never read.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/kernels.h"
+#include "quant/iq4_nl.h"
+
+namespace straw::cpu {
+
+namespace {
+
+using quant::Type;
+
+// Keep tokens' activations within this many bytes while looping over a thread's tiles (L2-sized).
+constexpr size_t kActBlockBytes = 512 * 1024;
+constexpr int kMaxTok = 8;  // tokens per kernel call (16 rows x 8 tokens of accumulators)
+// Software prefetch distance in a tile (8 KB measured best on Zen 5 between 2 and 16 KB).
+constexpr size_t kPrefetchBytes = 8192;
+
+inline int32_t load32(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline __m512 half16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m128i load16(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+inline __m512i load64(const uint8_t* p) {
+  return _mm512_loadu_si512(p);
+}
+inline __m512 u8_to_ps(__m128i v) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
+}
+inline __m512 s8_to_ps(__m128i v) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v));
+}
+inline __m512i nib_lo(__m512i v) {
+  return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+inline __m512i nib_hi(__m512i v) {
+  return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+}
+inline __m128i and8(__m128i v, int m) {
+  return _mm_and_si128(v, _mm_set1_epi8(char(m)));
+}
+
+struct Planes {
+  const uint8_t* qs;
+  const uint8_t* qh;
+  const uint8_t* sc;
+  const uint16_t* d;
+  const uint16_t* m;
+};
+
+inline Planes planes(const TileLayout& L, const uint8_t* tile, int64_t b) {
+  const BlockOffsets o = block_offsets(L, b);
+  return {tile + o.qs, tile + o.qh, tile + o.sc, reinterpret_cast<const uint16_t*>(tile + o.d),
+          reinterpret_cast<const uint16_t*>(tile + o.m)};
+}
+
+// The IQ4 levels plus 128 (so they are unsigned), in each 128-bit lane for vpshufb.
+inline __m512i iq4_table() {
+  alignas(16) uint8_t t[16];
+  for (int i = 0; i < 16; ++i) t[i] = uint8_t(quant::kIQ4Values[i] + 128);
+  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+}
+
+// ---- decoders: one per format ----------------------------------------------------------------
+// kBlock: elements per tile-block; kGroup: elements per scale; kOffset: u = level + kOffset;
+// kMin: the format adds min(g) * sum(x) per group (only those call min). weights(g, p, w0, w1)
+// gives the unsigned levels of elements 8p..8p+3 (w0) and 8p+4..8p+7 (w1) of group g; scale(g)
+// the per-row scale.
+
+struct DecQ4_0 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 8;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  __m512 d;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    d = half16(P.d);
+  }
+  __m512 scale(int) const { return d; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 64 * p);
+    w0 = nib_lo(v);
+    w1 = nib_hi(v);
+  }
+};
+
+struct DecIQ4NL {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 128;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  __m512 d;
+  __m512i table = iq4_table();
+  void begin(const Planes& P) {
+    qs = P.qs;
+    d = half16(P.d);
+  }
+  __m512 scale(int) const { return d; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 64 * p);
+    w0 = _mm512_shuffle_epi8(table, nib_lo(v));
+    w1 = _mm512_shuffle_epi8(table, nib_hi(v));
+  }
+};
+
+// The fifth bit of elements 8p+j (bit p) and 8p+4+j (bit 4+p), moved to bit 4.
+inline void bit5(__m512i h, int p, __m512i& b0, __m512i& b1) {
+  const __m512i m = _mm512_set1_epi8(0x10);
+  b0 = _mm512_and_si512(_mm512_sll_epi16(h, _mm_cvtsi32_si128(4 - p)), m);
+  b1 = _mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(p)), m);
+}
+
+template <bool kWithMin>
+struct DecQ5 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = kWithMin ? 0 : 16;
+  static constexpr bool kMin = kWithMin;
+  const uint8_t* qs;
+  __m512i h;
+  __m512 d, m;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    h = load64(P.qh);
+    d = half16(P.d);
+    if constexpr (kWithMin) m = half16(P.m);
+  }
+  __m512 scale(int) const { return d; }
+  __m512 min(int) const { return m; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 64 * p);
+    __m512i b0, b1;
+    bit5(h, p, b0, b1);
+    w0 = _mm512_or_si512(nib_lo(v), b0);
+    w1 = _mm512_or_si512(nib_hi(v), b1);
+  }
+};
+
+struct DecQ8_0 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 128;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  __m512 d;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    d = half16(P.d);
+  }
+  __m512 scale(int) const { return d; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i flip = _mm512_set1_epi8(char(0x80));
+    w0 = _mm512_xor_si512(load64(qs + 128 * p), flip);
+    w1 = _mm512_xor_si512(load64(qs + 128 * p + 64), flip);
+  }
+};
+
+struct DecIQ4XS {
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = 128;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  const uint8_t* sc;
+  __m512 d;
+  __m512i table = iq4_table();
+  void begin(const Planes& P) {
+    qs = P.qs;
+    sc = P.sc;
+    d = half16(P.d);
+  }
+  // ls = low 4 bits (scales_l[g/2] nibble g%2) | high 2 bits (scales_h bits 2g..2g+1) << 4; the
+  // multiplier is ls - 32.
+  __m512 scale(int g) const {
+    __m128i lo = load16(sc + 16 * (g / 2));
+    if (g % 2) lo = _mm_srli_epi16(lo, 4);
+    __m128i hi = _mm_srli_epi16(load16(sc + 64 + 16 * (g / 4)), 2 * (g % 4));
+    const __m128i ls = _mm_or_si128(and8(lo, 0x0F), _mm_slli_epi16(and8(hi, 3), 4));
+    const __m512 v =
+        _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(ls), _mm512_set1_epi32(32)));
+    return _mm512_mul_ps(d, v);
+  }
+  void weights(int g, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 256 * g + 64 * p);
+    w0 = _mm512_shuffle_epi8(table, nib_lo(v));
+    w1 = _mm512_shuffle_epi8(table, nib_hi(v));
+  }
+};
+
+// The 6-bit scale and min of sub-block g from the transposed 12-byte field of Q4_K / Q5_K.
+inline __m128i kscale(const uint8_t* sc, int g) {
+  if (g < 4) return and8(load16(sc + 16 * g), 63);
+  const __m128i lo = and8(load16(sc + 16 * (g + 4)), 0x0F);
+  const __m128i hi = and8(_mm_srli_epi16(load16(sc + 16 * (g - 4)), 6), 3);
+  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
+}
+inline __m128i kmin(const uint8_t* sc, int g) {
+  if (g < 4) return and8(load16(sc + 16 * (g + 4)), 63);
+  const __m128i lo = and8(_mm_srli_epi16(load16(sc + 16 * (g + 4)), 4), 0x0F);
+  const __m128i hi = and8(_mm_srli_epi16(load16(sc + 16 * g), 6), 3);
+  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
+}
+
+template <bool kQ5>
+struct DecQK {
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = 0;
+  static constexpr bool kMin = true;
+  const uint8_t* qs;
+  const uint8_t* qh;
+  const uint8_t* sc;
+  __m512 d, negmin;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    qh = P.qh;
+    sc = P.sc;
+    d = half16(P.d);
+    negmin = _mm512_sub_ps(_mm512_setzero_ps(), half16(P.m));
+  }
+  __m512 scale(int g) const { return _mm512_mul_ps(d, u8_to_ps(kscale(sc, g))); }
+  __m512 min(int g) const { return _mm512_mul_ps(negmin, u8_to_ps(kmin(sc, g))); }
+  void weights(int g, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 256 * g + 64 * p);
+    w0 = nib_lo(v);
+    w1 = nib_hi(v);
+    if constexpr (kQ5) {
+      __m512i b0, b1;
+      bit5(load64(qh + 64 * g), p, b0, b1);
+      w0 = _mm512_or_si512(w0, b0);
+      w1 = _mm512_or_si512(w1, b1);
+    }
+  }
+};
+
+// Q6_K: groups of 16 (two per 32-element sub-block s = g / 2, chunks 2(g%2) + p).
+struct DecQ6K {
+  static constexpr int kBlock = 256, kGroup = 16, kOffset = 32;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  const uint8_t* qh;
+  const uint8_t* sc;
+  __m512 d;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    qh = P.qh;
+    sc = P.sc;
+    d = half16(P.d);
+  }
+  __m512 scale(int g) const { return _mm512_mul_ps(d, s8_to_ps(load16(sc + 16 * g))); }
+  void weights(int g, int p, __m512i& w0, __m512i& w1) const {
+    const int s = g / 2, c = 2 * (g % 2) + p;
+    const __m512i v = load64(qs + 256 * s + 64 * c);
+    const __m512i h0 = load64(qh + 128 * s), h1 = load64(qh + 128 * s + 64);
+    // Bits 2c..2c+1 of the high-bit bytes to bits 4..5.
+    const __m128i sh = _mm_cvtsi32_si128(c < 3 ? 4 - 2 * c : 2);
+    const __m512i m = _mm512_set1_epi8(0x30);
+    __m512i b0, b1;
+    if (c < 3) {
+      b0 = _mm512_sll_epi16(h0, sh);
+      b1 = _mm512_sll_epi16(h1, sh);
+    } else {
+      b0 = _mm512_srl_epi16(h0, sh);
+      b1 = _mm512_srl_epi16(h1, sh);
+    }
+    w0 = _mm512_or_si512(nib_lo(v), _mm512_and_si512(b0, m));
+    w1 = _mm512_or_si512(nib_hi(v), _mm512_and_si512(b1, m));
+  }
+};
+
+// ---- the generic tile kernel -------------------------------------------------------------------
+
+struct TokenPtrs {
+  const int8_t* q;
+  const float* d;
+  const float* ds;
+  const int32_t* bias;
+};
+
+template <class D, int T>
+void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
+                 int64_t ldy, __mmask16 mask) {
+  constexpr int kGroups = D::kBlock / D::kGroup;
+  __m512 acc[T];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  D dec;
+  for (int64_t b = 0; b < L.n_blocks; ++b) {
+    dec.begin(planes(L, tile, b));
+#pragma GCC unroll 16
+    for (int g = 0; g < kGroups; ++g) {
+      const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
+      // Software prefetch kPrefetchBytes ahead in the tile (one sequential run): one core's
+      // hardware prefetcher alone does not keep enough lines in flight to stream at memory speed.
+      {
+        const size_t per_group = L.block_bytes / kGroups;
+        const uint8_t* pf = tile + size_t(b) * L.block_bytes + g * per_group + kPrefetchBytes;
+        for (size_t off = 0; off < per_group + 63; off += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(pf + off), _MM_HINT_T0);
+      }
+      __m512i ia[T], ib[T];
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        ia[t] =
+            D::kOffset ? _mm512_set1_epi32(tok[t].bias[e0 / D::kGroup]) : _mm512_setzero_si512();
+        ib[t] = _mm512_setzero_si512();
+      }
+#pragma GCC unroll 4
+      for (int p = 0; p < D::kGroup / 8; ++p) {
+        __m512i w0, w1;
+        dec.weights(g, p, w0, w1);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t) {
+          const int8_t* x = tok[t].q + e0 + 8 * p;
+          ia[t] = _mm512_dpbusd_epi32(ia[t], w0, _mm512_set1_epi32(load32(x)));
+          // One token: a second accumulator halves the dependency chain.
+          __m512i& second = T == 1 ? ib[t] : ia[t];
+          second = _mm512_dpbusd_epi32(second, w1, _mm512_set1_epi32(load32(x + 4)));
+        }
+      }
+      const __m512 s = dec.scale(g);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) {
+        const __m512i sum = T == 1 ? _mm512_add_epi32(ia[t], ib[t]) : ia[t];
+        const __m512 sd = _mm512_mul_ps(s, _mm512_set1_ps(tok[t].d[e0 / 32]));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), sd, acc[t]);
+      }
+      if constexpr (D::kMin) {
+        const __m512 mn = dec.min(g);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; ++t)
+          acc[t] = _mm512_fmadd_ps(mn, _mm512_set1_ps(tok[t].ds[e0 / 32]), acc[t]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * ldy, mask, acc[t]);
+}
+
+template <class D>
+void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
+                 int64_t ldy, __mmask16 mask) {
+  switch (n) {
+    case 1:
+      return tile_kernel<D, 1>(L, tile, tok, y, ldy, mask);
+    case 2:
+      return tile_kernel<D, 2>(L, tile, tok, y, ldy, mask);
+    case 3:
+      return tile_kernel<D, 3>(L, tile, tok, y, ldy, mask);
+    case 4:
+      return tile_kernel<D, 4>(L, tile, tok, y, ldy, mask);
+    case 5:
+      return tile_kernel<D, 5>(L, tile, tok, y, ldy, mask);
+    case 6:
+      return tile_kernel<D, 6>(L, tile, tok, y, ldy, mask);
+    case 7:
+      return tile_kernel<D, 7>(L, tile, tok, y, ldy, mask);
+    default:
+      return tile_kernel<D, 8>(L, tile, tok, y, ldy, mask);
+  }
+}
+
+template <class D>
+void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+                const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  const ActLayout A = act_layout(L.n_in);
+  // Tokens per pass over the tiles: all of them for small batches; for prefill, as many as keep
+  // their activations in L2 while the thread's tiles stream through.
+  int block = n_tok;
+  if (n_tok > kMaxTok) {
+    const int fit = int(kActBlockBytes / A.stride) / kMaxTok * kMaxTok;
+    block = std::clamp(fit, kMaxTok, n_tok);
+  }
+  TokenPtrs tok[kMaxTok];
+  for (int t0 = 0; t0 < n_tok; t0 += block) {
+    const int t1 = std::min(n_tok, t0 + block);
+    for (int64_t i = 0; i < n_tiles; ++i) {
+      const int64_t rows = std::min<int64_t>(kTileRows, n_rows - i * kTileRows);
+      if (rows <= 0) break;
+      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+      const uint8_t* tile = tiles + i * L.tile_bytes;
+      for (int t = t0; t < t1; t += kMaxTok) {
+        const int n = std::min(kMaxTok, t1 - t);
+        for (int k = 0; k < n; ++k) {
+          const uint8_t* a = act + size_t(t + k) * A.stride;
+          tok[k] = {reinterpret_cast<const int8_t*>(a), reinterpret_cast<const float*>(a + A.d_off),
+                    reinterpret_cast<const float*>(a + A.ds_off),
+                    reinterpret_cast<const int32_t*>(a + A.bias_off)};
+        }
+        tile_tokens<D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, mask);
+      }
+    }
+  }
+}
+
+void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+           const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  switch (L.type) {
+    case Type::Q4_0:
+      return tiled_impl<DecQ4_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::IQ4_NL:
+      return tiled_impl<DecIQ4NL>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q5_0:
+      return tiled_impl<DecQ5<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q5_1:
+      return tiled_impl<DecQ5<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q8_0:
+      return tiled_impl<DecQ8_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::IQ4_XS:
+      return tiled_impl<DecIQ4XS>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q4_K:
+      return tiled_impl<DecQK<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q5_K:
+      return tiled_impl<DecQK<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    case Type::Q6_K:
+      return tiled_impl<DecQ6K>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+    default:
+      break;
+  }
+}
+
+ActParams act_params(Type t) {
+  switch (t) {
+    case Type::Q4_0:
+      return {DecQ4_0::kOffset, 32};
+    case Type::IQ4_NL:
+      return {DecIQ4NL::kOffset, 32};
+    case Type::Q5_0:
+      return {DecQ5<false>::kOffset, 32};
+    case Type::Q8_0:
+      return {DecQ8_0::kOffset, 32};
+    case Type::IQ4_XS:
+      return {DecIQ4XS::kOffset, 32};
+    case Type::Q6_K:
+      return {DecQ6K::kOffset, 16};
+    default:
+      return {0, 32};
+  }
+}
+
+// ---- activation quantization -------------------------------------------------------------------
+
+void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
+  const ActLayout a = act_layout(n_in);
+  auto* base = static_cast<uint8_t*>(out);
+  auto* q = reinterpret_cast<int8_t*>(base);
+  auto* d = reinterpret_cast<float*>(base + a.d_off);
+  auto* ds = reinterpret_cast<float*>(base + a.ds_off);
+  auto* bias = reinterpret_cast<int32_t*>(base + a.bias_off);
+  for (int64_t i = 0; i < n_in / 32; ++i) {
+    const __m512 x0 = _mm512_loadu_ps(x + 32 * i), x1 = _mm512_loadu_ps(x + 32 * i + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    const float id = amax > 0 ? 127.0f / amax : 0.0f;
+    const __m512 vid = _mm512_set1_ps(id);
+    // cvtps2dq rounds to nearest even (the default MXCSR mode), as nearbyint does.
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * i), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * i + 16), _mm512_cvtepi32_epi8(q1));
+    const int s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
+    d[i] = amax / 127.0f;
+    ds[i] = d[i] * float(s0 + s1);
+    if (p.group == 32) {
+      bias[i] = -p.offset * (s0 + s1);
+    } else {
+      bias[2 * i] = -p.offset * s0;
+      bias[2 * i + 1] = -p.offset * s1;
+    }
+  }
+}
+
+// ---- float weights -----------------------------------------------------------------------------
+
+// 16 weights of one row's chunk as floats.
+template <Type W>
+inline __m512 load_w(const uint8_t* p) {
+  if constexpr (W == Type::F32) {
+    return _mm512_loadu_ps(p);
+  } else {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if constexpr (W == Type::F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+// y[t][r] (+)= row r . x[t] for the kFloatRows rows of a group, over chunks [c0, c1) (add:
+// accumulate into y, for K-chunked GEMM; only the first n_rows rows are written).
+template <Type W, int T>
+void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, const float* x,
+                  int64_t ldx, float* y, int64_t ldy, int n_rows, bool add) {
+  constexpr size_t kChunk = 16 * (W == Type::F32 ? 4 : 2);  // bytes of one row's chunk
+  __m512 acc[kFloatRows][T];
+#pragma GCC unroll 4
+  for (int r = 0; r < kFloatRows; ++r)
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  for (int64_t c = c0; c < c1; ++c) {
+    const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
+    for (size_t off = 0; off < kFloatRows * kChunk; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + off), _MM_HINT_T0);
+    const int64_t left = n_in - 16 * c;
+    const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    __m512 xv[T];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + t * ldx + 16 * c);
+#pragma GCC unroll 4
+    for (int r = 0; r < kFloatRows; ++r) {
+      const __m512 wv = load_w<W>(p + r * kChunk);
+#pragma GCC unroll 8
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < kFloatRows; ++r) {
+    if (r >= n_rows) break;
+#pragma GCC unroll 8
+    for (int t = 0; t < T; ++t)
+      y[t * ldy + r] = (add ? y[t * ldy + r] : 0.0f) + _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+template <Type W>
+void group_tokens(int n, const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, const float* x,
+                  int64_t ldx, float* y, int64_t ldy, int n_rows, bool add) {
+  switch (n) {
+    case 1:
+      return group_kernel<W, 1>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
+    case 2:
+      return group_kernel<W, 2>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
+    case 3:
+      return group_kernel<W, 3>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
+    default:
+      return group_kernel<W, 4>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
+  }
+}
+
+template <Type W>
+void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
+               int n_tok, float* y, int64_t ldy) {
+  constexpr int kT = 4;
+  const size_t group_bytes = float_group_bytes(W, n_in);
+  const int64_t chunks = (n_in + 15) / 16;
+  // Many tokens: the rows in K-chunks of 64 x 16 elements, so that a group's chunk stays in L1
+  // while every token passes over it.
+  const int64_t step = n_tok > kT ? 64 : chunks;
+  for (int64_t c0 = 0; c0 < chunks; c0 += step) {
+    const int64_t c1 = std::min(chunks, c0 + step);
+    for (int64_t g = 0; g * kFloatRows < n_rows; ++g) {
+      const int rows = int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows));
+      for (int t = 0; t < n_tok; t += kT)
+        group_tokens<W>(std::min(kT, n_tok - t), groups + g * group_bytes, n_in, c0, c1,
+                        x + t * ldx, ldx, y + t * ldy + g * kFloatRows, ldy, rows, c0 > 0);
+    }
+  }
+}
+
+void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
+          int n_tok, float* y, int64_t ldy) {
+  switch (t) {
+    case Type::F32:
+      return rows_impl<Type::F32>(groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+    case Type::F16:
+      return rows_impl<Type::F16>(groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+    case Type::BF16:
+      return rows_impl<Type::BF16>(groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+constinit const MatKernels kMatKernelsAvx512 = {Isa::Avx512, &act_params, &quantize_act, &tiled,
+                                                &rows};
+
+}  // namespace straw::cpu

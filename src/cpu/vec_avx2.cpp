@@ -1,0 +1,80 @@
+// Element-wise kernels on AVX2 + FMA + F16C: SwiGLU (with a vectorized exp), the RMSNorm pieces and
+// float -> fp16 conversion for the KV cache.
+// GCC 12 intrinsics: see the note in matmul_avx2.cpp.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "cpu/kernels.h"
+#include "cpu/vec_avx2.h"
+#include "quant/f16.h"
+
+namespace straw::cpu {
+
+namespace {
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 zero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = avx2::exp(_mm256_sub_ps(zero, g));
+    // g / (1 + e): reciprocal estimate (12 bits) refined by one Newton step (about 23 bits),
+    // cheaper than a division.
+    const __m256 den = _mm256_add_ps(one, e);
+    __m256 inv = _mm256_rcp_ps(den);
+    inv = _mm256_mul_ps(inv, _mm256_fnmadd_ps(den, inv, _mm256_set1_ps(2.0f)));
+    const __m256 silu = _mm256_mul_ps(g, inv);
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+double sum_squares(const float* x, int64_t n) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+    const __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+    a0 = _mm256_fmadd_pd(lo, lo, a0);
+    a1 = _mm256_fmadd_pd(hi, hi, a1);
+  }
+  alignas(32) double t[4];
+  _mm256_store_pd(t, _mm256_add_pd(a0, a1));
+  double s = (t[0] + t[1]) + (t[2] + t[3]);
+  for (; i < n; ++i) s += double(x[i]) * x[i];
+  return s;
+}
+
+void scale_mul(const float* x, float s, const float* g, float* y, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(
+        y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(g + i)));
+  for (; i < n; ++i) y[i] = x[i] * s * g[i];
+}
+
+void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = quant::fp32_to_fp16(x[i]);
+}
+
+}  // namespace
+
+void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
+                    const ops::AttentionParams& p, int kv_head, int t0, int t1, float* scratch);
+
+constinit const VecKernels kVecKernelsAvx2 = {&swiglu, &sum_squares, &scale_mul, &f32_to_f16,
+                                              &attention_avx2};
+
+}  // namespace straw::cpu

@@ -1,0 +1,159 @@
+// The CPU backend's element-wise ops and attention on each SIMD level against the scalar backend
+// (the reference implementation), on random inputs with edge sizes.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cpu/cpu_backend.h"
+#include "quant/f16.h"
+
+namespace {
+
+using straw::cpu::CpuBackend;
+using straw::cpu::CpuOptions;
+using straw::cpu::Isa;
+namespace cpu = straw::cpu;
+namespace ops = straw::ops;
+
+std::vector<Isa> simd_isas() {
+  std::vector<Isa> out;
+  for (Isa i : {Isa::Avx2, Isa::Avx512})
+    if (cpu::isa_supported(i)) out.push_back(i);
+  return out;
+}
+
+std::vector<float> random_floats(std::mt19937& rng, size_t n, float scale) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, float rel, float abs,
+                  const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_NEAR(a[i], b[i], abs + rel * std::fabs(b[i])) << what << " at " << i;
+}
+
+TEST(CpuOps, SwigluRmsnormAddMatchTheScalarBackend) {
+  std::mt19937 rng(11);
+  CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});
+  for (Isa isa : simd_isas()) {
+    CpuBackend be(CpuOptions{.n_threads = 2, .isa = isa});
+    for (int64_t n : {1, 7, 8, 100, 70000}) {
+      std::vector<float> g = random_floats(rng, n, 6.0f), u = random_floats(rng, n, 1.0f);
+      g[0] = -200.0f;  // exp overflow side
+      if (n > 1) g[1] = 150.0f;
+      std::vector<float> a(n), b(n);
+      ref.swiglu(g.data(), u.data(), a.data(), n);
+      be.swiglu(g.data(), u.data(), b.data(), n);
+      expect_close(b, a, 2e-6f, 1e-30f, "swiglu");
+    }
+    for (int64_t width : {3, 64, 1536}) {
+      const int64_t rows = width == 1536 ? 40 : 5;
+      std::vector<float> x = random_floats(rng, rows * width, 2.0f);
+      std::vector<float> w = random_floats(rng, width, 1.0f);
+      ops::Weight gw{straw::quant::Type::F32, width, 1, size_t(width) * 4, w.data(), 0};
+      std::vector<float> a(x.size()), b(x.size());
+      ref.rmsnorm(x.data(), gw, a.data(), rows, width, 1e-6f);
+      be.rmsnorm(x.data(), gw, b.data(), rows, width, 1e-6f);
+      expect_close(b, a, 1e-6f, 0.0f, "rmsnorm");
+      std::vector<float> s = x;
+      be.add(s.data(), a.data(), int64_t(s.size()));
+      for (size_t i = 0; i < s.size(); ++i) ASSERT_EQ(s[i], x[i] + a[i]);
+    }
+  }
+}
+
+TEST(CpuOps, RopeTableMatchesDirectComputation) {
+  std::mt19937 rng(5);
+  for (Isa isa : {Isa::Scalar, cpu::best_isa()}) {
+    CpuBackend be(CpuOptions{.n_threads = 2, .isa = isa});
+    const int heads = 3, dim = 16;
+    std::vector<float> ff = {1.0f, 2.0f, 4.0f, 8.0f, 1.5f, 1.0f};
+    for (ops::RopeMode mode : {ops::RopeMode::Norm, ops::RopeMode::Neox})
+      for (int n_tok : {1, 40, 3}) {
+        ops::RopeParams p{mode, 12, 10000.0f, 0.5f, n_tok == 3 ? ff.data() : nullptr};
+        const int64_t pos0 = 17;
+        std::vector<float> x = random_floats(rng, size_t(n_tok) * heads * dim, 1.0f), y = x;
+        be.rope(y.data(), n_tok, heads, dim, pos0, p);
+        be.rope(y.data(), n_tok, heads, dim, pos0, ops::RopeParams{});  // other params: no reuse
+        for (int t = 0; t < n_tok; ++t)
+          for (int h = 0; h < heads; ++h) {
+            const float* v = &x[(size_t(t) * heads + h) * dim];
+            std::vector<float> e(v, v + dim);
+            for (int i = 0; i < p.n_rot / 2; ++i) {
+              double th = double(pos0 + t) * 0.5 * std::pow(10000.0, -2.0 * i / p.n_rot);
+              if (p.freq_factors) th /= p.freq_factors[i];
+              const int a = mode == ops::RopeMode::Norm ? 2 * i : i;
+              const int b = mode == ops::RopeMode::Norm ? 2 * i + 1 : i + p.n_rot / 2;
+              const float c = float(std::cos(th)), s = float(std::sin(th));
+              e[a] = v[a] * c - v[b] * s;
+              e[b] = v[a] * s + v[b] * c;
+            }
+            // The second call (n_rot = 0) leaves everything unchanged.
+            for (int d = 0; d < dim; ++d)
+              ASSERT_EQ(y[(size_t(t) * heads + h) * dim + d], e[d]) << "t " << t << " d " << d;
+          }
+      }
+  }
+}
+
+struct AttnCase {
+  int n_tokens, n_heads, n_kv_heads, head_dim, head_dim_v;
+  int64_t pos0;
+  ops::KvType kv_type;
+};
+
+TEST(CpuOps, AttentionMatchesTheScalarBackend) {
+  const AttnCase cases[] = {
+      {1, 12, 2, 128, 128, 0, ops::KvType::F16}, {1, 12, 2, 128, 128, 200, ops::KvType::F16},
+      {37, 12, 2, 64, 64, 5, ops::KvType::F16},  {20, 4, 4, 8, 16, 70, ops::KvType::F32},
+      {3, 6, 2, 32, 24, 130, ops::KvType::F32},  {70, 8, 1, 16, 16, 0, ops::KvType::F16},
+      {1, 4, 2, 40, 40, 64, ops::KvType::F16},
+  };
+  std::mt19937 rng(21);
+  CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});
+  for (Isa isa : simd_isas()) {
+    CpuBackend be(CpuOptions{.n_threads = 2, .isa = isa});
+    for (const AttnCase& c : cases) {
+      const int64_t n_ctx = c.pos0 + c.n_tokens + 3;
+      const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim,
+                    vw = int64_t(c.n_kv_heads) * c.head_dim_v;
+      const size_t esz = c.kv_type == ops::KvType::F16 ? 2 : 4;
+      std::vector<uint8_t> kbuf(n_ctx * kw * esz), vbuf(n_ctx * vw * esz);
+      ops::KvLayer kv{c.kv_type, kbuf.data(), vbuf.data(), n_ctx};
+      // Fill the cache (earlier positions) through kv_store of the reference backend.
+      const std::vector<float> k = random_floats(rng, (c.pos0 + c.n_tokens) * kw, 1.0f);
+      const std::vector<float> v = random_floats(rng, (c.pos0 + c.n_tokens) * vw, 1.0f);
+      ref.kv_store(kv, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
+      // The SIMD kv_store writes the same bytes.
+      std::vector<uint8_t> kbuf2(kbuf.size()), vbuf2(vbuf.size());
+      ops::KvLayer kv2{c.kv_type, kbuf2.data(), vbuf2.data(), n_ctx};
+      be.kv_store(kv2, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
+      ASSERT_EQ(kbuf, kbuf2);
+      ASSERT_EQ(vbuf, vbuf2);
+
+      const std::vector<float> q =
+          random_floats(rng, size_t(c.n_tokens) * c.n_heads * c.head_dim, 1.0f);
+      ops::AttentionParams p{c.n_tokens,
+                             c.pos0,
+                             c.n_heads,
+                             c.n_kv_heads,
+                             c.head_dim,
+                             c.head_dim_v,
+                             1.0f / std::sqrt(float(c.head_dim))};
+      std::vector<float> a(size_t(c.n_tokens) * c.n_heads * c.head_dim_v), b(a.size());
+      ref.attention(q.data(), kv, a.data(), p);
+      be.attention(q.data(), kv, b.data(), p);
+      expect_close(b, a, 2e-5f, 2e-6f,
+                   "attention " + std::string(cpu::isa_name(isa)) + " tokens " +
+                       std::to_string(c.n_tokens) + " pos0 " + std::to_string(c.pos0));
+    }
+  }
+}
+
+}  // namespace
