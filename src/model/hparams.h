@@ -19,19 +19,19 @@ const char* supported_architectures();
 
 struct HParams {
   Arch arch = Arch::Llama;
-  std::string arch_name;      // general.architecture as stored
-  int64_t n_vocab = 0;        // rows of token_embd
-  int64_t n_ctx_train = 0;    // {arch}.context_length
-  int64_t n_embd = 0;         // {arch}.embedding_length: residual stream width
-  int n_layer = 0;            // {arch}.block_count (minus nextn_predict_layers)
-  int n_head = 0;             // {arch}.attention.head_count
-  int n_head_kv = 0;          // {arch}.attention.head_count_kv (default n_head)
-  int head_dim = 0;           // {arch}.attention.key_length (default n_embd / n_head)
-  int head_dim_v = 0;         // {arch}.attention.value_length (default head_dim)
-  int64_t n_ff = 0;           // {arch}.feed_forward_length
-  float rms_eps = 1e-5f;      // {arch}.attention.layer_norm_rms_epsilon
-  float attn_scale = 0;       // 1/sqrt(head_dim) unless {arch}.attention.scale is set
-  ops::RopeParams rope;       // mode from the architecture, n_rot, base, linear scaling
+  std::string arch_name;    // general.architecture as stored
+  int64_t n_vocab = 0;      // rows of token_embd
+  int64_t n_ctx_train = 0;  // {arch}.context_length
+  int64_t n_embd = 0;       // {arch}.embedding_length: residual stream width
+  int n_layer = 0;          // {arch}.block_count (minus nextn_predict_layers)
+  int n_head = 0;           // {arch}.attention.head_count
+  int n_head_kv = 0;        // {arch}.attention.head_count_kv (default n_head)
+  int head_dim = 0;         // {arch}.attention.key_length (default n_embd / n_head)
+  int head_dim_v = 0;       // {arch}.attention.value_length (default head_dim)
+  int64_t n_ff = 0;         // {arch}.feed_forward_length
+  float rms_eps = 1e-5f;    // {arch}.attention.layer_norm_rms_epsilon
+  float attn_scale = 0;     // 1/sqrt(head_dim) unless {arch}.attention.scale is set
+  ops::RopeParams rope;     // mode from the architecture, n_rot, base, linear scaling
 };
 
 // Reads and validates the hyperparameters; throws straw::Error naming the file and the missing or
