@@ -6,9 +6,11 @@
 // 32 bytes and rows 8-15 in the second, so a tile is processed as two 8-row halves in one pass.
 // Without VNNI the dot product of 4 unsigned levels with 4 int8 activations per int32 lane is
 // vpmaddubsw (to 16-bit pairs) + vpmaddwd (to 32-bit). vpmaddubsw saturates above 32767, so the
-// signed formats (IQ4 levels, Q8_0) use |w| and sign(x, w) instead of an offset (|w|, |x| <= 127).
+// signed formats (IQ4 levels, Q8_0) use |w| and sign(x, w) instead of an offset: |w| <= 128 and
+// |x| <= 127 keep each pair sum below 32767.
+//
 // GCC 12's intrinsics headers start some results from _mm*_undefined_*(), which -Wuninitialized
-// reports once inlined (GCC bug 105593); the values are never read.
+// reports once inlined (a false positive of GCC 12); the values are never read.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
