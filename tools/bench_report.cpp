@@ -42,6 +42,7 @@ Fields fields(const Row& w, const ReportOptions& o) {
   const TestResult& r = w.r;
   Fields f = {
       {"cpu_info", json_string(o.cpu_info)},
+      {"cpu_kernels", json_string(o.cpu_kernels)},
       {"backends", json_string(w.on_cpu() ? "CPU" : "CUDA")},
       {"placement", json_string(w.placement)},
       {"model_filename", json_string(w.path)},

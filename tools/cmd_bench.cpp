@@ -17,7 +17,9 @@
 #include "bench_report.h"
 #include "bench_run.h"
 #include "cli.h"
+#include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
+#include "model_flags.h"
 #include "util/str.h"
 
 namespace straw::cli {
@@ -37,6 +39,7 @@ std::vector<Option> bench_options() {
       {"ubatch", 0, true, "N[,N..]  prompt tokens per forward pass (default 512)"},
       {"kv-type", 0, true, "TYPE  KV cache type: f16 (default) or f32"},
       {"device", 0, true, "DEV  auto (default), cpu or gpu"},
+      cpu_kernels_option(),
       {"gpu-layers", 0, true, "N[,N..]  llama.cpp's -ngl: the last N layers on the GPU, or 'all'"},
       {"vram-budget", 0, true, "SIZE  GPU memory straw may use (0: CPU only)"},
       {"output", 'o', true, "FMT  md (default), json or csv"},
@@ -81,6 +84,7 @@ ModelOptions base_options(const Args& a) {
     o.kv_type = KvCacheType::F32;
   else if (kv != "f16")
     throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  o.cpu_kernels = cpu_kernels_from(a);
   const std::string dev = a.get_or("device", "auto");
   if (dev == "cpu")
     o.device = DeviceChoice::Cpu;
@@ -105,6 +109,11 @@ int run_bench(const Args& a) {
   const bool progress = a.has("progress");
   bench::ReportOptions report;
   report.cpu_info = bench::cpu_info();
+  const CpuKernels kernels = cpu_kernels_from(a);
+  report.cpu_kernels = kernels == CpuKernels::Auto     ? cpu::isa_name(cpu::best_isa())
+                       : kernels == CpuKernels::Avx512 ? "avx512"
+                       : kernels == CpuKernels::Avx2   ? "avx2"
+                                                       : "scalar";
 
   // Bandwidth is measured before any model is loaded, so that no other threads are running.
   auto measure = [&](int t) {

@@ -17,14 +17,31 @@ std::vector<Option> model_options() {
       {"kv-type", 0, true, "TYPE  KV cache type: f16 (default) or f32"},
       {"device", 0, true, "DEV  auto (default: GPU when built with CUDA and present), cpu, gpu"},
       {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
+      cpu_kernels_option(),
   };
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
   return o;
 }
 
+Option cpu_kernels_option() {
+  return {"cpu-kernels", 0, true,
+          "ISA  auto (default), avx512, avx2 or scalar: force a kernel level"};
+}
+
+CpuKernels cpu_kernels_from(const Args& args) {
+  const std::string k = args.get_or("cpu-kernels", "auto");
+  if (k == "auto") return CpuKernels::Auto;
+  if (k == "avx512") return CpuKernels::Avx512;
+  if (k == "avx2") return CpuKernels::Avx2;
+  if (k == "scalar") return CpuKernels::Scalar;
+  throw UsageError("--cpu-kernels must be auto, avx512, avx2 or scalar, got '" + k + "'");
+}
+
 namespace {
-std::string a_device(const Args& args) { return args.get_or("device", "auto"); }
+std::string a_device(const Args& args) {
+  return args.get_or("device", "auto");
+}
 }  // namespace
 
 ModelOptions model_options_from(const Args& args) {
@@ -37,14 +54,22 @@ ModelOptions model_options_from(const Args& args) {
   if (o.ctx < 0) throw UsageError("--ctx must be >= 0");
   if (o.ubatch < 1) throw UsageError("--ubatch must be >= 1");
   std::string kv = args.get_or("kv-type", "f16");
-  if (kv == "f16") o.kv_type = KvCacheType::F16;
-  else if (kv == "f32") o.kv_type = KvCacheType::F32;
-  else throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  if (kv == "f16")
+    o.kv_type = KvCacheType::F16;
+  else if (kv == "f32")
+    o.kv_type = KvCacheType::F32;
+  else
+    throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  o.cpu_kernels = cpu_kernels_from(args);
   std::string dev = a_device(args);
-  if (dev == "auto") o.device = DeviceChoice::Auto;
-  else if (dev == "cpu") o.device = DeviceChoice::Cpu;
-  else if (dev == "gpu" || dev == "cuda") o.device = DeviceChoice::Gpu;
-  else throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
+  if (dev == "auto")
+    o.device = DeviceChoice::Auto;
+  else if (dev == "cpu")
+    o.device = DeviceChoice::Cpu;
+  else if (dev == "gpu" || dev == "cuda")
+    o.device = DeviceChoice::Gpu;
+  else
+    throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
   const sched::PlanOptions po = plan_options_from(args);
   if (args.has("vram-budget")) o.vram_budget = po.vram_budget;
   if (po.gpu_layers) o.gpu_layers = *po.gpu_layers;

@@ -12,6 +12,10 @@ namespace straw::cli {
 std::vector<Option> model_options();
 ModelOptions model_options_from(const Args& args);
 
+// --cpu-kernels auto|avx512|avx2|scalar (run, eval, perplexity, bench).
+Option cpu_kernels_option();
+CpuKernels cpu_kernels_from(const Args& args);
+
 // Prints "loaded NAME (arch, N layers, SIZE) in S s" to stderr.
 std::unique_ptr<Model> load_model_verbose(const ModelOptions& o);
 

@@ -9,8 +9,11 @@
 //
 //   auto model = straw::Model::load({.path = "qwen2.5-0.5b-instruct-q4_k_m.gguf"});
 //   straw::Session session(*model);
-//   straw::generate(session, model->tokenize("Once upon a time"), {.n_predict = 64},
-//                   [](std::string_view text, int32_t) { fputs(std::string(text).c_str(), stdout); return true; });
+//   auto print = [](std::string_view text, int32_t) {
+//     fwrite(text.data(), 1, text.size(), stdout);
+//     return true;
+//   };
+//   straw::generate(session, model->tokenize("Once upon a time"), {.n_predict = 64}, print);
 #pragma once
 
 #include <cstdint>
@@ -32,17 +35,22 @@ enum class KvCacheType { F16, F32 };
 // CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
 enum class DeviceChoice { Auto, Cpu, Gpu };
 
+// CPU kernels. Auto: the best level the CPU supports (AVX-512 VNNI, then AVX2, then scalar); the
+// others force a level, for comparison and for testing (an error when the CPU lacks it).
+enum class CpuKernels { Auto, Avx512, Avx2, Scalar };
+
 struct TensorOverride {
-  std::string pattern;     // ECMAScript regex searched in tensor names ("ffn_(up|gate)")
-  bool gpu = false;        // place matching tensors on the GPU (true) or the CPU (false)
+  std::string pattern;  // ECMAScript regex searched in tensor names ("ffn_(up|gate)")
+  bool gpu = false;     // place matching tensors on the GPU (true) or the CPU (false)
 };
 
 struct ModelOptions {
-  std::string path;        // GGUF file; for split models the first shard (NAME-00001-of-0000N.gguf)
-  int threads = 0;         // worker threads; 0: the number of physical cores
-  int ctx = 0;             // context length of new sessions; 0: min(model's context, 4096)
-  int ubatch = 512;        // micro-batch: prompt tokens evaluated per forward pass
+  std::string path;  // GGUF file; for split models the first shard (NAME-00001-of-0000N.gguf)
+  int threads = 0;   // worker threads; 0: the number of physical cores
+  int ctx = 0;       // context length of new sessions; 0: min(model's context, 4096)
+  int ubatch = 512;  // micro-batch: prompt tokens evaluated per forward pass
   KvCacheType kv_type = KvCacheType::F16;
+  CpuKernels cpu_kernels = CpuKernels::Auto;
 
   // Placement (used when straw is built with CUDA and a GPU is present).
   DeviceChoice device = DeviceChoice::Auto;
@@ -51,7 +59,7 @@ struct ModelOptions {
   std::optional<int> gpu_layers;        // llama.cpp's -ngl (the last N layers; N > n_layer adds the
                                         // output layer); unset: automatic placement
   std::vector<TensorOverride> tensor_overrides;  // first match wins
-  bool cuda_graphs = true;              // capture the decode step as a CUDA Graph
+  bool cuda_graphs = true;                       // capture the decode step as a CUDA Graph
 };
 
 // What a loaded model is.
@@ -59,17 +67,17 @@ struct ModelInfo {
   std::string architecture;  // "llama", "qwen2", "qwen3"
   std::string name;          // general.name, or the file name
   int64_t n_vocab = 0;
-  int64_t n_ctx_train = 0;   // context length the model was trained with
+  int64_t n_ctx_train = 0;  // context length the model was trained with
   int64_t n_embd = 0;
   int n_layer = 0;
   int n_head = 0;
   int n_head_kv = 0;
-  uint64_t weight_bytes = 0; // bytes of tensor data in the file(s)
-  std::string placement;     // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
+  uint64_t weight_bytes = 0;  // bytes of tensor data in the file(s)
+  std::string placement;      // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
 };
 
 struct ChatMessage {
-  std::string role;     // "system", "user", "assistant"
+  std::string role;  // "system", "user", "assistant"
   std::string content;
 };
 
@@ -84,7 +92,7 @@ struct SamplingOptions {
   std::optional<float> repeat_penalty;
   std::optional<float> frequency_penalty;
   std::optional<float> presence_penalty;
-  std::optional<uint64_t> seed;   // unset: a random seed
+  std::optional<uint64_t> seed;  // unset: a random seed
 };
 
 class Model {
@@ -134,9 +142,9 @@ class Session {
   // Logits of token i of the last eval (-1: its last token): n_vocab floats.
   std::span<const float> logits(int i = -1) const;
 
-  int64_t n_past() const;   // tokens in the KV cache
-  int64_t n_ctx() const;    // capacity
-  void reset();             // empty the KV cache
+  int64_t n_past() const;  // tokens in the KV cache
+  int64_t n_ctx() const;   // capacity
+  void reset();            // empty the KV cache
   Model& model() const;
 
  private:
@@ -145,9 +153,9 @@ class Session {
 };
 
 struct GenerateOptions {
-  int n_predict = 128;          // tokens to generate at most (-1: until end of generation or context)
+  int n_predict = 128;  // tokens to generate at most (-1: until end of generation or context)
   SamplingOptions sampling;
-  bool stop_at_eog = true;      // stop at the model's end-of-generation tokens
+  bool stop_at_eog = true;  // stop at the model's end-of-generation tokens
 };
 
 struct GenerateResult {

@@ -46,17 +46,33 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
   for (const TensorOverride& o : m.options.tensor_overrides)
     po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
-  return sched::make_plan(shape_of(m.hp), tensors, po, sched::load_speeds(sched::calibration_path()));
+  return sched::make_plan(shape_of(m.hp), tensors, po,
+                          sched::load_speeds(sched::calibration_path()));
 }
 
 void choose_backends(Model::Impl& m) {
   const ModelOptions& o = m.options;
-  m.cpu = std::make_unique<cpu::CpuBackend>(o.threads);
+  cpu::CpuOptions cpu_options{.n_threads = o.threads};
+  switch (o.cpu_kernels) {
+    case CpuKernels::Auto:
+      break;
+    case CpuKernels::Avx512:
+      cpu_options.isa = cpu::Isa::Avx512;
+      break;
+    case CpuKernels::Avx2:
+      cpu_options.isa = cpu::Isa::Avx2;
+      break;
+    case CpuKernels::Scalar:
+      cpu_options.isa = cpu::Isa::Scalar;
+      break;
+  }
+  m.cpu = std::make_unique<cpu::CpuBackend>(cpu_options);
   m.devices = model::DeviceMap::single(*m.cpu, m.hp.n_layer);
   m.info.placement = "cpu";
   if (!wants_gpu(o)) {
     if (o.gpu_layers.value_or(0) > 0)
-      fail("--gpu-layers was given but the placement is CPU only (--device cpu or --vram-budget 0)");
+      fail(
+          "--gpu-layers was given but the placement is CPU only (--device cpu or --vram-budget 0)");
     return;
   }
 #ifdef STRAW_HAVE_CUDA
@@ -88,7 +104,8 @@ void choose_backends(Model::Impl& m) {
   if (arena > 0) gpu->reserve_weights(arena);
   m.gpu = std::move(gpu);
   int gpu_units = 0;
-  for (const auto& l : m.plan.layers) gpu_units += (l.attn == sched::Device::Gpu) + (l.ffn == sched::Device::Gpu);
+  for (const auto& l : m.plan.layers)
+    gpu_units += (l.attn == sched::Device::Gpu) + (l.ffn == sched::Device::Gpu);
   m.info.placement = str("gpu: ", gpu_units, "/", 2 * m.hp.n_layer, " layer parts",
                          m.plan.output == sched::Device::Gpu ? " + output" : "", ", ",
                          human_bytes(m.plan.vram_bytes), " of ", human_bytes(budget), " VRAM");
@@ -97,8 +114,9 @@ void choose_backends(Model::Impl& m) {
       std::any_of(o.tensor_overrides.begin(), o.tensor_overrides.end(),
                   [](const TensorOverride& t) { return t.gpu; }) ||
       (o.vram_budget && *o.vram_budget > 0))
-    fail("GPU placement was requested, but this straw was built without CUDA "
-         "(rebuild with -DSTRAW_CUDA=ON on a machine with the CUDA Toolkit)");
+    fail(
+        "GPU placement was requested, but this straw was built without CUDA "
+        "(rebuild with -DSTRAW_CUDA=ON on a machine with the CUDA Toolkit)");
 #endif
 }
 
