@@ -29,7 +29,7 @@ const Type kTiledTypes[] = {Type::Q4_0,   Type::Q5_0, Type::Q5_1, Type::Q8_0, Ty
 
 std::vector<Isa> simd_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::Avx2, Isa::Avx512})
+  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512})
     if (cpu::isa_supported(i)) out.push_back(i);
   return out;
 }
@@ -106,7 +106,7 @@ std::vector<float> dequantize(Type t, const std::vector<uint8_t>& w, int64_t row
 TEST(CpuFeatures, DescribesTheCpu) {
   EXPECT_TRUE(cpu::isa_supported(Isa::Scalar));
   EXPECT_FALSE(cpu::describe_cpu().empty());
-  if (cpu::isa_supported(Isa::Avx512)) {
+  if (cpu::isa_supported(Isa::Avx512) || cpu::isa_supported(Isa::AvxVnni)) {
     EXPECT_TRUE(cpu::isa_supported(Isa::Avx2));
   }
   EXPECT_TRUE(cpu::isa_supported(cpu::best_isa()));

@@ -19,7 +19,7 @@ namespace ops = straw::ops;
 
 std::vector<Isa> simd_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::Avx2, Isa::Avx512})
+  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512})
     if (cpu::isa_supported(i)) out.push_back(i);
   return out;
 }

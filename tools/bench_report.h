@@ -28,7 +28,7 @@ struct Row {
 
 struct ReportOptions {
   std::string cpu_info;      // /proc/cpuinfo model name
-  std::string cpu_kernels;   // the CPU kernel level used: avx512, avx2 or scalar
+  std::string cpu_kernels;   // the CPU kernel level used: avx512, avx-vnni, avx2 or scalar
   bool show_ubatch = false;  // md: an n_ubatch column
   bool show_ngl = false;     // md: an ngl column
 };

@@ -110,10 +110,11 @@ int run_bench(const Args& a) {
   bench::ReportOptions report;
   report.cpu_info = bench::cpu_info();
   const CpuKernels kernels = cpu_kernels_from(a);
-  report.cpu_kernels = kernels == CpuKernels::Auto     ? cpu::isa_name(cpu::best_isa())
-                       : kernels == CpuKernels::Avx512 ? "avx512"
-                       : kernels == CpuKernels::Avx2   ? "avx2"
-                                                       : "scalar";
+  report.cpu_kernels = kernels == CpuKernels::Auto      ? cpu::isa_name(cpu::best_isa())
+                       : kernels == CpuKernels::Avx512  ? "avx512"
+                       : kernels == CpuKernels::AvxVnni ? "avx-vnni"
+                       : kernels == CpuKernels::Avx2    ? "avx2"
+                                                        : "scalar";
 
   // Bandwidth is measured before any model is loaded, so that no other threads are running.
   auto measure = [&](int t) {

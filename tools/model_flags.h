@@ -12,7 +12,7 @@ namespace straw::cli {
 std::vector<Option> model_options();
 ModelOptions model_options_from(const Args& args);
 
-// --cpu-kernels auto|avx512|avx2|scalar (run, eval, perplexity, bench).
+// --cpu-kernels auto|avx512|avx-vnni|avx2|scalar (run, eval, perplexity, bench).
 Option cpu_kernels_option();
 CpuKernels cpu_kernels_from(const Args& args);
 

@@ -35,9 +35,10 @@ enum class KvCacheType { F16, F32 };
 // CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
 enum class DeviceChoice { Auto, Cpu, Gpu };
 
-// CPU kernels. Auto: the best level the CPU supports (AVX-512 VNNI, then AVX2, then scalar); the
-// others force a level, for comparison and for testing (an error when the CPU lacks it).
-enum class CpuKernels { Auto, Avx512, Avx2, Scalar };
+// CPU kernels. Auto: the best level the CPU supports (AVX-512 VNNI, then AVX-VNNI, then AVX2, then
+// scalar); the others force a level, for comparison and for testing (an error when the CPU lacks
+// it).
+enum class CpuKernels { Auto, Avx512, AvxVnni, Avx2, Scalar };
 
 struct TensorOverride {
   std::string pattern;  // ECMAScript regex searched in tensor names ("ffn_(up|gate)")

@@ -59,6 +59,9 @@ void choose_backends(Model::Impl& m) {
     case CpuKernels::Avx512:
       cpu_options.isa = cpu::Isa::Avx512;
       break;
+    case CpuKernels::AvxVnni:
+      cpu_options.isa = cpu::Isa::AvxVnni;
+      break;
     case CpuKernels::Avx2:
       cpu_options.isa = cpu::Isa::Avx2;
       break;

@@ -67,6 +67,8 @@ const char* isa_name(Isa isa) {
       return "scalar";
     case Isa::Avx2:
       return "avx2";
+    case Isa::AvxVnni:
+      return "avx-vnni";
     case Isa::Avx512:
       return "avx512";
   }
@@ -79,6 +81,8 @@ bool isa_supported(Isa isa) {
       return true;
     case Isa::Avx2:
       return cpu_features().avx2;
+    case Isa::AvxVnni:
+      return cpu_features().avx_vnni;
     case Isa::Avx512:
       return cpu_features().avx512;
   }
@@ -87,6 +91,7 @@ bool isa_supported(Isa isa) {
 
 Isa best_isa() {
   if (isa_supported(Isa::Avx512)) return Isa::Avx512;
+  if (isa_supported(Isa::AvxVnni)) return Isa::AvxVnni;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
   return Isa::Scalar;
 }
@@ -94,10 +99,7 @@ Isa best_isa() {
 std::string describe_cpu() {
   const CpuFeatures& f = cpu_features();
   std::string s = isa_name(best_isa());
-  if (f.avx512)
-    s += " (vnni, bf16)";
-  else if (f.avx_vnni)
-    s += " (avx-vnni)";
+  if (f.avx512) s += " (vnni, bf16)";
   return s;
 }
 

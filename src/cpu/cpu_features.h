@@ -2,8 +2,8 @@
 // state), and the instruction-set level the CPU backend picks its kernels for.
 //
 // The library is built for baseline x86-64; kernels for wider instruction sets live in files built
-// with those sets enabled (*_avx2.cpp, *_avx512.cpp) and are only called when these flags say the
-// CPU and the OS support them.
+// with those sets enabled (*_avx2.cpp, *_avx512.cpp; the AVX-VNNI kernels are in matmul_avx2.cpp)
+// and are only called when these flags say the CPU and the OS support them.
 #pragma once
 
 #include <string>
@@ -21,8 +21,9 @@ struct CpuFeatures {
 // Detected once, on first use.
 const CpuFeatures& cpu_features();
 
-// The instruction-set levels with their own kernels, in increasing order.
-enum class Isa { Scalar, Avx2, Avx512 };
+// The instruction-set levels with their own kernels, in increasing order. AvxVnni: AVX2 plus
+// AVX-VNNI (VEX vpdpbusd on ymm; Alder Lake and later, Zen 5), for CPUs without AVX-512.
+enum class Isa { Scalar, Avx2, AvxVnni, Avx512 };
 
 const char* isa_name(Isa isa);
 
@@ -32,7 +33,7 @@ Isa best_isa();
 // Whether the CPU supports the kernels of `isa` (Scalar always).
 bool isa_supported(Isa isa);
 
-// "avx512 (vnni, bf16)", "avx2", "scalar": for logs and benchmark labels.
+// "avx512 (vnni, bf16)", "avx-vnni", "avx2", "scalar": for logs and benchmark labels.
 std::string describe_cpu();
 
 }  // namespace straw::cpu

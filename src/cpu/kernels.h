@@ -162,7 +162,8 @@ struct MatKernels {
                int64_t ldx, int n_tok, float* y, int64_t ldy);
 };
 
-// Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-512 level uses them too:
+// Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-VNNI and AVX-512 levels
+// use them too:
 // these ops are a small part of the time and mostly bound by memory or latency).
 struct VecKernels {
   // out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]; out may alias gate or up.
@@ -201,6 +202,7 @@ const VecKernels* vec_kernels(Isa isa);
 const MatKernels* mat_kernels(Isa isa);
 
 extern const MatKernels kMatKernelsAvx2;
+extern const MatKernels kMatKernelsAvxVnni;  // the AVX2 kernels with vpdpbusd (matmul_avx2.cpp)
 extern const MatKernels kMatKernelsAvx512;
 
 }  // namespace straw::cpu

@@ -1,13 +1,18 @@
 // AVX2 matmul kernels (with FMA and F16C): the tiled integer kernels on 256-bit registers, and
 // FMA kernels for float weights. Built with -mavx2 -mfma -mf16c -mbmi2; only called when
-// cpu_features() reports them.
+// cpu_features() reports them. The same tile kernel is also instantiated for AVX-VNNI
+// (kMatKernelsAvxVnni), only called when cpu_features().avx_vnni.
 //
 // Same tiled layout as the AVX-512 kernels (kernels.h): a 64-byte chunk is rows 0-7 in its first
 // 32 bytes and rows 8-15 in the second, so a tile is processed as two 8-row halves in one pass.
-// Without VNNI the dot product of 4 unsigned levels with 4 int8 activations per int32 lane is
-// vpmaddubsw (to 16-bit pairs) + vpmaddwd (to 32-bit). vpmaddubsw saturates above 32767, so the
-// signed formats (IQ4 levels, Q8_0) use |w| and sign(x, w) instead of an offset: |w| <= 128 and
-// |x| <= 127 keep each pair sum below 32767.
+// Two dot-product policies multiply 4 levels by 4 int8 activations per int32 lane:
+//   Maddubs (AVX2): vpmaddubsw (to 16-bit pairs) + vpmaddwd (to 32-bit). vpmaddubsw saturates
+//     above 32767, so the signed formats (IQ4 levels, Q8_0) use |w| and sign(x, w) instead of an
+//     offset: |w| <= 128 and |x| <= 127 keep each pair sum below 32767.
+//   Vpdpbusd (AVX-VNNI): one VEX vpdpbusd, which does not saturate, so every format decodes to
+//     unsigned levels u = w + offset as on AVX-512 (IQ4 table of level+128, Q8_0 xor 0x80), the
+//     offset folded into the per-group bias of the activations (act_params). It frees the
+//     registers of the sign trick and of vpmaddwd's constant, so a call takes up to 4 tokens.
 //
 // GCC 12's intrinsics headers start some results from _mm*_undefined_*(), which -Wuninitialized
 // reports once inlined (a false positive of GCC 12); the values are never read.
@@ -28,7 +33,6 @@ namespace {
 using quant::Type;
 
 constexpr size_t kActBlockBytes = 512 * 1024;
-constexpr int kMaxTok = 2;  // 2 halves x 2 tokens x (int + float) accumulators: 8 of 16 registers
 constexpr size_t kPrefetchBytes = 8192;  // software prefetch distance (see matmul_avx512.cpp)
 
 inline int32_t load32(const int8_t* p) {
@@ -75,13 +79,56 @@ inline Planes planes(const TileLayout& L, const uint8_t* tile, int64_t b) {
           reinterpret_cast<const uint16_t*>(tile + o.m)};
 }
 
-// The signed IQ4 levels in each 128-bit lane, for vpshufb.
+// ---- dot-product policies ----------------------------------------------------------------------
+// kUnsigned: whether the signed formats decode to unsigned levels (offset 128) or signed ones (the
+// sign trick in dot4); kMaxTok: tokens per kernel call (the accumulators of 2 halves x T tokens,
+// int and float, must fit in the 16 ymm registers with the weights and activation broadcasts).
+
+struct Maddubs {
+  static constexpr bool kUnsigned = false;
+  static constexpr int kMaxTok = 2;  // 2 halves x 2 tokens x (int + float): 8 of 16 registers
+  // acc += (4 levels of w) . (4 activations x) per int32 lane.
+  template <bool kSigned>
+  static __m256i dot4(__m256i acc, __m256i w, __m256i x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i p;
+    if constexpr (kSigned)
+      p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    else
+      p = _mm256_maddubs_epi16(w, x);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+  }
+};
+
+struct Vpdpbusd {
+  static constexpr bool kUnsigned = true;
+  // 2 halves x 3 tokens x (int + float) accumulators: 12 of 16 registers. 4 tokens spill (the
+  // activation broadcasts then compete with the accumulators): 10-15 % slower prefill on Zen 5.
+  static constexpr int kMaxTok = 3;
+  // acc += u . x per int32 lane. Inline assembly rather than the intrinsic: the intrinsic needs
+  // -mavxvnni on the calling function, i.e. on the shared tile kernel template, and would then let
+  // the compiler fuse the AVX2 policy's vpmaddwd + vpaddd into vpdpwssd (clang does), which the
+  // AVX2-only CPUs lack. {vex}: the VEX encoding (AVX-VNNI), not AVX512-VNNI's EVEX; "x" keeps the
+  // operands in ymm0-15, which VEX can encode.
+  template <bool kSigned>
+  static __m256i dot4(__m256i acc, __m256i w, __m256i x) {
+    static_assert(!kSigned, "vpdpbusd multiplies unsigned levels");
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(w), "x"(x));
+    return acc;
+  }
+};
+
+// The IQ4 levels in each 128-bit lane, for vpshufb: signed, or plus 128 (unsigned).
+template <bool kUnsigned>
 inline __m256i iq4_table() {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(quant::kIQ4Values));
-  return _mm256_broadcastsi128_si256(t);
+  alignas(16) uint8_t t[16];
+  for (int i = 0; i < 16; ++i) t[i] = uint8_t(quant::kIQ4Values[i] + (kUnsigned ? 128 : 0));
+  return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
 }
 
 // ---- decoders (see matmul_avx512.cpp); `h` selects rows 0-7 or 8-15 ---------------------------
+// The formats with signed levels (IQ4_NL, IQ4_XS, Q8_0) take the policy's level encoding: signed
+// (kSigned, offset 0) or unsigned (offset 128).
 
 struct DecQ4_0 {
   static constexpr int kBlock = 32, kGroup = 32, kOffset = 8;
@@ -96,11 +143,12 @@ struct DecQ4_0 {
   }
 };
 
+template <bool kUnsigned>
 struct DecIQ4NL {
-  static constexpr int kBlock = 32, kGroup = 32, kOffset = 0;
-  static constexpr bool kMin = false, kSigned = true;
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = kUnsigned ? 128 : 0;
+  static constexpr bool kMin = false, kSigned = !kUnsigned;
   Planes P;
-  __m256i table = iq4_table();
+  __m256i table = iq4_table<kUnsigned>();
   void begin(const Planes& p) { P = p; }
   __m256 scale(int, int h) const { return half8(P.d + 8 * h); }
   void weights(int, int p, int h, __m256i& w0, __m256i& w1) const {
@@ -133,23 +181,30 @@ struct DecQ5 {
   }
 };
 
+template <bool kUnsigned>
 struct DecQ8_0 {
-  static constexpr int kBlock = 32, kGroup = 32, kOffset = 0;
-  static constexpr bool kMin = false, kSigned = true;
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = kUnsigned ? 128 : 0;
+  static constexpr bool kMin = false, kSigned = !kUnsigned;
   Planes P;
   void begin(const Planes& p) { P = p; }
   __m256 scale(int, int h) const { return half8(P.d + 8 * h); }
   void weights(int, int p, int h, __m256i& w0, __m256i& w1) const {
     w0 = load32b(P.qs + 128 * p + 32 * h);
     w1 = load32b(P.qs + 128 * p + 64 + 32 * h);
+    if constexpr (kUnsigned) {
+      const __m256i flip = _mm256_set1_epi8(char(0x80));
+      w0 = _mm256_xor_si256(w0, flip);
+      w1 = _mm256_xor_si256(w1, flip);
+    }
   }
 };
 
+template <bool kUnsigned>
 struct DecIQ4XS {
-  static constexpr int kBlock = 256, kGroup = 32, kOffset = 0;
-  static constexpr bool kMin = false, kSigned = true;
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = kUnsigned ? 128 : 0;
+  static constexpr bool kMin = false, kSigned = !kUnsigned;
   Planes P;
-  __m256i table = iq4_table();
+  __m256i table = iq4_table<kUnsigned>();
   void begin(const Planes& p) { P = p; }
   __m256 scale(int g, int h) const {
     __m128i lo = load8(P.sc + 16 * (g / 2) + 8 * h);
@@ -243,19 +298,7 @@ struct TokenPtrs {
   const int32_t* bias;
 };
 
-// acc += (4 levels of w) . (4 activations x) per int32 lane.
-template <bool kSigned>
-inline __m256i dot4(__m256i acc, __m256i w, __m256i x) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256i p;
-  if constexpr (kSigned)
-    p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  else
-    p = _mm256_maddubs_epi16(w, x);
-  return _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
-}
-
-template <class D, int T>
+template <class Dot, class D, int T>
 void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
                  int64_t ldy, int rows) {
   constexpr int kGroups = D::kBlock / D::kGroup;
@@ -276,12 +319,13 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok,
         for (size_t off = 0; off < per_group + 63; off += 64)
           _mm_prefetch(reinterpret_cast<const char*>(pf + off), _MM_HINT_T0);
       }
-      __m256i ia[2][T];
+      __m256i ia[2][T], ib[2][T];
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m256i init =
             D::kOffset ? _mm256_set1_epi32(tok[t].bias[e0 / D::kGroup]) : _mm256_setzero_si256();
         ia[0][t] = ia[1][t] = init;
+        ib[0][t] = ib[1][t] = _mm256_setzero_si256();
       }
 #pragma GCC unroll 4
       for (int p = 0; p < D::kGroup / 8; ++p) {
@@ -298,8 +342,10 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok,
           dec.weights(g, p, h, w0, w1);
 #pragma GCC unroll 8
           for (int t = 0; t < T; ++t) {
-            ia[h][t] = dot4<D::kSigned>(ia[h][t], w0, x0[t]);
-            ia[h][t] = dot4<D::kSigned>(ia[h][t], w1, x1[t]);
+            ia[h][t] = Dot::template dot4<D::kSigned>(ia[h][t], w0, x0[t]);
+            // One token: a second accumulator halves the dependency chain (vpdpbusd's latency).
+            __m256i& second = T == 1 ? ib[h][t] : ia[h][t];
+            second = Dot::template dot4<D::kSigned>(second, w1, x1[t]);
           }
         }
       }
@@ -309,7 +355,8 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok,
 #pragma GCC unroll 8
         for (int t = 0; t < T; ++t) {
           const __m256 sd = _mm256_mul_ps(s, _mm256_set1_ps(tok[t].d[e0 / 32]));
-          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ia[h][t]), sd, acc[h][t]);
+          const __m256i sum = T == 1 ? _mm256_add_epi32(ia[h][t], ib[h][t]) : ia[h][t];
+          acc[h][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), sd, acc[h][t]);
         }
         if constexpr (D::kMin) {
           const __m256 mn = dec.min(g, h);
@@ -334,9 +381,19 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok,
   }
 }
 
-template <class D>
+// tile_kernel<Dot, D, n> for 1 <= n <= T.
+template <class Dot, class D, int T = Dot::kMaxTok>
+void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
+                 int64_t ldy, int rows) {
+  if constexpr (T > 1)
+    if (n < T) return tile_tokens<Dot, D, T - 1>(n, L, tile, tok, y, ldy, rows);
+  tile_kernel<Dot, D, T>(L, tile, tok, y, ldy, rows);
+}
+
+template <class Dot, class D>
 void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
                 const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  constexpr int kMaxTok = Dot::kMaxTok;
   const ActLayout A = act_layout(L.n_in);
   int block = n_tok;
   if (n_tok > kMaxTok) {
@@ -358,48 +415,54 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
                     reinterpret_cast<const float*>(a + A.ds_off),
                     reinterpret_cast<const int32_t*>(a + A.bias_off)};
         }
-        float* yt = y + t * ldy + i * kTileRows;
-        if (n == 1)
-          tile_kernel<D, 1>(L, tile, tok, yt, ldy, int(rows));
-        else
-          tile_kernel<D, 2>(L, tile, tok, yt, ldy, int(rows));
+        tile_tokens<Dot, D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, int(rows));
       }
     }
   }
 }
 
+template <class Dot>
 void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
            const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  constexpr bool kU = Dot::kUnsigned;
   switch (L.type) {
     case Type::Q4_0:
-      return tiled_impl<DecQ4_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQ4_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::IQ4_NL:
-      return tiled_impl<DecIQ4NL>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecIQ4NL<kU>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::Q5_0:
-      return tiled_impl<DecQ5<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQ5<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::Q5_1:
-      return tiled_impl<DecQ5<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQ5<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::Q8_0:
-      return tiled_impl<DecQ8_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQ8_0<kU>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::IQ4_XS:
-      return tiled_impl<DecIQ4XS>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecIQ4XS<kU>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::Q4_K:
-      return tiled_impl<DecQK<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQK<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::Q5_K:
-      return tiled_impl<DecQK<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQK<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     case Type::Q6_K:
-      return tiled_impl<DecQ6K>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+      return tiled_impl<Dot, DecQ6K>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
     default:
       break;
   }
 }
 
+template <class Dot>
 ActParams act_params(Type t) {
+  constexpr bool kU = Dot::kUnsigned;
   switch (t) {
     case Type::Q4_0:
       return {DecQ4_0::kOffset, 32};
+    case Type::IQ4_NL:
+      return {DecIQ4NL<kU>::kOffset, 32};
     case Type::Q5_0:
       return {DecQ5<false>::kOffset, 32};
+    case Type::Q8_0:
+      return {DecQ8_0<kU>::kOffset, 32};
+    case Type::IQ4_XS:
+      return {DecIQ4XS<kU>::kOffset, 32};
     case Type::Q6_K:
       return {DecQ6K::kOffset, 16};
     default:
@@ -562,6 +625,9 @@ void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const flo
 
 }  // namespace
 
-constinit const MatKernels kMatKernelsAvx2 = {Isa::Avx2, &act_params, &quantize_act, &tiled, &rows};
+constinit const MatKernels kMatKernelsAvx2 = {Isa::Avx2, &act_params<Maddubs>, &quantize_act,
+                                              &tiled<Maddubs>, &rows};
+constinit const MatKernels kMatKernelsAvxVnni = {Isa::AvxVnni, &act_params<Vpdpbusd>, &quantize_act,
+                                                 &tiled<Vpdpbusd>, &rows};
 
 }  // namespace straw::cpu

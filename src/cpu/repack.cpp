@@ -339,6 +339,8 @@ const MatKernels* mat_kernels(Isa isa) {
   switch (isa) {
     case Isa::Avx2:
       return &kMatKernelsAvx2;
+    case Isa::AvxVnni:
+      return &kMatKernelsAvxVnni;
     case Isa::Avx512:
       return &kMatKernelsAvx512;
     case Isa::Scalar:
