@@ -113,7 +113,11 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       {1, 12, 2, 128, 128, 0, ops::KvType::F16}, {1, 12, 2, 128, 128, 200, ops::KvType::F16},
       {37, 12, 2, 64, 64, 5, ops::KvType::F16},  {20, 4, 4, 8, 16, 70, ops::KvType::F32},
       {3, 6, 2, 32, 24, 130, ops::KvType::F32},  {70, 8, 1, 16, 16, 0, ops::KvType::F16},
-      {1, 4, 2, 40, 40, 64, ops::KvType::F16},
+      {1, 4, 2, 40, 40, 64, ops::KvType::F16},  {1, 12, 2, 128, 128, 100, ops::KvType::Q8_0},
+      {19, 8, 2, 64, 32, 40, ops::KvType::Q8_0},
+      // Decode over long contexts: the keys split into ranges across threads, then merged.
+      {1, 12, 2, 128, 128, 1000, ops::KvType::F16}, {1, 8, 8, 64, 64, 1500, ops::KvType::Q8_0},
+      {1, 6, 1, 32, 32, 700, ops::KvType::F32},
   };
   std::mt19937 rng(21);
   CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});
@@ -123,8 +127,8 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       const int64_t n_ctx = c.pos0 + c.n_tokens + 3;
       const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim,
                     vw = int64_t(c.n_kv_heads) * c.head_dim_v;
-      const size_t esz = c.kv_type == ops::KvType::F16 ? 2 : 4;
-      std::vector<uint8_t> kbuf(n_ctx * kw * esz), vbuf(n_ctx * vw * esz);
+      std::vector<uint8_t> kbuf(n_ctx * ops::kv_row_bytes(c.kv_type, kw)),
+          vbuf(n_ctx * ops::kv_row_bytes(c.kv_type, vw));
       ops::KvLayer kv{c.kv_type, kbuf.data(), vbuf.data(), n_ctx};
       // Fill the cache (earlier positions) through kv_store of the reference backend.
       const std::vector<float> k = random_floats(rng, (c.pos0 + c.n_tokens) * kw, 1.0f);

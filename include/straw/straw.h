@@ -29,7 +29,10 @@
 
 namespace straw {
 
-enum class KvCacheType { F16, F32 };
+// KV cache element type. Q8_0 (llama.cpp's -ctk/-ctv q8_0) halves the cache's memory and the
+// bytes attention reads per token, at a small accuracy cost; it needs head sizes that are
+// multiples of 32 and, for now, the CPU (a GPU placement with it is refused).
+enum class KvCacheType { F16, F32, Q8_0 };
 
 // Where a model runs. Auto: on the GPU as far as the VRAM budget allows when straw was built with
 // CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
@@ -146,6 +149,10 @@ class Session {
   int64_t n_past() const;  // tokens in the KV cache
   int64_t n_ctx() const;   // capacity
   void reset();            // empty the KV cache
+  // Keep the first n_keep tokens of the KV cache and forget the rest (0 <= n_keep <= n_past()):
+  // the next eval continues at position n_keep. For regenerating or editing the end of a
+  // conversation without evaluating its beginning again.
+  void truncate(int64_t n_keep);
   Model& model() const;
 
  private:

@@ -33,6 +33,13 @@ struct Model::Impl {
   int64_t n_ctx = 0;                          // context of new sessions (resolved from options)
 };
 
+// The ops-level type of a KV cache option.
+inline ops::KvType kv_type(KvCacheType t) {
+  return t == KvCacheType::F32 ? ops::KvType::F32
+         : t == KvCacheType::Q8_0 ? ops::KvType::Q8_0
+                                  : ops::KvType::F16;
+}
+
 // Creates the backends and fills m.devices (and m.plan) from m.options (src/api/placement.cpp).
 void choose_backends(Model::Impl& m);
 // The placement plan for this model under a VRAM budget.

@@ -41,7 +41,9 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   sched::PlanOptions po;
   po.vram_budget = vram_budget;
   po.ctx = m.n_ctx;
-  po.kv_type = m.options.kv_type == KvCacheType::F32 ? sched::KvType::F32 : sched::KvType::F16;
+  po.kv_type = m.options.kv_type == KvCacheType::F32    ? sched::KvType::F32
+               : m.options.kv_type == KvCacheType::Q8_0 ? sched::KvType::Q8_0
+                                                        : sched::KvType::F16;
   po.ubatch = m.options.ubatch;
   if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
   for (const TensorOverride& o : m.options.tensor_overrides)
@@ -99,6 +101,11 @@ void choose_backends(Model::Impl& m) {
     m.devices.ffn[l.index] = pick(l.ffn);
   }
   m.devices.output = pick(m.plan.output);
+  if (o.kv_type == KvCacheType::Q8_0 &&
+      std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
+                  [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))
+    fail("--kv-type q8_0 runs on the CPU only so far, and this placement puts attention on the "
+         "GPU: use --kv-type f16, or --device cpu");
   // One device arena for every weight the plan puts on the GPU, sized before anything is uploaded.
   uint64_t arena = 0;
   model::for_each_placed_weight(m.weights, m.devices, [&](ops::Weight& w, ops::Backend& be) {

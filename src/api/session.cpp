@@ -16,9 +16,7 @@ struct Session::Impl {
 
   Impl(Model& m, int64_t n_ctx)
       : model(m),
-        kv(m.impl().hp, n_ctx,
-           m.impl().options.kv_type == KvCacheType::F16 ? ops::KvType::F16 : ops::KvType::F32,
-           m.impl().devices),
+        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices),
         transformer(m.impl().hp, m.impl().weights, m.impl().devices,
                     static_cast<int>(std::min<int64_t>(m.impl().options.ubatch, n_ctx))) {}
 };
@@ -73,6 +71,16 @@ int64_t Session::n_ctx() const { return impl_->kv.n_ctx(); }
 void Session::reset() {
   impl_->n_past = 0;
   impl_->n_rows = 0;
+}
+
+void Session::truncate(int64_t n_keep) {
+  if (n_keep < 0 || n_keep > impl_->n_past)
+    fail("truncate(", n_keep, "): the session holds ", impl_->n_past, " tokens");
+  // Attention reads cache rows 0..position only, so the rows past n_keep need no clearing: the
+  // next eval overwrites them. The last eval's logits belong to forgotten tokens unless n_keep
+  // is n_past.
+  if (n_keep < impl_->n_past) impl_->n_rows = 0;
+  impl_->n_past = n_keep;
 }
 Model& Session::model() const { return impl_->model; }
 

@@ -7,26 +7,62 @@
 
 #include "cpu/cpu_backend.h"
 #include "quant/f16.h"
+#include "quant/quant.h"
 #include "util/str.h"
 
 namespace straw::cpu {
 
 namespace {
 
-// Elements [offset, offset + n) of cache row p (row length `width`) as floats; F16 caches are
-// converted into `tmp`.
+// Elements [offset, offset + n) of cache row p (row length `width`) as floats; F16 and Q8_0
+// caches are converted into `tmp` (for Q8_0, offset and n are multiples of 32: whole blocks).
 const float* cache_slice(const ops::KvLayer& kv, const void* base, int64_t p, int64_t width,
                          int64_t offset, int64_t n, float* tmp) {
-  if (kv.type == ops::KvType::F32) return static_cast<const float*>(base) + p * width + offset;
-  const uint16_t* src = static_cast<const uint16_t*>(base) + p * width + offset;
-  for (int64_t i = 0; i < n; ++i) tmp[i] = quant::fp16_to_fp32(src[i]);
+  const uint8_t* row = static_cast<const uint8_t*>(base) + p * ops::kv_row_bytes(kv.type, width);
+  const uint8_t* src = row + ops::kv_row_bytes(kv.type, offset);
+  switch (kv.type) {
+    case ops::KvType::F32:
+      return reinterpret_cast<const float*>(src);
+    case ops::KvType::F16:
+      for (int64_t i = 0; i < n; ++i)
+        tmp[i] = quant::fp16_to_fp32(reinterpret_cast<const uint16_t*>(src)[i]);
+      return tmp;
+    case ops::KvType::Q8_0:
+      quant::dequantize_row(quant::Type::Q8_0, src, tmp, n);
+      return tmp;
+  }
   return tmp;
 }
 
 // Query tokens per work item of the SIMD kernel when a batch has many (prefill).
 constexpr int kQueryBlock = 16;
 
+// Decode splits the keys of each KV head into ranges of at least this many keys (multiples of the
+// kernel's key block), so that every thread has work even when there are fewer KV heads than
+// threads, and merges the ranges' softmax states afterwards.
+constexpr int64_t kMinSplitKeys = 4 * kAttnKeyBlock;
+
 }  // namespace
+
+void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv,
+                     float* const* out_rows) {
+  for (int r = 0; r < rows; ++r) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (int i = 0; i < n; ++i) m = std::max(m, parts[i * part_stride + size_t(r) * (dv + 2) + dv]);
+    float* o = out_rows[r];
+    std::fill_n(o, dv, 0.0f);
+    float l = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const float* part = parts + i * part_stride + size_t(r) * (dv + 2);
+      if (part[dv + 1] == 0.0f) continue;  // a range without visible keys
+      const float w = std::exp(part[dv] - m);
+      l += w * part[dv + 1];
+      for (int d = 0; d < dv; ++d) o[d] += w * part[d];
+    }
+    const float inv = 1.0f / l;
+    for (int d = 0; d < dv; ++d) o[d] *= inv;
+  }
+}
 
 void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v, int n_tokens,
                           int64_t pos0, int64_t k_width, int64_t v_width) {
@@ -36,7 +72,13 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
   const VecKernels* vk = vec_kernels(isa_);
   for (int t = 0; t < n_tokens; ++t) {
     const int64_t p = pos0 + t;
-    if (kv.type == ops::KvType::F32) {
+    if (kv.type == ops::KvType::Q8_0) {
+      // llama.cpp's rounding (quantize_row_q8_0_ref): d = max|x| / 127, q = roundf(x * (1 / d)).
+      auto* kd = static_cast<uint8_t*>(kv.k) + p * ops::kv_row_bytes(kv.type, k_width);
+      auto* vd = static_cast<uint8_t*>(kv.v) + p * ops::kv_row_bytes(kv.type, v_width);
+      quant::quantize_row(quant::Type::Q8_0, k + t * k_width, kd, k_width);
+      quant::quantize_row(quant::Type::Q8_0, v + t * v_width, vd, v_width);
+    } else if (kv.type == ops::KvType::F32) {
       std::copy_n(k + t * k_width, k_width, static_cast<float*>(kv.k) + p * k_width);
       std::copy_n(v + t * v_width, v_width, static_cast<float*>(kv.v) + p * v_width);
     } else if (vk) {
@@ -54,6 +96,39 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
 void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
                            const ops::AttentionParams& p) {
   const VecKernels* vk = vec_kernels(isa_);
+  const int64_t n_keys = p.pos0 + p.n_tokens;
+  const int splits =
+      p.n_tokens == 1 ? int(std::min<int64_t>(n_keys / kMinSplitKeys,
+                                              (2 * pool_.size() + p.n_kv_heads - 1) / p.n_kv_heads))
+                      : 1;
+  if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0 && splits > 1) {
+    // Decode over a long context: items (KV head, key range), each leaving its softmax state in
+    // `parts`, merged per head afterwards.
+    const int group = p.n_heads / p.n_kv_heads;
+    const int64_t range = (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock +
+                          kAttnKeyBlock;
+    const size_t part_stride = size_t(group) * (p.head_dim_v + 2);
+    const size_t need = attention_scratch_floats(p, 1);
+    if (attn_parts_.size() < size_t(splits) * p.n_kv_heads * part_stride)
+      attn_parts_.resize(size_t(splits) * p.n_kv_heads * part_stride);
+    float* parts = attn_parts_.data();
+    pool_.parallel_for(int64_t(splits) * p.n_kv_heads, 1, [&](int64_t i0, int64_t i1, int thread) {
+      float* s = scratch(thread, need);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int kvh = int(i / splits), split = int(i % splits);
+        vk->attention(q, kv, out, p, kvh, 0, 1, split * range, std::min(n_keys, (split + 1) * range),
+                      parts + size_t(i) * part_stride, s);
+      }
+    });
+    std::vector<float*> rows(static_cast<size_t>(group));
+    for (int kvh = 0; kvh < p.n_kv_heads; ++kvh) {
+      for (int g = 0; g < group; ++g)
+        rows[g] = out + int64_t(kvh * group + g) * p.head_dim_v;
+      attention_merge(parts + size_t(kvh) * splits * part_stride, part_stride, splits, group,
+                      p.head_dim_v, rows.data());
+    }
+    return;
+  }
   if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0) {
     // Items: (KV head, block of query tokens), the blocks with the most keys (the last) first.
     const int qb = p.n_tokens == 1 ? 1 : kQueryBlock;
@@ -65,7 +140,7 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       for (int64_t i = i0; i < i1; ++i) {
         const int block = n_blocks - 1 - int(i / p.n_kv_heads);
         const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
-        vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, s);
+        vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, 0, p.pos0 + t1, nullptr, s);
       }
     });
     return;

@@ -27,17 +27,35 @@ namespace {
 
 constexpr int KB = kAttnKeyBlock;
 
-// Row j of one head's slice of the cache (K or V), `dim` elements from `offset`, as floats.
+// Row j of one head's slice of the cache (K or V), `dim` elements from `offset`, as floats (for
+// Q8_0, offset and dim are multiples of 32: whole blocks of an fp16 scale and 32 int8 levels).
 inline void load_row(const ops::KvLayer& kv, const void* base, int64_t width, int64_t offset,
                      int64_t j, int dim, float* dst) {
-  if (kv.type == ops::KvType::F32) {
-    std::memcpy(dst, static_cast<const float*>(base) + j * width + offset, size_t(dim) * 4);
-    return;
+  const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(kv.type, width) +
+                       ops::kv_row_bytes(kv.type, offset);
+  switch (kv.type) {
+    case ops::KvType::F32:
+      std::memcpy(dst, src, size_t(dim) * 4);
+      return;
+    case ops::KvType::F16:
+      for (int d = 0; d < dim; d += 8)
+        _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128(
+                                      reinterpret_cast<const __m128i*>(src + 2 * d))));
+      return;
+    case ops::KvType::Q8_0:
+      for (int b = 0; b < dim / 32; ++b, src += 34) {
+        uint16_t h;
+        std::memcpy(&h, src, 2);
+        const __m256 scale = _mm256_set1_ps(quant::fp16_to_fp32(h));
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 2 + 8 * i));
+          const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+          _mm256_storeu_ps(dst + 32 * b + 8 * i, _mm256_mul_ps(f, scale));
+        }
+      }
+      return;
   }
-  const uint16_t* src = static_cast<const uint16_t*>(base) + j * width + offset;
-  for (int d = 0; d < dim; d += 8)
-    _mm256_storeu_ps(dst + d,
-                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + d))));
 }
 
 struct Ctx {
@@ -54,24 +72,36 @@ struct Ctx {
   int64_t n_visible(int r) const { return p->pos0 + t0 + r / group + 1; }
 };
 
+// The four horizontal sums of a0..a3, in that order.
+inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
 // Scores S[r][j] = q_r . k_{j0+j} * scale for one query token: each key row converted once.
+// Four rows per pass, their sums reduced together (hsum4) and stored through a fixed-size array,
+// so that the accumulators stay in registers.
 void scores_direct(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* S) {
-  const float scale = c.p->scale;
+  const __m128 scale = _mm_set1_ps(c.p->scale);
   for (int j = 0; j < kb; ++j) {
     load_row(*c.kv, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + j, c.D, kbuf);
     for (int r0 = 0; r0 < rows; r0 += 4) {
       const int nr = std::min(4, rows - r0);
-      __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                       _mm256_setzero_ps()};
-      const float* qr[4];
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) qr[i] = c.qrow(r0 + std::min(i, nr - 1));
+      const float* q0 = c.qrow(r0);
+      const float* q1 = c.qrow(r0 + std::min(1, nr - 1));
+      const float* q2 = c.qrow(r0 + std::min(2, nr - 1));
+      const float* q3 = c.qrow(r0 + std::min(3, nr - 1));
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (int d = 0; d < c.D; d += 8) {
         const __m256 k = _mm256_loadu_ps(kbuf + d);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) acc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(qr[i] + d), k, acc[i]);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), k, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), k, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), k, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + d), k, a3);
       }
-      for (int i = 0; i < nr; ++i) S[(r0 + i) * KB + j] = avx2::hsum(acc[i]) * scale;
+      alignas(16) float s[4];
+      _mm_store_ps(s, _mm_mul_ps(hsum4(a0, a1, a2, a3), scale));
+      for (int i = 0; i < nr; ++i) S[(r0 + i) * KB + j] = s[i];
     }
   }
 }
@@ -177,7 +207,8 @@ inline void pv_tile(const float* p0, const float* p1, const float* V, int Dv, in
 }  // namespace
 
 void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
-                    const ops::AttentionParams& p, int kv_head, int t0, int t1, float* scratch) {
+                    const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
+                    int64_t k1, float* partial, float* scratch) {
   Ctx c{q,
         &kv,
         &p,
@@ -201,9 +232,9 @@ void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
   std::fill_n(L, rows, 0.0f);
   float* kbuf = V;  // up to 8 converted K rows; V is loaded after the scores
 
-  const int64_t n_keys = p.pos0 + t1;
-  for (int64_t j0 = 0; j0 < n_keys; j0 += KB) {
-    const int kb = int(std::min<int64_t>(KB, n_keys - j0));
+  const int64_t k_end = std::min<int64_t>(k1, p.pos0 + t1);
+  for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
+    const int kb = int(std::min<int64_t>(KB, k_end - j0));
     if (t1 - t0 == 1)
       scores_direct(c, rows, j0, kb, kbuf, S);
     else
@@ -221,14 +252,16 @@ void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
         std::fill_n(s, kb, 0.0f);
         continue;
       }
-      float mx = M[r];
-      for (int j = 0; j < vis; ++j) mx = std::max(mx, s[j]);
+      __m256 vmax = _mm256_set1_ps(M[r]);
+      int j = 0;
+      for (; j + 8 <= vis; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+      float mx = avx2::hmax(vmax);
+      for (; j < vis; ++j) mx = std::max(mx, s[j]);
       const float corr = std::exp(M[r] - mx);
       M[r] = mx;
       const __m256 vmx = _mm256_set1_ps(mx);
       __m256 sum = _mm256_setzero_ps();
-      int j = 0;
-      for (; j + 8 <= vis; j += 8) {
+      for (j = 0; j + 8 <= vis; j += 8) {
         const __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
         _mm256_storeu_ps(s + j, e);
         sum = _mm256_add_ps(sum, e);
@@ -261,6 +294,15 @@ void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
     }
   }
 
+  if (partial) {
+    for (int r = 0; r < rows; ++r) {
+      float* dst = partial + size_t(r) * (c.Dv + 2);
+      std::copy_n(O + size_t(r) * c.Dv, c.Dv, dst);
+      dst[c.Dv] = M[r];
+      dst[c.Dv + 1] = L[r];
+    }
+    return;
+  }
   for (int r = 0; r < rows; ++r) {
     const int t = t0 + r / c.group, h = kv_head * c.group + r % c.group;
     float* o = out + (int64_t(t) * p.n_heads + h) * c.Dv;

@@ -174,12 +174,23 @@ struct VecKernels {
   void (*scale_mul)(const float* x, float s, const float* g, float* y, int64_t n);
   // Round to nearest even, as quant::fp32_to_fp16.
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
-  // Attention for the query heads of KV head `kv_head` and query tokens [t0, t1): flash-style over
-  // key blocks with an online softmax, each K/V block converted once for the whole head group.
+  // Attention for the query heads of KV head `kv_head`, query tokens [t0, t1) and keys [k0, k1)
+  // (each row also stops at its causal limit): flash-style over key blocks with an online softmax,
+  // each K/V block converted once for the whole head group. With partial null, the normalized
+  // result goes to out. Otherwise the unnormalized state goes to partial, for attention_merge():
+  // per row (row = (t - t0) * group + head of the group) Dv + 2 floats: sum_j e^(s_j - m) v_j, m
+  // (the max score, -inf without keys), l = sum_j e^(s_j - m).
   // scratch: attention_scratch_floats(p, t1 - t0) floats.
   void (*attention)(const float* q, const ops::KvLayer& kv, float* out,
-                    const ops::AttentionParams& p, int kv_head, int t0, int t1, float* scratch);
+                    const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
+                    int64_t k1, float* partial, float* scratch);
 };
+
+// Combines n partial states (attention's partial output for the same rows over disjoint key
+// ranges, n blocks of `rows` x (dv + 2) floats, block i at parts + i * part_stride) into the
+// normalized output of each row: out_row(r) = sum_i e^(m_i - m) O_i / sum_i e^(m_i - m) l_i.
+void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv,
+                     float* const* out_rows);
 
 // Keys per block of the attention kernels.
 inline constexpr int kAttnKeyBlock = 64;

@@ -72,7 +72,8 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 }  // namespace
 
 void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
-                    const ops::AttentionParams& p, int kv_head, int t0, int t1, float* scratch);
+                    const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
+                    int64_t k1, float* partial, float* scratch);
 
 constinit const VecKernels kVecKernelsAvx2 = {&swiglu, &sum_squares, &scale_mul, &f32_to_f16,
                                               &attention_avx2};

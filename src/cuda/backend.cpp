@@ -38,6 +38,14 @@ void check_supported(const ops::Weight& w, const char* what) {
          "those layers on the CPU (--gpu-layers) or use a file without this type");
 }
 
+// The CUDA attention kernels read F16 and F32 caches only; Model::load refuses a q8_0 cache with a
+// GPU placement, so reaching this is a placement bug.
+void require_float_kv(ops::KvType t) {
+  if (t != ops::KvType::F16 && t != ops::KvType::F32)
+    fail("internal error: a ", ops::kv_type_name(t),
+         " KV cache was placed on the GPU (the CUDA backend supports f16 and f32 caches)");
+}
+
 }  // namespace
 
 // ---- Impl: setup and memory ------------------------------------------------------------------
@@ -402,6 +410,7 @@ void CudaBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* 
     fail("the context is full: positions ", pos0, "..", pos0 + n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
   if (pos0 + n_tokens > int64_t(INT32_MAX)) fail("CUDA backend: positions beyond 2^31");
+  require_float_kv(kv.type);
   const size_t elt = kv.type == ops::KvType::F16 ? 2 : 4;
   s.need_device(kv.k, size_t(kv.n_ctx) * k_width * elt, "K cache");
   s.need_device(kv.v, size_t(kv.n_ctx) * v_width * elt, "V cache");
@@ -420,6 +429,7 @@ void CudaBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
   if (p.pos0 < 0 || p.pos0 + p.n_tokens > kv.n_ctx)
     fail("the context is full: positions ", p.pos0, "..", p.pos0 + p.n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
+  require_float_kv(kv.type);
   const size_t elt = kv.type == ops::KvType::F16 ? 2 : 4;
   s.need_device(q, size_t(p.n_tokens) * p.n_heads * p.head_dim * sizeof(float), "attention query");
   s.need_device(out, size_t(p.n_tokens) * p.n_heads * p.head_dim_v * sizeof(float),

@@ -11,7 +11,7 @@ namespace {
 constexpr int kLogitRows = 64;  // LM-head rows computed per step when every token's logits are kept
 
 size_t kv_row_bytes(const HParams& hp, ops::KvType type, int head_dim) {
-  return size_t(hp.n_head_kv) * size_t(head_dim) * (type == ops::KvType::F16 ? 2 : 4);
+  return ops::kv_row_bytes(type, int64_t(hp.n_head_kv) * head_dim);
 }
 
 }  // namespace
@@ -31,6 +31,9 @@ size_t KvCache::layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type) 
 
 KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices)
     : n_ctx_(n_ctx) {
+  if (type == ops::KvType::Q8_0 && (hp.head_dim % 32 != 0 || hp.head_dim_v % 32 != 0))
+    fail("a q8_0 KV cache needs head sizes that are multiples of 32; this model's are ",
+         hp.head_dim, " (keys) and ", hp.head_dim_v, " (values): use --kv-type f16");
   const size_t k_bytes = size_t(n_ctx) * kv_row_bytes(hp, type, hp.head_dim);
   layers_.resize(hp.n_layer);
   for (int i = 0; i < hp.n_layer; ++i) {

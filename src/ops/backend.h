@@ -44,12 +44,32 @@ struct RopeParams {
 
 // Attention over a KV cache layer. Cache rows hold post-RoPE keys and values for positions
 // 0..n_ctx-1; row p of K is [n_kv_heads][head_dim] (values: [n_kv_heads][head_dim_v]).
-enum class KvType { F32, F16 };
+// Q8_0: each row is a sequence of Q8_0 blocks (fp16 scale + 32 int8, 34 bytes); head sizes must be
+// multiples of 32 so that every head starts a block.
+enum class KvType { F32, F16, Q8_0 };
+
+// Bytes of one cache row of `width` elements (a multiple of 32 for Q8_0); also the byte offset of
+// element `width` inside a row.
+inline size_t kv_row_bytes(KvType t, int64_t width) {
+  switch (t) {
+    case KvType::F32:
+      return size_t(width) * 4;
+    case KvType::F16:
+      return size_t(width) * 2;
+    case KvType::Q8_0:
+      return size_t(width) / 32 * 34;
+  }
+  return 0;
+}
+
+inline const char* kv_type_name(KvType t) {
+  return t == KvType::F32 ? "f32" : t == KvType::F16 ? "f16" : "q8_0";
+}
 
 struct KvLayer {
   KvType type = KvType::F16;
-  void* k = nullptr;            // [n_ctx][n_kv_heads * head_dim] elements of `type`
-  void* v = nullptr;            // [n_ctx][n_kv_heads * head_dim_v]
+  void* k = nullptr;            // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim)
+  void* v = nullptr;            // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim_v)
   int64_t n_ctx = 0;
 };
 
