@@ -84,6 +84,13 @@ TEST(BenchCli, JsonHasTheFields) {
   const CliRun md = run("bench -m " + path.string() + " -p 8 -n 0 -r 1 -t 1");
   ASSERT_EQ(md.code, 0);
   EXPECT_NE(md.out.find("pp8"), std::string::npos);
+  // Depth (llama-bench's -d) and a q8_0 KV cache.
+  const CliRun depth =
+      run("bench -m " + path.string() + " -p 0 -n 2 -d 8 -r 1 -t 1 --kv-type q8_0 -o json");
+  ASSERT_EQ(depth.code, 0) << depth.out;
+  EXPECT_NE(depth.out.find("\"n_depth\": 8"), std::string::npos) << depth.out;
+  EXPECT_NE(depth.out.find("\"test\": \"tg2 @ d8\""), std::string::npos) << depth.out;
+  EXPECT_EQ(run("bench -m " + path.string() + " --kv-type q4_1").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -o xml").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -t 0").code, 2);
   const CliRun bw = run("bench --bandwidth -t 1 --bandwidth-buffer 64MiB -o json");

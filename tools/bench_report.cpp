@@ -54,6 +54,7 @@ Fields fields(const Row& w, const ReportOptions& o) {
       {"n_gpu_layers", std::to_string(w.gpu_layers)},
       {"n_prompt", std::to_string(r.spec.n_prompt)},
       {"n_gen", std::to_string(r.spec.n_gen)},
+      {"n_depth", std::to_string(r.spec.n_depth)},
       {"test", json_string(r.spec.name())},
       {"avg_ns", fmt("%.0f", r.avg_ns)},
       {"stddev_ns", fmt("%.0f", r.stddev_ns)},

@@ -92,22 +92,25 @@ ModelFacts model_facts(const Model& m) {
     if (tied) f.weight_bytes_per_token += embd->bytes;
   }
   const model::HParams& hp = im.hp;
-  const uint64_t elem = im.options.kv_type == KvCacheType::F16 ? 2 : 4;
-  f.kv_bytes_per_position = static_cast<uint64_t>(hp.n_layer) * hp.n_head_kv *
-                            static_cast<uint64_t>(hp.head_dim + hp.head_dim_v) * elem;
+  const ops::KvType kv = kv_type(im.options.kv_type);
+  f.kv_bytes_per_position =
+      static_cast<uint64_t>(hp.n_layer) *
+      (ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim) +
+       ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim_v));
   std::string ftype = "unknown type";
   if (auto id = r.find_u32("general.file_type")) ftype = file_type_description(*id);
   f.label = hp.arch_name + " " + size_label(r, f.n_params) + " " + ftype;
   return f;
 }
 
-double tg_bytes_per_token(const ModelFacts& f, int n_gen) {
+double tg_bytes_per_token(const ModelFacts& f, int n_gen, int depth) {
   return static_cast<double>(f.weight_bytes_per_token) +
-         static_cast<double>(f.kv_bytes_per_position) * (n_gen + 1) / 2.0;
+         static_cast<double>(f.kv_bytes_per_position) * (depth + (n_gen + 1) / 2.0);
 }
 
 std::string TestSpec::name() const {
-  return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  std::string n = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  return n_depth > 0 ? n + " @ d" + std::to_string(n_depth) : n;
 }
 
 double mean(const std::vector<double>& v) {
@@ -132,13 +135,17 @@ TestResult run_test(Session& session, const TestSpec& spec, int reps,
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(n_vocab - 1));
   std::vector<int32_t> prompt(static_cast<size_t>(spec.n_prompt));
   for (int32_t& t : prompt) t = token(rng);
+  std::vector<int32_t> context(static_cast<size_t>(spec.n_depth));
+  for (int32_t& t : context) t = token(rng);
+  session.reset();
+  if (!context.empty()) session.eval(context);
 
   auto pp = [&] {
-    session.reset();
+    session.truncate(spec.n_depth);
     session.eval(prompt);
   };
   auto tg = [&](int n) {
-    session.reset();
+    session.truncate(spec.n_depth);
     for (int i = 0; i < n; ++i) {
       const int32_t t = token(rng);
       session.eval(std::span<const int32_t>(&t, 1));

@@ -28,17 +28,18 @@ ModelFacts model_facts(const Model& m);
 // llama.cpp's name of a general.file_type id: "Q4_K - Medium", "IQ4_XS - 4.25 bpw".
 std::string file_type_description(uint32_t id);
 
-// Weights and KV read by a tg test of n tokens from an empty cache, per token on average: token i
-// attends to i+1 positions, (n+1)/2 on average.
-double tg_bytes_per_token(const ModelFacts& f, int n_gen);
+// Weights and KV read by a tg test of n tokens after `depth` cached tokens, per token on average:
+// token i attends to depth+i+1 positions, depth+(n+1)/2 on average.
+double tg_bytes_per_token(const ModelFacts& f, int n_gen, int depth = 0);
 
 struct TestSpec {
   int threads = 0;
   int ubatch = 512;
   int n_prompt = 0;  // pp test when > 0
   int n_gen = 0;     // tg test when > 0 (exactly one of the two is set)
+  int n_depth = 0;   // tokens already in the KV cache when the test starts (llama-bench's -d)
 
-  std::string name() const;  // "pp512", "tg128"
+  std::string name() const;  // "pp512", "tg128", "tg128 @ d4096"
 };
 
 struct TestResult {
@@ -49,9 +50,10 @@ struct TestResult {
   double avg_ts = 0, stddev_ts = 0;
 };
 
-// Runs one test: a warm-up (pp: the whole prompt; tg: one token), then `reps` timed repetitions,
-// each from an empty cache. Prompt tokens are random ids from a fixed seed; tg feeds random ids
-// too (no sampling). `session` must hold max(n_prompt, n_gen) tokens.
+// Runs one test: n_depth random tokens evaluated once (not timed), a warm-up (pp: the whole prompt;
+// tg: one token), then `reps` timed repetitions, each from the cache cut back to n_depth tokens.
+// Prompt tokens are random ids from a fixed seed; tg feeds random ids too (no sampling).
+// `session` must hold n_depth + max(n_prompt, n_gen) tokens.
 TestResult run_test(Session& session, const TestSpec& spec, int reps,
                     const std::function<void(int rep)>& on_rep = {});
 

@@ -34,10 +34,11 @@ std::vector<Option> bench_options() {
       {"model", 'm', true, "FILE  GGUF model (first shard of a split model)"},
       {"n-prompt", 'p', true, "N[,N..]  prompt lengths of the pp tests (default 512; 0: none)"},
       {"n-gen", 'n', true, "N[,N..]  tokens of the tg tests (default 128; 0: none)"},
+      {"n-depth", 'd', true, "N[,N..]  tokens in the KV cache before each test (default 0)"},
       {"repetitions", 'r', true, "N  timed repetitions of each test (default 5)"},
       {"threads", 't', true, "N[,N..]  worker threads (default: physical cores)"},
       {"ubatch", 0, true, "N[,N..]  prompt tokens per forward pass (default 512)"},
-      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default) or f32"},
+      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), f32 or q8_0 (CPU only)"},
       {"device", 0, true, "DEV  auto (default), cpu or gpu"},
       cpu_kernels_option(),
       {"gpu-layers", 0, true, "N[,N..]  llama.cpp's -ngl: the last N layers on the GPU, or 'all'"},
@@ -79,11 +80,7 @@ std::vector<int> int_list(const Args& a, const std::string& name, const std::str
 ModelOptions base_options(const Args& a) {
   ModelOptions o;
   o.path = a.require("model");
-  const std::string kv = a.get_or("kv-type", "f16");
-  if (kv == "f32")
-    o.kv_type = KvCacheType::F32;
-  else if (kv != "f16")
-    throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  o.kv_type = kv_type_from(a);
   o.cpu_kernels = cpu_kernels_from(a);
   const std::string dev = a.get_or("device", "auto");
   if (dev == "cpu")
@@ -132,6 +129,7 @@ int run_bench(const Args& a) {
   const ModelOptions base = base_options(a);
   const std::vector<int> prompts = int_list(a, "n-prompt", "512", 0);
   const std::vector<int> gens = int_list(a, "n-gen", "128", 0);
+  const std::vector<int> depths = int_list(a, "n-depth", "0", 0);
   const std::vector<int> ubatches = int_list(a, "ubatch", "512", 1);
   // -1: automatic placement (no --gpu-layers); "all" is every layer plus the output.
   const std::vector<int> ngls = a.has("gpu-layers")
@@ -154,17 +152,19 @@ int run_bench(const Args& a) {
         ModelOptions mo = base;
         mo.threads = t;
         mo.ubatch = ub;
-        mo.ctx = std::max(max_p, max_n);
+        mo.ctx = std::max(max_p, max_n) + *std::max_element(depths.begin(), depths.end());
         if (ngl >= 0) mo.gpu_layers = ngl;
         auto model = Model::load(mo);
         facts.push_back(bench::model_facts(*model));
         const ModelFacts& f = facts.back();
         Session session(*model);
         std::vector<bench::TestSpec> specs;
-        for (int p : prompts)
-          if (p > 0) specs.push_back({t, ub, p, 0});
-        for (int n : gens)
-          if (n > 0) specs.push_back({t, ub, 0, n});
+        for (int d : depths) {
+          for (int p : prompts)
+            if (p > 0) specs.push_back({t, ub, p, 0, d});
+          for (int n : gens)
+            if (n > 0) specs.push_back({t, ub, 0, n, d});
+        }
         for (const bench::TestSpec& spec : specs) {
           auto on_rep = [&](int rep) {
             if (progress)
@@ -178,7 +178,7 @@ int run_bench(const Args& a) {
           row.gpu_layers = ngl;
           row.r = bench::run_test(session, spec, static_cast<int>(reps), on_rep);
           if (spec.n_gen > 0) {
-            row.bytes_per_token = bench::tg_bytes_per_token(f, spec.n_gen);
+            row.bytes_per_token = bench::tg_bytes_per_token(f, spec.n_gen, spec.n_depth);
             row.achieved = row.bytes_per_token * row.r.avg_ts;
             row.bandwidth = bandwidth.at(t).best;
             row.roofline = row.bandwidth > 0 ? row.achieved / row.bandwidth : 0;
@@ -205,7 +205,7 @@ int run_bench(const Args& a) {
 const Command kBench = {
     "bench",
     "measure prompt (pp) and generation (tg) speed as llama-bench does, with the decode roofline",
-    "bench -m MODEL [-p 512] [-n 128] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
+    "bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
     "[-o md|json|csv] | bench --bandwidth [-t THREADS]",
     bench_options, run_bench};
 

@@ -14,7 +14,7 @@ std::vector<Option> model_options() {
       {"threads", 't', true, "N  worker threads (default: physical cores)"},
       {"ctx", 'c', true, "N  context length (default: min(model context, 4096))"},
       {"ubatch", 0, true, "N  prompt tokens per forward pass (default 512)"},
-      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default) or f32"},
+      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), f32 or q8_0 (CPU only)"},
       {"device", 0, true, "DEV  auto (default: GPU when built with CUDA and present), cpu, gpu"},
       {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
       cpu_kernels_option(),
@@ -22,6 +22,14 @@ std::vector<Option> model_options() {
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
   return o;
+}
+
+KvCacheType kv_type_from(const Args& args) {
+  const std::string kv = args.get_or("kv-type", "f16");
+  if (kv == "f16") return KvCacheType::F16;
+  if (kv == "f32") return KvCacheType::F32;
+  if (kv == "q8_0") return KvCacheType::Q8_0;
+  throw UsageError("--kv-type must be f16, f32 or q8_0, got '" + kv + "'");
 }
 
 Option cpu_kernels_option() {
@@ -54,13 +62,7 @@ ModelOptions model_options_from(const Args& args) {
   if (o.threads < 0) throw UsageError("--threads must be >= 0");
   if (o.ctx < 0) throw UsageError("--ctx must be >= 0");
   if (o.ubatch < 1) throw UsageError("--ubatch must be >= 1");
-  std::string kv = args.get_or("kv-type", "f16");
-  if (kv == "f16")
-    o.kv_type = KvCacheType::F16;
-  else if (kv == "f32")
-    o.kv_type = KvCacheType::F32;
-  else
-    throw UsageError("--kv-type must be f16 or f32, got '" + kv + "'");
+  o.kv_type = kv_type_from(args);
   o.cpu_kernels = cpu_kernels_from(args);
   std::string dev = a_device(args);
   if (dev == "auto")

@@ -12,6 +12,9 @@ namespace straw::cli {
 std::vector<Option> model_options();
 ModelOptions model_options_from(const Args& args);
 
+// --kv-type f16|f32|q8_0.
+KvCacheType kv_type_from(const Args& args);
+
 // --cpu-kernels auto|avx512|avx-vnni|avx2|scalar (run, eval, perplexity, bench).
 Option cpu_kernels_option();
 CpuKernels cpu_kernels_from(const Args& args);
