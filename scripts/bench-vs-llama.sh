@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # straw against llama.cpp on the same files, same thread counts, in one run (CPU only).
 #
-#   scripts/bench-vs-llama.sh [-t 1,2] [-r 5] [-p 512] [-n 128] [--kernels auto,avx2] FILE.gguf...
+#   scripts/bench-vs-llama.sh [-t 1,2] [-r 5] [-p 512] [-n 128] [-d 0] [--kernels auto,avx2] FILE.gguf...
 #
 # For each file and thread count: straw bench (once per --kernels level), llama-bench in its
 # default (mmap) mode and with -lm none (weights read into memory: its fastest mode), interleaved so
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 straw="${STRAW:-build/bin/straw}"
 peer="${PEER:-../shared/tools/peer/peer.sh}"
-threads=1,2 reps=5 prompt=512 gen=128 kernels=auto
+threads=1,2 reps=5 prompt=512 gen=128 depth=0 kernels=auto
 files=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
     -r) reps="$2"; shift 2 ;;
     -p) prompt="$2"; shift 2 ;;
     -n) gen="$2"; shift 2 ;;
+    -d) depth="$2"; shift 2 ;;
     --kernels) kernels="$2"; shift 2 ;;
     -*) echo "bench-vs-llama: unknown option $1" >&2; exit 2 ;;
     *) files+=("$1"); shift ;;
@@ -36,12 +37,12 @@ i=0
 for f in "${files[@]}"; do
   for t in ${threads//,/ }; do
     for k in ${kernels//,/ }; do
-      "$straw" bench -m "$f" -t "$t" -p "$prompt" -n "$gen" -r "$reps" --cpu-kernels "$k" -o json \
+      "$straw" bench -m "$f" -t "$t" -p "$prompt" -n "$gen" -d "$depth" -r "$reps" --cpu-kernels "$k" -o json \
         > "$out/$i-straw-$k-t$t.json"
     done
-    bash "$peer" bench "$f" -t "$t" -p "$prompt" -n "$gen" -r "$reps" -o json \
+    bash "$peer" bench "$f" -t "$t" -p "$prompt" -n "$gen" -d "$depth" -r "$reps" -o json \
       > "$out/$i-llama-mmap-t$t.json" 2>/dev/null
-    bash "$peer" bench "$f" -t "$t" -p "$prompt" -n "$gen" -r "$reps" -lm none -o json \
+    bash "$peer" bench "$f" -t "$t" -p "$prompt" -n "$gen" -d "$depth" -r "$reps" -lm none -o json \
       > "$out/$i-llama-none-t$t.json" 2>/dev/null
   done
   i=$((i + 1))
@@ -53,7 +54,10 @@ out, kernels = sys.argv[1], sys.argv[2].split(",")
 def load(path):
     return json.load(open(path)) if os.path.exists(path) else []
 def by_test(rows):
-    return {("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"]): r for r in rows}
+    def name(r):
+        n = ("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"])
+        return n + (" @ d%d" % r["n_depth"] if r.get("n_depth") else "")
+    return {name(r): r for r in rows}
 print("| file | threads | test | " + " | ".join("straw %s" % k for k in kernels) +
       " | llama.cpp | llama.cpp -lm none | straw / llama.cpp | straw / -lm none | straw roofline |")
 print("| --- | --: | --- | " + " | ".join("--:" for _ in kernels) + " | --: | --: | --: | --: | --: |")
