@@ -7,9 +7,7 @@
 // every tg test, as llama-bench orders them.
 #include <algorithm>
 #include <cstdio>
-#include <map>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <string>
 
@@ -113,7 +111,8 @@ int run_bench(const Args& a) {
                        : kernels == CpuKernels::Avx2    ? "avx2"
                                                         : "scalar";
 
-  // Bandwidth is measured before any model is loaded, so that no other threads are running.
+  // With a model loaded, its workers fall asleep after a few idle milliseconds (cpu/thread_pool.h),
+  // long before the passes start (the buffer is filled first): they do not compete.
   auto measure = [&](int t) {
     if (progress) std::fprintf(stderr, "straw bench: measuring read bandwidth, %d threads\n", t);
     return bench::measure_read_bandwidth(t, 5, buffer);
@@ -138,10 +137,6 @@ int run_bench(const Args& a) {
   const int max_p = *std::max_element(prompts.begin(), prompts.end());
   const int max_n = *std::max_element(gens.begin(), gens.end());
   if (max_p == 0 && max_n == 0) throw UsageError("nothing to run: -p and -n are both 0");
-
-  std::map<int, Bandwidth> bandwidth;
-  if (max_n > 0)
-    for (int t : std::set<int>(threads.begin(), threads.end())) bandwidth[t] = measure(t);
 
   std::vector<ModelFacts> facts;  // one per load; rows point into it (reserved: no reallocation)
   facts.reserve(ngls.size() * ubatches.size() * threads.size());
@@ -176,11 +171,14 @@ int run_bench(const Args& a) {
           row.path = base.path;
           row.placement = model->info().placement;
           row.gpu_layers = ngl;
+          // The machine's bandwidth can change from one minute to the next (other tenants), so
+          // each tg test is bracketed by two measurements and the higher one is its roofline.
+          const double bw_before = spec.n_gen > 0 ? measure(t).best : 0.0;
           row.r = bench::run_test(session, spec, static_cast<int>(reps), on_rep);
           if (spec.n_gen > 0) {
             row.bytes_per_token = bench::tg_bytes_per_token(f, spec.n_gen, spec.n_depth);
             row.achieved = row.bytes_per_token * row.r.avg_ts;
-            row.bandwidth = bandwidth.at(t).best;
+            row.bandwidth = std::max(bw_before, measure(t).best);
             row.roofline = row.bandwidth > 0 ? row.achieved / row.bandwidth : 0;
           }
           rows.push_back(std::move(row));
