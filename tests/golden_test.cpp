@@ -62,6 +62,35 @@ TEST(Golden, Q8_0KvCacheStaysCloseToTheF16Cache) {
   }
 }
 
+// Every kernel level this CPU has, end to end (the other tests run the best one only).
+TEST(Golden, EveryCpuKernelLevelMeetsTheBar) {
+  STRAW_REQUIRE_TESTDATA();
+  using straw::CpuKernels;
+  const std::pair<CpuKernels, const char*> levels[] = {{CpuKernels::Avx512, "avx512"},
+                                                       {CpuKernels::AvxVnni, "avx-vnni"},
+                                                       {CpuKernels::Avx2, "avx2"},
+                                                       {CpuKernels::Scalar, "scalar"}};
+  for (const char* name : {"qwen2-tiny-iq4_xs", "llama-tiny-q4_k_m", "qwen2-tiny-q8_0",
+                           "qwen3-tiny-f16"}) {
+    const Golden g = load_golden(name);
+    STRAW_REQUIRE_MODEL(g);
+    for (const auto& [level, level_name] : levels) {
+      straw::ModelOptions o;
+      o.path = (testdata_dir() / "models" / g.model).string();
+      o.threads = 2;
+      o.device = straw::DeviceChoice::Cpu;
+      o.cpu_kernels = level;
+      std::unique_ptr<straw::Model> model;
+      try {
+        model = straw::Model::load(o);
+      } catch (const straw::Error&) {
+        continue;  // this CPU lacks the level (the message is tested elsewhere)
+      }
+      expect_bar(g, score(g, prefill_logits(*model, g)), std::string(name) + " " + level_name);
+    }
+  }
+}
+
 TEST(Golden, Q8_0KvCacheNeedsHeadSizesOf32) {
   STRAW_REQUIRE_TESTDATA();
   const Golden g = load_golden("stories260K");  // head size 8
