@@ -110,13 +110,18 @@ struct AttnCase {
 
 TEST(CpuOps, AttentionMatchesTheScalarBackend) {
   const AttnCase cases[] = {
-      {1, 12, 2, 128, 128, 0, ops::KvType::F16}, {1, 12, 2, 128, 128, 200, ops::KvType::F16},
-      {37, 12, 2, 64, 64, 5, ops::KvType::F16},  {20, 4, 4, 8, 16, 70, ops::KvType::F32},
-      {3, 6, 2, 32, 24, 130, ops::KvType::F32},  {70, 8, 1, 16, 16, 0, ops::KvType::F16},
-      {1, 4, 2, 40, 40, 64, ops::KvType::F16},  {1, 12, 2, 128, 128, 100, ops::KvType::Q8_0},
+      {1, 12, 2, 128, 128, 0, ops::KvType::F16},
+      {1, 12, 2, 128, 128, 200, ops::KvType::F16},
+      {37, 12, 2, 64, 64, 5, ops::KvType::F16},
+      {20, 4, 4, 8, 16, 70, ops::KvType::F32},
+      {3, 6, 2, 32, 24, 130, ops::KvType::F32},
+      {70, 8, 1, 16, 16, 0, ops::KvType::F16},
+      {1, 4, 2, 40, 40, 64, ops::KvType::F16},
+      {1, 12, 2, 128, 128, 100, ops::KvType::Q8_0},
       {19, 8, 2, 64, 32, 40, ops::KvType::Q8_0},
       // Decode over long contexts: the keys split into ranges across threads, then merged.
-      {1, 12, 2, 128, 128, 1000, ops::KvType::F16}, {1, 8, 8, 64, 64, 1500, ops::KvType::Q8_0},
+      {1, 12, 2, 128, 128, 1000, ops::KvType::F16},
+      {1, 8, 8, 64, 64, 1500, ops::KvType::Q8_0},
       {1, 6, 1, 32, 32, 700, ops::KvType::F32},
   };
   std::mt19937 rng(21);

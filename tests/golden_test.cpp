@@ -32,16 +32,17 @@ TEST_P(GoldenLogits, MeetsTheBarAgainstExactMath) {
   expect_bar(g, score(g, prefill_logits(*model, g)), GetParam() + " cpu prompt");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Models, GoldenLogits,
-    ::testing::Values("llama-tiny-f16", "llama-tiny-iq4_xs", "llama-tiny-q4_k_m", "qwen2-tiny-f32",
-                      "qwen2-tiny-iq4_xs", "qwen2-tiny-q4_k_m", "qwen2-tiny-q8_0", "qwen3-tiny-f16",
-                      "qwen3-tiny-iq4_xs", "qwen3-tiny-q4_k_m", "stories260K", "stories260K-q8_0"),
-    [](const auto& info) {
-      std::string n = info.param;
-      std::replace(n.begin(), n.end(), '-', '_');
-      return n;
-    });
+INSTANTIATE_TEST_SUITE_P(Models, GoldenLogits,
+                         ::testing::Values("llama-tiny-f16", "llama-tiny-iq4_xs",
+                                           "llama-tiny-q4_k_m", "qwen2-tiny-f32",
+                                           "qwen2-tiny-iq4_xs", "qwen2-tiny-q4_k_m",
+                                           "qwen2-tiny-q8_0", "qwen3-tiny-f16", "qwen3-tiny-iq4_xs",
+                                           "qwen3-tiny-q4_k_m", "stories260K", "stories260K-q8_0"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
 
 // Rounding the cached keys and values to 8 bits per element (one scale per 32) moves the logits by
 // about 4e-3 nrmse on these models (measured 2026-11-27: 3.9e-3..4.6e-3 above the f16 cache on the
@@ -49,8 +50,8 @@ INSTANTIATE_TEST_SUITE_P(
 // layout or scale, which moves them by order 1.
 TEST(Golden, Q8_0KvCacheStaysCloseToTheF16Cache) {
   STRAW_REQUIRE_TESTDATA();
-  for (const char* name : {"llama-tiny-f16", "qwen2-tiny-f32", "qwen3-tiny-f16", "qwen2-tiny-q4_k_m",
-                           "qwen3-tiny-iq4_xs"}) {
+  for (const char* name : {"llama-tiny-f16", "qwen2-tiny-f32", "qwen3-tiny-f16",
+                           "qwen2-tiny-q4_k_m", "qwen3-tiny-iq4_xs"}) {
     const Golden g = load_golden(name);
     STRAW_REQUIRE_MODEL(g);
     const Score f16 = score(g, prefill_logits(*load_on_cpu(g), g));
@@ -70,8 +71,8 @@ TEST(Golden, EveryCpuKernelLevelMeetsTheBar) {
                                                        {CpuKernels::AvxVnni, "avx-vnni"},
                                                        {CpuKernels::Avx2, "avx2"},
                                                        {CpuKernels::Scalar, "scalar"}};
-  for (const char* name : {"qwen2-tiny-iq4_xs", "llama-tiny-q4_k_m", "qwen2-tiny-q8_0",
-                           "qwen3-tiny-f16"}) {
+  for (const char* name :
+       {"qwen2-tiny-iq4_xs", "llama-tiny-q4_k_m", "qwen2-tiny-q8_0", "qwen3-tiny-f16"}) {
     const Golden g = load_golden(name);
     STRAW_REQUIRE_MODEL(g);
     for (const auto& [level, level_name] : levels) {

@@ -93,10 +93,9 @@ ModelFacts model_facts(const Model& m) {
   }
   const model::HParams& hp = im.hp;
   const ops::KvType kv = kv_type(im.options.kv_type);
-  f.kv_bytes_per_position =
-      static_cast<uint64_t>(hp.n_layer) *
-      (ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim) +
-       ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim_v));
+  f.kv_bytes_per_position = static_cast<uint64_t>(hp.n_layer) *
+                            (ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim) +
+                             ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim_v));
   std::string ftype = "unknown type";
   if (auto id = r.find_u32("general.file_type")) ftype = file_type_description(*id);
   f.label = hp.arch_name + " " + size_label(r, f.n_params) + " " + ftype;

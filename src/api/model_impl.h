@@ -20,22 +20,22 @@ namespace straw {
 struct Model::Impl {
   ModelOptions options;
   ModelInfo info;
-  std::unique_ptr<gguf::Reader> reader;       // owns the mmap the weights point into
+  std::unique_ptr<gguf::Reader> reader;  // owns the mmap the weights point into
   model::HParams hp;
   model::Weights weights;
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatTemplate chat_template = model::ChatTemplate::None;
   model::ChatOptions chat_options;
-  std::unique_ptr<cpu::CpuBackend> cpu;       // always present (embeddings, CPU-placed layers)
-  std::unique_ptr<ops::Backend> gpu;          // when the plan puts something on a GPU
-  model::DeviceMap devices;                   // which backend runs each part
-  sched::Plan plan;                           // the placement (CPU only: the default plan)
-  int64_t n_ctx = 0;                          // context of new sessions (resolved from options)
+  std::unique_ptr<cpu::CpuBackend> cpu;  // always present (embeddings, CPU-placed layers)
+  std::unique_ptr<ops::Backend> gpu;     // when the plan puts something on a GPU
+  model::DeviceMap devices;              // which backend runs each part
+  sched::Plan plan;                      // the placement (CPU only: the default plan)
+  int64_t n_ctx = 0;                     // context of new sessions (resolved from options)
 };
 
 // The ops-level type of a KV cache option.
 inline ops::KvType kv_type(KvCacheType t) {
-  return t == KvCacheType::F32 ? ops::KvType::F32
+  return t == KvCacheType::F32    ? ops::KvType::F32
          : t == KvCacheType::Q8_0 ? ops::KvType::Q8_0
                                   : ops::KvType::F16;
 }

@@ -104,8 +104,9 @@ void choose_backends(Model::Impl& m) {
   if (o.kv_type == KvCacheType::Q8_0 &&
       std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
                   [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))
-    fail("--kv-type q8_0 runs on the CPU only so far, and this placement puts attention on the "
-         "GPU: use --kv-type f16, or --device cpu");
+    fail(
+        "--kv-type q8_0 runs on the CPU only so far, and this placement puts attention on the "
+        "GPU: use --kv-type f16, or --device cpu");
   // One device arena for every weight the plan puts on the GPU, sized before anything is uploaded.
   uint64_t arena = 0;
   model::for_each_placed_weight(m.weights, m.devices, [&](ops::Weight& w, ops::Backend& be) {

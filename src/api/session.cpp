@@ -10,8 +10,8 @@ struct Session::Impl {
   Model& model;
   model::KvCache kv;
   model::Transformer transformer;
-  std::vector<float> logits;     // [n_rows][n_vocab] of the last eval
-  int64_t n_rows = 0;            // rows held in `logits`
+  std::vector<float> logits;  // [n_rows][n_vocab] of the last eval
+  int64_t n_rows = 0;         // rows held in `logits`
   int64_t n_past = 0;
 
   Impl(Model& m, int64_t n_ctx)
@@ -66,8 +66,12 @@ std::span<const float> Session::logits(int i) const {
   return {s.logits.data() + row * n_vocab, size_t(n_vocab)};
 }
 
-int64_t Session::n_past() const { return impl_->n_past; }
-int64_t Session::n_ctx() const { return impl_->kv.n_ctx(); }
+int64_t Session::n_past() const {
+  return impl_->n_past;
+}
+int64_t Session::n_ctx() const {
+  return impl_->kv.n_ctx();
+}
 void Session::reset() {
   impl_->n_past = 0;
   impl_->n_rows = 0;
@@ -82,6 +86,8 @@ void Session::truncate(int64_t n_keep) {
   if (n_keep < impl_->n_past) impl_->n_rows = 0;
   impl_->n_past = n_keep;
 }
-Model& Session::model() const { return impl_->model; }
+Model& Session::model() const {
+  return impl_->model;
+}
 
 }  // namespace straw

@@ -105,8 +105,8 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
     // Decode over a long context: items (KV head, key range), each leaving its softmax state in
     // `parts`, merged per head afterwards.
     const int group = p.n_heads / p.n_kv_heads;
-    const int64_t range = (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock +
-                          kAttnKeyBlock;
+    const int64_t range =
+        (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
     const size_t part_stride = size_t(group) * (p.head_dim_v + 2);
     const size_t need = attention_scratch_floats(p, 1);
     if (attn_parts_.size() < size_t(splits) * p.n_kv_heads * part_stride)
@@ -116,14 +116,13 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       float* s = scratch(thread, need);
       for (int64_t i = i0; i < i1; ++i) {
         const int kvh = int(i / splits), split = int(i % splits);
-        vk->attention(q, kv, out, p, kvh, 0, 1, split * range, std::min(n_keys, (split + 1) * range),
-                      parts + size_t(i) * part_stride, s);
+        vk->attention(q, kv, out, p, kvh, 0, 1, split * range,
+                      std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
       }
     });
     std::vector<float*> rows(static_cast<size_t>(group));
     for (int kvh = 0; kvh < p.n_kv_heads; ++kvh) {
-      for (int g = 0; g < group; ++g)
-        rows[g] = out + int64_t(kvh * group + g) * p.head_dim_v;
+      for (int g = 0; g < group; ++g) rows[g] = out + int64_t(kvh * group + g) * p.head_dim_v;
       attention_merge(parts + size_t(kvh) * splits * part_stride, part_stride, splits, group,
                       p.head_dim_v, rows.data());
     }

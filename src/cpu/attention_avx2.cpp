@@ -39,8 +39,9 @@ inline void load_row(const ops::KvLayer& kv, const void* base, int64_t width, in
       return;
     case ops::KvType::F16:
       for (int d = 0; d < dim; d += 8)
-        _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128(
-                                      reinterpret_cast<const __m128i*>(src + 2 * d))));
+        _mm256_storeu_ps(
+            dst + d,
+            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * d))));
       return;
     case ops::KvType::Q8_0:
       for (int b = 0; b < dim / 32; ++b, src += 34) {

@@ -97,7 +97,8 @@ class CpuBackend final : public ops::Backend {
   const MatKernels* kernels_;  // null: the reference path for everything
   CpuOptions options_;
   std::vector<std::vector<float>> scratch_;
-  std::vector<float> attn_parts_;  // decode attention's per-key-range softmax states (attention.cpp)
+  std::vector<float>
+      attn_parts_;  // decode attention's per-key-range softmax states (attention.cpp)
   std::unique_ptr<WeightArena> arena_;
   PrepareStatus status_;
   std::vector<float> act_storage_;  // quantized activations, in floats for 4-byte alignment

@@ -26,7 +26,8 @@ DeviceMap DeviceMap::single(ops::Backend& be, int n_layer) {
 }
 
 size_t KvCache::layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type) {
-  return size_t(n_ctx) * (kv_row_bytes(hp, type, hp.head_dim) + kv_row_bytes(hp, type, hp.head_dim_v));
+  return size_t(n_ctx) *
+         (kv_row_bytes(hp, type, hp.head_dim) + kv_row_bytes(hp, type, hp.head_dim_v));
 }
 
 KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices)
@@ -59,9 +60,15 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
                          int max_batch)
     : hp_(hp), w_(w), devices_(devices), max_batch_(max_batch) {
   switch (hp.arch) {
-    case Arch::Llama: layer_ = llama_layer(); break;
-    case Arch::Qwen2: layer_ = qwen2_layer(); break;
-    case Arch::Qwen3: layer_ = qwen3_layer(); break;
+    case Arch::Llama:
+      layer_ = llama_layer();
+      break;
+    case Arch::Qwen2:
+      layer_ = qwen2_layer();
+      break;
+    case Arch::Qwen3:
+      layer_ = qwen3_layer();
+      break;
   }
   // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
   std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
@@ -86,7 +93,7 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
   for (size_t n : sizes) total += padded(n);
   for (ops::Backend* be : distinct) {
     DeviceBuffers d{be, be->alloc(total * sizeof(float)), {}};
-    float** bufs[] = {&d.a.x, &d.a.xn,   &d.a.q,  &d.a.k,    &d.a.v,
+    float** bufs[] = {&d.a.x,    &d.a.xn,   &d.a.q,  &d.a.k,    &d.a.v,
                       &d.a.attn, &d.a.gate, &d.a.up, &d.a.proj, &d.a.logits};
     float* p = static_cast<float*>(d.storage->data());
     for (size_t i = 0; i < std::size(sizes); ++i) {
@@ -115,8 +122,8 @@ void Transformer::move_to(BlockContext& c, ops::Backend* to) {
   c.a = &dst;
 }
 
-void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv,
-                          float* logits, bool all_logits) {
+void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
+                          bool all_logits) {
   const int T = static_cast<int>(tokens.size());
   if (T == 0) return;
   if (T > max_batch_) fail("internal error: batch of ", T, " exceeds max_batch ", max_batch_);

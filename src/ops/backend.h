@@ -20,11 +20,11 @@ namespace straw::ops {
 // A weight matrix (or vector) in a backend's memory.
 struct Weight {
   quant::Type type = quant::Type::F32;
-  int64_t n_in = 0;       // ne0: row length (elements), a multiple of the type's block size
-  int64_t n_out = 0;      // ne1: number of rows (1 for vectors)
-  size_t row_bytes = 0;   // bytes between consecutive rows
+  int64_t n_in = 0;      // ne0: row length (elements), a multiple of the type's block size
+  int64_t n_out = 0;     // ne1: number of rows (1 for vectors)
+  size_t row_bytes = 0;  // bytes between consecutive rows
   const void* data = nullptr;
-  uint32_t layout = 0;    // backend-specific layout tag; 0: rows exactly as stored in the file
+  uint32_t layout = 0;  // backend-specific layout tag; 0: rows exactly as stored in the file
   explicit operator bool() const { return data != nullptr; }
 };
 
@@ -36,9 +36,9 @@ enum class RopeMode {
 // RoPE parameters. theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
 struct RopeParams {
   RopeMode mode = RopeMode::Norm;
-  int n_rot = 0;                // rotated dims per head (<= head_dim); the rest pass through
-  float base = 10000.0f;        // rope.freq_base
-  float freq_scale = 1.0f;      // 1 / rope.scaling.factor for linear scaling
+  int n_rot = 0;            // rotated dims per head (<= head_dim); the rest pass through
+  float base = 10000.0f;    // rope.freq_base
+  float freq_scale = 1.0f;  // 1 / rope.scaling.factor for linear scaling
   const float* freq_factors = nullptr;  // [n_rot/2] (Llama 3.1 rope_freqs.weight) or null
 };
 
@@ -68,19 +68,19 @@ inline const char* kv_type_name(KvType t) {
 
 struct KvLayer {
   KvType type = KvType::F16;
-  void* k = nullptr;            // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim)
-  void* v = nullptr;            // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim_v)
+  void* k = nullptr;  // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim)
+  void* v = nullptr;  // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim_v)
   int64_t n_ctx = 0;
 };
 
 struct AttentionParams {
-  int n_tokens = 0;       // query rows in this batch, at positions pos0 .. pos0 + n_tokens - 1
-  int64_t pos0 = 0;       // position of the first query; keys 0..pos0+t are visible to query t
-  int n_heads = 0;        // query heads; head h reads KV head h / (n_heads / n_kv_heads)
+  int n_tokens = 0;  // query rows in this batch, at positions pos0 .. pos0 + n_tokens - 1
+  int64_t pos0 = 0;  // position of the first query; keys 0..pos0+t are visible to query t
+  int n_heads = 0;   // query heads; head h reads KV head h / (n_heads / n_kv_heads)
   int n_kv_heads = 0;
-  int head_dim = 0;       // of q and k
-  int head_dim_v = 0;     // of v and the output
-  float scale = 1.0f;     // applied to q.k, usually 1/sqrt(head_dim)
+  int head_dim = 0;    // of q and k
+  int head_dim_v = 0;  // of v and the output
+  float scale = 1.0f;  // applied to q.k, usually 1/sqrt(head_dim)
 };
 
 // Memory owned by a backend: host RAM for the CPU, device memory for a GPU. Freed on destruction.
@@ -139,8 +139,10 @@ class Backend {
   virtual void kv_store(const KvLayer& kv, const float* k, const float* v, int n_tokens,
                         int64_t pos0, int64_t k_width, int64_t v_width) = 0;
 
-  // out[t][h] = softmax(q[t][h] . K[0..pos0+t] * scale) V   (causal); out: [n_tokens][n_heads*head_dim_v]
-  virtual void attention(const float* q, const KvLayer& kv, float* out, const AttentionParams& p) = 0;
+  // out[t][h] = softmax(q[t][h] . K[0..pos0+t] * scale) V   (causal); out:
+  // [n_tokens][n_heads*head_dim_v]
+  virtual void attention(const float* q, const KvLayer& kv, float* out,
+                         const AttentionParams& p) = 0;
 
   // out[i] = silu(gate[i]) * up[i]   (SwiGLU); out may alias gate or up
   virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
