@@ -24,6 +24,7 @@
 #include <cstring>
 
 #include "cpu/kernels.h"
+#include "cpu/vec_avx2.h"
 #include "quant/iq4_nl.h"
 
 namespace straw::cpu {
@@ -31,9 +32,6 @@ namespace straw::cpu {
 namespace {
 
 using quant::Type;
-
-constexpr size_t kActBlockBytes = 512 * 1024;
-constexpr size_t kPrefetchBytes = 8192;  // software prefetch distance (see matmul_avx512.cpp)
 
 inline int32_t load32(const int8_t* p) {
   int32_t v;
@@ -63,20 +61,6 @@ inline __m256i nib_hi(__m256i v) {
 }
 inline __m128i and8(__m128i v, int m) {
   return _mm_and_si128(v, _mm_set1_epi8(char(m)));
-}
-
-struct Planes {
-  const uint8_t* qs;
-  const uint8_t* qh;
-  const uint8_t* sc;
-  const uint16_t* d;
-  const uint16_t* m;
-};
-
-inline Planes planes(const TileLayout& L, const uint8_t* tile, int64_t b) {
-  const BlockOffsets o = block_offsets(L, b);
-  return {tile + o.qs, tile + o.qh, tile + o.sc, reinterpret_cast<const uint16_t*>(tile + o.d),
-          reinterpret_cast<const uint16_t*>(tile + o.m)};
 }
 
 // ---- dot-product policies ----------------------------------------------------------------------
@@ -291,16 +275,9 @@ struct DecQ6K {
 
 // ---- the generic tile kernel -------------------------------------------------------------------
 
-struct TokenPtrs {
-  const int8_t* q;
-  const float* d;
-  const float* ds;
-  const int32_t* bias;
-};
-
 template <class Dot, class D, int T>
-void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
-                 int64_t ldy, int rows) {
+void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y, int64_t ldy,
+                 int rows) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   __m256 acc[2][T];
 #pragma GCC unroll 2
@@ -383,7 +360,7 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok,
 
 // tile_kernel<Dot, D, n> for 1 <= n <= T.
 template <class Dot, class D, int T = Dot::kMaxTok>
-void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
+void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y,
                  int64_t ldy, int rows) {
   if constexpr (T > 1)
     if (n < T) return tile_tokens<Dot, D, T - 1>(n, L, tile, tok, y, ldy, rows);
@@ -395,12 +372,8 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
                 const uint8_t* act, int n_tok, float* y, int64_t ldy) {
   constexpr int kMaxTok = Dot::kMaxTok;
   const ActLayout A = act_layout(L.n_in);
-  int block = n_tok;
-  if (n_tok > kMaxTok) {
-    const int fit = int(kActBlockBytes / A.stride) / kMaxTok * kMaxTok;
-    block = std::clamp(fit, kMaxTok, n_tok);
-  }
-  TokenPtrs tok[kMaxTok];
+  const int block = act_token_block(A, n_tok, kMaxTok);
+  ActIn tok[kMaxTok];
   for (int t0 = 0; t0 < n_tok; t0 += block) {
     const int t1 = std::min(n_tok, t0 + block);
     for (int64_t i = 0; i < n_tiles; ++i) {
@@ -410,10 +383,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
       for (int t = t0; t < t1; t += kMaxTok) {
         const int n = std::min(kMaxTok, t1 - t);
         for (int k = 0; k < n; ++k) {
-          const uint8_t* a = act + size_t(t + k) * A.stride;
-          tok[k] = {reinterpret_cast<const int8_t*>(a), reinterpret_cast<const float*>(a + A.d_off),
-                    reinterpret_cast<const float*>(a + A.ds_off),
-                    reinterpret_cast<const int32_t*>(a + A.bias_off)};
+          tok[k] = act_in(act + size_t(t + k) * A.stride, A);
         }
         tile_tokens<Dot, D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, int(rows));
       }
@@ -472,12 +442,6 @@ ActParams act_params(Type t) {
 
 // ---- activation quantization -------------------------------------------------------------------
 
-inline float hmax8(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  return _mm_cvtss_f32(m);
-}
 inline int hsum8(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
@@ -486,12 +450,7 @@ inline int hsum8(__m256i v) {
 }
 
 void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
-  const ActLayout a = act_layout(n_in);
-  auto* base = static_cast<uint8_t*>(out);
-  auto* q = reinterpret_cast<int8_t*>(base);
-  auto* d = reinterpret_cast<float*>(base + a.d_off);
-  auto* ds = reinterpret_cast<float*>(base + a.ds_off);
-  auto* bias = reinterpret_cast<int32_t*>(base + a.bias_off);
+  const auto [q, d, ds, bias] = act_out(out, act_layout(n_in));
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t i = 0; i < n_in / 32; ++i) {
@@ -501,7 +460,7 @@ void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
       v[k] = _mm256_loadu_ps(x + 32 * i + 8 * k);
       m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[k]));
     }
-    const float amax = hmax8(m);
+    const float amax = avx2::hmax(m);
     const __m256 vid = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
     __m256i qi[4];
     for (int k = 0; k < 4; ++k) qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], vid));
@@ -534,13 +493,6 @@ inline __m256 load_w(const uint8_t* p) {
     if constexpr (W == Type::F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   }
-}
-
-inline float hsum8f(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // 8 activations from x[k..], zero past n_in.
@@ -584,7 +536,8 @@ void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, co
   for (int r = 0; r < kFloatRows; ++r) {
     if (r >= n_rows) break;
 #pragma GCC unroll 2
-    for (int t = 0; t < T; ++t) y[t * ldy + r] = (add ? y[t * ldy + r] : 0.0f) + hsum8f(acc[r][t]);
+    for (int t = 0; t < T; ++t)
+      y[t * ldy + r] = (add ? y[t * ldy + r] : 0.0f) + avx2::hsum(acc[r][t]);
   }
 }
 

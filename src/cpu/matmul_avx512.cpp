@@ -26,11 +26,7 @@ namespace {
 
 using quant::Type;
 
-// Keep tokens' activations within this many bytes while looping over a thread's tiles (L2-sized).
-constexpr size_t kActBlockBytes = 512 * 1024;
 constexpr int kMaxTok = 8;  // tokens per kernel call (16 rows x 8 tokens of accumulators)
-// Software prefetch distance in a tile (8 KB measured best on Zen 5 between 2 and 16 KB).
-constexpr size_t kPrefetchBytes = 8192;
 
 inline int32_t load32(const int8_t* p) {
   int32_t v;
@@ -61,20 +57,6 @@ inline __m512i nib_hi(__m512i v) {
 }
 inline __m128i and8(__m128i v, int m) {
   return _mm_and_si128(v, _mm_set1_epi8(char(m)));
-}
-
-struct Planes {
-  const uint8_t* qs;
-  const uint8_t* qh;
-  const uint8_t* sc;
-  const uint16_t* d;
-  const uint16_t* m;
-};
-
-inline Planes planes(const TileLayout& L, const uint8_t* tile, int64_t b) {
-  const BlockOffsets o = block_offsets(L, b);
-  return {tile + o.qs, tile + o.qh, tile + o.sc, reinterpret_cast<const uint16_t*>(tile + o.d),
-          reinterpret_cast<const uint16_t*>(tile + o.m)};
 }
 
 // The IQ4 levels plus 128 (so they are unsigned), in each 128-bit lane for vpshufb.
@@ -284,18 +266,11 @@ struct DecQ6K {
 
 // ---- the generic tile kernel -------------------------------------------------------------------
 
-struct TokenPtrs {
-  const int8_t* q;
-  const float* d;
-  const float* ds;
-  const int32_t* bias;
-};
-
 // One group of one tile-block for T tokens: integer dot products, then the scales into acc.
 template <class D, int T>
 __attribute__((always_inline)) inline void group_step(const TileLayout& L, const uint8_t* tile,
                                                       const D& dec, int64_t b, int g,
-                                                      const TokenPtrs* tok, __m512* acc) {
+                                                      const ActIn* tok, __m512* acc) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
   // Software prefetch kPrefetchBytes ahead in the tile (one sequential run): one core's hardware
@@ -341,8 +316,8 @@ __attribute__((always_inline)) inline void group_step(const TileLayout& L, const
 }
 
 template <class D, int T>
-void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
-                 int64_t ldy, __mmask16 mask) {
+void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y, int64_t ldy,
+                 __mmask16 mask) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   __m512 acc[T];
 #pragma GCC unroll 8
@@ -365,7 +340,7 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok,
 }
 
 template <class D>
-void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const TokenPtrs* tok, float* y,
+void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y,
                  int64_t ldy, __mmask16 mask) {
   switch (n) {
     case 1:
@@ -391,14 +366,8 @@ template <class D>
 void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
                 const uint8_t* act, int n_tok, float* y, int64_t ldy) {
   const ActLayout A = act_layout(L.n_in);
-  // Tokens per pass over the tiles: all of them for small batches; for prefill, as many as keep
-  // their activations in L2 while the thread's tiles stream through.
-  int block = n_tok;
-  if (n_tok > kMaxTok) {
-    const int fit = int(kActBlockBytes / A.stride) / kMaxTok * kMaxTok;
-    block = std::clamp(fit, kMaxTok, n_tok);
-  }
-  TokenPtrs tok[kMaxTok];
+  const int block = act_token_block(A, n_tok, kMaxTok);
+  ActIn tok[kMaxTok];
   for (int t0 = 0; t0 < n_tok; t0 += block) {
     const int t1 = std::min(n_tok, t0 + block);
     for (int64_t i = 0; i < n_tiles; ++i) {
@@ -409,10 +378,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
       for (int t = t0; t < t1; t += kMaxTok) {
         const int n = std::min(kMaxTok, t1 - t);
         for (int k = 0; k < n; ++k) {
-          const uint8_t* a = act + size_t(t + k) * A.stride;
-          tok[k] = {reinterpret_cast<const int8_t*>(a), reinterpret_cast<const float*>(a + A.d_off),
-                    reinterpret_cast<const float*>(a + A.ds_off),
-                    reinterpret_cast<const int32_t*>(a + A.bias_off)};
+          tok[k] = act_in(act + size_t(t + k) * A.stride, A);
         }
         tile_tokens<D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, mask);
       }
@@ -468,12 +434,7 @@ ActParams act_params(Type t) {
 // ---- activation quantization -------------------------------------------------------------------
 
 void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
-  const ActLayout a = act_layout(n_in);
-  auto* base = static_cast<uint8_t*>(out);
-  auto* q = reinterpret_cast<int8_t*>(base);
-  auto* d = reinterpret_cast<float*>(base + a.d_off);
-  auto* ds = reinterpret_cast<float*>(base + a.ds_off);
-  auto* bias = reinterpret_cast<int32_t*>(base + a.bias_off);
+  const auto [q, d, ds, bias] = act_out(out, act_layout(n_in));
   for (int64_t i = 0; i < n_in / 32; ++i) {
     const __m512 x0 = _mm512_loadu_ps(x + 32 * i), x1 = _mm512_loadu_ps(x + 32 * i + 16);
     const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));

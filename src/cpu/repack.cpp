@@ -306,12 +306,7 @@ void repack_float_group(quant::Type t, int64_t n_in, const void* src, size_t src
 }
 
 void quantize_act_ref(const float* x, int64_t n_in, ActParams p, void* out) {
-  const ActLayout a = act_layout(n_in);
-  auto* base = static_cast<uint8_t*>(out);
-  auto* q = reinterpret_cast<int8_t*>(base);
-  auto* d = reinterpret_cast<float*>(base + a.d_off);
-  auto* ds = reinterpret_cast<float*>(base + a.ds_off);
-  auto* bias = reinterpret_cast<int32_t*>(base + a.bias_off);
+  const auto [q, d, ds, bias] = act_out(out, act_layout(n_in));
   for (int64_t i = 0; i < n_in / 32; ++i) {
     const float* xb = x + 32 * i;
     float amax = 0;
