@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "api/model_impl.h"
 #include "bench_bandwidth.h"
 #include "bench_report.h"
 #include "bench_run.h"
@@ -104,12 +105,7 @@ int run_bench(const Args& a) {
   const bool progress = a.has("progress");
   bench::ReportOptions report;
   report.cpu_info = bench::cpu_info();
-  const CpuKernels kernels = cpu_kernels_from(a);
-  report.cpu_kernels = kernels == CpuKernels::Auto      ? cpu::isa_name(cpu::best_isa())
-                       : kernels == CpuKernels::Avx512  ? "avx512"
-                       : kernels == CpuKernels::AvxVnni ? "avx-vnni"
-                       : kernels == CpuKernels::Avx2    ? "avx2"
-                                                        : "scalar";
+  report.cpu_kernels = cpu::isa_name(cpu_isa(cpu_kernels_from(a)).value_or(cpu::best_isa()));
 
   // With a model loaded, its workers fall asleep after a few idle milliseconds (cpu/thread_pool.h),
   // long before the passes start (the buffer is filled first): they do not compete.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cpu/cpu_backend.h"
@@ -38,6 +39,23 @@ inline ops::KvType kv_type(KvCacheType t) {
   return t == KvCacheType::F32    ? ops::KvType::F32
          : t == KvCacheType::Q8_0 ? ops::KvType::Q8_0
                                   : ops::KvType::F16;
+}
+
+// The CPU kernel level a ModelOptions::cpu_kernels value forces (none for Auto: the CPU's best).
+inline std::optional<cpu::Isa> cpu_isa(CpuKernels k) {
+  switch (k) {
+    case CpuKernels::Auto:
+      return std::nullopt;
+    case CpuKernels::Avx512:
+      return cpu::Isa::Avx512;
+    case CpuKernels::AvxVnni:
+      return cpu::Isa::AvxVnni;
+    case CpuKernels::Avx2:
+      return cpu::Isa::Avx2;
+    case CpuKernels::Scalar:
+      return cpu::Isa::Scalar;
+  }
+  return std::nullopt;
 }
 
 // Creates the backends and fills m.devices (and m.plan) from m.options (src/api/placement.cpp).

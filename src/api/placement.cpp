@@ -54,24 +54,8 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
 
 void choose_backends(Model::Impl& m) {
   const ModelOptions& o = m.options;
-  cpu::CpuOptions cpu_options{.n_threads = o.threads};
-  switch (o.cpu_kernels) {
-    case CpuKernels::Auto:
-      break;
-    case CpuKernels::Avx512:
-      cpu_options.isa = cpu::Isa::Avx512;
-      break;
-    case CpuKernels::AvxVnni:
-      cpu_options.isa = cpu::Isa::AvxVnni;
-      break;
-    case CpuKernels::Avx2:
-      cpu_options.isa = cpu::Isa::Avx2;
-      break;
-    case CpuKernels::Scalar:
-      cpu_options.isa = cpu::Isa::Scalar;
-      break;
-  }
-  m.cpu = std::make_unique<cpu::CpuBackend>(cpu_options);
+  m.cpu = std::make_unique<cpu::CpuBackend>(
+      cpu::CpuOptions{.n_threads = o.threads, .isa = cpu_isa(o.cpu_kernels)});
   m.devices = model::DeviceMap::single(*m.cpu, m.hp.n_layer);
   m.info.placement = "cpu";
   if (!wants_gpu(o)) {
