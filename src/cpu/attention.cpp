@@ -44,12 +44,11 @@ constexpr int64_t kMinSplitKeys = 4 * kAttnKeyBlock;
 
 }  // namespace
 
-void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv,
-                     float* const* out_rows) {
+void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv, float* out) {
   for (int r = 0; r < rows; ++r) {
     float m = -std::numeric_limits<float>::infinity();
     for (int i = 0; i < n; ++i) m = std::max(m, parts[i * part_stride + size_t(r) * (dv + 2) + dv]);
-    float* o = out_rows[r];
+    float* o = out + size_t(r) * dv;
     std::fill_n(o, dv, 0.0f);
     float l = 0.0f;
     for (int i = 0; i < n; ++i) {
@@ -120,12 +119,10 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
                       std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
       }
     });
-    std::vector<float*> rows(static_cast<size_t>(group));
-    for (int kvh = 0; kvh < p.n_kv_heads; ++kvh) {
-      for (int g = 0; g < group; ++g) rows[g] = out + int64_t(kvh * group + g) * p.head_dim_v;
+    // The query heads of KV head kvh are consecutive rows of out (one token).
+    for (int kvh = 0; kvh < p.n_kv_heads; ++kvh)
       attention_merge(parts + size_t(kvh) * splits * part_stride, part_stride, splits, group,
-                      p.head_dim_v, rows.data());
-    }
+                      p.head_dim_v, out + int64_t(kvh) * group * p.head_dim_v);
     return;
   }
   if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0) {

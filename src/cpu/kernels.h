@@ -246,9 +246,8 @@ struct VecKernels {
 
 // Combines n partial states (attention's partial output for the same rows over disjoint key
 // ranges, n blocks of `rows` x (dv + 2) floats, block i at parts + i * part_stride) into the
-// normalized output of each row: out_row(r) = sum_i e^(m_i - m) O_i / sum_i e^(m_i - m) l_i.
-void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv,
-                     float* const* out_rows);
+// normalized output, row r at out + r * dv: sum_i e^(m_i - m) O_i / sum_i e^(m_i - m) l_i.
+void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv, float* out);
 
 // Keys per block of the attention kernels.
 inline constexpr int kAttnKeyBlock = 64;
