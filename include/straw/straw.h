@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "straw/constraint.h"
 #include "straw/error.h"
 
 namespace straw {
@@ -132,6 +133,8 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+struct BatchItem;
+
 // A conversation's state: the KV cache and the logits of the last evaluated tokens.
 class Session {
  public:
@@ -148,7 +151,12 @@ class Session {
 
   int64_t n_past() const;  // tokens in the KV cache
   int64_t n_ctx() const;   // capacity
-  void reset();            // empty the KV cache
+  // The tokens the KV cache holds, in order (n_past() of them).
+  std::span<const int32_t> tokens() const;
+  // How many leading tokens of `prompt` the cache already holds (the longest common prefix of
+  // tokens() and prompt): a caller reusing the cache truncates to it and evaluates the rest.
+  int64_t common_prefix(std::span<const int32_t> prompt) const;
+  void reset();  // empty the KV cache
   // Keep the first n_keep tokens of the KV cache and forget the rest (0 <= n_keep <= n_past()):
   // the next eval continues at position n_keep. For regenerating or editing the end of a
   // conversation without evaluating its beginning again.
@@ -156,14 +164,67 @@ class Session {
   Model& model() const;
 
  private:
+  friend void eval_batch(std::span<const BatchItem> items);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 
+// One session's share of a batched evaluation.
+struct BatchItem {
+  Session* session = nullptr;
+  std::span<const int32_t> tokens;  // evaluated at session->n_past().. (at least one)
+  bool all_logits = false;          // keep the logits of every token, not only the last one's
+};
+
+// Evaluates several sessions of one model together: each forward step carries tokens of all of
+// them, so every weight is read once per step for all sequences (decoding is bound by memory
+// bandwidth, so N sequences cost little more than one). Steps hold at most ModelOptions::ubatch
+// tokens; a long item is split over several steps. Afterwards each session's logits() are as
+// after session.eval(item.tokens, item.all_logits); results equal separate evaluations up to float
+// rounding. The sessions must be distinct and belong to the same model. Throws (before evaluating
+// anything) for an empty item, a token outside the vocabulary or a context overflow; when a step
+// fails later, the sessions' contents are unspecified (reset() or truncate() them).
+void eval_batch(std::span<const BatchItem> items);
+
+// A token sampler: llama.cpp's chain (penalties -> top_k -> top_p -> min_p -> temperature -> draw)
+// with the options resolved as generate() resolves them (unset fields take the model's
+// general.sampling.* metadata, then llama.cpp's defaults). One per sequence.
+class Sampler {
+ public:
+  Sampler(const Model& model, const SamplingOptions& options);
+  ~Sampler();
+  Sampler(Sampler&&) noexcept;
+  Sampler& operator=(Sampler&&) noexcept;
+
+  // Picks the next token from one row of logits (n_vocab floats). With a constraint, only tokens it
+  // allows can come out: the unconstrained pick is checked first and, when refused, the
+  // constraint's mask is applied to the logits and the pick is drawn again from what it allows.
+  // The constraint is not advanced (call its accept() with the result).
+  int32_t sample(std::span<const float> logits, TokenConstraint* constraint = nullptr);
+  // Records a token in the penalty window (the prompt's tokens and every generated one).
+  void accept(int32_t token);
+  uint64_t seed() const;  // the seed in effect (a drawn one when none was given)
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The model's log-probability of tokens: log softmax of the raw logits (no sampling settings).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0;
+};
+// The n most probable tokens of a row of logits, most probable first (ties: lower id first).
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, int n);
+// log p(token) under the row of logits.
+float token_logprob(std::span<const float> logits, int32_t token);
+
 struct GenerateOptions {
   int n_predict = 128;  // tokens to generate at most (-1: until end of generation or context)
   SamplingOptions sampling;
-  bool stop_at_eog = true;  // stop at the model's end-of-generation tokens
+  bool stop_at_eog = true;                // stop at the model's end-of-generation tokens
+  TokenConstraint* constraint = nullptr;  // restricts the tokens sampled (a grammar); not owned
 };
 
 struct GenerateResult {

@@ -9,20 +9,6 @@ namespace straw {
 
 namespace {
 
-model::UserSampling to_user_sampling(const SamplingOptions& o) {
-  model::UserSampling u;
-  u.temperature = o.temperature;
-  u.top_k = o.top_k;
-  u.top_p = o.top_p;
-  u.min_p = o.min_p;
-  u.penalty_last_n = o.penalty_last_n;
-  u.repeat_penalty = o.repeat_penalty;
-  u.frequency_penalty = o.frequency_penalty;
-  u.presence_penalty = o.presence_penalty;
-  u.seed = o.seed;
-  return u;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -32,10 +18,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 GenerateResult generate(Session& session, std::span<const int32_t> prompt,
                         const GenerateOptions& options, const TokenCallback& on_token) {
   Model& model = session.model();
-  const gguf::Reader& meta = *model.impl().reader;
-  model::Sampler sampler(model::resolve_sampling(
-      to_user_sampling(options.sampling),
-      [&meta](std::string_view key) { return meta.find(key); }));
+  Sampler sampler(model, options.sampling);
   // The prompt (or its tail already in the cache) feeds the repetition-penalty window.
   for (int32_t t : prompt) sampler.accept(t);
 
@@ -55,11 +38,12 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
       result.stop = GenerateResult::Stop::Length;
       break;
     }
-    const int32_t token = sampler.sample(session.logits());
+    const int32_t token = sampler.sample(session.logits(), options.constraint);
     if (options.stop_at_eog && tok.is_eog(token)) {
       result.stop = GenerateResult::Stop::EndOfGeneration;
       break;
     }
+    if (options.constraint) options.constraint->accept(token);
     sampler.accept(token);
     result.tokens.push_back(token);
     const std::string text = utf8.push(tok.token_to_piece(token, false));

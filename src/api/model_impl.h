@@ -27,11 +27,15 @@ struct Model::Impl {
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatTemplate chat_template = model::ChatTemplate::None;
   model::ChatOptions chat_options;
-  std::unique_ptr<cpu::CpuBackend> cpu;  // always present (embeddings, CPU-placed layers)
-  std::unique_ptr<ops::Backend> gpu;     // when the plan puts something on a GPU
-  model::DeviceMap devices;              // which backend runs each part
-  sched::Plan plan;                      // the placement (CPU only: the default plan)
-  int64_t n_ctx = 0;                     // context of new sessions (resolved from options)
+  std::unique_ptr<cpu::CpuBackend> cpu;      // always present (embeddings, CPU-placed layers)
+  std::unique_ptr<ops::Backend> gpu;         // when the plan puts something on a GPU
+  model::DeviceMap devices;                  // which backend runs each part
+  sched::Plan plan;                          // the placement (CPU only: the default plan)
+  int64_t n_ctx = 0;                         // context of new sessions (resolved from options)
+  std::unique_ptr<model::Transformer> exec;  // activation buffers shared by the sessions
+
+  // The forward pass, created on first use (sized for one micro-batch of options.ubatch tokens).
+  model::Transformer& transformer();
 };
 
 // The ops-level type of a KV cache option.

@@ -1,5 +1,7 @@
-// straw::Session: a KV cache plus the logits of the last evaluation.
+// straw::Session (a KV cache, the tokens it holds and the logits of the last evaluation) and
+// straw::eval_batch, which evaluates several sessions in shared forward steps.
 #include <algorithm>
+#include <set>
 
 #include "api/model_impl.h"
 #include "util/str.h"
@@ -9,17 +11,20 @@ namespace straw {
 struct Session::Impl {
   Model& model;
   model::KvCache kv;
-  model::Transformer transformer;
-  std::vector<float> logits;  // [n_rows][n_vocab] of the last eval
-  int64_t n_rows = 0;         // rows held in `logits`
-  int64_t n_past = 0;
+  std::vector<int32_t> tokens;  // what the cache holds, position by position
+  std::vector<float> logits;    // [n_rows][n_vocab] of the last eval
+  int64_t n_rows = 0;           // rows held in `logits`
 
   Impl(Model& m, int64_t n_ctx)
-      : model(m),
-        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices),
-        transformer(m.impl().hp, m.impl().weights, m.impl().devices,
-                    static_cast<int>(std::min<int64_t>(m.impl().options.ubatch, n_ctx))) {}
+      : model(m), kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices) {}
 };
+
+model::Transformer& Model::Impl::transformer() {
+  // One set of activation buffers per model, shared by its sessions (they never evaluate
+  // concurrently), sized for one micro-batch.
+  if (!exec) exec = std::make_unique<model::Transformer>(hp, weights, devices, options.ubatch);
+  return *exec;
+}
 
 Session::Session(Model& model, int64_t ctx) {
   const int64_t n_ctx = ctx > 0 ? ctx : model.impl().n_ctx;
@@ -31,28 +36,71 @@ Session::Session(Model& model, int64_t ctx) {
 Session::~Session() = default;
 
 void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
-  Impl& s = *impl_;
-  const int64_t n_vocab = s.model.n_vocab();
   if (tokens.empty()) fail("eval needs at least one token");
-  if (s.n_past + int64_t(tokens.size()) > s.kv.n_ctx())
-    fail("the context is full: ", s.n_past, " tokens in the cache + ", tokens.size(),
-         " new ones exceed the context of ", s.kv.n_ctx(), " (use a larger --ctx)");
-  for (size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0 || tokens[i] >= n_vocab)
-      fail("token id ", tokens[i], " at index ", i, " is outside the vocabulary (0..", n_vocab - 1,
-           ")");
+  const BatchItem item{this, tokens, all_logits};
+  eval_batch(std::span(&item, 1));
+}
 
-  s.n_rows = all_logits ? int64_t(tokens.size()) : 1;
-  s.logits.resize(size_t(s.n_rows * n_vocab));
-  const int ub = s.transformer.max_batch();
-  for (size_t done = 0; done < tokens.size();) {
-    const size_t n = std::min<size_t>(ub, tokens.size() - done);
-    const bool last = done + n == tokens.size();
-    // Without all_logits only the final micro-batch computes logits, and only for its last token.
-    float* out = all_logits ? s.logits.data() + done * n_vocab : last ? s.logits.data() : nullptr;
-    s.transformer.forward(tokens.subspan(done, n), s.n_past, s.kv, out, all_logits);
-    s.n_past += int64_t(n);
-    done += n;
+void eval_batch(std::span<const BatchItem> items) {
+  if (items.empty()) return;
+  for (size_t i = 0; i < items.size(); ++i)
+    if (!items[i].session) fail("eval_batch: item ", i, " has no session");
+  Model& model = items[0].session->model();
+  std::set<const Session*> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const BatchItem& it = items[i];
+    Session::Impl& s = *it.session->impl_;
+    if (&s.model != &model) fail("eval_batch: the sessions belong to different models");
+    if (!seen.insert(it.session).second) fail("eval_batch: a session appears twice (item ", i, ")");
+    if (it.tokens.empty()) fail("eval needs at least one token (batch item ", i, ")");
+    const int64_t n_past = int64_t(s.tokens.size());
+    if (n_past + int64_t(it.tokens.size()) > s.kv.n_ctx())
+      fail("the context is full: ", n_past, " tokens in the cache + ", it.tokens.size(),
+           " new ones exceed the context of ", s.kv.n_ctx(), " (use a larger --ctx)");
+    const int64_t n_vocab = model.n_vocab();
+    for (size_t t = 0; t < it.tokens.size(); ++t)
+      if (it.tokens[t] < 0 || it.tokens[t] >= n_vocab)
+        fail("token id ", it.tokens[t], " at index ", t, " is outside the vocabulary (0..",
+             n_vocab - 1, ")");
+  }
+
+  const int64_t n_vocab = model.n_vocab();
+  for (const BatchItem& it : items) {
+    Session::Impl& s = *it.session->impl_;
+    s.n_rows = it.all_logits ? int64_t(it.tokens.size()) : 1;
+    s.logits.resize(size_t(s.n_rows * n_vocab));
+  }
+  // Steps of at most max_batch tokens, filled item by item; an item longer than the room left
+  // continues in the next step. Without all_logits an item's logits come from its last token only.
+  model::Transformer& tf = model.impl().transformer();
+  std::vector<size_t> done(items.size(), 0);
+  std::vector<model::SeqStep> step;
+  for (;;) {
+    step.clear();
+    int room = tf.max_batch();
+    for (size_t i = 0; i < items.size() && room > 0; ++i) {
+      const BatchItem& it = items[i];
+      Session::Impl& s = *it.session->impl_;
+      const size_t n = std::min<size_t>(size_t(room), it.tokens.size() - done[i]);
+      if (n == 0) continue;
+      const bool last = done[i] + n == it.tokens.size();
+      float* out = it.all_logits ? s.logits.data() + done[i] * n_vocab
+                   : last        ? s.logits.data()
+                                 : nullptr;
+      step.push_back(
+          {it.tokens.subspan(done[i], n), int64_t(s.tokens.size()), &s.kv, out, it.all_logits});
+      room -= int(n);
+    }
+    if (step.empty()) break;
+    tf.forward(step);
+    // The step's tokens are in the caches now.
+    for (size_t i = 0, j = 0; i < items.size() && j < step.size(); ++i) {
+      Session::Impl& s = *items[i].session->impl_;
+      if (step[j].kv != &s.kv) continue;
+      s.tokens.insert(s.tokens.end(), step[j].tokens.begin(), step[j].tokens.end());
+      done[i] += step[j].tokens.size();
+      ++j;
+    }
   }
 }
 
@@ -67,25 +115,36 @@ std::span<const float> Session::logits(int i) const {
 }
 
 int64_t Session::n_past() const {
-  return impl_->n_past;
+  return int64_t(impl_->tokens.size());
 }
 int64_t Session::n_ctx() const {
   return impl_->kv.n_ctx();
 }
+std::span<const int32_t> Session::tokens() const {
+  return impl_->tokens;
+}
+
+int64_t Session::common_prefix(std::span<const int32_t> prompt) const {
+  const std::vector<int32_t>& t = impl_->tokens;
+  const size_t n = std::min(t.size(), prompt.size());
+  return int64_t(std::mismatch(t.begin(), t.begin() + n, prompt.begin()).first - t.begin());
+}
+
 void Session::reset() {
-  impl_->n_past = 0;
+  impl_->tokens.clear();
   impl_->n_rows = 0;
 }
 
 void Session::truncate(int64_t n_keep) {
-  if (n_keep < 0 || n_keep > impl_->n_past)
-    fail("truncate(", n_keep, "): the session holds ", impl_->n_past, " tokens");
+  if (n_keep < 0 || n_keep > n_past())
+    fail("truncate(", n_keep, "): the session holds ", n_past(), " tokens");
   // Attention reads cache rows 0..position only, so the rows past n_keep need no clearing: the
   // next eval overwrites them. The last eval's logits belong to forgotten tokens unless n_keep
   // is n_past.
-  if (n_keep < impl_->n_past) impl_->n_rows = 0;
-  impl_->n_past = n_keep;
+  if (n_keep < n_past()) impl_->n_rows = 0;
+  impl_->tokens.resize(size_t(n_keep));
 }
+
 Model& Session::model() const {
   return impl_->model;
 }

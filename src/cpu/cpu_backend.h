@@ -16,6 +16,7 @@
 // float and uses float dot products: the exact dequantized model, also the tests' oracle.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -102,11 +103,16 @@ class CpuBackend final : public ops::Backend {
   std::unique_ptr<WeightArena> arena_;
   PrepareStatus status_;
   std::vector<float> act_storage_;  // quantized activations, in floats for 4-byte alignment
-  // RoPE cos/sin table for the positions of the last call (shared by the layers of one batch).
-  std::vector<float> rope_table_;
-  int64_t rope_pos0_ = -1;
-  int rope_n_tokens_ = 0;
-  ops::RopeParams rope_params_;
+  // RoPE cos/sin tables ([n_tokens][n_rot/2] pairs) for the positions of recent calls: one per
+  // sequence of a batched step, shared by the layers of the step.
+  struct RopeTable {
+    int64_t pos0 = -1;
+    int n_tokens = 0;
+    ops::RopeParams params;
+    std::vector<float> cs;
+  };
+  std::array<RopeTable, 8> rope_tables_;
+  size_t rope_next_ = 0;  // the table replaced next (round robin)
 };
 
 // Float dot product with 16 independent partial sums (vectorizes without -ffast-math).

@@ -58,9 +58,14 @@ void CpuBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t
                       const ops::RopeParams& p) {
   const int half = p.n_rot / 2;
   // cos / sin of theta_i for every token of the batch, computed once and reused by q and k of
-  // every layer (the next call with the same positions and parameters).
-  if (rope_pos0_ != pos0 || rope_n_tokens_ < n_tokens || !same_rope(rope_params_, p)) {
-    rope_table_.resize(size_t(n_tokens) * half * 2);
+  // every layer (the next calls with the same positions and parameters). A step of several
+  // sequences has one position range per sequence: a few tables are kept, the oldest replaced.
+  RopeTable* tab = nullptr;
+  for (RopeTable& r : rope_tables_)
+    if (r.pos0 == pos0 && r.n_tokens >= n_tokens && same_rope(r.params, p)) tab = &r;
+  if (!tab) {
+    tab = &rope_tables_[rope_next_++ % rope_tables_.size()];
+    tab->cs.resize(size_t(n_tokens) * half * 2);
     std::vector<double> inv_freq(half);
     for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(double(p.base), -2.0 * i / p.n_rot);
     auto fill = [&](int64_t t0, int64_t t1, int) {
@@ -69,8 +74,8 @@ void CpuBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t
         for (int i = 0; i < half; ++i) {
           double theta = pos * double(p.freq_scale) * inv_freq[i];
           if (p.freq_factors) theta /= double(p.freq_factors[i]);
-          rope_table_[(t * half + i) * 2] = static_cast<float>(std::cos(theta));
-          rope_table_[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(theta));
+          tab->cs[(t * half + i) * 2] = static_cast<float>(std::cos(theta));
+          tab->cs[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(theta));
         }
       }
     };
@@ -78,13 +83,14 @@ void CpuBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t
       pool_.parallel_for(n_tokens, 4, fill);
     else
       fill(0, n_tokens, 0);
-    rope_pos0_ = pos0;
-    rope_n_tokens_ = n_tokens;
-    rope_params_ = p;
+    tab->pos0 = pos0;
+    tab->n_tokens = n_tokens;
+    tab->params = p;
   }
+  const float* table = tab->cs.data();
   auto tokens = [&](int64_t t0, int64_t t1, int) {
     for (int64_t t = t0; t < t1; ++t) {
-      const float* cs = rope_table_.data() + t * half * 2;
+      const float* cs = table + t * half * 2;
       for (int h = 0; h < n_heads; ++h) {
         float* v = x + (t * n_heads + h) * head_dim;
         // The pair rotated by angle theta_i: adjacent (NORM) or half a rotation apart (NEOX).

@@ -25,26 +25,30 @@ void attention_block(BlockContext& c, const LayerWeights& l, int il, const Atten
   if (o.qk_norm) {
     // q_h = RMSNorm(q_h) * q_norm;  k_h = RMSNorm(k_h) * k_norm   (per head, before RoPE)
     c.be->rmsnorm(a.q, l.q_norm, a.q, int64_t(T) * hp.n_head, hp.head_dim, hp.rms_eps);
-    c.be->rmsnorm(a.k, l.k_norm, a.k, int64_t(T) * hp.n_head_kv, hp.head_dim,
-                 hp.rms_eps);
+    c.be->rmsnorm(a.k, l.k_norm, a.k, int64_t(T) * hp.n_head_kv, hp.head_dim, hp.rms_eps);
   }
-  // q, k = RoPE(q, pos), RoPE(k, pos)
   ops::RopeParams rope = hp.rope;
   if (l.rope_freqs) rope.freq_factors = static_cast<const float*>(l.rope_freqs.data);
-  c.be->rope(a.q, T, hp.n_head, hp.head_dim, c.pos0, rope);
-  c.be->rope(a.k, T, hp.n_head_kv, hp.head_dim, c.pos0, rope);
-  // cache[pos] = k, v;  attn = softmax(q K^T * scale + causal mask) V
-  const ops::KvLayer& kv = c.kv.layer(il);
-  c.be->kv_store(kv, a.k, a.v, T, c.pos0, K, V);
-  ops::AttentionParams ap;
-  ap.n_tokens = T;
-  ap.pos0 = c.pos0;
-  ap.n_heads = hp.n_head;
-  ap.n_kv_heads = hp.n_head_kv;
-  ap.head_dim = hp.head_dim;
-  ap.head_dim_v = hp.head_dim_v;
-  ap.scale = hp.attn_scale;
-  c.be->attention(a.q, kv, a.attn, ap);
+  // Per sequence (its rows, positions and cache):
+  for (const SeqRows& s : c.seqs) {
+    float* q = a.q + size_t(s.row0) * Q;
+    float* k = a.k + size_t(s.row0) * K;
+    // q, k = RoPE(q, pos), RoPE(k, pos)
+    c.be->rope(q, s.n, hp.n_head, hp.head_dim, s.pos0, rope);
+    c.be->rope(k, s.n, hp.n_head_kv, hp.head_dim, s.pos0, rope);
+    // cache[pos] = k, v;  attn = softmax(q K^T * scale + causal mask) V
+    const ops::KvLayer& kv = s.kv->layer(il);
+    c.be->kv_store(kv, k, a.v + size_t(s.row0) * V, s.n, s.pos0, K, V);
+    ops::AttentionParams ap;
+    ap.n_tokens = s.n;
+    ap.pos0 = s.pos0;
+    ap.n_heads = hp.n_head;
+    ap.n_kv_heads = hp.n_head_kv;
+    ap.head_dim = hp.head_dim;
+    ap.head_dim_v = hp.head_dim_v;
+    ap.scale = hp.attn_scale;
+    c.be->attention(q, kv, a.attn + size_t(s.row0) * hp.n_head * hp.head_dim_v, ap);
+  }
   // x += Wo attn + bo
   c.be->matmul(l.wo, a.attn, a.proj, T);
   if (l.bo) c.be->add_bias(a.proj, l.bo, T, E);

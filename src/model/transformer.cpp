@@ -124,45 +124,86 @@ void Transformer::move_to(BlockContext& c, ops::Backend* to) {
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                           bool all_logits) {
-  const int T = static_cast<int>(tokens.size());
+  const SeqStep one{tokens, pos0, &kv, logits, all_logits};
+  forward(std::span(&one, 1));
+}
+
+void Transformer::forward(std::span<const SeqStep> seqs) {
+  // Rows of the step: each sequence's tokens one after the other.
+  rows_.clear();
+  row_steps_.clear();
+  out_rows_.clear();
+  std::vector<int32_t>& ids = step_tokens_;
+  ids.clear();
+  for (const SeqStep& s : seqs) {
+    const int n = static_cast<int>(s.tokens.size());
+    if (n == 0) continue;
+    if (s.pos0 + n > s.kv->n_ctx())
+      fail("the context is full: ", s.pos0 + n, " tokens do not fit the context of ", s.kv->n_ctx(),
+           " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
+    rows_.push_back({static_cast<int>(ids.size()), n, s.pos0, s.kv});
+    row_steps_.push_back(&s);
+    ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
+    // Logit rows wanted: every row of the sequence, or its last one.
+    if (s.logits)
+      for (int r = s.all_logits ? 0 : n - 1, k = 0; r < n; ++r, ++k)
+        out_rows_.push_back({s.logits + size_t(k) * hp_.n_vocab});
+  }
+  const int T = static_cast<int>(ids.size());
   if (T == 0) return;
   if (T > max_batch_) fail("internal error: batch of ", T, " exceeds max_batch ", max_batch_);
-  if (pos0 + T > kv.n_ctx())
-    fail("the context is full: ", pos0 + T, " tokens do not fit the context of ", kv.n_ctx(),
-         " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
-
-  const int first = all_logits ? 0 : T - 1;  // rows whose logits are wanted
-  const int n_out = logits ? T - first : 0;
+  const int n_out = static_cast<int>(out_rows_.size());
   const int n_head_rows = std::min(n_out, kLogitRows);  // LM-head rows computed inside the step
 
-  // A step that runs on one backend is bracketed by begin/end_forward so that the backend can
-  // capture it once and replay it (CUDA Graphs); when it replays, the ops are not issued again.
+  // A step of one sequence on one backend is bracketed by begin/end_forward so that the backend
+  // can capture it once and replay it (CUDA Graphs); when it replays, the ops are not issued
+  // again. Steps of several sequences run eagerly (their per-sequence positions differ).
   const bool single = buffers_.size() == 1;
+  const bool replayable = single && rows_.size() == 1;
   ops::Backend* out_be = devices_.output;
-  BlockContext c{hp_, w_, kv, *this, T, pos0, devices_.embed, &activations_of(devices_.embed)};
-  if (!single || !devices_.embed->begin_forward(tokens, pos0, n_head_rows)) {
+  BlockContext c{hp_, w_, rows_, *this, T, devices_.embed, &activations_of(devices_.embed)};
+  if (!replayable || !devices_.embed->begin_forward(ids, rows_[0].pos0, n_head_rows)) {
     // x = token_embd[tokens]
-    c.be->get_rows(w_.tok_embd, tokens, c.a->x);
+    c.be->get_rows(w_.tok_embd, ids, c.a->x);
     for (int il = 0; il < hp_.n_layer; ++il) layer_(c, w_.layers[il], il);
     if (n_out > 0) {
-      // logits = W_out · (RMSNorm(x) · output_norm), for every token or only the last one
+      // xn[j] = RMSNorm(x[r_j]) · output_norm for the rows whose logits are wanted, packed
       c.enter(BlockContext::Part::Output, 0);
-      const float* x_out = c.a->x + size_t(first) * hp_.n_embd;
-      c.be->rmsnorm(x_out, w_.output_norm, c.a->xn, n_out, hp_.n_embd, hp_.rms_eps);
+      int j = 0;
+      for (size_t i = 0; i < rows_.size(); ++i) {
+        const SeqStep* s = row_steps_[i];
+        if (!s->logits) continue;
+        const int first = s->all_logits ? 0 : rows_[i].n - 1;
+        const int n = rows_[i].n - first;
+        c.be->rmsnorm(c.a->x + size_t(rows_[i].row0 + first) * hp_.n_embd, w_.output_norm,
+                      c.a->xn + size_t(j) * hp_.n_embd, n, hp_.n_embd, hp_.rms_eps);
+        j += n;
+      }
+      // logits = W_out · xn   (the first kLogitRows rows; the rest below)
       c.be->matmul(w_.output, c.a->xn, c.a->logits, n_head_rows);
     }
   }
-  if (single) devices_.embed->end_forward();
+  if (replayable) devices_.embed->end_forward();
   if (n_out == 0) return;
   Activations& oa = activations_of(out_be);
-  out_be->to_host(oa.logits, logits, size_t(n_head_rows) * hp_.n_vocab * sizeof(float));
+  copy_logits(out_be, oa.logits, 0, n_head_rows);
   // Further rows in chunks of kLogitRows: a whole batch of logits ([512][152k] floats) would be
   // 300 MB of activation memory.
   for (int r0 = n_head_rows; r0 < n_out; r0 += kLogitRows) {
     const int n = std::min(kLogitRows, n_out - r0);
     out_be->matmul(w_.output, oa.xn + size_t(r0) * hp_.n_embd, oa.logits, n);
-    out_be->to_host(oa.logits, logits + size_t(r0) * hp_.n_vocab,
-                    size_t(n) * hp_.n_vocab * sizeof(float));
+    copy_logits(out_be, oa.logits, r0, n);
+  }
+}
+
+void Transformer::copy_logits(ops::Backend* be, const float* src, int r0, int n) {
+  // One copy per run of rows whose host destinations are consecutive (a sequence's rows).
+  const size_t row = size_t(hp_.n_vocab);
+  for (int i = 0; i < n;) {
+    int j = i + 1;
+    while (j < n && out_rows_[r0 + j].dst == out_rows_[r0 + j - 1].dst + row) ++j;
+    be->to_host(src + size_t(i) * row, out_rows_[r0 + i].dst, size_t(j - i) * row * sizeof(float));
+    i = j;
   }
 }
 

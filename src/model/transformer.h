@@ -48,18 +48,38 @@ struct Activations {
 
 class Transformer;
 
+// One sequence's part of a forward step: its tokens, where they go, and where its logits go. A step
+// may carry several sequences (batched decode): every matmul runs over the rows of all of them at
+// once, while the ops that read a sequence's own state (RoPE at its positions, its KV cache) run
+// once per sequence on its rows.
+struct SeqStep {
+  std::span<const int32_t> tokens;  // at positions pos0 .. pos0 + tokens.size() - 1
+  int64_t pos0 = 0;
+  KvCache* kv = nullptr;    // this sequence's cache; its K/V rows are appended
+  float* logits = nullptr;  // host memory: [tokens.size()][n_vocab] when all_logits, else
+                            // [n_vocab] for the last token; null: no LM head for it
+  bool all_logits = false;
+};
+
+// A sequence's rows inside the step's activation buffers.
+struct SeqRows {
+  int row0 = 0;      // first row of this sequence in the step's [n_tokens][width] buffers
+  int n = 0;         // its rows
+  int64_t pos0 = 0;  // position of its first row
+  KvCache* kv = nullptr;
+};
+
 // Everything one block needs: the model, the batch being processed, and the device it runs on
 // now. Sub-blocks start with enter(), which moves the residual stream to the backend that holds
 // that sub-block's weights (a no-op when it is already there).
 struct BlockContext {
   const HParams& hp;
   const Weights& w;
-  const KvCache& kv;
+  std::span<const SeqRows> seqs;  // the sequences of this step, in row order
   Transformer& exec;
-  int n_tokens;             // tokens in this micro-batch
-  int64_t pos0;             // position of its first token
-  ops::Backend* be = nullptr;    // current backend
-  Activations* a = nullptr;      // its activation buffers
+  int n_tokens;                // rows in this step (all sequences)
+  ops::Backend* be = nullptr;  // current backend
+  Activations* a = nullptr;    // its activation buffers
 
   enum class Part { Attn, Ffn, Output };
   void enter(Part part, int il);
@@ -84,9 +104,11 @@ class Transformer {
  public:
   Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices, int max_batch);
 
-  // Runs tokens at positions pos0.. through the model, appending their K/V to `kv`. Writes the
-  // logits of every token ([n][n_vocab]) when all_logits, else of the last token only ([n_vocab]),
-  // to host memory. logits == nullptr skips the LM head. tokens.size() must not exceed max_batch.
+  // Runs one step: the tokens of every sequence in `seqs` (at most max_batch() in all) through the
+  // model, appending their K/V to each sequence's cache and writing the logits each asks for.
+  void forward(std::span<const SeqStep> seqs);
+  // One sequence: tokens at positions pos0.., logits of every token ([n][n_vocab]) when all_logits,
+  // else of the last one ([n_vocab]); logits == nullptr skips the LM head.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                bool all_logits);
 
@@ -108,8 +130,19 @@ class Transformer {
   DeviceMap devices_;
   int max_batch_;
   LayerFn layer_;
-  std::vector<DeviceBuffers> buffers_;   // one set per distinct backend
-  std::vector<float> staging_;           // host copy of x when it crosses devices
+  std::vector<DeviceBuffers> buffers_;  // one set per distinct backend
+  std::vector<float> staging_;          // host copy of x when it crosses devices
+  // Copies LM-head rows r0..r0+n (held at src in the output backend's memory) to their hosts rows.
+  void copy_logits(ops::Backend* be, const float* src, int r0, int n);
+
+  // The current step (members so that a step allocates nothing once they have grown).
+  std::vector<SeqRows> rows_;              // its sequences, in row order
+  std::vector<const SeqStep*> row_steps_;  // the SeqStep of each entry of rows_
+  std::vector<int32_t> step_tokens_;       // every row's token id
+  struct OutRow {
+    float* dst;  // host row of n_vocab floats
+  };
+  std::vector<OutRow> out_rows_;  // its logit rows, in LM-head row order
 };
 
 }  // namespace straw::model
