@@ -68,6 +68,7 @@ extern const Command kPlan;
 extern const Command kCalibrate;
 extern const Command kSynth;
 extern const Command kBench;
+extern const Command kServe;
 
 // Parses "8GiB", "7.5G", "512MiB", "1000000" into bytes; UsageError on junk.
 uint64_t parse_size(const std::string& s);

@@ -15,7 +15,7 @@ using straw::cli::Command;
 const Command* const kCommands[] = {
     &straw::cli::kRun,     &straw::cli::kEval,     &straw::cli::kTokenize,
     &straw::cli::kPerplexity, &straw::cli::kInspect, &straw::cli::kDequant,
-    &straw::cli::kPlan,    &straw::cli::kCalibrate, &straw::cli::kSynth, &straw::cli::kBench,
+    &straw::cli::kPlan,    &straw::cli::kCalibrate, &straw::cli::kSynth, &straw::cli::kBench, &straw::cli::kServe,
 };
 
 void print_main_help(FILE* out) {

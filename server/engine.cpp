@@ -1,0 +1,294 @@
+#include "engine.h"
+
+#include <algorithm>
+
+#include "http_error.h"
+
+namespace straw::serve {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+}  // namespace
+
+bool Request::next(GenEvent& event, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+  event = std::move(events_.front());
+  events_.pop_front();
+  return true;
+}
+
+void Request::push(GenEvent event) {
+  {
+    std::lock_guard lock(mu_);
+    events_.push_back(std::move(event));
+  }
+  cv_.notify_all();
+}
+
+Engine::Engine(Model& model, const EngineOptions& options) : model_(model), options_(options) {
+  if (options.parallel < 1)
+    throw Error("--parallel must be at least 1, got " + std::to_string(options.parallel));
+  if (options.prefill_chunk < 1) throw Error("the prefill chunk must be at least 1 token");
+  n_ctx_ = options.ctx > 0 ? options.ctx : model.options().ctx;
+  slots_.resize(size_t(options.parallel));
+  for (Slot& s : slots_) s.session = std::make_unique<Session>(model, n_ctx_);
+  for (int32_t t = 0; t < int32_t(model.n_vocab()); ++t)
+    if (model.is_end_of_generation(t)) eog_.push_back(t);
+  stats_.slots = options.parallel;
+  thread_ = std::thread([this] { loop(); });
+}
+
+Engine::~Engine() {
+  shutdown(std::chrono::milliseconds(0));
+}
+
+std::shared_ptr<Request> Engine::submit(GenRequest request) {
+  if (request.prompt.empty()) reject(400, "the prompt is empty");
+  if (int64_t(request.prompt.size()) >= n_ctx_)
+    reject(400, "the prompt has ", request.prompt.size(), " tokens but the context holds ", n_ctx_,
+           " (and at least one token must be generated): shorten it or start the server with a "
+           "larger --ctx");
+  auto r = std::make_shared<Request>();
+  r->params_ = std::move(request);
+  r->submitted_ = Clock::now();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) reject(503, "the server is shutting down");
+    queue_.push_back(r);
+  }
+  cv_.notify_all();
+  return r;
+}
+
+void Engine::shutdown(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      deadline_ = Clock::now() + grace;
+      for (auto& r : queue_)
+        r->push({GenEvent::Kind::Error, {}, {}, {}, {}, {}, 503, "the server is shutting down"});
+      queue_.clear();
+    }
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mu_);
+  EngineStats s = stats_;
+  s.queue_length = int(queue_.size());
+  return s;
+}
+
+void Engine::loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      const bool busy = std::any_of(slots_.begin(), slots_.end(),
+                                    [](const Slot& s) { return s.state != State::Idle; });
+      if (stopping_ && (!busy || Clock::now() >= deadline_)) break;
+      if (!busy) cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    }
+    assign_waiting();
+    if (!step()) {
+      // Nothing to evaluate (all requests were cancelled): wait for more.
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(50),
+                   [&] { return stopping_ || !queue_.empty(); });
+    }
+  }
+  for (Slot& s : slots_)
+    if (s.state != State::Idle) fail_slot(s, 503, "the server is shutting down");
+}
+
+void Engine::assign_waiting() {
+  std::unique_lock lock(mu_);
+  while (!queue_.empty()) {
+    // The free slot whose cache shares the longest prefix with the prompt; ties: least recently
+    // used (its cache is the least likely to be wanted again).
+    Slot* best = nullptr;
+    int64_t best_keep = -1;
+    const std::vector<int32_t>& prompt = queue_.front()->params_.prompt;
+    for (Slot& s : slots_) {
+      if (s.state != State::Idle) continue;
+      const int64_t keep = options_.cache_prompt ? s.session->common_prefix(prompt) : 0;
+      if (keep > best_keep || (keep == best_keep && s.last_used < best->last_used)) {
+        best = &s;
+        best_keep = keep;
+      }
+    }
+    if (!best) break;
+    std::shared_ptr<Request> r = std::move(queue_.front());
+    queue_.pop_front();
+    if (r->cancelled()) {
+      ++stats_.requests_cancelled;
+      continue;
+    }
+    Slot& s = *best;
+    GenRequest& p = r->params_;
+    // At least the prompt's last token is evaluated again: its logits give the first token.
+    const int64_t keep = std::min<int64_t>(best_keep, int64_t(p.prompt.size()) - 1);
+    s.session->truncate(keep);
+    s.pending.assign(p.prompt.begin() + keep, p.prompt.end());
+    s.pending_done = 0;
+    s.usage = {int64_t(p.prompt.size()), keep, 0};
+    s.sampler.emplace(model_, p.sampling);
+    for (int32_t t : p.prompt) s.sampler->accept(t);
+    s.text.emplace(p.stop);
+    s.logprobs.clear();
+    s.taken = Clock::now();
+    s.req = std::move(r);
+    s.state = State::Prefill;
+    stats_.prompt_tokens_cached += uint64_t(keep);
+    ++stats_.busy_slots;
+  }
+}
+
+bool Engine::step() {
+  // Cancelled requests free their slots first.
+  for (Slot& s : slots_)
+    if (s.state != State::Idle && s.req->cancelled()) {
+      s.state = State::Idle;
+      s.req.reset();
+      s.last_used = Clock::now();
+      std::lock_guard lock(mu_);
+      ++stats_.requests_cancelled;
+      --stats_.busy_slots;
+    }
+
+  // Every decoding slot's last token, then prompt chunks in the room left.
+  std::vector<BatchItem> items;
+  std::vector<Slot*> in_step;
+  int room = model_.options().ubatch;
+  int decoding = 0;
+  for (Slot& s : slots_)
+    if (s.state == State::Decode && room > 0) {
+      items.push_back({s.session.get(), std::span(&s.last, 1), false});
+      in_step.push_back(&s);
+      --room;
+      ++decoding;
+    }
+  for (Slot& s : slots_) {
+    if (s.state != State::Prefill || room <= 0) continue;
+    const int limit = decoding > 0 ? std::min(room, options_.prefill_chunk) : room;
+    const size_t n = std::min<size_t>(size_t(limit), s.pending.size() - s.pending_done);
+    items.push_back({s.session.get(), std::span(s.pending).subspan(s.pending_done, n), false});
+    in_step.push_back(&s);
+    room -= int(n);
+  }
+  if (items.empty()) return false;
+
+  const Clock::time_point t0 = Clock::now();
+  try {
+    eval_batch(items);
+  } catch (const std::exception& e) {
+    for (Slot* s : in_step) {
+      s->session->reset();
+      fail_slot(*s, 500, std::string("evaluation failed: ") + e.what());
+    }
+    return true;
+  }
+  const Clock::time_point t1 = Clock::now();
+
+  int generated = 0;
+  uint64_t prompt_evaluated = 0;
+  for (size_t i = 0; i < in_step.size(); ++i) {
+    Slot& s = *in_step[i];
+    if (s.state == State::Prefill) {
+      s.pending_done += items[i].tokens.size();
+      prompt_evaluated += items[i].tokens.size();
+      if (s.pending_done < s.pending.size()) continue;  // more of the prompt next step
+    }
+    sample(s);
+    ++generated;
+  }
+  std::lock_guard lock(mu_);
+  ++stats_.steps;
+  stats_.busy_seconds += std::chrono::duration<double>(t1 - t0).count();
+  stats_.prompt_tokens += prompt_evaluated;
+  stats_.completion_tokens += uint64_t(generated);
+  recent_.push_back({t1, generated});
+  while (!recent_.empty() && t1 - recent_.front().first > std::chrono::seconds(10))
+    recent_.pop_front();
+  int n = 0;
+  for (const auto& r : recent_) n += r.second;
+  const double span =
+      recent_.size() > 1 ? std::chrono::duration<double>(t1 - recent_.front().first).count() : 0;
+  stats_.recent_tokens_per_second = span > 0 ? double(n - recent_.front().second) / span : 0;
+  return true;
+}
+
+void Engine::sample(Slot& s) {
+  GenRequest& p = s.req->params_;
+  const std::span<const float> logits = s.session->logits();
+  if (s.state == State::Prefill) {
+    s.first_token = Clock::now();
+    s.state = State::Decode;
+  }
+  const int32_t token = s.sampler->sample(logits, p.constraint.get());
+  if (std::find(eog_.begin(), eog_.end(), token) != eog_.end()) return finish(s, "stop");
+  if (p.constraint) p.constraint->accept(token);
+  s.sampler->accept(token);
+  ++s.usage.completion_tokens;
+  if (p.top_logprobs >= 0) {
+    TokenLogprobs lp;
+    lp.chosen = {token, model_.token_to_piece(token), token_logprob(logits, token)};
+    for (const TokenLogprob& t : top_logprobs(logits, p.top_logprobs))
+      lp.top.push_back({t.token, model_.token_to_piece(t.token), t.logprob});
+    s.logprobs.push_back(std::move(lp));
+  }
+  std::string text = s.text->push(model_.token_to_piece(token));
+  if (s.text->stopped()) return finish(s, "stop", std::move(text));
+  if (!text.empty() || !s.logprobs.empty()) {
+    GenEvent e;
+    e.text = std::move(text);
+    e.logprobs = std::move(s.logprobs);
+    s.logprobs.clear();
+    s.req->push(std::move(e));
+  }
+  if (p.max_tokens >= 0 && s.usage.completion_tokens >= p.max_tokens) return finish(s, "length");
+  // The token is evaluated in the next step: it needs a free position.
+  if (s.session->n_past() >= s.session->n_ctx()) return finish(s, "length");
+  s.last = token;
+}
+
+void Engine::finish(Slot& s, const char* reason, std::string text) {
+  GenEvent e;
+  e.kind = GenEvent::Kind::Done;
+  e.text = std::move(text) + s.text->finish();
+  e.logprobs = std::move(s.logprobs);
+  s.logprobs.clear();
+  e.finish_reason = reason;
+  e.usage = s.usage;
+  const Clock::time_point now = Clock::now();
+  e.timings.queue_ms = ms_between(s.req->submitted_, s.taken);
+  e.timings.prompt_ms = ms_between(s.taken, s.first_token);
+  e.timings.predict_ms = ms_between(s.first_token, now);
+  s.req->push(std::move(e));
+  s.req.reset();
+  s.state = State::Idle;
+  s.last_used = now;
+  std::lock_guard lock(mu_);
+  ++stats_.requests_done;
+  --stats_.busy_slots;
+}
+
+void Engine::fail_slot(Slot& s, int status, const std::string& message) {
+  if (s.req) s.req->push({GenEvent::Kind::Error, {}, {}, {}, {}, {}, status, message});
+  s.req.reset();
+  s.state = State::Idle;
+  s.last_used = Clock::now();
+  std::lock_guard lock(mu_);
+  --stats_.busy_slots;
+}
+
+}  // namespace straw::serve
