@@ -1,5 +1,6 @@
 #include "openai.h"
 
+#include <algorithm>
 #include <cmath>
 #include <ctime>
 #include <random>
@@ -74,11 +75,11 @@ void parse_common(const json& body, const ModelContext& m, ParsedRequest& r) {
   for (const char* key : {"max_tokens", "max_completion_tokens"})
     if (field(body, key)) {
       const json& v = *field(body, key);
-      if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() &&
-                                     v.get<int64_t>() < 1) || v.get<double>() < 1)
+      if (!v.is_number_integer() ||
+          (v.is_number_unsigned() ? v.get<uint64_t>() == 0 : v.get<int64_t>() < 1))
         reject(400, "'", key, "' must be a positive integer, got ", v.dump());
-      g.max_tokens = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)
-                         ? INT64_MAX
+      g.max_tokens = v.is_number_unsigned()
+                         ? int64_t(std::min<uint64_t>(v.get<uint64_t>(), uint64_t(INT64_MAX)))
                          : v.get<int64_t>();
     }
 

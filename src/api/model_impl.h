@@ -1,6 +1,7 @@
 // What straw::Model and straw::Session hold (shared by the files of src/api).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,7 @@ struct Model::Impl {
   sched::Plan plan;                          // the placement (CPU only: the default plan)
   int64_t n_ctx = 0;                         // context of new sessions (resolved from options)
   std::unique_ptr<model::Transformer> exec;  // activation buffers shared by the sessions
+  std::atomic<bool> evaluating{false};        // an evaluation is running (they must not overlap)
 
   // The forward pass, created on first use (sized for one micro-batch of options.ubatch tokens).
   model::Transformer& transformer();
