@@ -152,7 +152,7 @@ void Server::Impl::routes() {
   http.set_payload_max_length(o.max_body);
   http.set_read_timeout(o.read_timeout_s, 0);
   http.set_write_timeout(30, 0);
-  http.set_keep_alive_timeout(30);
+  http.set_keep_alive_timeout(5);
 
   // Before routing: the log record, the API key, and 503 while the model loads.
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
