@@ -14,6 +14,23 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// ignore_eos: every token but the end-of-generation ones.
+class BanTokens : public TokenConstraint {
+ public:
+  explicit BanTokens(const std::vector<int32_t>& banned) : banned_(banned) {}
+  bool allows(int32_t t) override {
+    return std::find(banned_.begin(), banned_.end(), t) == banned_.end();
+  }
+  void mask(std::span<uint8_t> allowed) override {
+    for (int32_t t : banned_) allowed[size_t(t)] = 0;
+  }
+  void accept(int32_t) override {}
+  bool done() const override { return false; }
+
+ private:
+  const std::vector<int32_t>& banned_;
+};
+
 }  // namespace
 
 bool Request::next(GenEvent& event, std::chrono::milliseconds timeout) {
@@ -144,6 +161,8 @@ void Engine::assign_waiting() {
     s.sampler.emplace(model_, p.sampling);
     for (int32_t t : p.prompt) s.sampler->accept(t);
     s.text.emplace(p.stop);
+    s.ban_eog.reset();
+    if (p.ignore_eos && !p.constraint) s.ban_eog = std::make_unique<BanTokens>(eog_);
     s.logprobs.clear();
     s.taken = Clock::now();
     s.req = std::move(r);
@@ -234,7 +253,8 @@ void Engine::sample(Slot& s) {
     s.first_token = Clock::now();
     s.state = State::Decode;
   }
-  const int32_t token = s.sampler->sample(logits, p.constraint.get());
+  const int32_t token =
+      s.sampler->sample(logits, p.constraint ? p.constraint.get() : s.ban_eog.get());
   if (std::find(eog_.begin(), eog_.end(), token) != eog_.end()) return finish(s, "stop");
   if (p.constraint) p.constraint->accept(token);
   s.sampler->accept(token);

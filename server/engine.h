@@ -46,6 +46,8 @@ struct GenRequest {
   std::vector<std::string> stop;  // stop strings (not included in the output)
   int top_logprobs = -1;          // -1: no log-probabilities; n >= 0: each token's + n alternatives
   std::unique_ptr<TokenConstraint> constraint;  // e.g. a JSON schema; null: none
+  bool ignore_eos = false;  // never sample end-of-generation tokens (benchmarks; llama-server's
+                            // ignore_eos); not with a constraint, which needs them to end
 };
 
 struct Usage {
@@ -145,6 +147,7 @@ class Engine {
     int32_t last = -1;  // sampled token to evaluate next (Decode)
     Usage usage;
     std::vector<TokenLogprobs> logprobs;  // not yet published
+    std::unique_ptr<TokenConstraint> ban_eog;  // ignore_eos
     std::chrono::steady_clock::time_point taken, first_token, last_used;
   };
 

@@ -70,11 +70,12 @@ void parse_common(const json& body, const ModelContext& m, ParsedRequest& r) {
     s.penalty_last_n = int32_t(integer(body, "repeat_last_n", -1, 1 << 30));
   if (field(body, "seed")) s.seed = uint64_t(integer(body, "seed", INT64_MIN, INT64_MAX));
 
-  // max_completion_tokens (current) wins over max_tokens (deprecated); larger than the context
-  // simply ends with finish_reason "length".
-  for (const char* key : {"max_tokens", "max_completion_tokens"})
+  // max_completion_tokens (current) wins over max_tokens (deprecated) and llama-server's
+  // n_predict; larger than the context simply ends with finish_reason "length".
+  for (const char* key : {"n_predict", "max_tokens", "max_completion_tokens"})
     if (field(body, key)) {
       const json& v = *field(body, key);
+      if (std::string_view(key) == "n_predict" && v == -1) continue;  // llama-server: no limit
       if (!v.is_number_integer() ||
           (v.is_number_unsigned() ? v.get<uint64_t>() == 0 : v.get<int64_t>() < 1))
         reject(400, "'", key, "' must be a positive integer, got ", v.dump());
@@ -93,6 +94,7 @@ void parse_common(const json& body, const ModelContext& m, ParsedRequest& r) {
       reject(400, "'stop' must be a string or an array of strings");
     }
   }
+  g.ignore_eos = boolean(body, "ignore_eos");
   if (field(body, "n") && integer(body, "n", 1, 1 << 20) != 1)
     reject(400, "'n' > 1 is not supported: send the request several times");
 
