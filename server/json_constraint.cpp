@@ -4,7 +4,8 @@
 // whole subtree), so its cost is the number of trie nodes that stay valid. Inside a string that
 // would be nearly the whole vocabulary; there the plain-text tokens (most of a vocabulary) are
 // decided in bulk from their code point counts and the walk only enters subtrees holding a token
-// with a quote, backslash, control byte or partial UTF-8 character.
+// with a quote, backslash, control byte or partial UTF-8 character (plus, when the string may also
+// be an enum value, a walk of the enum values alone).
 #include "json_constraint.h"
 
 #include <algorithm>
@@ -175,7 +176,13 @@ void JsonConstraint::mask(std::span<uint8_t> allowed) {
       }
       any_ = any != 0;
     }
-    walk(1, static_cast<uint32_t>(vocab_->nodes().size()), s, allowed.data(), room >= 0);
+    const auto n_nodes = static_cast<uint32_t>(vocab_->nodes().size());
+    walk(1, n_nodes, s, allowed.data(), room >= 0);
+    // Plain tokens longer than the room may still spell an enum value: walk the literal path
+    // alone (it prunes at once where no enum value continues).
+    JsonMatcher::State literal;
+    if (room >= 0 && room != kUnbounded && matcher_.literal_only(s, &literal))
+      walk(1, n_nodes, literal, allowed.data(), false);
   }
   const bool complete = done();
   for (int32_t e : vocab_->eog()) allowed[e] = complete;

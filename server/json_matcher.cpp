@@ -543,9 +543,14 @@ int64_t JsonMatcher::plain_room(const State& s) const {
     const uint32_t max = g.members[j].max_length;
     room = std::max(room, max == kUnbounded ? kUnbounded : max - l.length);
   });
-  // A literal may accept plain text the free path refuses (when the room is bounded).
-  if (room != kUnbounded && literal_alive(s, l)) return -1;
   return room;
+}
+
+bool JsonMatcher::literal_only(const State& s, State* out) const {
+  if ((s.lex.kind != kString && s.lex.kind != kKey) || !literal_alive(s, s.lex)) return false;
+  *out = s;
+  out->lex.free = 0;
+  return true;
 }
 
 bool JsonMatcher::feed(std::string_view text) {

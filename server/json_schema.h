@@ -159,10 +159,14 @@ class JsonMatcher {
   // Whether the text that led to s is a complete document (generation may stop).
   bool complete(const State& s) const;
   // When s is inside a string at a character boundary with a free path alive: the most code
-  // points of plain text (no quote, backslash, control byte; whole UTF-8 characters) that may
-  // follow, exactly (kUnbounded: any amount). -1 otherwise. Lets a vocabulary walk decide plain
-  // tokens in bulk.
+  // points of plain text (no quote, backslash, control byte; whole UTF-8 characters) the free
+  // path accepts (kUnbounded: any amount); -1 otherwise. A plain piece may follow s exactly when
+  // it fits in the room or the literal path alone accepts it (literal_only). Lets a vocabulary
+  // walk decide plain tokens in bulk.
   int64_t plain_room(const State& s) const;
+  // s with the free path of its string turned off (only enum/const texts left); false when no
+  // literal is alive there.
+  bool literal_only(const State& s, State* out) const;
 
   // Arena marks: advance() may append containers; release(mark) drops those appended since mark
   // (only valid when no State still in use refers to them).

@@ -276,6 +276,35 @@ TEST(ServerJsonConstraint, SpecialAndEndTokens) {
       straw::Error);
 }
 
+// Inside a string, plain tokens are decided in bulk from their code point counts; with a bounded
+// length and an enum alternative, longer plain tokens may still spell an enum value.
+TEST(ServerJsonConstraint, PlainTokensInStrings) {
+  const auto vocab = small_vocab();
+  std::map<std::string, int32_t> id;
+  for (int32_t t = vocab->n_vocab() - 1; t >= 0; t--) id[vocab->piece(t)] = t;
+  auto allowed_after_quote = [&](const char* schema) {
+    JsonConstraint c(JsonSchema::compile(json::parse(schema)), vocab);
+    c.accept(id["\""]);
+    std::vector<uint8_t> allowed(vocab->n_vocab(), 1);
+    c.mask(allowed);
+    for (int32_t t = 0; t < vocab->n_vocab(); t++) EXPECT_EQ(allowed[t] != 0, c.allows(t)) << t;
+    return allowed;
+  };
+  auto a = allowed_after_quote(R"({"anyOf":[{"type":"string","maxLength":2},{"enum":["red"]}]})");
+  EXPECT_TRUE(a[id["red"]]);  // 3 code points: only as the enum value
+  EXPECT_TRUE(a[id["ab"]]);
+  EXPECT_TRUE(a[id["\xE2\x82\xAC"]]);
+  EXPECT_FALSE(a[id["true"]]);
+  EXPECT_FALSE(a[id["green\""]]);
+  a = allowed_after_quote(R"({"type":"string","maxLength":2})");
+  EXPECT_FALSE(a[id["red"]]);
+  EXPECT_TRUE(a[id["ab"]]);
+  EXPECT_TRUE(a[id["\"}"]] == 0 && a[id["\""]] == 1);
+  a = allowed_after_quote(R"({"type":"string"})");
+  EXPECT_TRUE(a[id["true"]] && a[id["\xC3"]] && a[id["\\u00e9"]] && a[id["\\n"]]);
+  EXPECT_FALSE(a[id["\n"]]);  // a raw control byte
+}
+
 TEST(ServerJsonConstraint, ResponseFormat) {
   EXPECT_EQ(schema_for_response_format(json(nullptr)), nullptr);
   EXPECT_EQ(schema_for_response_format(json{{"type", "text"}}), nullptr);
