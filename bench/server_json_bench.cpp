@@ -17,9 +17,9 @@
 namespace {
 
 using nlohmann::json;
-using straw::server::JsonConstraint;
-using straw::server::JsonSchema;
-using straw::server::TokenTrie;
+using straw::serve::JsonConstraint;
+using straw::serve::JsonSchema;
+using straw::serve::TokenTrie;
 
 struct Vocab {
   std::unique_ptr<straw::model::Tokenizer> tokenizer;

@@ -12,7 +12,7 @@
 
 #include "straw/error.h"
 
-namespace straw::server {
+namespace straw::serve {
 namespace {
 
 // Code points of a piece that is plain string content; 0 when it is not (or has over 255).
@@ -107,8 +107,13 @@ std::shared_ptr<const TokenTrie> TokenTrie::from_model(const Model& model) {
   std::vector<std::string> pieces(n);
   std::vector<int32_t> eog;
   for (int32_t t = 0; t < n; t++) {
-    pieces[t] = model.token_to_piece(t, false);
-    if (model.is_end_of_generation(t)) eog.push_back(t);
+    // Rows of the output matrix past the tokenizer's list (padding) are never allowed.
+    try {
+      pieces[t] = model.token_to_piece(t, false);
+      if (model.is_end_of_generation(t)) eog.push_back(t);
+    } catch (const straw::Error&) {
+      pieces[t].clear();
+    }
   }
   return std::make_shared<const TokenTrie>(pieces, std::move(eog));
 }
@@ -233,4 +238,4 @@ std::shared_ptr<const JsonSchema> schema_for_response_format(const nlohmann::jso
   }
 }
 
-}  // namespace straw::server
+}  // namespace straw::serve

@@ -1,10 +1,10 @@
 // Constrained decoding for response_format json_object / json_schema: a straw::TokenConstraint
 // that allows exactly the tokens whose bytes keep the output a prefix of a schema-valid document.
 //
-//   auto vocab = straw::server::TokenTrie::from_model(*model);            // once per model
-//   auto schema = straw::server::schema_for_response_format(body["response_format"]);
+//   auto vocab = straw::serve::TokenTrie::from_model(*model);            // once per model
+//   auto schema = straw::serve::schema_for_response_format(body["response_format"]);
 //   if (schema) {                                                          // per request
-//     straw::server::JsonConstraint constraint(schema, vocab);
+//     straw::serve::JsonConstraint constraint(schema, vocab);
 //     ... the sampler calls constraint.allows() / mask() / accept() ...
 //   }
 #pragma once
@@ -21,7 +21,7 @@
 #include "straw/constraint.h"
 #include "straw/straw.h"
 
-namespace straw::server {
+namespace straw::serve {
 
 // A model's vocabulary as a byte trie, built once per model and shared by every request.
 class TokenTrie {
@@ -93,4 +93,4 @@ class JsonConstraint : public TokenConstraint {
 std::shared_ptr<const JsonSchema> schema_for_response_format(const nlohmann::json& response_format,
                                                              const JsonSchemaOptions& options = {});
 
-}  // namespace straw::server
+}  // namespace straw::serve

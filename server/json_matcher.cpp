@@ -12,7 +12,7 @@
 #include "json_schema.h"
 #include "straw/error.h"
 
-namespace straw::server {
+namespace straw::serve {
 namespace {
 
 // Where the parse is inside the top frame.
@@ -567,4 +567,4 @@ bool JsonMatcher::feed(std::string_view text) {
   return true;
 }
 
-}  // namespace straw::server
+}  // namespace straw::serve

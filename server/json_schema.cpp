@@ -20,7 +20,7 @@
 
 #include "straw/error.h"
 
-namespace straw::server {
+namespace straw::serve {
 namespace {
 
 using json = nlohmann::json;
@@ -759,4 +759,4 @@ std::shared_ptr<const JsonSchema> JsonSchema::any_object(const JsonSchemaOptions
   return compile(nlohmann::json{{"type", "object"}}, options);
 }
 
-}  // namespace straw::server
+}  // namespace straw::serve

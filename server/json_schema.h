@@ -40,7 +40,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace straw::server {
+namespace straw::serve {
 
 struct JsonSchemaOptions {
   int max_depth = 32;       // objects + arrays open at once
@@ -209,4 +209,4 @@ class JsonMatcher {
   size_t rejected_at_ = 0;
 };
 
-}  // namespace straw::server
+}  // namespace straw::serve

@@ -19,7 +19,7 @@
 #include "straw/straw.h"
 #include "test_util.h"
 
-namespace straw::server {
+namespace straw::serve {
 namespace {
 
 using nlohmann::json;
@@ -368,4 +368,4 @@ TEST(ServerJsonConstraint, QwenFullVocabulary) {
 }
 
 }  // namespace
-}  // namespace straw::server
+}  // namespace straw::serve

@@ -10,7 +10,7 @@
 #include "json_schema.h"
 #include "straw/error.h"
 
-namespace straw::server {
+namespace straw::serve {
 namespace {
 
 using nlohmann::json;
@@ -404,4 +404,4 @@ TEST(ServerJsonSchema, UnsupportedKeywordsAreRefused) {
 }
 
 }  // namespace
-}  // namespace straw::server
+}  // namespace straw::serve
