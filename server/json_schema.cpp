@@ -297,10 +297,22 @@ uint32_t Compiler::compile(const json& node, const std::string& ptr) {
     } else if (key == "uniqueItems" && value == false) {
       // no constraint
     } else if (key == "enum") {
+      // The scalars become one shape with all of them as literals (an enum may be long); each
+      // object or array value its own exact shape.
       std::vector<uint32_t> alternatives;
-      size_t i = 0;
-      for (const json& v : get_array(value, at, false))
-        alternatives.push_back(compile_const(v, join(at, std::to_string(i++))));
+      Shape scalars;
+      for (size_t i = 0; i < get_array(value, at, false).size(); i++) {
+        const json& v = value[i];
+        if (v.is_object() || v.is_array()) {
+          alternatives.push_back(compile_const(v, join(at, std::to_string(i))));
+        } else {
+          if (v.is_number_float() && !std::isfinite(v.get<double>()))
+            fail_at(join(at, std::to_string(i)), "not a finite number");
+          if (!contains(scalars.literals, v)) scalars.literals.push_back(v);
+        }
+      }
+      if (!scalars.literals.empty())
+        alternatives.push_back(add_schema({.pointer = at, .base = add_shape(std::move(scalars))}));
       all.push_back(alternatives);
     } else if (key == "const") {
       all.push_back({compile_const(value, at)});

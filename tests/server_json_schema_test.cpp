@@ -206,6 +206,11 @@ TEST(ServerJsonSchema, EnumAndConst) {
   // enum filtered by its sibling type: only the strings remain.
   check(R"({"type":"string","enum":["a",1,"bb"],"maxLength":1})",
         {{R"("a")", kComplete}, {"1", 0}, {R"("bb")", 1}});
+  // A long enum (one shape with every value as a literal).
+  std::string many = R"({"enum":[)";
+  for (int i = 0; i < 500; i++)
+    many += (i ? "," : "") + std::string("\"v") + std::to_string(i) + "\"";
+  check(many + "]}", {{R"("v499")", kComplete}, {R"("v4")", kComplete}, {R"("v500")", 4}});
   check(R"({"const":"a\"b"})", {{R"("a\"b")", kComplete}, {R"("a\u0022b")", 3}});
 }
 
