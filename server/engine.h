@@ -146,7 +146,7 @@ class Engine {
     size_t pending_done = 0;
     int32_t last = -1;  // sampled token to evaluate next (Decode)
     Usage usage;
-    std::vector<TokenLogprobs> logprobs;  // not yet published
+    std::vector<TokenLogprobs> logprobs;       // not yet published
     std::unique_ptr<TokenConstraint> ban_eog;  // ignore_eos
     std::chrono::steady_clock::time_point taken, first_token, last_used;
   };

@@ -13,6 +13,7 @@
 #include <map>
 
 #include "http_error.h"
+#include "json_constraint.h"
 #include "openai.h"
 
 namespace straw::serve {
@@ -132,6 +133,19 @@ void Server::Impl::load() {
     model = o.load();
     ctx.model = model.get();
     ctx.name = o.alias.empty() ? model->info().name : o.alias;
+    // response_format json_object / json_schema: constrained decoding over the vocabulary's trie
+    // (built once; each request compiles its schema).
+    std::shared_ptr<const TokenTrie> vocab = TokenTrie::from_model(*model);
+    ctx.constraint = [vocab](const json& rf) -> std::unique_ptr<TokenConstraint> {
+      std::shared_ptr<const JsonSchema> schema;
+      try {
+        schema = schema_for_response_format(rf);
+      } catch (const std::exception& e) {
+        throw HttpError(400, e.what());
+      }
+      if (!schema) return nullptr;
+      return std::make_unique<JsonConstraint>(schema, vocab);
+    };
     std::lock_guard lock(engine_mu);
     if (stopping.load()) return;
     engine = std::make_unique<Engine>(*model, o.engine);
