@@ -40,7 +40,7 @@ int run_eval(const Args& a) {
   ModelOptions mo = model_options_from(a);
   std::vector<int32_t> tokens = parse_tokens(a.require("tokens"));
   std::string out_path = a.require("logits-out");
-  auto model = load_model_verbose(mo);
+  auto model = load_model_verbose(mo, a.has("quiet"));
   // Without --ctx the session is sized for the prompt when it is longer than the default.
   const int64_t ctx = mo.ctx > 0 ? mo.ctx : std::max<int64_t>(model->options().ctx, tokens.size());
   Session session(*model, ctx);

@@ -160,7 +160,7 @@ int run_run(const Args& a) {
   GenerateOptions gen;
   gen.n_predict = static_cast<int>(a.get_int("n-predict", 128));
   gen.sampling = sampling_from(a);
-  auto model = load_model_verbose(mo);
+  auto model = load_model_verbose(mo, a.has("quiet"));
   struct sigaction sa = {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
