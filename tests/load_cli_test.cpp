@@ -17,7 +17,9 @@
 
 namespace {
 
-std::string straw_bin() { return (std::filesystem::path(STRAW_BIN_DIR) / "straw").string(); }
+std::string straw_bin() {
+  return (std::filesystem::path(STRAW_BIN_DIR) / "straw").string();
+}
 
 struct Result {
   int code = -1;
@@ -27,8 +29,8 @@ struct Result {
 // Runs `straw ARGS` with `env` before it; out: stderr only (stdout_too: both).
 Result straw(const std::string& env, const std::string& args, bool stdout_too = false) {
   Result r;
-  const std::string cmd = env + " " + straw_bin() + " " + args +
-                          (stdout_too ? " 2>&1" : " 2>&1 >/dev/null");
+  const std::string cmd =
+      env + " " + straw_bin() + " " + args + (stdout_too ? " 2>&1" : " 2>&1 >/dev/null");
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
   std::array<char, 4096> buf;
@@ -39,10 +41,10 @@ Result straw(const std::string& env, const std::string& args, bool stdout_too = 
   return r;
 }
 
-#define REQUIRE_CLI()                                                                           \
-  do {                                                                                          \
-    if (!std::filesystem::exists(straw_bin()))                                                  \
-      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)";        \
+#define REQUIRE_CLI()                                                                    \
+  do {                                                                                   \
+    if (!std::filesystem::exists(straw_bin()))                                           \
+      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)"; \
   } while (0)
 
 std::string small_model(const std::string& name) {
@@ -110,6 +112,13 @@ TEST(LoadCli, RefusesAModelLargerThanRam) {
         "--no-repack: use the weights from the file mapping"})
     EXPECT_NE(r.out.find(s), std::string::npos) << s << " in: " << r.out;
   EXPECT_EQ(r.out.find("repacked"), std::string::npos) << "refused after repacking: " << r.out;
+
+  // straw serve checks the same before loading, with one KV cache per slot.
+  r = straw(env, "serve -m " + path + " --ctx 8192 --parallel 2 --port 0");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("does not fit in memory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("4.00 GiB of KV cache at ctx 8192 for 2 sessions"), std::string::npos)
+      << r.out;
 
   r = straw(env, "plan -m " + path + " --ctx 8192", true);
   EXPECT_EQ(r.code, 0) << r.out;

@@ -38,8 +38,10 @@ std::string synth_model(const std::string& name, bool tied, straw::model::FileTy
 TEST(LoadProgress, StagesRunInOrderAndEndComplete) {
   const std::string path = synth_model("progress.gguf", false, straw::model::FileType::Q4_K_M);
   std::vector<LoadProgress> seen;
-  auto model = straw::Model::load(
-      {.path = path, .threads = 1, .on_progress = [&](const LoadProgress& p) { seen.push_back(p); }});
+  auto model =
+      straw::Model::load({.path = path, .threads = 1, .on_progress = [&](const LoadProgress& p) {
+                            seen.push_back(p);
+                          }});
   ASSERT_GE(seen.size(), 3u);
   EXPECT_EQ(seen[0].stage, LoadProgress::Stage::Map);
   EXPECT_EQ(seen[0].done_bytes, model->info().weight_bytes);
@@ -69,16 +71,19 @@ TEST(LoadProgress, StagesRunInOrderAndEndComplete) {
 }
 
 TEST(LoadProgress, NoRepackHasNoRepackStage) {
-  const std::string path = synth_model("progress-norepack.gguf", false, straw::model::FileType::Q8_0);
+  const std::string path =
+      synth_model("progress-norepack.gguf", false, straw::model::FileType::Q8_0);
   std::vector<LoadProgress> seen;
-  auto model = straw::Model::load({.path = path,
-                                   .threads = 1,
-                                   .repack_weights = false,
-                                   .on_progress = [&](const LoadProgress& p) { seen.push_back(p); }});
+  auto model =
+      straw::Model::load({.path = path,
+                          .threads = 1,
+                          .repack_weights = false,
+                          .on_progress = [&](const LoadProgress& p) { seen.push_back(p); }});
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0].stage, LoadProgress::Stage::Map);
   EXPECT_EQ(model->impl().cpu->prepare_status().copied_bytes, 0u);
-  EXPECT_NE(model->info().weights.find("read from the file mapping (--no-repack)"), std::string::npos)
+  EXPECT_NE(model->info().weights.find("read from the file mapping (--no-repack)"),
+            std::string::npos)
       << model->info().weights;
   std::filesystem::remove(path);
 }

@@ -36,7 +36,8 @@ Args::Args(const std::vector<Option>& options, int argc, char** argv, int first)
       opt = find_long(name);
       if (!opt) throw UsageError("unknown option '--" + name + "'");
     } else if (a.size() >= 2 && a[0] == '-' && !std::isdigit(static_cast<unsigned char>(a[1]))) {
-      if (a.size() != 2) throw UsageError("unknown option '" + a + "' (short options take one letter)");
+      if (a.size() != 2)
+        throw UsageError("unknown option '" + a + "' (short options take one letter)");
       opt = find_short(a[1]);
       if (!opt) throw UsageError("unknown option '" + a + "'");
     } else {
@@ -115,8 +116,10 @@ std::string format_options(const std::vector<Option>& options) {
         help = help.substr(sp + 2);
       }
     }
-    if (left.size() < 30) left.resize(30, ' ');
-    else left += "  ";
+    if (left.size() < 30)
+      left.resize(30, ' ');
+    else
+      left += "  ";
     os << left << help << "\n";
   }
   return os.str();
@@ -125,7 +128,8 @@ std::string format_options(const std::vector<Option>& options) {
 uint64_t parse_size(const std::string& s) {
   const std::optional<uint64_t> v = parse_byte_size(s);
   if (!v)
-    throw UsageError("'" + s + "' is not a size (examples: 8GiB, 7.5G, 512MiB, 1000000; units B, "
+    throw UsageError("'" + s +
+                     "' is not a size (examples: 8GiB, 7.5G, 512MiB, 1000000; units B, "
                      "KiB, MiB, GiB, TiB or K, M, G, T)");
   return *v;
 }

@@ -1,8 +1,8 @@
 // straw eval: evaluate a token list as one prompt and write every position's logits.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <memory>
 #include <sstream>
 
@@ -15,8 +15,10 @@ namespace {
 
 std::vector<Option> eval_options() {
   std::vector<Option> o = model_options();
-  o.push_back({"tokens", 0, true, "\"ID ID ...\"  token ids, space-separated, evaluated from position 0"});
-  o.push_back({"logits-out", 0, true, "FILE  logits of every position: float32 LE [n_tokens][n_vocab]"});
+  o.push_back(
+      {"tokens", 0, true, "\"ID ID ...\"  token ids, space-separated, evaluated from position 0"});
+  o.push_back(
+      {"logits-out", 0, true, "FILE  logits of every position: float32 LE [n_tokens][n_vocab]"});
   return o;
 }
 

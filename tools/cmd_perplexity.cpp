@@ -80,8 +80,8 @@ int run_perplexity(const Args& a) {
 
 }  // namespace
 
-const Command kPerplexity = {"perplexity", "perplexity of a text file (as llama-perplexity computes it)",
-                             "perplexity -m MODEL -f TEXT [--ctx N]", perplexity_options,
-                             run_perplexity};
+const Command kPerplexity = {
+    "perplexity", "perplexity of a text file (as llama-perplexity computes it)",
+    "perplexity -m MODEL -f TEXT [--ctx N]", perplexity_options, run_perplexity};
 
 }  // namespace straw::cli

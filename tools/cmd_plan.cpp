@@ -95,12 +95,13 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
               human_bytes(p.gpu_weight_bytes).c_str(), human_bytes(p.kv_gpu_bytes).c_str(),
               human_bytes(p.compute_gpu_bytes).c_str(),
               p.stream_prefill ? " (incl. prefill streaming buffers)" : "");
-  std::printf("RAM:  %s (%s available, %s): weight copies %s, KV %s, compute %s; %s read from "
-              "the file mapping\n",
-              human_bytes(c.need.total()).c_str(),
-              c.available ? human_bytes(c.available).c_str() : "unknown", c.source.c_str(),
-              human_bytes(c.need.weights).c_str(), human_bytes(c.need.kv).c_str(),
-              human_bytes(c.need.compute).c_str(), human_bytes(c.need.mapped).c_str());
+  std::printf(
+      "RAM:  %s (%s available, %s): weight copies %s, KV %s, compute %s; %s read from "
+      "the file mapping\n",
+      human_bytes(c.need.total()).c_str(),
+      c.available ? human_bytes(c.available).c_str() : "unknown", c.source.c_str(),
+      human_bytes(c.need.weights).c_str(), human_bytes(c.need.kv).c_str(),
+      human_bytes(c.need.compute).c_str(), human_bytes(c.need.mapped).c_str());
   std::printf("CPU<->GPU transitions per token: %d\n", p.transitions);
   std::printf("predicted: tg %.2f t/s, pp %.1f t/s%s\n", p.predicted_tg_tps, p.predicted_pp_tps,
               p.speeds.calibrated ? "" : "  (uncalibrated defaults: run `straw calibrate`)");
@@ -129,19 +130,25 @@ int run_plan(const Args& a) {
   po.ctx = a.get_int("ctx", std::min<int64_t>(hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
   po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
-  const sched::Plan p = sched::make_plan(shape, tensors, po, sched::load_speeds(sched::calibration_path()));
+  const sched::Plan p =
+      sched::make_plan(shape, tensors, po, sched::load_speeds(sched::calibration_path()));
   const RamCheck c = check_ram(*reader, p, po.ctx, cpu::best_isa(), !a.has("no-repack"));
   const std::string fmt = a.get_or("output", "table");
-  if (fmt == "json") print_json(p, c);
-  else if (fmt == "table") print_table(p, c, path);
-  else throw UsageError("-o must be table or json");
+  if (fmt == "json")
+    print_json(p, c);
+  else if (fmt == "table")
+    print_table(p, c, path);
+  else
+    throw UsageError("-o must be table or json");
   return 0;
 }
 
 }  // namespace
 
-const Command kPlan = {"plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
-                       "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] [--no-repack] [-o json]",
-                       plan_options, run_plan};
+const Command kPlan = {
+    "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
+    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] "
+    "[--no-repack] [-o json]",
+    plan_options, run_plan};
 
 }  // namespace straw::cli

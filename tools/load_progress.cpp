@@ -27,7 +27,9 @@ std::string duration(double s) {
 
 }  // namespace
 
-bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+bool stderr_is_terminal() {
+  return ::isatty(STDERR_FILENO) == 1;
+}
 
 LoadProgressPrinter::LoadProgressPrinter(bool quiet, bool terminal, FILE* out)
     : quiet_(quiet), terminal_(terminal), out_(out) {}
@@ -58,7 +60,8 @@ void LoadProgressPrinter::draw(LoadProgress::Stage stage) {
   const int i = static_cast<int>(stage);
   const Stage& s = stages_[i];
   const double elapsed = s.last - s.start;
-  std::string line = str("straw: ", kDoing[i], " ", human_bytes(s.done), " of ", human_bytes(s.total));
+  std::string line =
+      str("straw: ", kDoing[i], " ", human_bytes(s.done), " of ", human_bytes(s.total));
   if (s.total > 0) line += str(" (", int(100.0 * double(s.done) / double(s.total)), "%)");
   if (elapsed > 0.05 && s.done > 0) {
     const double bps = double(s.done) / elapsed;

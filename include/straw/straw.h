@@ -88,6 +88,10 @@ struct ModelOptions {
   // from disk at every token.
   bool repack_weights = true;
 
+  // Sessions the caller will hold at once, each with a KV cache of `ctx` positions (a server's
+  // slots): the memory check of load() counts that many caches.
+  int sessions = 1;
+
   // Called on the loading thread as loading advances (see LoadProgress); the library itself never
   // prints. Unset: no reports.
   std::function<void(const LoadProgress&)> on_progress;
@@ -103,13 +107,14 @@ struct ModelInfo {
   int n_layer = 0;
   int n_head = 0;
   int n_head_kv = 0;
-  uint64_t weight_bytes = 0;  // bytes of tensor data in the file(s)
-  std::string placement;      // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
-  std::string weights;        // one line: where the weights are held, e.g. "10.91 GiB repacked in
-                              // RAM (huge pages), 7.21 GiB in VRAM", with a warning when some
-                              // stayed in the file mapping because RAM was short
-  uint64_t ram_bytes = 0;     // RAM the model needs at its context (weight copies, one session's
-                              // KV cache, compute buffers): what the memory check compared
+  uint64_t weight_bytes = 0;   // bytes of tensor data in the file(s)
+  std::string placement;       // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
+  std::string weights;         // one line: where the weights are held, e.g. "10.91 GiB repacked in
+                               // RAM (huge pages), 7.21 GiB in VRAM", with a warning when some
+                               // stayed in the file mapping because RAM was short
+  uint64_t ram_bytes = 0;      // RAM the model needs at its context (weight copies, the KV
+                               // caches of ModelOptions::sessions sessions, compute buffers):
+                               // what the memory check compared
   uint64_t ram_available = 0;  // RAM available when it loaded (MemAvailable or STRAW_RAM_LIMIT)
 };
 
@@ -136,11 +141,11 @@ class Model {
  public:
   // Maps the file, places the weights (CPU / GPU under the VRAM budget), then prepares them.
   // Before preparing anything it checks that the model fits: the RAM it will allocate (repacked
-  // CPU weights, the KV cache of one session at ModelOptions::ctx, compute buffers) against the
-  // RAM available (/proc/meminfo's MemAvailable, or the environment variable STRAW_RAM_LIMIT: a
-  // size such as 8GiB or a byte count, for tests and for capping straw's share of a machine);
-  // when it does not fit it throws straw::Error with the numbers and what to do (a smaller
-  // quant, a VRAM budget, a smaller context, repack_weights = false).
+  // CPU weights, ModelOptions::sessions KV caches of ModelOptions::ctx positions, compute buffers)
+  // against the RAM available (/proc/meminfo's MemAvailable, or the environment variable
+  // STRAW_RAM_LIMIT: a size such as 8GiB or a byte count, for tests and for capping straw's share
+  // of a machine). When it does not fit it throws straw::Error with the numbers and what to do (a
+  // smaller quant, a VRAM budget, a smaller context, repack_weights = false).
   static std::unique_ptr<Model> load(const ModelOptions& options);
   ~Model();
 

@@ -25,13 +25,16 @@ class Progress {
   std::chrono::steady_clock::time_point t0_;
 };
 
-uint64_t file_bytes(const ops::Weight& w) { return uint64_t(w.n_out) * w.row_bytes; }
+uint64_t file_bytes(const ops::Weight& w) {
+  return uint64_t(w.n_out) * w.row_bytes;
+}
 
 // Prepares every weight that backend `be` runs, reporting `stage` in bytes of the file: work(w)
 // is what preparing w processes (0: nothing worth reporting, e.g. a norm the CPU keeps in place).
 // Returns the bytes processed.
 uint64_t prepare_on(Model::Impl& m, ops::Backend& be, LoadProgress::Stage stage,
-                    const Progress& progress, const std::function<uint64_t(const ops::Weight&)>& work) {
+                    const Progress& progress,
+                    const std::function<uint64_t(const ops::Weight&)>& work) {
   uint64_t total = 0;
   model::for_each_placed_weight(m.weights, m.devices, [&](ops::Weight& w, ops::Backend& b) {
     if (&b == &be) total += work(w);
@@ -65,14 +68,15 @@ void prepare_weights(Model::Impl& m, const Progress& progress) {
   std::string s;
   auto part = [&](const std::string& p) { s += (s.empty() ? "" : ", ") + p; };
   if (st.copied_bytes > 0)
-    part(str(human_bytes(st.copied_bytes), " repacked in RAM", st.huge_pages ? " (huge pages)" : ""));
+    part(str(human_bytes(st.copied_bytes), " repacked in RAM",
+             st.huge_pages ? " (huge pages)" : ""));
   if (st.in_place_bytes > 0) {
-    std::string why = st.low_memory  ? " because RAM was short: matmuls on them are slower"
-                      : !m.options.repack_weights ? " (--no-repack)"
+    std::string why = st.low_memory ? " because RAM was short: matmuls on them are slower"
+                      : !m.options.repack_weights     ? " (--no-repack)"
                       : cpu.isa() == cpu::Isa::Scalar ? " (scalar kernels)"
-                                                   : "";
-    part(str(human_bytes(st.in_place_bytes), " (", st.n_in_place, " tensors) read from the file mapping",
-             why));
+                                                      : "";
+    part(str(human_bytes(st.in_place_bytes), " (", st.n_in_place,
+             " tensors) read from the file mapping", why));
   }
   if (uploaded > 0) part(str(human_bytes(uploaded), " in VRAM"));
   m.info.weights = s.empty() ? "none prepared" : s;
@@ -85,9 +89,11 @@ Model::~Model() = default;
 
 std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   if (options.path.empty()) fail("no model file given");
-  if (options.threads < 0) fail("threads must be >= 0 (0: one per physical core), got ", options.threads);
+  if (options.threads < 0)
+    fail("threads must be >= 0 (0: one per physical core), got ", options.threads);
   if (options.ctx < 0) fail("the context length must be >= 0 (0: the default), got ", options.ctx);
   if (options.ubatch < 1) fail("the micro-batch must be at least 1, got ", options.ubatch);
+  if (options.sessions < 1) fail("sessions must be at least 1, got ", options.sessions);
 
   const Progress progress(options.on_progress);
   auto impl = std::make_unique<Impl>();
@@ -135,8 +141,12 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 
-const ModelInfo& Model::info() const { return impl_->info; }
-const ModelOptions& Model::options() const { return impl_->options; }
+const ModelInfo& Model::info() const {
+  return impl_->info;
+}
+const ModelOptions& Model::options() const {
+  return impl_->options;
+}
 
 std::vector<int32_t> Model::tokenize(std::string_view text, bool add_special,
                                      bool parse_special) const {
@@ -149,13 +159,18 @@ std::string Model::detokenize(std::span<const int32_t> tokens, bool special) con
 
 std::string Model::token_to_piece(int32_t token, bool special) const {
   if (token < 0 || token >= impl_->tokenizer->n_vocab())
-    fail("token id ", token, " is outside the vocabulary (0..", impl_->tokenizer->n_vocab() - 1, ")");
+    fail("token id ", token, " is outside the vocabulary (0..", impl_->tokenizer->n_vocab() - 1,
+         ")");
   return impl_->tokenizer->token_to_piece(token, special);
 }
 
-bool Model::is_end_of_generation(int32_t token) const { return impl_->tokenizer->is_eog(token); }
+bool Model::is_end_of_generation(int32_t token) const {
+  return impl_->tokenizer->is_eog(token);
+}
 
-bool Model::has_chat_template() const { return impl_->chat_template != model::ChatTemplate::None; }
+bool Model::has_chat_template() const {
+  return impl_->chat_template != model::ChatTemplate::None;
+}
 
 std::string Model::apply_chat_template(std::span<const ChatMessage> messages,
                                        bool add_generation_prompt) const {

@@ -61,7 +61,8 @@ namespace {
 
 // Refuses (straw::Error) before anything is prepared when the placement's RAM does not fit.
 void check_memory(Model::Impl& m) {
-  const RamCheck c = check_ram(*m.reader, m.plan, m.n_ctx, m.cpu->isa(), m.options.repack_weights);
+  const RamCheck c = check_ram(*m.reader, m.plan, m.n_ctx, m.cpu->isa(), m.options.repack_weights,
+                               m.options.sessions);
   m.info.ram_bytes = c.need.total();
   m.info.ram_available = c.available;
   if (!c.fits()) fail(m.reader->path(), ": ", ram_shortfall(c, m.plan));
@@ -71,9 +72,8 @@ void check_memory(Model::Impl& m) {
 
 void choose_backends(Model::Impl& m) {
   const ModelOptions& o = m.options;
-  m.cpu = std::make_unique<cpu::CpuBackend>(cpu::CpuOptions{.n_threads = o.threads,
-                                                            .isa = cpu_isa(o.cpu_kernels),
-                                                            .copy_weights = o.repack_weights});
+  m.cpu = std::make_unique<cpu::CpuBackend>(cpu::CpuOptions{
+      .n_threads = o.threads, .isa = cpu_isa(o.cpu_kernels), .copy_weights = o.repack_weights});
   m.devices = model::DeviceMap::single(*m.cpu, m.hp.n_layer);
   m.info.placement = "cpu";
   // Everything on the CPU: the plan only accounts memory.

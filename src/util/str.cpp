@@ -35,12 +35,18 @@ std::optional<uint64_t> parse_byte_size(const std::string& s) {
   std::string unit = s.substr(i);
   for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   double mult = 0;
-  if (unit.empty() || unit == "b") mult = 1;
-  else if (unit == "k" || unit == "kib" || unit == "kb") mult = 1024.0;
-  else if (unit == "m" || unit == "mib" || unit == "mb") mult = 1024.0 * 1024;
-  else if (unit == "g" || unit == "gib" || unit == "gb") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "t" || unit == "tib" || unit == "tb") mult = 1024.0 * 1024 * 1024 * 1024;
-  else return std::nullopt;
+  if (unit.empty() || unit == "b")
+    mult = 1;
+  else if (unit == "k" || unit == "kib" || unit == "kb")
+    mult = 1024.0;
+  else if (unit == "m" || unit == "mib" || unit == "mb")
+    mult = 1024.0 * 1024;
+  else if (unit == "g" || unit == "gib" || unit == "gb")
+    mult = 1024.0 * 1024 * 1024;
+  else if (unit == "t" || unit == "tib" || unit == "tb")
+    mult = 1024.0 * 1024 * 1024 * 1024;
+  else
+    return std::nullopt;
   return static_cast<uint64_t>(std::llround(v * mult));
 }
 
