@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "util/str.h"
+
 namespace straw::cli {
 
 Args::Args(const std::vector<Option>& options, int argc, char** argv, int first) {
@@ -34,7 +36,8 @@ Args::Args(const std::vector<Option>& options, int argc, char** argv, int first)
       opt = find_long(name);
       if (!opt) throw UsageError("unknown option '--" + name + "'");
     } else if (a.size() >= 2 && a[0] == '-' && !std::isdigit(static_cast<unsigned char>(a[1]))) {
-      if (a.size() != 2) throw UsageError("unknown option '" + a + "' (short options take one letter)");
+      if (a.size() != 2)
+        throw UsageError("unknown option '" + a + "' (short options take one letter)");
       opt = find_short(a[1]);
       if (!opt) throw UsageError("unknown option '" + a + "'");
     } else {
@@ -113,28 +116,22 @@ std::string format_options(const std::vector<Option>& options) {
         help = help.substr(sp + 2);
       }
     }
-    if (left.size() < 30) left.resize(30, ' ');
-    else left += "  ";
+    if (left.size() < 30)
+      left.resize(30, ' ');
+    else
+      left += "  ";
     os << left << help << "\n";
   }
   return os.str();
 }
 
 uint64_t parse_size(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-  if (i == 0) throw UsageError("'" + s + "' is not a size (examples: 8GiB, 7.5G, 512MiB, 1000000)");
-  double v = std::strtod(s.substr(0, i).c_str(), nullptr);
-  std::string unit = s.substr(i);
-  for (auto& c : unit) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  double mult = 1;
-  if (unit.empty() || unit == "b") mult = 1;
-  else if (unit == "k" || unit == "kib" || unit == "kb") mult = 1024.0;
-  else if (unit == "m" || unit == "mib" || unit == "mb") mult = 1024.0 * 1024;
-  else if (unit == "g" || unit == "gib" || unit == "gb") mult = 1024.0 * 1024 * 1024;
-  else if (unit == "t" || unit == "tib" || unit == "tb") mult = 1024.0 * 1024 * 1024 * 1024;
-  else throw UsageError("'" + s + "' has an unknown size unit (use B, KiB, MiB, GiB, TiB or K, M, G, T)");
-  return static_cast<uint64_t>(std::llround(v * mult));
+  const std::optional<uint64_t> v = parse_byte_size(s);
+  if (!v)
+    throw UsageError("'" + s +
+                     "' is not a size (examples: 8GiB, 7.5G, 512MiB, 1000000; units B, "
+                     "KiB, MiB, GiB, TiB or K, M, G, T)");
+  return *v;
 }
 
 }  // namespace straw::cli

@@ -18,6 +18,7 @@
 #include "cli.h"
 #include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
+#include "load_progress.h"
 #include "model_flags.h"
 #include "util/str.h"
 
@@ -46,6 +47,8 @@ std::vector<Option> bench_options() {
       {"bandwidth", 0, false, "only measure the machine's read bandwidth (no model)"},
       {"bandwidth-buffer", 0, true, "SIZE  buffer of the bandwidth test (default 4x LLC, 1-2 GiB)"},
       {"progress", 0, false, "print each test and repetition to stderr"},
+      no_repack_option(),
+      quiet_option(),
   };
 }
 
@@ -89,6 +92,7 @@ ModelOptions base_options(const Args& a) {
   else if (dev != "auto")
     throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
   if (a.has("vram-budget")) o.vram_budget = parse_size(a.require("vram-budget"));
+  o.repack_weights = !a.has("no-repack");
   return o;
 }
 
@@ -145,7 +149,17 @@ int run_bench(const Args& a) {
         mo.ubatch = ub;
         mo.ctx = std::max(max_p, max_n) + *std::max_element(depths.begin(), depths.end());
         if (ngl >= 0) mo.gpu_layers = ngl;
-        auto model = Model::load(mo);
+        // Load progress on stderr (the results go to stdout); one summary line per load.
+        LoadProgressPrinter printer(a.has("quiet"), stderr_is_terminal());
+        mo.on_progress = printer.callback();
+        std::unique_ptr<Model> model;
+        try {
+          model = Model::load(mo);
+        } catch (...) {
+          printer.abandon();
+          throw;
+        }
+        printer.finish();
         facts.push_back(bench::model_facts(*model));
         const ModelFacts& f = facts.back();
         Session session(*model);

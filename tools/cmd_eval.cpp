@@ -1,8 +1,8 @@
 // straw eval: evaluate a token list as one prompt and write every position's logits.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <memory>
 #include <sstream>
 
@@ -15,8 +15,10 @@ namespace {
 
 std::vector<Option> eval_options() {
   std::vector<Option> o = model_options();
-  o.push_back({"tokens", 0, true, "\"ID ID ...\"  token ids, space-separated, evaluated from position 0"});
-  o.push_back({"logits-out", 0, true, "FILE  logits of every position: float32 LE [n_tokens][n_vocab]"});
+  o.push_back(
+      {"tokens", 0, true, "\"ID ID ...\"  token ids, space-separated, evaluated from position 0"});
+  o.push_back(
+      {"logits-out", 0, true, "FILE  logits of every position: float32 LE [n_tokens][n_vocab]"});
   return o;
 }
 
@@ -40,7 +42,7 @@ int run_eval(const Args& a) {
   ModelOptions mo = model_options_from(a);
   std::vector<int32_t> tokens = parse_tokens(a.require("tokens"));
   std::string out_path = a.require("logits-out");
-  auto model = load_model_verbose(mo);
+  auto model = load_model_verbose(mo, a.has("quiet"));
   // Without --ctx the session is sized for the prompt when it is longer than the default.
   const int64_t ctx = mo.ctx > 0 ? mo.ctx : std::max<int64_t>(model->options().ctx, tokens.size());
   Session session(*model, ctx);

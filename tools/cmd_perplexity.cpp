@@ -37,7 +37,7 @@ int run_perplexity(const Args& a) {
   if (!in) fail(a.require("file"), ": cannot open the text file");
   std::ostringstream ss;
   ss << in.rdbuf();
-  auto model = load_model_verbose(mo);
+  auto model = load_model_verbose(mo, a.has("quiet"));
   std::vector<int32_t> tokens = model->tokenize(ss.str(), true, false);
   const int64_t n_ctx = mo.ctx;
   const model::Tokenizer& tok = *model->impl().tokenizer;
@@ -80,8 +80,8 @@ int run_perplexity(const Args& a) {
 
 }  // namespace
 
-const Command kPerplexity = {"perplexity", "perplexity of a text file (as llama-perplexity computes it)",
-                             "perplexity -m MODEL -f TEXT [--ctx N]", perplexity_options,
-                             run_perplexity};
+const Command kPerplexity = {
+    "perplexity", "perplexity of a text file (as llama-perplexity computes it)",
+    "perplexity -m MODEL -f TEXT [--ctx N]", perplexity_options, run_perplexity};
 
 }  // namespace straw::cli

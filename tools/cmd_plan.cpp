@@ -2,9 +2,12 @@
 // Works without a GPU (for a hypothetical budget) and on header-only (--no-data) files.
 #include <cstdio>
 
+#include "api/memory.h"
 #include "cli.h"
+#include "cpu/cpu_features.h"
 #include "gguf/gguf.h"
 #include "model/hparams.h"
+#include "model_flags.h"
 #include "placement_flags.h"
 #include "sched/calibration.h"
 #include "sched/plan.h"
@@ -21,13 +24,14 @@ std::vector<Option> plan_options() {
       {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), q8_0, q4_0, f32"},
       {"ubatch", 0, true, "N  micro-batch for prompt processing (default 512)"},
       {"output", 'o', true, "FORMAT  table (default) or json"},
+      no_repack_option(),
   };
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
   return o;
 }
 
-void print_json(const sched::Plan& p) {
+void print_json(const sched::Plan& p, const RamCheck& c) {
   std::string s = "{";
   auto num = [&](const char* k, uint64_t v, bool comma = true) {
     s += json_string(k) + ": " + std::to_string(v) + (comma ? ", " : "");
@@ -45,6 +49,16 @@ void print_json(const sched::Plan& p) {
   num("transitions", uint64_t(p.transitions));
   s += "\"stream_prefill\": " + std::string(p.stream_prefill ? "true" : "false") + ", ";
   s += "\"calibrated\": " + std::string(p.speeds.calibrated ? "true" : "false") + ", ";
+  // What loading would allocate (api/memory.h): the numbers Model::load's memory check compares.
+  s += "\"ram\": {";
+  num("need_bytes", c.need.total());
+  num("weight_copy_bytes", c.need.weights);
+  num("mapped_bytes", c.need.mapped);
+  num("kv_bytes", c.need.kv);
+  num("compute_bytes", c.need.compute);
+  num("available_bytes", c.available);
+  s += "\"available_source\": " + json_string(c.source) + ", ";
+  s += "\"fits\": " + std::string(c.fits() ? "true" : "false") + "}, ";
   s += "\"tensors\": [";
   for (size_t i = 0; i < p.tensors.size(); ++i) {
     const auto& t = p.tensors[i];
@@ -67,7 +81,7 @@ void print_json(const sched::Plan& p) {
   std::fwrite(s.data(), 1, s.size(), stdout);
 }
 
-void print_table(const sched::Plan& p, const std::string& path) {
+void print_table(const sched::Plan& p, const RamCheck& c, const std::string& path) {
   std::printf("plan for %s\n\n", path.c_str());
   std::printf("  layer  attn  ffn   attn weights    ffn weights       KV cache\n");
   for (const auto& l : p.layers)
@@ -81,12 +95,18 @@ void print_table(const sched::Plan& p, const std::string& path) {
               human_bytes(p.gpu_weight_bytes).c_str(), human_bytes(p.kv_gpu_bytes).c_str(),
               human_bytes(p.compute_gpu_bytes).c_str(),
               p.stream_prefill ? " (incl. prefill streaming buffers)" : "");
-  std::printf("RAM:  %s: weights %s, KV %s, compute %s\n", human_bytes(p.ram_bytes).c_str(),
-              human_bytes(p.cpu_weight_bytes).c_str(), human_bytes(p.kv_cpu_bytes).c_str(),
-              human_bytes(p.compute_cpu_bytes).c_str());
+  std::printf(
+      "RAM:  %s (%s available, %s): weight copies %s, KV %s, compute %s; %s read from "
+      "the file mapping\n",
+      human_bytes(c.need.total()).c_str(),
+      c.available ? human_bytes(c.available).c_str() : "unknown", c.source.c_str(),
+      human_bytes(c.need.weights).c_str(), human_bytes(c.need.kv).c_str(),
+      human_bytes(c.need.compute).c_str(), human_bytes(c.need.mapped).c_str());
   std::printf("CPU<->GPU transitions per token: %d\n", p.transitions);
   std::printf("predicted: tg %.2f t/s, pp %.1f t/s%s\n", p.predicted_tg_tps, p.predicted_pp_tps,
               p.speeds.calibrated ? "" : "  (uncalibrated defaults: run `straw calibrate`)");
+  // The refusal `straw run` would print (the same text).
+  if (!c.fits()) std::printf("\n%s\n", ram_shortfall(c, p).c_str());
 }
 
 int run_plan(const Args& a) {
@@ -110,18 +130,25 @@ int run_plan(const Args& a) {
   po.ctx = a.get_int("ctx", std::min<int64_t>(hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
   po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
-  const sched::Plan p = sched::make_plan(shape, tensors, po, sched::load_speeds(sched::calibration_path()));
+  const sched::Plan p =
+      sched::make_plan(shape, tensors, po, sched::load_speeds(sched::calibration_path()));
+  const RamCheck c = check_ram(*reader, p, po.ctx, cpu::best_isa(), !a.has("no-repack"));
   const std::string fmt = a.get_or("output", "table");
-  if (fmt == "json") print_json(p);
-  else if (fmt == "table") print_table(p, path);
-  else throw UsageError("-o must be table or json");
+  if (fmt == "json")
+    print_json(p, c);
+  else if (fmt == "table")
+    print_table(p, c, path);
+  else
+    throw UsageError("-o must be table or json");
   return 0;
 }
 
 }  // namespace
 
-const Command kPlan = {"plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
-                       "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] [-o json]",
-                       plan_options, run_plan};
+const Command kPlan = {
+    "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
+    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] "
+    "[--no-repack] [-o json]",
+    plan_options, run_plan};
 
 }  // namespace straw::cli

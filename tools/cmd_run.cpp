@@ -77,7 +77,9 @@ std::string read_prompt(const Args& a) {
 void print_speeds(const GenerateResult& r) {
   const double pp = r.prompt_seconds > 0 ? double(r.prompt_tokens) / r.prompt_seconds : 0;
   const double tg = r.generate_seconds > 0 ? double(r.tokens.size()) / r.generate_seconds : 0;
-  std::fprintf(stderr, "\nstraw: prompt %lld tokens in %.2f s (%.2f t/s); generated %zu tokens in %.2f s (%.2f t/s)\n",
+  std::fprintf(stderr,
+               "\nstraw: prompt %lld tokens in %.2f s (%.2f t/s); generated %zu tokens in %.2f s "
+               "(%.2f t/s)\n",
                static_cast<long long>(r.prompt_tokens), r.prompt_seconds, pp, r.tokens.size(),
                r.generate_seconds, tg);
 }
@@ -105,13 +107,15 @@ int run_chat(Model& model, const Args& a, GenerateOptions gen) {
   const Model::Impl& m = model.impl();
   const bool templated = model.has_chat_template();
   if (!templated)
-    std::fprintf(stderr, "straw: the model has no chat template straw recognises; each turn is "
-                         "used as a plain completion prompt\n");
+    std::fprintf(stderr,
+                 "straw: the model has no chat template straw recognises; each turn is "
+                 "used as a plain completion prompt\n");
   if (gen.n_predict == 128 && !a.has("n-predict")) gen.n_predict = -1;
   Session session(model);
   bool first = true;
   std::string first_prompt = read_prompt(a);
-  std::fprintf(stderr, "straw: chat; Ctrl-C stops a reply, Ctrl-D (or Ctrl-C at the prompt) quits\n");
+  std::fprintf(stderr,
+               "straw: chat; Ctrl-C stops a reply, Ctrl-D (or Ctrl-C at the prompt) quits\n");
   for (;;) {
     std::string user;
     if (first && !first_prompt.empty()) {
@@ -141,12 +145,14 @@ int run_chat(Model& model, const Args& a, GenerateOptions gen) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
     if (r.stop == GenerateResult::Stop::Context) {
-      std::fprintf(stderr, "straw: the context is full (%lld tokens); restart with a larger --ctx\n",
+      std::fprintf(stderr,
+                   "straw: the context is full (%lld tokens); restart with a larger --ctx\n",
                    static_cast<long long>(session.n_ctx()));
       break;
     }
     if (templated) {
-      std::vector<int32_t> end = model.tokenize(model::assistant_terminator(m.chat_template), false, true);
+      std::vector<int32_t> end =
+          model.tokenize(model::assistant_terminator(m.chat_template), false, true);
       if (session.n_past() + int64_t(end.size()) > session.n_ctx()) break;
       if (!end.empty()) session.eval(end);
     }
@@ -160,7 +166,7 @@ int run_run(const Args& a) {
   GenerateOptions gen;
   gen.n_predict = static_cast<int>(a.get_int("n-predict", 128));
   gen.sampling = sampling_from(a);
-  auto model = load_model_verbose(mo);
+  auto model = load_model_verbose(mo, a.has("quiet"));
   struct sigaction sa = {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);

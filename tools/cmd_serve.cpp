@@ -35,7 +35,7 @@ std::vector<Option> serve_options() {
 
 int run_serve(const Args& a) {
   serve::ServerOptions so;
-  const ModelOptions mo = model_options_from(a);
+  ModelOptions mo = model_options_from(a);
   so.host = a.get_or("host", "127.0.0.1");
   so.port = int(a.get_int("port", 8080));
   if (so.port < 0 || so.port > 65535) throw UsageError("--port must be 0..65535");
@@ -53,7 +53,9 @@ int run_serve(const Args& a) {
   if (so.read_timeout_s < 1) throw UsageError("--timeout must be >= 1");
   const double grace = a.get_float("shutdown-grace", 5);
   if (grace < 0) throw UsageError("--shutdown-grace must be >= 0");
-  so.load = [mo] { return load_model_verbose(mo); };
+  // The memory check counts one KV cache per slot.
+  mo.sessions = so.engine.parallel;
+  so.load = [mo, quiet = a.has("quiet")] { return load_model_verbose(mo, quiet); };
 
   // SIGINT/SIGTERM go to one watcher thread (blocked everywhere else, before any thread starts).
   sigset_t set;

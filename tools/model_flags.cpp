@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "load_progress.h"
 #include "placement_flags.h"
 #include "util/str.h"
 
@@ -18,6 +19,8 @@ std::vector<Option> model_options() {
       {"device", 0, true, "DEV  auto (default: GPU when built with CUDA and present), cpu, gpu"},
       {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
       cpu_kernels_option(),
+      no_repack_option(),
+      quiet_option(),
   };
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
@@ -45,6 +48,16 @@ CpuKernels cpu_kernels_from(const Args& args) {
   if (k == "avx2") return CpuKernels::Avx2;
   if (k == "scalar") return CpuKernels::Scalar;
   throw UsageError("--cpu-kernels must be auto, avx512, avx-vnni, avx2 or scalar, got '" + k + "'");
+}
+
+Option no_repack_option() {
+  return {"no-repack", 0, false,
+          "use the weights from the file mapping, not repacked copies in RAM (slower; for models "
+          "larger than RAM)"};
+}
+
+Option quiet_option() {
+  return {"quiet", 'q', false, "no load progress and no load report on stderr"};
 }
 
 namespace {
@@ -79,18 +92,32 @@ ModelOptions model_options_from(const Args& args) {
   for (const auto& ov : po.overrides)
     o.tensor_overrides.push_back({ov.pattern, ov.device == sched::Device::Gpu});
   o.cuda_graphs = !args.has("no-cuda-graphs");
+  o.repack_weights = !args.has("no-repack");
   return o;
 }
 
-std::unique_ptr<Model> load_model_verbose(const ModelOptions& o) {
+std::unique_ptr<Model> load_model_verbose(ModelOptions o, bool quiet) {
+  LoadProgressPrinter printer(quiet, stderr_is_terminal());
+  o.on_progress = printer.callback();
   auto t0 = std::chrono::steady_clock::now();
-  auto model = Model::load(o);
+  std::unique_ptr<Model> model;
+  try {
+    model = Model::load(o);
+  } catch (...) {
+    printer.abandon();
+    throw;
+  }
+  printer.finish();
+  if (quiet) return model;
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const ModelInfo& i = model->info();
   std::fprintf(stderr, "straw: loaded %s (%s, %d layers, %s) in %.2f s; %d threads, ctx %d; %s\n",
                i.name.c_str(), i.architecture.c_str(), i.n_layer,
                human_bytes(i.weight_bytes).c_str(), s, model->options().threads,
                model->options().ctx, i.placement.c_str());
+  std::fprintf(stderr, "straw: weights: %s; RAM %s of %s available\n", i.weights.c_str(),
+               human_bytes(i.ram_bytes).c_str(),
+               i.ram_available ? human_bytes(i.ram_available).c_str() : "an unknown amount");
   return model;
 }
 

@@ -8,9 +8,15 @@
 
 namespace straw::cli {
 
-// -m/--model, -t/--threads, -c/--ctx, --ubatch, --kv-type
+// -m/--model, -t/--threads, -c/--ctx, --ubatch, --kv-type, --device, --no-cuda-graphs,
+// --cpu-kernels, --no-repack, --quiet and the placement options.
 std::vector<Option> model_options();
 ModelOptions model_options_from(const Args& args);
+
+// --no-repack: ModelOptions::repack_weights = false.
+Option no_repack_option();
+// --quiet: no load progress and no load report on stderr.
+Option quiet_option();
 
 // --kv-type f16|f32|q8_0.
 KvCacheType kv_type_from(const Args& args);
@@ -19,7 +25,10 @@ KvCacheType kv_type_from(const Args& args);
 Option cpu_kernels_option();
 CpuKernels cpu_kernels_from(const Args& args);
 
-// Prints "loaded NAME (arch, N layers, SIZE) in S s" to stderr.
-std::unique_ptr<Model> load_model_verbose(const ModelOptions& o);
+// Loads the model showing progress on stderr (load_progress.h), then prints (unless quiet)
+//   straw: load: mapped SIZE; repacked SIZE in S s (RATE); uploaded SIZE in S s (RATE)
+//   straw: loaded NAME (ARCH, N layers, SIZE) in S s; T threads, ctx N; PLACEMENT
+//   straw: weights: WHERE THEY ARE; RAM SIZE of SIZE available
+std::unique_ptr<Model> load_model_verbose(ModelOptions o, bool quiet = false);
 
 }  // namespace straw::cli

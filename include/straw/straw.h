@@ -49,6 +49,22 @@ struct TensorOverride {
   bool gpu = false;     // place matching tensors on the GPU (true) or the CPU (false)
 };
 
+// Where Model::load is (ModelOptions::on_progress). Loading runs in stages, one after the other;
+// each stage that has work is reported from 0 to done_bytes == total_bytes (its last call), and a
+// stage without work (nothing to repack on a GPU-only placement, --no-repack) is not reported.
+struct LoadProgress {
+  enum class Stage {
+    Map,     // the file(s) mapped and the tensor table checked: one call, bytes = tensor data
+    Repack,  // CPU weights copied / repacked into anonymous memory; this reads the file, so on a
+             // cold page cache it runs at disk speed (tens of seconds for a 17 GiB file)
+    Upload,  // GPU weights copied into device memory
+  };
+  Stage stage = Stage::Map;
+  uint64_t done_bytes = 0;   // bytes of the file this stage has processed so far
+  uint64_t total_bytes = 0;  // bytes of the file this stage processes
+  double seconds = 0;        // since Model::load began
+};
+
 struct ModelOptions {
   std::string path;  // GGUF file; for split models the first shard (NAME-00001-of-0000N.gguf)
   int threads = 0;   // worker threads; 0: the number of physical cores
@@ -65,6 +81,20 @@ struct ModelOptions {
                                         // output layer); unset: automatic placement
   std::vector<TensorOverride> tensor_overrides;  // first match wins
   bool cuda_graphs = true;                       // capture the decode step as a CUDA Graph
+
+  // Copy the CPU's weights into anonymous memory, repacked for the SIMD kernels (the fast path).
+  // false: matmuls read the weights from the file mapping (repacking tiles on the fly, slower), so
+  // they take page cache instead of RAM of their own: a model larger than RAM still runs, streaming
+  // from disk at every token.
+  bool repack_weights = true;
+
+  // Sessions the caller will hold at once, each with a KV cache of `ctx` positions (a server's
+  // slots): the memory check of load() counts that many caches.
+  int sessions = 1;
+
+  // Called on the loading thread as loading advances (see LoadProgress); the library itself never
+  // prints. Unset: no reports.
+  std::function<void(const LoadProgress&)> on_progress;
 };
 
 // What a loaded model is.
@@ -77,8 +107,15 @@ struct ModelInfo {
   int n_layer = 0;
   int n_head = 0;
   int n_head_kv = 0;
-  uint64_t weight_bytes = 0;  // bytes of tensor data in the file(s)
-  std::string placement;      // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
+  uint64_t weight_bytes = 0;   // bytes of tensor data in the file(s)
+  std::string placement;       // one line: "cpu" or e.g. "gpu: 40/64 layers + output, 7.6 GiB VRAM"
+  std::string weights;         // one line: where the weights are held, e.g. "10.91 GiB repacked in
+                               // RAM (huge pages), 7.21 GiB in VRAM", with a warning when some
+                               // stayed in the file mapping because RAM was short
+  uint64_t ram_bytes = 0;      // RAM the model needs at its context (weight copies, the KV
+                               // caches of ModelOptions::sessions sessions, compute buffers):
+                               // what the memory check compared
+  uint64_t ram_available = 0;  // RAM available when it loaded (MemAvailable or STRAW_RAM_LIMIT)
 };
 
 struct ChatMessage {
@@ -102,6 +139,13 @@ struct SamplingOptions {
 
 class Model {
  public:
+  // Maps the file, places the weights (CPU / GPU under the VRAM budget), then prepares them.
+  // Before preparing anything it checks that the model fits: the RAM it will allocate (repacked
+  // CPU weights, ModelOptions::sessions KV caches of ModelOptions::ctx positions, compute buffers)
+  // against the RAM available (/proc/meminfo's MemAvailable, or the environment variable
+  // STRAW_RAM_LIMIT: a size such as 8GiB or a byte count, for tests and for capping straw's share
+  // of a machine). When it does not fit it throws straw::Error with the numbers and what to do (a
+  // smaller quant, a VRAM budget, a smaller context, repack_weights = false).
   static std::unique_ptr<Model> load(const ModelOptions& options);
   ~Model();
 

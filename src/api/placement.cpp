@@ -2,6 +2,7 @@
 // a GPU is usable and the placement plan puts something on it.
 #include <algorithm>
 
+#include "api/memory.h"
 #include "api/model_impl.h"
 #include "cpu/thread_pool.h"
 #include "util/str.h"
@@ -45,23 +46,46 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
                : m.options.kv_type == KvCacheType::Q8_0 ? sched::KvType::Q8_0
                                                         : sched::KvType::F16;
   po.ubatch = m.options.ubatch;
-  if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
-  for (const TensorOverride& o : m.options.tensor_overrides)
-    po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
+  // Without a budget everything is on the CPU whatever was forced (choose_backends has refused
+  // GPU requests it cannot serve).
+  if (vram_budget > 0) {
+    if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
+    for (const TensorOverride& o : m.options.tensor_overrides)
+      po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
+  }
   return sched::make_plan(shape_of(m.hp), tensors, po,
                           sched::load_speeds(sched::calibration_path()));
 }
 
+namespace {
+
+// Refuses (straw::Error) before anything is prepared when the placement's RAM does not fit.
+void check_memory(Model::Impl& m) {
+  const RamCheck c = check_ram(*m.reader, m.plan, m.n_ctx, m.cpu->isa(), m.options.repack_weights,
+                               m.options.sessions);
+  m.info.ram_bytes = c.need.total();
+  m.info.ram_available = c.available;
+  if (!c.fits()) fail(m.reader->path(), ": ", ram_shortfall(c, m.plan));
+}
+
+}  // namespace
+
 void choose_backends(Model::Impl& m) {
   const ModelOptions& o = m.options;
-  m.cpu = std::make_unique<cpu::CpuBackend>(
-      cpu::CpuOptions{.n_threads = o.threads, .isa = cpu_isa(o.cpu_kernels)});
+  m.cpu = std::make_unique<cpu::CpuBackend>(cpu::CpuOptions{
+      .n_threads = o.threads, .isa = cpu_isa(o.cpu_kernels), .copy_weights = o.repack_weights});
   m.devices = model::DeviceMap::single(*m.cpu, m.hp.n_layer);
   m.info.placement = "cpu";
+  // Everything on the CPU: the plan only accounts memory.
+  auto cpu_only = [&] {
+    m.plan = plan_model(m, 0);
+    check_memory(m);
+  };
   if (!wants_gpu(o)) {
     if (o.gpu_layers.value_or(0) > 0)
       fail(
           "--gpu-layers was given but the placement is CPU only (--device cpu or --vram-budget 0)");
+    cpu_only();
     return;
   }
 #ifdef STRAW_HAVE_CUDA
@@ -69,6 +93,7 @@ void choose_backends(Model::Impl& m) {
   if (!cuda::cuda_available(&why)) {
     if (o.device == DeviceChoice::Gpu || o.gpu_layers.value_or(0) > 0)
       fail("a GPU was requested but none can be used: ", why);
+    cpu_only();
     return;
   }
   cuda::CudaOptions co;
@@ -91,6 +116,7 @@ void choose_backends(Model::Impl& m) {
     fail(
         "--kv-type q8_0 runs on the CPU only so far, and this placement puts attention on the "
         "GPU: use --kv-type f16, or --device cpu");
+  check_memory(m);
   // One device arena for every weight the plan puts on the GPU, sized before anything is uploaded.
   uint64_t arena = 0;
   model::for_each_placed_weight(m.weights, m.devices, [&](ops::Weight& w, ops::Backend& be) {
@@ -112,6 +138,7 @@ void choose_backends(Model::Impl& m) {
     fail(
         "GPU placement was requested, but this straw was built without CUDA "
         "(rebuild with -DSTRAW_CUDA=ON on a machine with the CUDA Toolkit)");
+  cpu_only();
 #endif
 }
 

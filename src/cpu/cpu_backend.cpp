@@ -23,6 +23,13 @@ bool float_type(quant::Type t) {
   return t == quant::Type::F32 || t == quant::Type::F16 || t == quant::Type::BF16;
 }
 
+size_t weight_copy_bytes(const ops::Weight& w, Isa isa, bool copy_weights) {
+  if (w.n_out <= 1 || !copy_weights || mat_kernels(isa) == nullptr) return 0;
+  if (tiled_type(w.type)) return size_t(n_tiles(w.n_out)) * tile_layout(w.type, w.n_in).tile_bytes;
+  if (float_type(w.type)) return size_t(float_groups(w.n_out)) * float_group_bytes(w.type, w.n_in);
+  return size_t(w.n_out) * w.row_bytes;
+}
+
 std::string PrepareStatus::message() const {
   std::string s = str("weights: ", human_bytes(copied_bytes), " in anonymous memory",
                       huge_pages ? " (huge pages)" : "");
@@ -65,20 +72,18 @@ uint8_t* CpuBackend::act_buffer(size_t bytes) {
 
 ops::Weight CpuBackend::prepare_weight(const ops::Weight& w) {
   // Vectors (norm weights, biases: one row) are read element by element by the element-wise ops:
-  // they stay as they are.
+  // they stay as they are (weight_copy_bytes is 0 for them).
   if (w.n_out <= 1) return w;
-  const bool tiled = kernels_ && tiled_type(w.type) && w.n_out > 0;
-  const bool grouped = kernels_ && float_type(w.type) && w.n_out > 0;
-  const size_t bytes = tiled     ? size_t(n_tiles(w.n_out)) * tile_layout(w.type, w.n_in).tile_bytes
-                       : grouped ? size_t(float_groups(w.n_out)) * float_group_bytes(w.type, w.n_in)
-                                 : size_t(w.n_out) * w.row_bytes;
+  const size_t bytes = copy_bytes(w);
+  const bool tiled = bytes > 0 && tiled_type(w.type);
+  const bool grouped = bytes > 0 && float_type(w.type);
   auto keep = [&](bool low_memory) {
     status_.n_in_place += 1;
     status_.in_place_bytes += size_t(w.n_out) * w.row_bytes;
     status_.low_memory = status_.low_memory || low_memory;
     return w;
   };
-  if (!w.data || !options_.copy_weights || kernels_ == nullptr) return keep(false);
+  if (!w.data || bytes == 0) return keep(false);
 
   if (options_.memory_budget == 0) {
     const size_t avail = available_memory();

@@ -55,6 +55,10 @@ struct PrepareStatus {
 
 class WeightArena;
 
+// Bytes of anonymous memory prepare_weight takes for w on a backend with kernels `isa` (its tiled,
+// grouped or plain copy); 0 when w stays where it is (vectors, the scalar level, no copies).
+size_t weight_copy_bytes(const ops::Weight& w, Isa isa, bool copy_weights = true);
+
 class CpuBackend final : public ops::Backend {
  public:
   explicit CpuBackend(int n_threads);
@@ -65,6 +69,10 @@ class CpuBackend final : public ops::Backend {
   ThreadPool& pool() { return pool_; }
   Isa isa() const { return isa_; }
   const PrepareStatus& prepare_status() const { return status_; }
+  // weight_copy_bytes for this backend's kernels and options.
+  size_t copy_bytes(const ops::Weight& w) const {
+    return weight_copy_bytes(w, isa_, options_.copy_weights);
+  }
 
   std::unique_ptr<ops::Buffer> alloc(size_t bytes) override;
   void to_host(const void* src, void* dst, size_t bytes) override;

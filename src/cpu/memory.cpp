@@ -43,7 +43,16 @@ constexpr size_t kChunk = size_t(256)
 
 }  // namespace
 
-size_t available_memory() {
+size_t available_memory(std::string* source) {
+  if (const char* limit = std::getenv("STRAW_RAM_LIMIT"); limit && *limit) {
+    const std::optional<uint64_t> v = parse_byte_size(limit);
+    if (!v)
+      fail("the environment variable STRAW_RAM_LIMIT='", limit,
+           "' is not a size (examples: 8GiB, 512MiB, 1000000); unset it to use MemAvailable");
+    if (source) *source = "STRAW_RAM_LIMIT";
+    return size_t(*v);
+  }
+  if (source) *source = "MemAvailable";
   std::ifstream in("/proc/meminfo");
   std::string key;
   size_t value = 0;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace straw::cpu {
@@ -29,7 +30,10 @@ class WeightArena {
   bool huge_pages_ = false;
 };
 
-// MemAvailable from /proc/meminfo in bytes (0 when unknown).
-size_t available_memory();
+// The RAM straw may count on, in bytes: the environment variable STRAW_RAM_LIMIT when set (a size:
+// "8GiB", "512M", a byte count; for tests and to cap straw's share of a machine), else MemAvailable
+// from /proc/meminfo (0 when unknown). The one place that reads either; `source` receives
+// "STRAW_RAM_LIMIT" or "MemAvailable". Throws straw::Error when STRAW_RAM_LIMIT is not a size.
+size_t available_memory(std::string* source = nullptr);
 
 }  // namespace straw::cpu

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -26,5 +27,9 @@ template <class... Args>
 
 // "1.50 GiB", "512.00 MiB", "17 B": binary units, for tables and messages.
 std::string human_bytes(uint64_t bytes);
+
+// "8GiB", "7.5G", "512MiB", "1000000" -> bytes (binary units; B, K/KiB/KB, M, G, T, any case);
+// nullopt when the text is not such a size.
+std::optional<uint64_t> parse_byte_size(const std::string& s);
 
 }  // namespace straw

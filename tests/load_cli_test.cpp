@@ -1,0 +1,136 @@
+// What the CLI prints while loading (stderr not a terminal: one line, no carriage returns),
+// --quiet, --no-repack, and the refusal of a model larger than RAM through `straw run` and
+// `straw plan` (skipped when the CLI is not built).
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "model/presets.h"
+#include "model/synth.h"
+#include "test_util.h"
+
+namespace {
+
+std::string straw_bin() {
+  return (std::filesystem::path(STRAW_BIN_DIR) / "straw").string();
+}
+
+struct Result {
+  int code = -1;
+  std::string out;
+};
+
+// Runs `straw ARGS` with `env` before it; out: stderr only (stdout_too: both).
+Result straw(const std::string& env, const std::string& args, bool stdout_too = false) {
+  Result r;
+  const std::string cmd =
+      env + " " + straw_bin() + " " + args + (stdout_too ? " 2>&1" : " 2>&1 >/dev/null");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+#define REQUIRE_CLI()                                                                    \
+  do {                                                                                   \
+    if (!std::filesystem::exists(straw_bin()))                                           \
+      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)"; \
+  } while (0)
+
+std::string small_model(const std::string& name) {
+  const std::string path = straw::test::temp_path(name).string();
+  straw::model::SynthOptions o;
+  o.shape = straw::model::custom_shape(straw::model::Arch::Qwen2, 2, 256, 512, 4, 2, 0, 512, false);
+  o.type = straw::model::FileType::Q4_K_M;
+  straw::model::synthesize(path, o);
+  return path;
+}
+
+const char* const kSize = "[0-9]+(\\.[0-9]{2} (KiB|MiB|GiB|TiB)| B)";
+
+TEST(LoadCli, OneProgressLineWhenStderrIsNotATerminal) {
+  REQUIRE_CLI();
+  const std::string path = small_model("cli-progress.gguf");
+  const Result r = straw("", "run -m " + path + " -p hi -n 1 -t 1 --seed 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find('\r'), std::string::npos) << "a live line was drawn on a pipe: " << r.out;
+  EXPECT_EQ(r.out.find("\033["), std::string::npos) << r.out;
+  const std::string size = kSize;
+  const std::regex load("(^|\n)straw: load: mapped " + size + "; repacked " + size +
+                        " in [0-9]+\\.[0-9]{2} s \\(" + size + "/s\\)\n");
+  EXPECT_TRUE(std::regex_search(r.out, load)) << r.out;
+  const std::regex loaded("\nstraw: loaded [^\n]+ in [0-9.]+ s; 1 threads, ctx [0-9]+; cpu\n");
+  EXPECT_TRUE(std::regex_search(r.out, loaded)) << r.out;
+  const std::regex weights("\nstraw: weights: " + size + " repacked in RAM[^\n]*; RAM " + size +
+                           " of " + size + " available\n");
+  EXPECT_TRUE(std::regex_search(r.out, weights)) << r.out;
+
+  // --quiet: none of the three.
+  const Result q = straw("", "run -m " + path + " -p hi -n 1 -t 1 --seed 1 --quiet");
+  ASSERT_EQ(q.code, 0) << q.out;
+  for (const char* s : {"straw: load:", "straw: loaded", "straw: weights:"})
+    EXPECT_EQ(q.out.find(s), std::string::npos) << s << " with --quiet: " << q.out;
+
+  // --no-repack: nothing repacked, the weights stay in the mapping.
+  const Result n = straw("", "run -m " + path + " -p hi -n 1 -t 1 --seed 1 --no-repack");
+  ASSERT_EQ(n.code, 0) << n.out;
+  EXPECT_TRUE(std::regex_search(n.out, std::regex("(^|\n)straw: load: mapped " + size + "\n")))
+      << n.out;
+  EXPECT_NE(n.out.find("read from the file mapping (--no-repack)"), std::string::npos) << n.out;
+
+  // bench shows the same line (its results go to stdout).
+  const Result b = straw("", "bench -m " + path + " -p 4 -n 2 -r 1 -t 1 --bandwidth-buffer 16MiB");
+  ASSERT_EQ(b.code, 0) << b.out;
+  EXPECT_TRUE(std::regex_search(b.out, load)) << b.out;
+  std::filesystem::remove(path);
+}
+
+// A 32B model (header only: the data is a sparse hole) against a 4 GiB RAM limit: `straw run`
+// refuses before repacking anything, with the numbers; `straw plan` says the same.
+TEST(LoadCli, RefusesAModelLargerThanRam) {
+  REQUIRE_CLI();
+  const std::string path = straw::test::temp_path("cli-32b-nodata.gguf").string();
+  Result r = straw("", "synth --preset qwen2.5-32b --type IQ4_XS --no-data -o " + path, true);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const std::string env = "STRAW_RAM_LIMIT=4GiB";
+  r = straw(env, "run -m " + path + " -p hi -n 1 --ctx 8192");
+  EXPECT_EQ(r.code, 1) << r.out;
+  for (const char* s :
+       {"straw run: error: ", "does not fit in memory: it needs 18.", " GiB of RAM (16.",
+        " GiB of weight copies, 2.00 GiB of KV cache at ctx 8192, ",
+        "but 4.00 GiB is available (STRAW_RAM_LIMIT)", "smaller quantization", "--vram-budget",
+        "--no-repack: use the weights from the file mapping"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << " in: " << r.out;
+  EXPECT_EQ(r.out.find("repacked"), std::string::npos) << "refused after repacking: " << r.out;
+
+  // straw serve checks the same before loading, with one KV cache per slot.
+  r = straw(env, "serve -m " + path + " --ctx 8192 --parallel 2 --port 0");
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.out.find("does not fit in memory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("4.00 GiB of KV cache at ctx 8192 for 2 sessions"), std::string::npos)
+      << r.out;
+
+  r = straw(env, "plan -m " + path + " --ctx 8192", true);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(4.00 GiB available, STRAW_RAM_LIMIT)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("does not fit in memory: it needs 18."), std::string::npos) << r.out;
+  r = straw(env, "plan -m " + path + " --ctx 8192 -o json", true);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"available_bytes\": 4294967296, \"available_source\": "
+                       "\"STRAW_RAM_LIMIT\", \"fits\": false}"),
+            std::string::npos)
+      << r.out.substr(0, 1200);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
