@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
+#include <limits>
 #include <random>
 
 #include "http_error.h"
@@ -92,6 +94,22 @@ void parse_common(const json& body, const ModelContext& m, ParsedRequest& r) {
       for (const json& s : *stop) g.stop.push_back(string_field(s, "stop"));
     } else {
       reject(400, "'stop' must be a string or an array of strings");
+    }
+  }
+  if (const json* lb = field(body, "logit_bias")) {
+    // {"token id": bias in -100..100}; -100 bans the token, as OpenAI documents.
+    if (!lb->is_object()) reject(400, "'logit_bias' must be an object of token id -> bias");
+    for (const auto& [key, v] : lb->items()) {
+      char* end = nullptr;
+      const long id = std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || id >= m.model->n_vocab())
+        reject(400, "logit_bias: '", key, "' is not a token id of this model (0..",
+               m.model->n_vocab() - 1, ")");
+      if (!v.is_number() || !std::isfinite(v.get<double>()) || std::fabs(v.get<double>()) > 100)
+        reject(400, "logit_bias['", key, "'] must be a number between -100 and 100");
+      const float bias = v.get<double>() <= -100 ? -std::numeric_limits<float>::infinity()
+                                                 : float(v.get<double>());
+      s.logit_bias.push_back({int32_t(id), bias});
     }
   }
   g.ignore_eos = boolean(body, "ignore_eos");

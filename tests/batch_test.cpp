@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "straw/straw.h"
@@ -192,6 +193,23 @@ TEST(Sampler, GenerateWithAConstraintOnlyProducesAllowedTokens) {
   GenerateResult r = generate(s, model->tokenize("Once upon a time"), g, nullptr);
   for (int32_t t : r.tokens) EXPECT_EQ(t % 2, 0);
   EXPECT_EQ(even.accepted, int(r.tokens.size()));
+}
+
+TEST(Sampler, LogitBiasBansAndFavoursTokens) {
+  auto model = load_bundled();
+  Session s(*model);
+  s.eval(model->tokenize("Once upon a time"));
+  const int32_t best = argmax(s.logits());
+  SamplingOptions so;
+  so.temperature = 0.0f;
+  so.logit_bias = {{best, -std::numeric_limits<float>::infinity()}};
+  Sampler banned(*model, so);
+  EXPECT_NE(banned.sample(s.logits()), best);
+  so.logit_bias = {{42, 1000.0f}};
+  Sampler favoured(*model, so);
+  EXPECT_EQ(favoured.sample(s.logits()), 42);
+  so.logit_bias = {{100000, 1.0f}};
+  EXPECT_THROW(Sampler(*model, so), Error);
 }
 
 TEST(Logprobs, TopLogprobsAreTheLogSoftmaxInOrder) {

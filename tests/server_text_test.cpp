@@ -32,7 +32,10 @@ TEST(ServerText, OnlyWholeUtf8CharactersAreReleased) {
   EXPECT_EQ(t.push("x\xE2\x82"), "x");
   EXPECT_EQ(t.finish(), "\xEF\xBF\xBD");
   TextStream u;
-  EXPECT_EQ(u.push("\xFF" "a"), "\xFF" "a");
+  EXPECT_EQ(u.push("\xFF"
+                   "a"),
+            "\xFF"
+            "a");
 }
 
 TEST(ServerText, StopStringsCutTheTextAndHoldBackPossibleStarts) {
@@ -105,25 +108,27 @@ class ServerParse : public ::testing::Test {
 };
 
 TEST_F(ServerParse, ChatFieldsMapToTheRequest) {
-  const json body = {{"messages", {{{"role", "system"}, {"content", "Be brief."}},
-                                   {{"role", "user"},
-                                    {"content", {{{"type", "text"}, {"text", "Once upon"}},
-                                                 {{"type", "text"}, {"text", " a time"}}}}}}},
-                     {"temperature", 0.5},
-                     {"top_p", 0.9},
-                     {"top_k", 20},
-                     {"min_p", 0.1},
-                     {"seed", 42},
-                     {"max_completion_tokens", 12},
-                     {"max_tokens", 99},
-                     {"stop", {"a", "b"}},
-                     {"presence_penalty", 0.5},
-                     {"frequency_penalty", -0.5},
-                     {"logprobs", true},
-                     {"top_logprobs", 3},
-                     {"stream", true},
-                     {"stream_options", {{"include_usage", true}}},
-                     {"unknown_field", {1, 2, 3}}};
+  const json body = {
+      {"messages",
+       {{{"role", "system"}, {"content", "Be brief."}},
+        {{"role", "user"},
+         {"content",
+          {{{"type", "text"}, {"text", "Once upon"}}, {{"type", "text"}, {"text", " a time"}}}}}}},
+      {"temperature", 0.5},
+      {"top_p", 0.9},
+      {"top_k", 20},
+      {"min_p", 0.1},
+      {"seed", 42},
+      {"max_completion_tokens", 12},
+      {"max_tokens", 99},
+      {"stop", {"a", "b"}},
+      {"presence_penalty", 0.5},
+      {"frequency_penalty", -0.5},
+      {"logprobs", true},
+      {"top_logprobs", 3},
+      {"stream", true},
+      {"stream_options", {{"include_usage", true}}},
+      {"unknown_field", {1, 2, 3}}};
   const ParsedRequest r = parse_chat_request(body, ctx_);
   EXPECT_EQ(r.gen.sampling.temperature, 0.5f);
   EXPECT_EQ(r.gen.sampling.top_p, 0.9f);
@@ -144,7 +149,8 @@ TEST_F(ServerParse, ChatFieldsMapToTheRequest) {
 }
 
 TEST_F(ServerParse, CompletionPromptsAsTextOrTokens) {
-  ParsedRequest r = parse_completion_request({{"prompt", "Once upon a time"}, {"echo", true}}, ctx_);
+  ParsedRequest r =
+      parse_completion_request({{"prompt", "Once upon a time"}, {"echo", true}}, ctx_);
   EXPECT_EQ(r.gen.prompt, model_->tokenize("Once upon a time"));
   EXPECT_EQ(r.shape.echo, "Once upon a time");
   r = parse_completion_request({{"prompt", {1, 2, 3}}, {"logprobs", 2}}, ctx_);
@@ -162,8 +168,7 @@ TEST_F(ServerParse, BadFieldsAre400WithTheFieldNamed) {
   EXPECT_EQ(status_of({{"messages", "hi"}}), 400);
   EXPECT_EQ(status_of({{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}), 400);
   EXPECT_EQ(status_of({{"messages", {{{"role", "user"}, {"content", 5}}}}}), 400);
-  EXPECT_EQ(status_of({{"messages", {{{"role", "user"},
-                                      {"content", {{{"type", "image_url"}}}}}}}}),
+  EXPECT_EQ(status_of({{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}}}}}}}}),
             400);
   EXPECT_EQ(status_of({{"messages", msgs}, {"temperature", "hot"}}), 400);
   EXPECT_EQ(status_of({{"messages", msgs}, {"temperature", -1}}), 400);
@@ -178,6 +183,10 @@ TEST_F(ServerParse, BadFieldsAre400WithTheFieldNamed) {
   EXPECT_EQ(status_of({{"messages", msgs}, {"stream", "yes"}}), 400);
   EXPECT_EQ(status_of({{"messages", msgs}, {"response_format", {{"type", "xml"}}}}), 400);
   EXPECT_EQ(status_of({{"messages", msgs}, {"logprobs", true}, {"top_logprobs", 50}}), 400);
+  EXPECT_EQ(status_of({{"messages", msgs}, {"logit_bias", {{"7", 5}}}}), 200);
+  EXPECT_EQ(status_of({{"messages", msgs}, {"logit_bias", {{"x", 5}}}}), 400);
+  EXPECT_EQ(status_of({{"messages", msgs}, {"logit_bias", {{"99999", 5}}}}), 400);
+  EXPECT_EQ(status_of({{"messages", msgs}, {"logit_bias", {{"7", 500}}}}), 400);
   EXPECT_EQ(status_of({{"prompt", {1, 99999}}}, false), 400);
   EXPECT_EQ(status_of({{"prompt", 5}}, false), 400);
   EXPECT_EQ(status_of({{"prompt", ""}, {"suffix", "x"}}, false), 400);

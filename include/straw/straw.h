@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "straw/constraint.h"
@@ -135,6 +136,8 @@ struct SamplingOptions {
   std::optional<float> frequency_penalty;
   std::optional<float> presence_penalty;
   std::optional<uint64_t> seed;  // unset: a random seed
+  // Added to the logits of these tokens before sampling (OpenAI's logit_bias; -inf bans a token).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 class Model {

@@ -30,21 +30,36 @@ model::UserSampling to_user_sampling(const SamplingOptions& o) {
 
 struct Sampler::Impl {
   model::Sampler sampler;
-  std::vector<uint8_t> allowed;  // constraint mask, [n_vocab]
-  std::vector<float> masked;     // logits with the refused tokens at -inf
+  std::vector<std::pair<int32_t, float>> bias;  // logit_bias
+  std::vector<float> biased;                    // logits + bias, [n_vocab]
+  std::vector<uint8_t> allowed;                 // constraint mask, [n_vocab]
+  std::vector<float> masked;                    // logits with the refused tokens at -inf
 };
 
 Sampler::Sampler(const Model& model, const SamplingOptions& options)
     : impl_(std::make_unique<Impl>(Impl{model::Sampler(model::resolve_sampling(
                                             to_user_sampling(options), model.impl().reader.get())),
+                                        options.logit_bias,
                                         {},
-                                        {}})) {}
+                                        {},
+                                        {}})) {
+  for (const auto& [token, bias] : options.logit_bias)
+    if (token < 0 || token >= model.n_vocab() || std::isnan(bias))
+      fail("logit_bias: token ", token, " is not in the vocabulary (0..", model.n_vocab() - 1,
+           ") or its bias is NaN");
+}
 Sampler::~Sampler() = default;
 Sampler::Sampler(Sampler&&) noexcept = default;
 Sampler& Sampler::operator=(Sampler&&) noexcept = default;
 
 int32_t Sampler::sample(std::span<const float> logits, TokenConstraint* constraint) {
   Impl& s = *impl_;
+  if (!s.bias.empty()) {
+    s.biased.assign(logits.begin(), logits.end());
+    for (const auto& [token, bias] : s.bias)
+      if (size_t(token) < s.biased.size()) s.biased[size_t(token)] += bias;
+    logits = s.biased;
+  }
   const int32_t pick = s.sampler.sample(logits);
   if (!constraint || constraint->allows(pick)) return pick;
   // Drawing again from the masked distribution after a refused draw samples exactly from the
