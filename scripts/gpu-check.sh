@@ -24,7 +24,7 @@ mode="${1:-run}"
 prepare() {
   set -e
   local build="$ROOT/build-gpu" archs="${GPU_CHECK_ARCHS:-90}"
-  cmake -S "$ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSTRAW_CUDA=ON \
+  cmake -S "$ROOT" -B "$build" -G Ninja ${GPU_CHECK_CMAKE_FLAGS:-} -DCMAKE_BUILD_TYPE=Release -DSTRAW_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$archs" -DCMAKE_CUDA_STANDARD=17 -DSTRAW_TESTS=ON -DSTRAW_BENCH=ON
   ninja -C "$build" -j"$(nproc)" straw_cli straw_tests straw_bench
   rm -rf "$CHECK"
@@ -37,16 +37,91 @@ prepare() {
   # logits files, which only the CPU tests compare).
   local td="${STRAW_TESTDATA:-$ROOT/../shared/testdata}"
   if [ -d "$td/models" ]; then
-    # All but the 15 MB qwen2-tiny-f32 (its tests skip): binaries + data stay well under the
-    # 64 MiB the device tool carries.
-    find "$td/models" -name '*.gguf' ! -name 'qwen2-tiny-f32.gguf' -exec cp {} "$CHECK/testdata/models/" \;
-    cp "$td"/golden/*.json "$td"/golden/*.exact.f32 "$CHECK/testdata/golden/"
+    # The models the CUDA golden test reads, all but the 15 MB qwen2-tiny-f32 (its test skips):
+    # binaries + data stay under the 64 MiB the device tool carries.
+    local m
+    for m in llama-tiny-f16 llama-tiny-iq4_xs llama-tiny-q4_k_m qwen2-tiny-iq4_xs qwen2-tiny-q4_k_m \
+             qwen2-tiny-q8_0 qwen3-tiny-f16 qwen3-tiny-iq4_xs qwen3-tiny-q4_k_m stories260K stories260K-q8_0; do
+      [ -f "$td/models/$m.gguf" ] && cp "$td/models/$m.gguf" "$CHECK/testdata/models/"
+      [ -f "$td/golden/$m.json" ] && cp "$td/golden/$m.json" "$CHECK/testdata/golden/"
+      [ -f "$td/golden/$m.exact.f32" ] && cp "$td/golden/$m.exact.f32" "$CHECK/testdata/golden/"
+    done
   else
     echo "note: no test data at $td: the golden GPU tests will skip" >&2
   fi
   grep -qx '/.gpucheck/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpucheck/' >> "$ROOT/.git/info/exclude"
   du -sh "$CHECK"
   echo "carry .gpucheck and run: bash scripts/gpu-check.sh run   (timeout_s 600)"
+}
+
+# synth PRESET TYPE FILE TIMEOUT LOG: a synthetic model of a real one's shape (kept if present).
+synth() {
+  [ -s "$3" ] && return 0
+  timeout "$4" "$CHECK/bin/straw" synth --preset "$1" --type "$2" -o "$3" ${GPU_CHECK_SYNTH_FLAGS:-} > "$5" 2>&1 \
+    || { rm -f "$3"; return 1; }
+}
+
+# with_vram LOG CMD...: runs CMD while sampling the GPU's used memory every 50 ms into LOG.csv;
+# LOG.peak gets "baseline_MiB peak_MiB" (the baseline read just before CMD starts).
+with_vram() {
+  local log="$1"; shift
+  local base; base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$log.csv" 2>/dev/null &
+  local smi=$!
+  "$@"; local rc=$?
+  kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null
+  echo "$base $(sort -n "$log.csv" | tail -1)" > "$log.peak"
+  return $rc
+}
+
+# hybrid: Qwen2.5-32B IQ4_XS under an 8 GiB VRAM budget with an 8192 context, as the user runs it:
+# the plan (JSON and table), then straw bench with the GPU's used memory sampled.
+hybrid() {
+  local out="${OUT:-$CHECK/out}" file=/tmp/straw-check-qwen2.5-32b-IQ4_XS.gguf left
+  local budget_flag="--vram-budget ${GPU_CHECK_VRAM:-8GiB} --ctx 8192"
+  echo "== hybrid ($(elapsed) s)"
+  left=$(( budget - $(elapsed) ))
+  if ! synth qwen2.5-32b IQ4_XS "$file" $(( left > 120 ? left - 60 : 60 )) "$out/synth-hybrid.log"; then
+    echo "hybrid skipped: synth failed" >> "$out/models.txt"; return
+  fi
+  "$CHECK/bin/straw" plan -m "$file" $budget_flag -o json > "$out/plan-hybrid.json" 2>&1
+  "$CHECK/bin/straw" plan -m "$file" $budget_flag > "$out/plan-hybrid.txt" 2>&1
+  left=$(( budget - $(elapsed) ))
+  with_vram "$out/vram-hybrid" timeout $(( left > 40 ? left - 20 : 20 )) "$CHECK/bin/straw" bench -m "$file" \
+    $budget_flag -p 512 -n "${GPU_CHECK_HYBRID_N:-64}" -r 2 > "$out/bench-hybrid.md" 2> "$out/bench-hybrid.err"
+  echo "hybrid bench $? (vram baseline/peak MiB: $(cat "$out/vram-hybrid.peak"))" >> "$out/models.txt"
+  tail -4 "$out/bench-hybrid.md"
+}
+
+# llama: llama.cpp's CUDA llama-bench (peer.sh setup-cuda's pack, carried as .llamacuda/ or already
+# unpacked in /tmp) on the same files: full offload on the 7B, and each -ngl of GPU_CHECK_NGL on the
+# 32B with the GPU's used memory sampled, so the best -ngl that fits the budget can be read off.
+llama() {
+  local out="${OUT:-$CHECK/out}" lb="" d left
+  for d in "$ROOT/.llamacuda/llama-cuda-sm90" /tmp/llama-cuda-sm90; do
+    [ -x "$d/llama-bench" ] && lb="$d/llama-bench" && break
+  done
+  if [ -z "$lb" ] && [ -f "$ROOT/.llamacuda/llama-cuda-sm90.tar.xz" ]; then
+    tar -C /tmp -xJf "$ROOT/.llamacuda/llama-cuda-sm90.tar.xz" && lb=/tmp/llama-cuda-sm90/llama-bench
+  fi
+  echo "== llama.cpp ($(elapsed) s)"
+  if [ -z "$lb" ]; then echo "llama skipped: no llama-cuda-sm90 carried" >> "$out/models.txt"; return; fi
+  local f7=/tmp/straw-check-qwen2.5-7b-IQ4_XS.gguf f32=/tmp/straw-check-qwen2.5-32b-IQ4_XS.gguf
+  if [ -s "$f7" ]; then
+    left=$(( budget - $(elapsed) ))
+    timeout $(( left > 40 ? left - 20 : 20 )) "$lb" -m "$f7" -ngl 99 -fa 0,1 -p 512 -n 128 -r 2 \
+      > "$out/llama-7b.md" 2>&1
+    echo "llama 7b full offload $?" >> "$out/models.txt"
+  fi
+  [ -s "$f32" ] || return
+  local ngl
+  for ngl in ${GPU_CHECK_NGL:-16 20 24}; do
+    left=$(( budget - $(elapsed) ))
+    [ "$left" -lt 40 ] && { echo "llama ngl $ngl skipped: out of time" >> "$out/models.txt"; continue; }
+    with_vram "$out/vram-llama-ngl$ngl" timeout $(( left - 20 )) "$lb" -m "$f32" -ngl "$ngl" -fa 1 -p 512 \
+      -n "${GPU_CHECK_HYBRID_N:-64}" -r 2 > "$out/llama-32b-ngl$ngl.md" 2>&1
+    echo "llama 32b ngl $ngl $? (vram baseline/peak MiB: $(cat "$out/vram-llama-ngl$ngl.peak"))" >> "$out/models.txt"
+  done
 }
 
 run() {
@@ -72,32 +147,38 @@ run() {
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem,temperature.gpu,driver_version \
     --format=csv > "$out/gpu.txt" 2>&1
   cat "$out/gpu.txt"
+  local phases=" ${GPU_CHECK_PHASES:-tests kernels models hybrid llama} "
+  has() { [[ "$phases" == *" $1 "* ]]; }
+  : > "$out/models.txt"
 
-  echo "== tests ($(elapsed) s)"
-  timeout 200 "$bin/straw_tests" --gtest_filter='*Cuda*' > "$out/tests.log" 2>&1
-  echo "straw_tests exit $?" >> "$out/tests.log"
-  grep -E '^\[  (FAILED|PASSED|SKIPPED) |max_nrmse|exit ' "$out/tests.log" | tail -40
+  if has tests; then
+    echo "== tests ($(elapsed) s)"
+    timeout 200 "$bin/straw_tests" --gtest_filter="${GPU_CHECK_TESTS:-*Cuda*}" > "$out/tests.log" 2>&1
+    echo "straw_tests exit $?" >> "$out/tests.log"
+    grep -E '^\[  (FAILED|PASSED|SKIPPED) |max_nrmse|exit ' "$out/tests.log" | tail -40
+  fi
 
-  echo "== kernel benchmarks ($(elapsed) s)"
-  timeout 220 "$bin/straw_bench" --benchmark_filter='^cuda/' --benchmark_out="$out/kernels.json" \
-    --benchmark_out_format=json > "$out/kernels.txt" 2>&1
-  echo "straw_bench exit $?" >> "$out/kernels.txt"
-  tail -3 "$out/kernels.txt"
+  if has kernels; then
+    echo "== kernel benchmarks ($(elapsed) s)"
+    timeout 220 "$bin/straw_bench" --benchmark_filter="${GPU_CHECK_KERNELS:-^cuda/}" --benchmark_out="$out/kernels.json" \
+      --benchmark_out_format=json > "$out/kernels.txt" 2>&1
+    echo "straw_bench exit $?" >> "$out/kernels.txt"
+    tail -3 "$out/kernels.txt"
+  fi
 
-  echo "== models ($(elapsed) s)"
+  has models && echo "== models ($(elapsed) s)"
   local models="${GPU_CHECK_MODELS:-qwen2.5-7b:IQ4_XS qwen2.5-7b:Q4_K_M qwen2.5-32b:IQ4_XS qwen2.5-32b:Q4_K_M}"
+  has models || models=""
   local have_synth=0 graphs_flag=0
   "$bin/straw" synth --help > /dev/null 2>&1 && have_synth=1
   "$bin/straw" bench --help 2>&1 | grep -q -- '--no-cuda-graphs' && graphs_flag=1
-  : > "$out/models.txt"
   for spec in $models; do
     local preset="${spec%%:*}" type="${spec##*:}" left
     local file="/tmp/straw-check-$preset-$type.gguf" tag="$preset-$type"
     left=$(( budget - $(elapsed) ))
     if [ "$have_synth" = 0 ]; then echo "$tag skipped: this straw has no synth command" >> "$out/models.txt"; continue; fi
     if [ "$left" -lt 100 ]; then echo "$tag skipped: out of time" >> "$out/models.txt"; continue; fi
-    if ! timeout $(( left - 60 )) "$bin/straw" synth --preset "$preset" --type "$type" -o "$file" \
-        ${GPU_CHECK_SYNTH_FLAGS:-} > "$out/synth-$tag.log" 2>&1; then
+    if ! synth "$preset" "$type" "$file" $(( left - 60 )) "$out/synth-$tag.log"; then
       echo "$tag skipped: synth failed or timed out (see synth-$tag.log)" >> "$out/models.txt"
       rm -f "$file"; continue
     fi
@@ -111,8 +192,12 @@ run() {
         > "$out/bench-$tag-nographs.md" 2>&1
       echo "$tag nographs $?" >> "$out/models.txt"
     fi
-    rm -f "$file"
+    # The hybrid and llama.cpp phases reuse the 7B and 32B IQ4_XS files.
+    [ "$type" = IQ4_XS ] || rm -f "$file"
   done
+
+  if has hybrid; then hybrid; fi
+  if has llama; then llama; fi
 
   echo "== summary ($(elapsed) s)"
   python3 - "$out" <<'PY'

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -44,11 +45,15 @@ bool gpu_usable(std::string* why) {
 #endif
 }
 
-std::unique_ptr<straw::Model> load_on_gpu(const Golden& g, bool graphs) {
+// gpu_layers unset: everything on the GPU; N: llama.cpp's -ngl N (the last N layers on the GPU,
+// the rest and the output on the CPU), the hybrid executor's path.
+std::unique_ptr<straw::Model> load_on_gpu(const Golden& g, bool graphs,
+                                          std::optional<int> gpu_layers = std::nullopt) {
   straw::ModelOptions o;
   o.path = (straw::test::testdata_dir() / "models" / g.model).string();
   o.threads = 2;
-  o.device = straw::DeviceChoice::Gpu;
+  o.device = gpu_layers ? straw::DeviceChoice::Auto : straw::DeviceChoice::Gpu;
+  o.gpu_layers = gpu_layers;
   o.cuda_graphs = graphs;
   return straw::Model::load(o);
 }
@@ -92,6 +97,18 @@ TEST_P(CudaGolden, TokenByTokenMeetsTheBarAndGraphsChangeNothing) {
   ASSERT_EQ(a.size(), b.size());
   for (size_t p = 0; p < a.size(); ++p)
     ASSERT_EQ(a[p], b[p]) << "CUDA Graph replay differs from op-by-op launches at position " << p;
+}
+
+// The split: the last layer on the GPU, the others and the LM head on the CPU, so every step
+// crosses devices twice (activations up, then back for the output).
+TEST_P(CudaGolden, HybridSplitMeetsTheBar) {
+  STRAW_REQUIRE_GPU();
+  STRAW_REQUIRE_TESTDATA();
+  const Golden g = load_golden(GetParam());
+  STRAW_REQUIRE_MODEL(g);
+  auto m = load_on_gpu(g, true, 1);
+  expect_bar(g, score(g, prefill_logits(*m, g)), GetParam() + " hybrid prompt");
+  expect_bar(g, score(g, decode_logits(*m, g)), GetParam() + " hybrid decode");
 }
 
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaGolden,

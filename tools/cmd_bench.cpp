@@ -38,11 +38,14 @@ std::vector<Option> bench_options() {
       {"repetitions", 'r', true, "N  timed repetitions of each test (default 5)"},
       {"threads", 't', true, "N[,N..]  worker threads (default: physical cores)"},
       {"ubatch", 0, true, "N[,N..]  prompt tokens per forward pass (default 512)"},
+      {"ctx", 'c', true,
+       "N  context the KV cache and the plan are sized for (default: the longest test)"},
       {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), f32 or q8_0 (CPU only)"},
       {"device", 0, true, "DEV  auto (default), cpu or gpu"},
       cpu_kernels_option(),
       {"gpu-layers", 0, true, "N[,N..]  llama.cpp's -ngl: the last N layers on the GPU, or 'all'"},
       {"vram-budget", 0, true, "SIZE  GPU memory straw may use (0: CPU only)"},
+      {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
       {"output", 'o', true, "FMT  md (default), json or csv"},
       {"bandwidth", 0, false, "only measure the machine's read bandwidth (no model)"},
       {"bandwidth-buffer", 0, true, "SIZE  buffer of the bandwidth test (default 4x LLC, 1-2 GiB)"},
@@ -92,6 +95,7 @@ ModelOptions base_options(const Args& a) {
   else if (dev != "auto")
     throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
   if (a.has("vram-budget")) o.vram_budget = parse_size(a.require("vram-budget"));
+  o.cuda_graphs = !a.has("no-cuda-graphs");
   o.repack_weights = !a.has("no-repack");
   return o;
 }
@@ -148,6 +152,14 @@ int run_bench(const Args& a) {
         mo.threads = t;
         mo.ubatch = ub;
         mo.ctx = std::max(max_p, max_n) + *std::max_element(depths.begin(), depths.end());
+        // --ctx sizes the KV cache (and so the plan) as a real session would, e.g. 8192.
+        if (a.has("ctx")) {
+          const int64_t c = a.get_int("ctx", 0);
+          if (c < mo.ctx)
+            throw UsageError("--ctx must be at least the longest test (" + std::to_string(mo.ctx) +
+                             ")");
+          mo.ctx = static_cast<int>(c);
+        }
         if (ngl >= 0) mo.gpu_layers = ngl;
         // Load progress on stderr (the results go to stdout); one summary line per load.
         LoadProgressPrinter printer(a.has("quiet"), stderr_is_terminal());
@@ -214,6 +226,7 @@ const Command kBench = {
     "bench",
     "measure prompt (pp) and generation (tg) speed as llama-bench does, with the decode roofline",
     "bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
+    "[--vram-budget SIZE] [--ctx N] "
     "[-o md|json|csv] | bench --bandwidth [-t THREADS]",
     bench_options, run_bench};
 

@@ -110,6 +110,14 @@ void choose_backends(Model::Impl& m) {
     m.devices.ffn[l.index] = pick(l.ffn);
   }
   m.devices.output = pick(m.plan.output);
+  // Everything on the GPU: the embedding lookup too (its table stays in host memory; the GPU
+  // gathers the step's rows), so one backend runs the whole step and can replay it as a CUDA Graph.
+  const bool all_gpu =
+      m.plan.output == sched::Device::Gpu &&
+      std::all_of(m.plan.layers.begin(), m.plan.layers.end(), [](const sched::LayerPlacement& l) {
+        return l.attn == sched::Device::Gpu && l.ffn == sched::Device::Gpu;
+      });
+  if (all_gpu) m.devices.embed = gpu.get();
   if (o.kv_type == KvCacheType::Q8_0 &&
       std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
                   [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))

@@ -64,12 +64,12 @@ CudaBackend::Impl::~Impl() {
     cudaStreamSynchronize(stream);
   }
   destroy_graphs();
+  if (cublas) cublasDestroy(cublas);  // before its workspace (cublas_ws) is freed
   if (mem) {
     for (void* p : weight_blocks) mem->release(p);
     for (Workspace* w : {&act_q8, &act_f16, &tile_f16, &attn_part, &cublas_ws, &ids, &step})
       mem->release(w->ptr);
   }
-  if (cublas) cublasDestroy(cublas);
   for (void* p : {pinned_up[0], pinned_up[1], pinned_down, pinned_step, pinned_rows})
     if (p) cudaFreeHost(p);
   for (cudaEvent_t e : {up_done[0], up_done[1], step_uploaded, rows_consumed})
@@ -92,8 +92,11 @@ const void* CudaBackend::Impl::device_copy(const void* host, size_t bytes) {
   void* p = mem->allocate(bytes, "weights");
   weight_blocks.push_back(p);
   // Synchronous copy on the legacy stream, which does not order with the (non-blocking) compute
-  // stream: allowed while that stream is being captured, and the data is there before any use.
+  // stream: allowed while that stream is being captured. A pageable host -> device cudaMemcpy
+  // may return once the data is staged, before the DMA lands, so wait for the legacy stream:
+  // kernels on the compute stream are not ordered after it.
   STRAW_CUDA_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
+  STRAW_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
   uploaded[host] = p;
   return p;
 }

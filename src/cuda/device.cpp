@@ -55,9 +55,14 @@ DeviceInfo device_info(int index) {
   d.sm_count = p.multiProcessorCount;
   d.l2_bytes = uint64_t(p.l2CacheSize);
   d.total_bytes = p.totalGlobalMem;
+  // Only an informational estimate: a driver that no longer reports the memory clock (deprecated
+  // attributes) leaves it 0 instead of refusing the device.
   int clock_khz = 0, bus_bits = 0;
-  STRAW_CUDA_CHECK(cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, index));
-  STRAW_CUDA_CHECK(cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index));
+  if (cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, index) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, index) != cudaSuccess) {
+    cudaGetLastError();
+    clock_khz = bus_bits = 0;
+  }
   d.bandwidth_estimate =
       2.0 * double(clock_khz) * 1e3 * double(bus_bits) / 8.0;  // double data rate
   int current = 0;
