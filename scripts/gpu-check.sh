@@ -46,12 +46,27 @@ prepare() {
       [ -f "$td/golden/$m.json" ] && cp "$td/golden/$m.json" "$CHECK/testdata/golden/"
       [ -f "$td/golden/$m.exact.f32" ] && cp "$td/golden/$m.exact.f32" "$CHECK/testdata/golden/"
     done
+    # qwen2-tiny-f32's golden data without its model: its GPU tests then skip with a message.
+    cp "$td/golden/qwen2-tiny-f32.json" "$td/golden/qwen2-tiny-f32.exact.f32" "$CHECK/testdata/golden/"
   else
     echo "note: no test data at $td: the golden GPU tests will skip" >&2
   fi
+  # The shared libraries the device image may lack (Google Benchmark, cpp-httplib and theirs):
+  # everything ldd resolves but the C/C++ runtimes and CUDA's own, which the image has.
+  mkdir -p "$CHECK/lib"
+  for b in "$CHECK"/bin/*; do ldd "$b" | awk '/=> \//{print $3}'; done | sort -u |
+    grep -v -E '/(libc|libm|libstdc\+\+|libgcc_s|ld-linux[^/]*|libpthread|libdl|librt|libcublas|libcublasLt|libcudart)\.so' |
+    while read -r l; do cp -L "$l" "$CHECK/lib/"; done
   grep -qx '/.gpucheck/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpucheck/' >> "$ROOT/.git/info/exclude"
-  du -sh "$CHECK"
-  echo "carry .gpucheck and run: bash scripts/gpu-check.sh run   (timeout_s 600)"
+  # One compressed file travels (the device tool carries 64 MiB): run unpacks it when present.
+  grep -qx '/.gpucarry/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.gpucarry/' >> "$ROOT/.git/info/exclude"
+  mkdir -p "$ROOT/.gpucarry"
+  tar -C "$ROOT" -cJf "$ROOT/.gpucarry/gpucheck.tar.xz" .gpucheck
+  # llama.cpp's CUDA llama-bench (peer.sh setup-cuda) rides along when it is built.
+  local peer="${STRAW_PEER_DIR:-$HOME/.cache/straw-peer}/llama-cuda-sm90.tar.xz"
+  [ -f "$peer" ] && cp "$peer" "$ROOT/.gpucarry/"
+  du -sh "$CHECK" "$ROOT/.gpucarry"/*
+  echo "carry .gpucarry and run: bash scripts/gpu-check.sh run   (timeout_s 600)"
 }
 
 # synth PRESET TYPE FILE TIMEOUT LOG: a synthetic model of a real one's shape (kept if present).
@@ -77,7 +92,7 @@ with_vram() {
 # hybrid: Qwen2.5-32B IQ4_XS under an 8 GiB VRAM budget with an 8192 context, as the user runs it:
 # the plan (JSON and table), then straw bench with the GPU's used memory sampled.
 hybrid() {
-  local out="${OUT:-$CHECK/out}" file=/tmp/straw-check-qwen2.5-32b-IQ4_XS.gguf left
+  local out="$CHECK/out" file=/tmp/straw-check-qwen2.5-32b-IQ4_XS.gguf left
   local budget_flag="--vram-budget ${GPU_CHECK_VRAM:-8GiB} --ctx 8192"
   echo "== hybrid ($(elapsed) s)"
   left=$(( budget - $(elapsed) ))
@@ -93,16 +108,16 @@ hybrid() {
   tail -4 "$out/bench-hybrid.md"
 }
 
-# llama: llama.cpp's CUDA llama-bench (peer.sh setup-cuda's pack, carried as .llamacuda/ or already
+# llama: llama.cpp's CUDA llama-bench (peer.sh setup-cuda's pack, carried in .gpucarry/ or already
 # unpacked in /tmp) on the same files: full offload on the 7B, and each -ngl of GPU_CHECK_NGL on the
 # 32B with the GPU's used memory sampled, so the best -ngl that fits the budget can be read off.
 llama() {
-  local out="${OUT:-$CHECK/out}" lb="" d left
-  for d in "$ROOT/.llamacuda/llama-cuda-sm90" /tmp/llama-cuda-sm90; do
+  local out="$CHECK/out" lb="" d left
+  for d in /tmp/llama-cuda-sm90; do
     [ -x "$d/llama-bench" ] && lb="$d/llama-bench" && break
   done
-  if [ -z "$lb" ] && [ -f "$ROOT/.llamacuda/llama-cuda-sm90.tar.xz" ]; then
-    tar -C /tmp -xJf "$ROOT/.llamacuda/llama-cuda-sm90.tar.xz" && lb=/tmp/llama-cuda-sm90/llama-bench
+  if [ -z "$lb" ] && [ -f "$ROOT/.gpucarry/llama-cuda-sm90.tar.xz" ]; then
+    tar -C /tmp -xJf "$ROOT/.gpucarry/llama-cuda-sm90.tar.xz" && lb=/tmp/llama-cuda-sm90/llama-bench
   fi
   echo "== llama.cpp ($(elapsed) s)"
   if [ -z "$lb" ]; then echo "llama skipped: no llama-cuda-sm90 carried" >> "$out/models.txt"; return; fi
@@ -114,6 +129,11 @@ llama() {
     echo "llama 7b full offload $?" >> "$out/models.txt"
   fi
   [ -s "$f32" ] || return
+  left=$(( budget - $(elapsed) ))
+  if [ "$left" -gt 60 ]; then
+    timeout $(( left - 20 )) "$lb" -m "$f32" -ngl 99 -fa 1 -p 512 -n 128 -r 2 > "$out/llama-32b.md" 2>&1
+    echo "llama 32b full offload $?" >> "$out/models.txt"
+  fi
   local ngl
   for ngl in ${GPU_CHECK_NGL:-16 20 24}; do
     left=$(( budget - $(elapsed) ))
@@ -125,11 +145,17 @@ llama() {
 }
 
 run() {
-  local bin="$CHECK/bin" out="${OUT:-$CHECK/out}" start budget
+  # Logs go to .gpucheck/out; the device tool's $OUT (at most 8 files come back) gets them as one
+  # logs.tgz at the end.
+  local bin="$CHECK/bin" out="$CHECK/out" start budget
   start=$(date +%s)
   budget="${GPU_CHECK_BUDGET:-470}"
   elapsed() { echo $(( $(date +%s) - start )); }
   mkdir -p "$out"
+  if [ -f "$ROOT/.gpucarry/gpucheck.tar.xz" ] && [ ! -x "$bin/straw_tests" ]; then
+    tar -C "$ROOT" -xJf "$ROOT/.gpucarry/gpucheck.tar.xz"
+  fi
+  [ -d "$CHECK/lib" ] && export LD_LIBRARY_PATH="$CHECK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   if [ ! -x "$bin/straw_tests" ]; then
     echo "no carried build in $bin: run 'scripts/gpu-check.sh prepare' on the build machine" >&2
     exit 2
@@ -160,7 +186,7 @@ run() {
 
   if has kernels; then
     echo "== kernel benchmarks ($(elapsed) s)"
-    timeout 220 "$bin/straw_bench" --benchmark_filter="${GPU_CHECK_KERNELS:-^cuda/}" --benchmark_out="$out/kernels.json" \
+    timeout "${GPU_CHECK_KERNELS_TIMEOUT:-220}" "$bin/straw_bench" --benchmark_filter="${GPU_CHECK_KERNELS:-^cuda/}" --benchmark_out="$out/kernels.json" \
       --benchmark_out_format=json > "$out/kernels.txt" 2>&1
     echo "straw_bench exit $?" >> "$out/kernels.txt"
     tail -3 "$out/kernels.txt"
@@ -187,7 +213,7 @@ run() {
       > "$out/bench-$tag.md" 2>&1
     echo "$tag graphs $?" >> "$out/models.txt"
     left=$(( budget - $(elapsed) ))
-    if [ "$graphs_flag" = 1 ] && [ "$left" -gt 30 ]; then
+    if [ "$graphs_flag" = 1 ] && [ "${GPU_CHECK_NOGRAPHS:-1}" = 1 ] && [ "$left" -gt 30 ]; then
       timeout $(( left - 10 )) "$bin/straw" bench -m "$file" -p 0 -n 128 -r 2 --no-cuda-graphs \
         > "$out/bench-$tag-nographs.md" 2>&1
       echo "$tag nographs $?" >> "$out/models.txt"
@@ -200,7 +226,7 @@ run() {
   if has llama; then llama; fi
 
   echo "== summary ($(elapsed) s)"
-  python3 - "$out" <<'PY'
+  python3 - "$out" <<'PY' 2>&1 | tee "$out/summary.txt"
 import glob, json, os, re, sys
 out = sys.argv[1]
 gpu = open(os.path.join(out, "gpu.txt")).read().strip().splitlines()
@@ -273,7 +299,24 @@ for line in open(os.path.join(out, "models.txt")):
         ng = ts(os.path.join(out, "bench-%s-nographs.md" % tag), "tg128")
         f = lambda v: "%8.2f" % v if v else "       -"
         print("  %-22s %s | %s | %s%s" % (tag, f(pp), f(tg), f(ng), ("   graphs %.2fx" % (tg / ng)) if tg and ng else ""))
+    elif len(parts) >= 2 and parts[0] in ("hybrid", "llama"):
+        print("  " + line.strip())
+# straw's hybrid rows and llama.cpp's rows: test and t/s of every table row
+for path in sorted(glob.glob(os.path.join(out, "bench-hybrid.md")) + glob.glob(os.path.join(out, "llama-*.md"))):
+    for line in open(path, errors="replace"):
+        cells = [c.strip() for c in line.split("|")][1:-1]
+        if len(cells) > 3 and re.match(r"(pp|tg)\d+", cells[-2] if "t/s" not in cells[-1] else ""):
+            print("  %-24s %s" % (os.path.basename(path)[:-3], " | ".join(c for c in cells if c and not c.startswith("qwen2"))))
+        elif len(cells) > 3 and any(re.fullmatch(r"(pp|tg)\d+", c) for c in cells):
+            print("  %-24s %s" % (os.path.basename(path)[:-3], " | ".join(cells[3:])))
+try:
+    print("hybrid plan: " + [l for l in open(os.path.join(out, "plan-hybrid.txt")) if l.startswith("VRAM")][0].strip())
+except (OSError, IndexError):
+    pass
 PY
+  if [ -n "${OUT:-}" ] && [ -d "${OUT:-}" ]; then
+    tar -C "$out" -czf "$OUT/logs.tgz" . && cp "$out/summary.txt" "$OUT/" 2>/dev/null
+  fi
 }
 
 case "$mode" in

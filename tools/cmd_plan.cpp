@@ -94,7 +94,8 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
               human_bytes(p.vram_bytes).c_str(), human_bytes(p.vram_budget).c_str(), pct,
               human_bytes(p.gpu_weight_bytes).c_str(), human_bytes(p.kv_gpu_bytes).c_str(),
               human_bytes(p.compute_gpu_bytes).c_str(),
-              p.stream_prefill ? " (incl. prefill streaming buffers)" : "");
+              p.stream_prefill ? " (incl. the CUDA context and prefill streaming buffers)"
+                               : " (incl. the CUDA context)");
   std::printf(
       "RAM:  %s (%s available, %s): weight copies %s, KV %s, compute %s; %s read from "
       "the file mapping\n",

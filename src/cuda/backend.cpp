@@ -87,8 +87,7 @@ void CudaBackend::Impl::need_device(const void* p, size_t bytes, const char* wha
 }
 
 const void* CudaBackend::Impl::device_copy(const void* host, size_t bytes) {
-  auto it = uploaded.find(host);
-  if (it != uploaded.end() && mem->contains(it->second, bytes)) return it->second;
+  if (const void* d = find_upload(host, bytes)) return d;
   void* p = mem->allocate(bytes, "weights");
   weight_blocks.push_back(p);
   // Synchronous copy on the legacy stream, which does not order with the (non-blocking) compute
@@ -97,7 +96,7 @@ const void* CudaBackend::Impl::device_copy(const void* host, size_t bytes) {
   // kernels on the compute stream are not ordered after it.
   STRAW_CUDA_CHECK(cudaMemcpy(p, host, bytes, cudaMemcpyHostToDevice));
   STRAW_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
-  uploaded[host] = p;
+  uploaded[host] = {p, bytes};
   return p;
 }
 
@@ -267,9 +266,8 @@ ops::Weight CudaBackend::prepare_weight(const ops::Weight& w) {
   ops::Weight out = w;
   out.layout = kDeviceLayout;
   if (s.mem->contains(w.data, bytes)) return out;
-  auto it = s.uploaded.find(w.data);
-  if (it != s.uploaded.end() && s.mem->contains(it->second, bytes)) {
-    out.data = it->second;  // the same tensor again (tied embeddings)
+  if (const void* d = s.find_upload(w.data, bytes)) {
+    out.data = d;  // the same tensor again (tied embeddings)
     return out;
   }
   void* dev = nullptr;
@@ -282,7 +280,7 @@ ops::Weight CudaBackend::prepare_weight(const ops::Weight& w) {
     s.weight_blocks.push_back(dev);
   }
   s.upload(dev, w.data, bytes);
-  s.uploaded[w.data] = dev;
+  s.uploaded[w.data] = {dev, bytes};
   out.data = dev;
   return out;
 }
@@ -305,9 +303,8 @@ void CudaBackend::get_rows(const ops::Weight& table, std::span<const int32_t> to
   const void* dev_table = nullptr;
   if (s.mem->contains(table.data, bytes)) {
     dev_table = table.data;
-  } else if (auto it = s.uploaded.find(table.data);
-             it != s.uploaded.end() && s.mem->contains(it->second, bytes)) {
-    dev_table = it->second;
+  } else if (const void* d = s.find_upload(table.data, bytes)) {
+    dev_table = d;
   }
   if (dev_table) {
     // Token ids from the step parameters when they are the step's tokens (a replayed graph then
@@ -349,7 +346,7 @@ void CudaBackend::matmul(const ops::Weight& w, const float* x, float* y, int n_t
   const void* wd = s.resolve(w);
   s.need_device(x, size_t(n_tokens) * w.n_in * sizeof(float), "matmul input");
   s.need_device(y, size_t(n_tokens) * w.n_out * sizeof(float), "matmul output");
-  if (n_tokens <= kMaxMatvecTokens) {
+  if (!matmul_uses_gemm(w.type, w.n_in, n_tokens)) {
     if (matvec_prefers_int8(w.type))
       s.ensure(s.act_q8, act_q8_bytes(w.n_in, n_tokens), "8-bit activations");
   } else {

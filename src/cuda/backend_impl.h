@@ -24,6 +24,15 @@ inline constexpr size_t kDequantTileBytes = size_t(64) << 20;  // binary16 weigh
 inline constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 inline constexpr size_t kPinnedChunk = size_t(16) << 20;  // host <-> device staging
 
+// y = W x through cuBLAS rather than a matvec kernel: prompts (more than kMaxMatvecTokens tokens),
+// and F32 / F16 rows whose length is not a multiple of 8 (the matvec kernels read 8 values at a
+// time; only toy models such as stories260K, n_ff 172, have them; cuBLAS reads the rows as they
+// are).
+inline bool matmul_uses_gemm(quant::Type type, int64_t n_in, int n_tokens) {
+  const bool float_rows = type == quant::Type::F32 || type == quant::Type::F16;
+  return n_tokens > kMaxMatvecTokens || (float_rows && n_in % 8 != 0);
+}
+
 inline size_t align_up(size_t n, size_t a) {
   return (n + a - 1) / a * a;
 }
@@ -180,8 +189,19 @@ struct CudaBackend::Impl {
   uint8_t* arena = nullptr;
   size_t arena_size = 0, arena_used = 0;
   std::vector<void*> weight_blocks;  // allocations owned by the backend (arena, weights, vectors)
-  // Host pointer -> device copy, for weights and vectors uploaded so far.
-  std::unordered_map<const void*, const void*> uploaded;
+  // Host pointer -> device copy, for weights and vectors uploaded so far. The size is part of the
+  // key: host memory a caller freed can come back at the same address for another tensor, and a
+  // copy of a different size must not be taken for it (same address and size: the contract says
+  // host data passed to the backend stays unchanged while the backend lives).
+  struct Upload {
+    const void* dev = nullptr;
+    size_t bytes = 0;
+  };
+  std::unordered_map<const void*, Upload> uploaded;
+  const void* find_upload(const void* host, size_t bytes) const {
+    auto it = uploaded.find(host);
+    return it != uploaded.end() && it->second.bytes == bytes ? it->second.dev : nullptr;
+  }
 
   // Kernel workspaces.
   Workspace act_q8, act_f16, tile_f16, attn_part, cublas_ws, ids;

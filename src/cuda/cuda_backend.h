@@ -11,9 +11,11 @@
 //
 // Weights stay in their GGUF block layout (the kernels decode blocks in place); prepare_weight
 // uploads them once. Norm and bias vectors given to an op as host pointers are uploaded on first
-// use and kept. The embedding table may stay in host memory: get_rows then dequantizes the rows
-// on the CPU and uploads them (one row per token); a table that is already on the device (tied
-// embeddings: the LM head's upload) is read there.
+// use and kept. Uploads are found again by host address and size, so host data handed to the
+// backend must stay unchanged (and allocated) while the backend lives, as a model's mapping does.
+// The embedding table may stay in host memory: get_rows then dequantizes the rows on the CPU and
+// uploads them (one row per token); a table that is already on the device (tied embeddings: the LM
+// head's upload) is read there.
 //
 // Decode steps as CUDA Graphs. begin_forward()/end_forward() bracket a step. The first step of a
 // shape (tokens, logit rows) runs op by op; the second is captured into a CUDA Graph while it is

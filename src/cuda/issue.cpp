@@ -96,7 +96,7 @@ void CudaBackend::Impl::issue(const OpRec& r) {
                    const size_t y_bytes = size_t(m.n_tokens) * m.n_out * sizeof(float);
                    if (overlaps(m.y, y_bytes, q8_of.x, q8_of.n_in, q8_of.n_tokens)) q8_of = {};
                    if (overlaps(m.y, y_bytes, f16_of.x, f16_of.n_in, f16_of.n_tokens)) f16_of = {};
-                   if (m.n_tokens > kMaxMatvecTokens) return gemm(m);
+                   if (matmul_uses_gemm(m.type, m.n_in, m.n_tokens)) return gemm(m);
                    MatvecArgs a;
                    a.type = m.type, a.w = m.w, a.row_bytes = m.row_bytes;
                    a.n_in = m.n_in, a.n_out = m.n_out, a.y = m.y, a.n_tokens = m.n_tokens;
