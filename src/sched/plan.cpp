@@ -8,41 +8,30 @@
 
 namespace straw::sched {
 
-const char* device_name(Device d) {
-  return d == Device::Gpu ? "gpu" : "cpu";
-}
+const char* device_name(Device d) { return d == Device::Gpu ? "gpu" : "cpu"; }
 
 const char* kv_type_name(KvType t) {
   switch (t) {
-    case KvType::F16:
-      return "f16";
-    case KvType::Q8_0:
-      return "q8_0";
-    case KvType::Q4_0:
-      return "q4_0";
-    case KvType::F32:
-      return "f32";
+    case KvType::F16: return "f16";
+    case KvType::Q8_0: return "q8_0";
+    case KvType::Q4_0: return "q4_0";
+    case KvType::F32: return "f32";
   }
   return "?";
 }
 
 double kv_bytes_per_element(KvType t) {
   switch (t) {
-    case KvType::F16:
-      return 2.0;
-    case KvType::Q8_0:
-      return 34.0 / 32.0;
-    case KvType::Q4_0:
-      return 18.0 / 32.0;
-    case KvType::F32:
-      return 4.0;
+    case KvType::F16: return 2.0;
+    case KvType::Q8_0: return 34.0 / 32.0;
+    case KvType::Q4_0: return 18.0 / 32.0;
+    case KvType::F32: return 4.0;
   }
   return 2.0;
 }
 
 uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t) {
-  const double per_pos =
-      double(s.n_head_kv) * (s.head_dim + s.head_dim_v) * kv_bytes_per_element(t);
+  const double per_pos = double(s.n_head_kv) * (s.head_dim + s.head_dim_v) * kv_bytes_per_element(t);
   return static_cast<uint64_t>(std::ceil(per_pos * double(ctx)));
 }
 
@@ -67,10 +56,10 @@ uint64_t logits_chunk_bytes(const ModelShape& s, int ubatch) {
 uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch) {
   const uint64_t widest = uint64_t(std::max(s.n_embd, s.n_ff));
   uint64_t b = activation_bytes(s, ubatch) + logits_chunk_bytes(s, ubatch);
-  b += uint64_t(ubatch) * widest * 36 / 32;  // activations quantized to Q8_1 for matvec
-  b += uint64_t(ubatch) * widest * 2;        // activations in FP16 for cuBLAS GEMM
-  b += 64 * kMiB;                            // FP16 dequantization tile for GEMM
-  b += 32 * kMiB;                            // cuBLAS workspace
+  b += uint64_t(ubatch) * widest * 36 / 32;          // activations quantized to Q8_1 for matvec
+  b += uint64_t(ubatch) * widest * 2;                // activations in FP16 for cuBLAS GEMM
+  b += 64 * kMiB;                                    // FP16 dequantization tile for GEMM
+  b += 32 * kMiB;                                    // cuBLAS workspace
   b += uint64_t(8) * s.n_head * 64 * (s.head_dim_v + 2) * sizeof(float);  // flash-decoding partials
   // The CUDA context and cuBLAS handle take device memory outside straw's allocations, and the
   // budget stands for the whole card: a process planned at 8175 MiB peaked at 8565 MiB in
@@ -82,7 +71,7 @@ uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch) {
 uint64_t cpu_compute_bytes(const ModelShape& s, int ubatch) {
   const uint64_t widest = uint64_t(std::max(s.n_embd, s.n_ff));
   return activation_bytes(s, ubatch) + logits_chunk_bytes(s, ubatch) +
-         uint64_t(ubatch) * widest * 292 / 256;  // activations quantized to Q8_K
+         uint64_t(ubatch) * widest * 292 / 256;      // activations quantized to Q8_K
 }
 
 UnitOf unit_of(const std::string& n) {
@@ -96,10 +85,8 @@ UnitOf unit_of(const std::string& n) {
     if (dot == std::string::npos) return u;
     u.layer = std::atoi(n.substr(4, dot - 4).c_str());
     const std::string rest = n.substr(dot + 1);
-    if (rest.rfind("attn_", 0) == 0)
-      u.part = Part::Attn;
-    else if (rest.rfind("ffn_", 0) == 0)
-      u.part = Part::Ffn;
+    if (rest.rfind("attn_", 0) == 0) u.part = Part::Attn;
+    else if (rest.rfind("ffn_", 0) == 0) u.part = Part::Ffn;
   }
   return u;
 }
@@ -108,7 +95,7 @@ namespace {
 
 // A unit of automatic placement and what it costs and reads.
 struct Unit {
-  int layer;  // -1 for the output layer
+  int layer;        // -1 for the output layer
   Part part;
   uint64_t weight_bytes = 0;
   uint64_t kv_bytes = 0;       // VRAM its KV cache takes (attention units)
@@ -137,8 +124,7 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   for (const TensorDesc& t : tensors) {
     UnitOf u = unit_of(t.name);
     Unit* unit = nullptr;
-    if (u.part == Part::Output)
-      unit = &m.units.back();
+    if (u.part == Part::Output) unit = &m.units.back();
     else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 && u.layer < s.n_layer)
       unit = &m.units[2 * u.layer + (u.part == Part::Ffn ? 1 : 0)];
     if (!unit) continue;
@@ -190,8 +176,7 @@ double prefill_seconds(const std::vector<Unit>& units, const ModelShape& s, int 
                        const Speeds& sp) {
   double t = 0;
   // Attention scores and values: 4 * T^2/2 * head_dim * n_head FLOPs per layer (causal).
-  const double attn_flops =
-      2.0 * double(T) * double(T) * s.n_head * (s.head_dim + s.head_dim_v) / 2;
+  const double attn_flops = 2.0 * double(T) * double(T) * s.n_head * (s.head_dim + s.head_dim_v) / 2;
   for (const Unit& u : units) {
     const double f = u.flops_per_token * T + (u.part == Part::Attn ? attn_flops : 0.0);
     if (u.device == Device::Gpu) {
@@ -279,16 +264,14 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     try {
       patterns.emplace_back(ov.pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {
-      fail("--override-tensor: '", ov.pattern, "' is not a valid regular expression (", e.what(),
-           ")");
+      fail("--override-tensor: '", ov.pattern, "' is not a valid regular expression (", e.what(), ")");
     }
   }
 
   Model m = build_units(shape, tensors, o);
   const uint64_t compute_gpu = o.vram_budget > 0 ? gpu_compute_bytes(shape, o.ubatch) : 0;
   // Streaming CPU-resident weights during prefill needs two staging buffers (double buffering)
-  // of the largest layer tensor on the GPU; the LM head, when streamed, goes in chunks of that
-  // size.
+  // of the largest layer tensor on the GPU; the LM head, when streamed, goes in chunks of that size.
   uint64_t largest = 0;
   for (const TensorDesc& t : tensors) {
     const Part part = unit_of(t.name).part;
@@ -304,10 +287,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     for (const TensorDesc& t : tensors) {
       UnitOf u = unit_of(t.name);
       Device d = Device::Cpu;
-      if (u.part == Part::Output)
-        d = mm.units.back().device;
-      else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 &&
-               u.layer < shape.n_layer)
+      if (u.part == Part::Output) d = mm.units.back().device;
+      else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 && u.layer < shape.n_layer)
         d = mm.units[2 * u.layer + (u.part == Part::Ffn ? 1 : 0)].device;
       for (size_t k = 0; k < patterns.size(); ++k)
         if (std::regex_search(t.name, patterns[k])) {
@@ -322,10 +303,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     for (const TensorPlacement& t : p.tensors) {
       UnitOf u = unit_of(t.name);
       if (u.layer < 0 || u.layer >= shape.n_layer) continue;
-      if (t.name.find(".attn_q.weight") != std::string::npos)
-        mm.units[2 * u.layer].device = t.device;
-      if (t.name.find(".ffn_up.weight") != std::string::npos)
-        mm.units[2 * u.layer + 1].device = t.device;
+      if (t.name.find(".attn_q.weight") != std::string::npos) mm.units[2 * u.layer].device = t.device;
+      if (t.name.find(".ffn_up.weight") != std::string::npos) mm.units[2 * u.layer + 1].device = t.device;
     }
     if (!tensors.empty()) {
       for (const TensorPlacement& t : p.tensors)
@@ -354,8 +333,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     p.ram_bytes = p.cpu_weight_bytes + p.kv_cpu_bytes + p.compute_cpu_bytes;
     p.transitions = count_transitions(mm.units);
     p.predicted_tg_tps = 1.0 / decode_seconds(mm.units, sp);
-    p.predicted_pp_tps =
-        double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
+    p.predicted_pp_tps = double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
     return p;
   };
 
@@ -380,8 +358,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
            human_bytes(p.gpu_weight_bytes), ", KV cache ", human_bytes(p.kv_gpu_bytes),
            ", compute ", human_bytes(p.compute_gpu_bytes), "), ",
            human_bytes(p.vram_bytes - o.vram_budget), " more than the budget of ",
-           human_bytes(o.vram_budget),
-           "; use fewer --gpu-layers, a smaller --ctx or a quantized --kv-type");
+           human_bytes(o.vram_budget), "; use fewer --gpu-layers, a smaller --ctx or a quantized --kv-type");
     return p;
   }
 

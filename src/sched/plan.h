@@ -34,38 +34,38 @@ struct ModelShape {
   int64_t n_ff = 0;
   int n_head = 0;
   int n_head_kv = 0;
-  int head_dim = 0;    // of q and k
-  int head_dim_v = 0;  // of v
+  int head_dim = 0;     // of q and k
+  int head_dim_v = 0;   // of v
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
 };
 
 struct TensorDesc {
-  std::string name;  // GGUF name: "blk.3.ffn_up.weight", "output.weight", ...
+  std::string name;     // GGUF name: "blk.3.ffn_up.weight", "output.weight", ...
   uint64_t bytes = 0;
   int64_t n_elements = 0;
 };
 
 // Measured (or default) speeds of this machine; see calibration.h.
 struct Speeds {
-  double cpu_read_bw = 40e9;    // bytes/s: multi-threaded streaming read of weights
-  double gpu_read_bw = 230e9;   // bytes/s: device memory read (RTX 4060 laptop class)
-  double h2d_bw = 12e9;         // bytes/s: pinned host -> device copies
-  double transition_s = 30e-6;  // one CPU <-> GPU hand-over of the activations (sync + copy)
-  double cpu_flops = 0.4e12;    // FLOP/s of quantized GEMM on the CPU (prefill)
-  double gpu_flops = 40e12;     // FLOP/s of GEMM on the GPU (prefill)
-  bool calibrated = false;      // false: these defaults
+  double cpu_read_bw = 40e9;      // bytes/s: multi-threaded streaming read of weights
+  double gpu_read_bw = 230e9;     // bytes/s: device memory read (RTX 4060 laptop class)
+  double h2d_bw = 12e9;           // bytes/s: pinned host -> device copies
+  double transition_s = 30e-6;    // one CPU <-> GPU hand-over of the activations (sync + copy)
+  double cpu_flops = 0.4e12;      // FLOP/s of quantized GEMM on the CPU (prefill)
+  double gpu_flops = 40e12;       // FLOP/s of GEMM on the GPU (prefill)
+  bool calibrated = false;        // false: these defaults
 };
 
 struct PlanOptions {
-  uint64_t vram_budget = 0;  // bytes the plan may use on the GPU; 0: CPU only
-  int64_t ctx = 4096;        // context length (KV cache positions)
+  uint64_t vram_budget = 0;       // bytes the plan may use on the GPU; 0: CPU only
+  int64_t ctx = 4096;             // context length (KV cache positions)
   KvType kv_type = KvType::F16;
   int ubatch = 512;               // micro-batch for prompt processing
   std::optional<int> gpu_layers;  // llama.cpp's -ngl: the last N repeating layers on the GPU, and
                                   // the output layer too when N > n_layer; unset: automatic
   struct Override {
-    std::string pattern;  // ECMAScript regex searched in the tensor name
+    std::string pattern;          // ECMAScript regex searched in the tensor name
     Device device;
   };
   std::vector<Override> overrides;  // first match wins; applied after gpu_layers / automatic
@@ -79,17 +79,17 @@ struct TensorPlacement {
 
 struct LayerPlacement {
   int index = 0;
-  Device attn = Device::Cpu;  // where attention (and its KV cache) runs
+  Device attn = Device::Cpu;      // where attention (and its KV cache) runs
   Device ffn = Device::Cpu;
-  uint64_t attn_bytes = 0;  // weights of the attention unit
+  uint64_t attn_bytes = 0;        // weights of the attention unit
   uint64_t ffn_bytes = 0;
-  uint64_t kv_bytes = 0;  // KV cache of this layer at the planned context
+  uint64_t kv_bytes = 0;          // KV cache of this layer at the planned context
 };
 
 struct Plan {
   uint64_t vram_budget = 0;
-  uint64_t vram_bytes = 0;  // predicted peak: gpu weights + gpu KV + compute buffers
-  uint64_t ram_bytes = 0;   // cpu weights + cpu KV + cpu compute buffers
+  uint64_t vram_bytes = 0;        // predicted peak: gpu weights + gpu KV + compute buffers
+  uint64_t ram_bytes = 0;         // cpu weights + cpu KV + cpu compute buffers
   uint64_t gpu_weight_bytes = 0;
   uint64_t cpu_weight_bytes = 0;
   uint64_t kv_gpu_bytes = 0;
@@ -97,12 +97,12 @@ struct Plan {
   uint64_t compute_gpu_bytes = 0;
   uint64_t compute_cpu_bytes = 0;
   Device output = Device::Cpu;
-  int transitions = 0;  // CPU <-> GPU hand-overs per decoded token
+  int transitions = 0;            // CPU <-> GPU hand-overs per decoded token
   std::vector<TensorPlacement> tensors;
   std::vector<LayerPlacement> layers;
-  double predicted_tg_tps = 0;  // tokens/s decoding at half the context filled
-  double predicted_pp_tps = 0;  // tokens/s processing a prompt of one micro-batch
-  bool stream_prefill = false;  // prefill streams CPU-resident weights to the GPU
+  double predicted_tg_tps = 0;    // tokens/s decoding at half the context filled
+  double predicted_pp_tps = 0;    // tokens/s processing a prompt of one micro-batch
+  bool stream_prefill = false;    // prefill streams CPU-resident weights to the GPU
   Speeds speeds;
 };
 
