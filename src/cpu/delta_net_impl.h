@@ -1,0 +1,201 @@
+// The delta-rule kernels (cpu/delta_net.h), written once in plain C++ whose inner loops run along
+// contiguous rows, and compiled once per instruction-set level: delta_net.cpp (baseline x86-64,
+// the reference), delta_net_avx2.cpp, delta_net_avx512.cpp. Everything here has internal linkage,
+// so each build keeps its own code. Include only from those files.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "cpu/delta_net.h"
+
+namespace straw::cpu {
+namespace {
+
+// Dot product with 16 independent partial sums: vectorizes without -ffast-math.
+inline float dn_dot(const float* __restrict a, const float* __restrict b, int n) {
+  constexpr int kLanes = 16;
+  float acc[kLanes] = {};
+  int i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += a[i + l] * b[i + l];
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+// y[j] += a * x[j]
+inline void dn_axpy(float* __restrict y, float a, const float* __restrict x, int n) {
+  for (int j = 0; j < n; ++j) y[j] += a * x[j];
+}
+
+struct DnHead {
+  int S, H, h, kh;
+  float* st;  // [S][S] this head's state
+  const float* q(const ops::DeltaNetParams& p, int t) const {
+    return p.q + t * p.qk_stride + int64_t(kh) * S;
+  }
+  const float* k(const ops::DeltaNetParams& p, int t) const {
+    return p.k + t * p.qk_stride + int64_t(kh) * S;
+  }
+  const float* v(const ops::DeltaNetParams& p, int t) const {
+    return p.v + t * p.v_stride + int64_t(h) * S;
+  }
+  float* out(const ops::DeltaNetParams& p, int t) const { return p.out + (int64_t(t) * H + h) * S; }
+};
+
+DnHead dn_head(const ops::DeltaNetParams& p, int h) {
+  const int S = p.head_dim;
+  return {S, p.n_v_heads, h, h % p.n_k_heads, p.state + size_t(h) * S * S};
+}
+
+// Token loop. ak / aq hold S^T k and S^T q of the current token for the state before its update;
+// the pass that applies token t's update also sums them for token t + 1.
+void dn_recurrent(const ops::DeltaNetParams& p, int h, float* scratch) {
+  const DnHead hd = dn_head(p, h);
+  const int S = hd.S;
+  float* __restrict st = hd.st;
+  float* ak = scratch;
+  float* aq = scratch + S;
+  float* nk = scratch + 2 * S;
+  float* nq = scratch + 3 * S;
+  float* __restrict d = scratch + 4 * S;
+  std::fill(ak, ak + 2 * S, 0.0f);  // ak and aq
+  {
+    const float* k = hd.k(p, 0);
+    const float* q = hd.q(p, 0);
+    for (int i = 0; i < S; ++i) {
+      const float* __restrict row = st + size_t(i) * S;
+      dn_axpy(ak, k[i], row, S);
+      dn_axpy(aq, q[i], row, S);
+    }
+  }
+  for (int t = 0; t < p.n_tokens; ++t) {
+    const float* k = hd.k(p, t);
+    const float* q = hd.q(p, t);
+    const float* v = hd.v(p, t);
+    float* o = hd.out(p, t);
+    const float eg = std::exp(p.g[int64_t(t) * hd.H + h]);
+    const float b = p.beta[int64_t(t) * hd.H + h];
+    const float kq = dn_dot(k, q, S);
+    // d = beta (v - e^g S^T k);  o = scale (e^g S^T q + (k.q) d)   (S before the update)
+    for (int j = 0; j < S; ++j) {
+      d[j] = b * (v[j] - eg * ak[j]);
+      o[j] = p.scale * (eg * aq[j] + kq * d[j]);
+    }
+    // S = e^g S + k d^T
+    if (t + 1 < p.n_tokens) {
+      const float* k1 = hd.k(p, t + 1);
+      const float* q1 = hd.q(p, t + 1);
+      float* __restrict sk = nk;
+      float* __restrict sq = nq;
+      std::fill(sk, sk + S, 0.0f);
+      std::fill(sq, sq + S, 0.0f);
+      for (int i = 0; i < S; ++i) {
+        float* __restrict row = st + size_t(i) * S;
+        const float ki = k[i], k1i = k1[i], q1i = q1[i];
+        for (int j = 0; j < S; ++j) {
+          const float r = row[j] * eg + ki * d[j];
+          row[j] = r;
+          sk[j] += r * k1i;
+          sq[j] += r * q1i;
+        }
+      }
+      std::swap(ak, nk);
+      std::swap(aq, nq);
+    } else {
+      for (int i = 0; i < S; ++i) {
+        float* __restrict row = st + size_t(i) * S;
+        const float ki = k[i];
+        for (int j = 0; j < S; ++j) row[j] = row[j] * eg + ki * d[j];
+      }
+    }
+  }
+}
+
+// Chunked (WY) form; the math is in cpu/delta_net.h.
+void dn_chunked(const ops::DeltaNetParams& p, int h, float* scratch) {
+  const DnHead hd = dn_head(p, h);
+  const int S = hd.S, C = kDeltaNetChunk;
+  float* __restrict st = hd.st;
+  float* G = scratch;             // [C] cumulative log decay
+  float* e = G + C;               // [C] e^G
+  float* beta = e + C;            // [C]
+  float* last = beta + C;         // [C] e^(G_{n-1} - G_b)
+  float* A = last + C;            // [C][C] strictly lower: beta_a e^(G_a-G_b) k_a.k_b
+  float* P = A + size_t(C) * C;   // [C][C] lower with diagonal: e^(G_a-G_b) q_a.k_b
+  float* U = P + size_t(C) * C;   // [C][S] U, then D
+  float* W = U + size_t(C) * S;   // [C][S] W, then S0^T q_a
+  float* Kt = W + size_t(C) * S;  // [C][S] e^(G_{n-1}-G_b) k_b, for the state update
+  for (int c0 = 0; c0 < p.n_tokens; c0 += C) {
+    const int n = std::min(C, p.n_tokens - c0);
+    float acc = 0;
+    for (int a = 0; a < n; ++a) {
+      acc += p.g[int64_t(c0 + a) * hd.H + h];
+      G[a] = acc;
+      e[a] = std::exp(acc);
+      beta[a] = p.beta[int64_t(c0 + a) * hd.H + h];
+    }
+    for (int a = 0; a < n; ++a) last[a] = std::exp(G[n - 1] - G[a]);
+    for (int a = 0; a < n; ++a) {
+      const float* ka = hd.k(p, c0 + a);
+      const float* qa = hd.q(p, c0 + a);
+      for (int b = 0; b <= a; ++b) {
+        const float* kb = hd.k(p, c0 + b);
+        const float decay = std::exp(G[a] - G[b]);
+        if (b < a) A[a * C + b] = beta[a] * decay * dn_dot(ka, kb, S);
+        P[a * C + b] = decay * dn_dot(qa, kb, S);
+      }
+    }
+    // Forward substitution: (I + A) U = diag(beta) V and (I + A) W = diag(beta e) K, row by row.
+    for (int a = 0; a < n; ++a) {
+      float* __restrict u = U + size_t(a) * S;
+      float* __restrict w = W + size_t(a) * S;
+      const float* va = hd.v(p, c0 + a);
+      const float* ka = hd.k(p, c0 + a);
+      const float be = beta[a] * e[a];
+      for (int j = 0; j < S; ++j) {
+        u[j] = beta[a] * va[j];
+        w[j] = be * ka[j];
+      }
+      for (int b = 0; b < a; ++b) {
+        dn_axpy(u, -A[a * C + b], U + size_t(b) * S, S);
+        dn_axpy(w, -A[a * C + b], W + size_t(b) * S, S);
+      }
+    }
+    // D = U - W S0 (into U), then W's rows become S0^T q_a.
+    for (int i = 0; i < S; ++i) {
+      const float* __restrict row = st + size_t(i) * S;
+      for (int a = 0; a < n; ++a) dn_axpy(U + size_t(a) * S, -W[size_t(a) * S + i], row, S);
+    }
+    std::fill(W, W + size_t(n) * S, 0.0f);
+    for (int i = 0; i < S; ++i) {
+      const float* __restrict row = st + size_t(i) * S;
+      for (int a = 0; a < n; ++a) dn_axpy(W + size_t(a) * S, hd.q(p, c0 + a)[i], row, S);
+    }
+    // O[a] = scale (e_a S0^T q_a + sum_{b<=a} P[a][b] D[b])
+    for (int a = 0; a < n; ++a) {
+      float* __restrict o = hd.out(p, c0 + a);
+      const float* qs = W + size_t(a) * S;
+      for (int j = 0; j < S; ++j) o[j] = e[a] * qs[j];
+      for (int b = 0; b <= a; ++b) dn_axpy(o, P[a * C + b], U + size_t(b) * S, S);
+      for (int j = 0; j < S; ++j) o[j] *= p.scale;
+    }
+    // S1 = e_{n-1} S0 + sum_b e^(G_{n-1} - G_b) k_b D[b]^T
+    for (int b = 0; b < n; ++b) {
+      const float* kb = hd.k(p, c0 + b);
+      for (int i = 0; i < S; ++i) Kt[size_t(b) * S + i] = last[b] * kb[i];
+    }
+    const float en = e[n - 1];
+    for (int i = 0; i < S; ++i) {
+      float* __restrict row = st + size_t(i) * S;
+      for (int j = 0; j < S; ++j) row[j] *= en;
+      for (int b = 0; b < n; ++b) dn_axpy(row, Kt[size_t(b) * S + i], U + size_t(b) * S, S);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace straw::cpu
