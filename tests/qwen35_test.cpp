@@ -10,7 +10,12 @@
 
 #include <cstdio>
 
+#include "gguf/gguf.h"
 #include "golden_util.h"
+#include "model/hparams.h"
+#include "model/presets.h"
+#include "model/synth.h"
+#include "sched/plan.h"
 #include "straw/straw.h"
 
 namespace {
@@ -149,6 +154,81 @@ TEST(Qwen35, TruncatedSessionContinuesAsIfFresh) {
   straw::Session f(*model);
   f.eval(all.first(half), /*all_logits=*/true);
   EXPECT_TRUE(std::equal(s.logits().begin(), s.logits().end(), f.logits().begin()));
+}
+
+// The planner on the Qwen3.5-27B preset (IQ4_XS, header only) with 8 GiB of VRAM and a context of
+// 32768: it fills the budget; the 48 linear layers hold a recurrent state (same size at any
+// context) and no KV cache, the 16 attention layers a KV cache; the state goes with its layer's
+// attention unit and counts against the device's memory; the checkpoints count in RAM.
+TEST(Qwen35, PlannerAccountsTheRecurrentStateAndFillsTheBudget) {
+  const straw::model::ModelShape* preset = straw::model::find_preset("qwen3.5-27b");
+  ASSERT_NE(preset, nullptr);
+  const auto path = temp_path("q35-27b-nodata.gguf");
+  straw::model::SynthOptions so;
+  so.shape = *preset;
+  so.type = straw::model::FileType::IQ4_XS;
+  so.no_data = true;
+  straw::model::synthesize(path.string(), so);
+  auto r = straw::gguf::Reader::open(path.string());
+  const straw::model::HParams hp = straw::model::read_hparams(*r);
+  const straw::sched::ModelShape shape = straw::model::plan_shape(hp, preset->n_vocab);
+  std::vector<straw::sched::TensorDesc> tensors;
+  for (const auto& t : r->tensors()) tensors.push_back({t.name, t.bytes, t.n_elements()});
+  EXPECT_EQ(straw::sched::unit_of("blk.0.ssm_a").part, straw::sched::Part::Attn);
+  EXPECT_EQ(straw::sched::unit_of("blk.0.ssm_conv1d.weight").part, straw::sched::Part::Attn);
+  EXPECT_EQ(straw::sched::unit_of("blk.0.post_attention_norm.weight").part,
+            straw::sched::Part::Ffn);
+
+  const uint64_t layer_state = hp.recurrent_layer_bytes();
+  EXPECT_EQ(layer_state, uint64_t(3 * 10240 + 48 * 128 * 128) * 4);
+  for (int64_t ctx : {int64_t(4096), int64_t(32768)}) {
+    for (uint64_t budget : {uint64_t(0), uint64_t(8) << 30}) {
+      SCOPED_TRACE("ctx " + std::to_string(ctx) + " budget " + std::to_string(budget));
+      straw::sched::PlanOptions o;
+      o.vram_budget = budget;
+      o.ctx = ctx;
+      const straw::sched::Plan p = straw::sched::make_plan(shape, tensors, o, {});
+      uint64_t state = 0, kv = 0;
+      for (const auto& l : p.layers) {
+        if (hp.is_recurrent(l.index)) {
+          EXPECT_EQ(l.kv_bytes, 0u) << l.index;
+          EXPECT_EQ(l.state_bytes, layer_state) << l.index;
+        } else {
+          EXPECT_EQ(l.state_bytes, 0u) << l.index;
+          EXPECT_EQ(l.kv_bytes, straw::sched::kv_layer_bytes(shape, ctx, o.kv_type)) << l.index;
+        }
+        state += l.state_bytes;
+        kv += l.kv_bytes;
+      }
+      EXPECT_EQ(state, 48 * layer_state);
+      EXPECT_EQ(kv, 16 * straw::sched::kv_layer_bytes(shape, ctx, o.kv_type));
+      EXPECT_EQ(p.state_gpu_bytes + p.state_cpu_bytes, state);
+      EXPECT_EQ(p.kv_gpu_bytes + p.kv_cpu_bytes, kv);
+      EXPECT_EQ(p.state_checkpoint_bytes, 2 * state);
+      EXPECT_EQ(p.vram_bytes,
+                p.gpu_weight_bytes + p.kv_gpu_bytes + p.state_gpu_bytes + p.compute_gpu_bytes);
+      EXPECT_EQ(p.ram_bytes, p.cpu_weight_bytes + p.kv_cpu_bytes + p.state_cpu_bytes +
+                                 p.state_checkpoint_bytes + p.compute_cpu_bytes);
+      if (budget == 0) {
+        EXPECT_EQ(p.state_gpu_bytes, 0u);
+      } else {
+        EXPECT_LE(p.vram_bytes, budget);
+        EXPECT_GT(p.vram_bytes, budget - budget / 50);  // fills it (within 2 %)
+        EXPECT_GT(p.state_gpu_bytes, 0u);
+      }
+    }
+  }
+  // A forced placement of one linear layer's attention part takes its state along.
+  straw::sched::PlanOptions o;
+  o.vram_budget = uint64_t(8) << 30;
+  o.ctx = 32768;
+  o.overrides = {{"^blk\\.0\\.(attn_|ssm_)", straw::sched::Device::Gpu},
+                 {".", straw::sched::Device::Cpu}};
+  const straw::sched::Plan p = straw::sched::make_plan(shape, tensors, o, {});
+  EXPECT_EQ(p.layers[0].attn, straw::sched::Device::Gpu);
+  EXPECT_EQ(p.state_gpu_bytes, layer_state);
+  r.reset();
+  std::filesystem::remove(path);
 }
 
 }  // namespace

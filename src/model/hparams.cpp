@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "gguf/gguf.h"
+#include "model/recurrent_state.h"
 #include "util/str.h"
 
 namespace straw::model {
@@ -141,6 +142,34 @@ HParams read_hparams(const gguf::Reader& r) {
   }
   if (hp.arch == Arch::Qwen35) read_qwen35(r, hp, n_layer_all);
   return hp;
+}
+
+sched::ModelShape plan_shape(const HParams& hp, int64_t n_vocab) {
+  sched::ModelShape s;
+  s.n_layer = hp.n_layer;
+  s.n_embd = hp.n_embd;
+  s.n_ff = hp.n_ff;
+  s.n_head = hp.n_head;
+  s.n_head_kv = hp.n_head_kv;
+  s.head_dim = hp.head_dim;
+  s.head_dim_v = hp.head_dim_v;
+  s.n_vocab = n_vocab;
+  s.n_ctx_train = hp.n_ctx_train;
+  s.attn_output_gate = hp.attn_output_gate;
+  if (hp.has_recurrent()) {
+    s.recurrent = hp.recurrent;
+    s.recurrent_state_bytes = hp.recurrent_layer_bytes();
+    s.recurrent_checkpoints = RecurrentState::kCheckpoints;
+    // Per token: the conv's multiply-adds, and per value head the delta rule's four passes over
+    // its S x S state (decay, S^T k, update, S^T q).
+    s.recurrent_flops_per_token =
+        2.0 * double(hp.ssm_conv_kernel) * double(hp.ssm_conv_dim()) +
+        8.0 * double(hp.ssm_v_heads) * double(hp.ssm_head_dim) * double(hp.ssm_head_dim);
+    s.ssm_conv_dim = hp.ssm_conv_dim();
+    s.ssm_inner = hp.ssm_inner;
+    s.ssm_v_heads = hp.ssm_v_heads;
+  }
+  return s;
 }
 
 }  // namespace straw::model

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "ops/backend.h"
+#include "sched/plan.h"
 
 namespace straw::gguf {
 class Reader;
@@ -58,5 +59,8 @@ struct HParams {
 // Reads and validates the hyperparameters; throws straw::Error naming the file and the missing or
 // inconsistent key. An unknown architecture's error lists the supported ones.
 HParams read_hparams(const gguf::Reader& r);
+
+// The model as the placement planner sees it (n_vocab: rows of token_embd).
+sched::ModelShape plan_shape(const HParams& hp, int64_t n_vocab);
 
 }  // namespace straw::model
