@@ -1,7 +1,7 @@
 // Qwen3.5 (qwen35) end to end on the CPU against llama.cpp's logits (shared/testdata/golden
-// qwen35-tiny-*): the whole prompt at once (chunked delta rule), token by token (the recurrence),
-// micro-batches that mix both, every CPU kernel level; and a truncated session continuing exactly
-// as a fresh one (recurrent-state checkpoints and recomputation).
+// qwen35-tiny-*): the whole prompt at once, token by token, micro-batches with a tail, every CPU
+// kernel level; a truncated session continuing exactly as a fresh one (recurrent-state checkpoints
+// and recomputation); the planner's accounting of the recurrent state.
 //
 // The bar (issue 16): max nrmse <= 2e-3 on float files and <= 3e-2 on quantized ones, top-1
 // agreement >= 0.95. llama.cpp's own token-by-token run is 4e-4 (F16) and 1.2e-2..1.5e-2
@@ -67,7 +67,7 @@ TEST_P(Qwen35Golden, PromptAtOnceTokenByTokenAndMixedBatchesMeetTheBar) {
   ASSERT_EQ(g.exact.size(), g.tokens.size() * size_t(g.n_vocab));
   expect_qwen35_bar(GetParam(), g, score(g, prefill_logits(*model, g)), "prompt at once");
   expect_qwen35_bar(GetParam(), g, score(g, token_by_token(*model, g)), "token by token");
-  // Micro-batches of 40: a chunked batch, then a tail of 12 that takes the token loop.
+  // Micro-batches of 40: the state carried from one to the next, a tail of 12.
   expect_qwen35_bar(GetParam(), g, score(g, prefill_logits(*load(g, 40), g)),
                     "micro-batches of 40");
 }

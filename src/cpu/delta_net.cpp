@@ -1,5 +1,5 @@
-// The gated delta rule on the CPU: the reference build of the kernels (cpu/delta_net_impl.h), the
-// choice between the token loop and the chunked form, and the split over value heads.
+// The gated delta rule on the CPU: the reference build of the kernels (cpu/delta_net_impl.h) and
+// the op, split over value heads.
 #include "cpu/delta_net.h"
 
 #include "cpu/cpu_backend.h"
@@ -28,10 +28,8 @@ void CpuBackend::gated_delta_net(const ops::DeltaNetParams& p) {
   if (p.n_k_heads <= 0 || p.n_v_heads % p.n_k_heads != 0 || p.head_dim <= 0)
     fail("internal error: gated_delta_net with ", p.n_v_heads, " value heads over ", p.n_k_heads,
          " key heads of ", p.head_dim);
-  const DeltaNetKernels& k = delta_net_kernels(isa_);
-  // Both forms do the same arithmetic per token on the CPU (delta_net.h); the chunked one wins
-  // once a batch fills its chunks (measured in docs/benchmarks.md).
-  const auto form = p.n_tokens >= kDeltaNetChunkMin ? k.chunked : k.recurrent;
+  // The token loop for every batch: on the CPU it is the faster form (delta_net.h).
+  const auto form = delta_net_kernels(isa_).recurrent;
   const size_t need = delta_net_scratch_floats(p.head_dim);
   pool_.parallel_for(p.n_v_heads, 1, [&](int64_t h0, int64_t h1, int thread) {
     float* s = scratch(thread, need);

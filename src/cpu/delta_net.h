@@ -7,16 +7,20 @@
 // no horizontal sums.
 //
 // - recurrent: the token loop, one pass over the state per token (the update of token t fused with
-//   the readout sums of token t+1). O(S^2) per token: the decode path.
+//   the readout sums of token t+1). O(S^2) per token. The SIMD levels keep a block of columns of
+//   the state in L1 and its sums in registers across the whole batch.
 // - chunked: the chunked parallel (WY) form over chunks of kDeltaNetChunk tokens. Within a chunk,
 //   with G the cumulative sum of g (so G[a] - G[b] <= 0 for a >= b), e = exp(G):
 //     A[a][b] = beta_a e^(G_a - G_b) k_a.k_b  (b < a),   (I + A) U = diag(beta) V,
 //     (I + A) W = diag(beta e) K,   D = U - W S0             (the chunk's deltas d_a as rows)
 //     O[a] = scale (e_a S0^T q_a + sum_{b<=a} e^(G_a - G_b) (q_a.k_b) D[b])
 //     S1 = e_{n-1} S0 + sum_b e^(G_{n-1} - G_b) k_b D[b]^T
-//   Every exponent is <= 0, so nothing overflows. The heavy parts are small matrix products
-//   (chunk x S by S x S) instead of a dependent chain of rank-1 updates: the form a GPU wants;
-//   on the CPU both forms are bound by the same arithmetic (see docs/architecture.md).
+//   Every exponent is <= 0, so nothing overflows. Its heavy parts are matrix products (chunk x S
+//   by S x S) instead of a dependent chain of rank-1 updates: the form for a GPU's matrix units.
+//   On the CPU it does as much arithmetic per token as the token loop (3 C S^2 + 2.5 C^2 S
+//   multiply-adds per chunk against 4 C S^2) and is written in plain C++, measured 2-5x slower
+//   than the SIMD token loop (docs/benchmarks.md): the CPU backend runs the token loop for every
+//   batch, and the chunked form is kept, tested equal to it, as the reference for other backends.
 #pragma once
 
 #include <cstddef>
@@ -27,8 +31,6 @@
 namespace straw::cpu {
 
 inline constexpr int kDeltaNetChunk = 64;
-// Batches of at least this many tokens take the chunked form, smaller ones the token loop.
-inline constexpr int kDeltaNetChunkMin = 32;
 
 struct DeltaNetKernels {
   // Every token of p for value head h, updating its state; scratch: delta_net_scratch_floats.
@@ -42,8 +44,9 @@ inline size_t delta_net_scratch_floats(int S) {
   return 4 * C + 2 * C * C + 3 * C * size_t(S) + 8 * size_t(S) + 64;
 }
 
-// The reference (baseline x86-64 build: the definition the other levels are tested against) and
-// the AVX2 / AVX-512 builds of the same code.
+// The reference (baseline x86-64 build of the plain C++: the definition the other levels are tested
+// against) and the AVX2 / AVX-512 levels (hand-vectorized token loop, the chunked form built for
+// the level).
 extern const DeltaNetKernels kDeltaNetRef;
 extern const DeltaNetKernels kDeltaNetAvx2;
 extern const DeltaNetKernels kDeltaNetAvx512;
