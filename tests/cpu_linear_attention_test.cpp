@@ -78,6 +78,17 @@ struct DnCase {
     state = random_floats(rng, size_t(Hv) * S * S, 0.3f);
   }
 
+  // The first n tokens only.
+  DnCase prefix(int n) const {
+    DnCase c = *this;
+    c.T = n;
+    c.qk.resize(size_t(n) * qk_stride);
+    c.v.resize(size_t(n) * v_stride);
+    c.g.resize(size_t(n) * Hv);
+    c.beta.resize(size_t(n) * Hv);
+    return c;
+  }
+
   ops::DeltaNetParams params(float* st, float* out, int t0 = 0, int n = -1) const {
     ops::DeltaNetParams p;
     p.n_tokens = n < 0 ? T : n;
@@ -128,13 +139,20 @@ struct DnCase {
   }
 };
 
-// Runs one form of one kernel table over every value head.
-std::vector<float> run_form(const DnCase& c, const cpu::DeltaNetKernels& k, bool chunked) {
-  std::vector<float> st = c.state, out(size_t(c.T) * c.Hv * c.S);
+// Runs one form of one kernel table over every value head: outputs, then the final state, then
+// (with a snapshot token) the state after that token.
+std::vector<float> run_form(const DnCase& c, const cpu::DeltaNetKernels& k, bool chunked,
+                            int snapshot_after = -1) {
+  std::vector<float> st = c.state, out(size_t(c.T) * c.Hv * c.S), snap(st.size(), -1.0f);
   std::vector<float> scratch(cpu::delta_net_scratch_floats(c.S));
-  const ops::DeltaNetParams p = c.params(st.data(), out.data());
+  ops::DeltaNetParams p = c.params(st.data(), out.data());
+  if (snapshot_after >= 0) {
+    p.snapshot = snap.data();
+    p.snapshot_after = snapshot_after;
+  }
   for (int h = 0; h < c.Hv; ++h) (chunked ? k.chunked : k.recurrent)(p, h, scratch.data());
   out.insert(out.end(), st.begin(), st.end());
+  if (snapshot_after >= 0) out.insert(out.end(), snap.begin(), snap.end());
   return out;
 }
 
@@ -171,6 +189,37 @@ TEST(CpuDeltaNet, BothFormsOnEveryLevelMatchTheDefinition) {
     if (tables[ti].first)
       std::printf("%-7s max error vs float64: token loop %.2e, chunked %.2e\n", tables[ti].second,
                   worst[ti][0], worst[ti][1]);
+}
+
+// The state after a token inside the batch (a checkpoint before a prompt's last token) equals the
+// final state of the batch cut after that token; it changes nothing else.
+TEST(CpuDeltaNet, SnapshotInsideABatchIsTheStateAfterThatToken) {
+  std::mt19937 rng(13);
+  const std::pair<const cpu::DeltaNetKernels*, const char*> tables[] = {
+      {&cpu::kDeltaNetRef, "ref"},
+      {cpu::isa_supported(Isa::Avx2) ? &cpu::kDeltaNetAvx2 : nullptr, "avx2"},
+      {cpu::isa_supported(Isa::Avx512) ? &cpu::kDeltaNetAvx512 : nullptr, "avx512"}};
+  for (const Shape& sh : kShapes) {
+    const DnCase c(rng, sh.T, sh.Hk, sh.Hv, sh.S);
+    const size_t n_state = size_t(c.Hv) * c.S * c.S;
+    for (int r : {0, c.T / 2, c.T - 2, c.T - 1}) {
+      if (r < 0) continue;
+      const std::vector<double> pre = c.prefix(r + 1).reference();
+      const std::vector<double> want(pre.end() - std::ptrdiff_t(n_state), pre.end());
+      for (const auto& [table, name] : tables) {
+        if (!table) continue;
+        for (bool chunked : {false, true}) {
+          const std::vector<float> got = run_form(c, *table, chunked, r);
+          const std::vector<float> snap(got.end() - std::ptrdiff_t(n_state), got.end());
+          EXPECT_LT(rel_err(snap, want), 2e-5)
+              << name << (chunked ? " chunked" : " loop") << " T=" << c.T << " after " << r;
+          const std::vector<float> plain = run_form(c, *table, chunked);
+          EXPECT_TRUE(std::equal(plain.begin(), plain.end(), got.begin()))
+              << name << " the snapshot changed the results, T=" << c.T;
+        }
+      }
+    }
+  }
 }
 
 TEST(CpuDeltaNet, ChunkedEqualsTheTokenLoopAndBatchesSplitAnywhere) {
@@ -230,6 +279,29 @@ TEST(CpuLinearAttention, ConvWithStateMatchesTheDefinitionAndSplits) {
           for (bool silu : {true, false}) {
             const std::vector<double> want = conv_reference(x, stride, w, st0, T, C, K, silu);
             // Whole batch, then the same batch in two calls carrying the state.
+            // The state after token T/2 taken inside the batch: the state of the batch cut there.
+            {
+              const int r = T / 2;
+              const std::vector<double> pre = conv_reference(x, stride, w, st0, r + 1, C, K, silu);
+              std::vector<float> st = st0, y(size_t(T) * C), snap(st0.size(), -1.0f);
+              ops::ConvParams p;
+              p.n_tokens = T;
+              p.n_channels = C;
+              p.kernel = K;
+              p.x = x.data();
+              p.x_stride = stride;
+              p.w = w.data();
+              p.state = st.data();
+              p.y = y.data();
+              p.silu = silu;
+              p.snapshot = snap.data();
+              p.snapshot_after = r;
+              be.ssm_conv(p);
+              EXPECT_LT(rel_err(snap, std::vector<double>(pre.end() - std::ptrdiff_t(snap.size()),
+                                                          pre.end())),
+                        1e-7)
+                  << "snapshot K=" << K << " C=" << C << " T=" << T;
+            }
             for (int cut : {T, T / 2}) {
               std::vector<float> st = st0, y(size_t(T) * C);
               for (auto [t0, t1] : {std::pair{0, cut}, {cut, T}}) {

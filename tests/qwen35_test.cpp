@@ -147,6 +147,17 @@ TEST(Qwen35, TruncatedSessionContinuesAsIfFresh) {
   const std::vector<int32_t> other(20, 7);
   s.eval(other);
   EXPECT_EQ(continued(s, half), fresh({half}));
+  // A server's pattern: the same prompt again, cut to one before its end (the checkpoint taken
+  // inside the prompt's last step) and its last token evaluated again for the logits.
+  {
+    straw::Session a(*model), b(*model);
+    a.eval(all.first(half));
+    a.truncate(int64_t(half) - 1);
+    a.eval(all.subspan(half - 1, 1));
+    b.eval(all.first(half - 1));
+    b.eval(all.subspan(half - 1, 1));
+    EXPECT_TRUE(std::equal(a.logits().begin(), a.logits().end(), b.logits().begin()));
+  }
   EXPECT_THROW(s.truncate(s.n_past() + 1), straw::Error);
   // reset() empties the state: the first half again gives the fresh logits.
   s.reset();
@@ -179,8 +190,9 @@ TEST(Qwen35, PlannerAccountsTheRecurrentStateAndFillsTheBudget) {
   EXPECT_EQ(straw::sched::unit_of("blk.0.post_attention_norm.weight").part,
             straw::sched::Part::Ffn);
 
-  const uint64_t layer_state = hp.recurrent_layer_bytes();
-  EXPECT_EQ(layer_state, uint64_t(3 * 10240 + 48 * 128 * 128) * 4);
+  // Per linear layer: the conv and delta-rule states, and their snapshot (twice that).
+  const uint64_t layer_state = 2 * hp.recurrent_layer_bytes();
+  EXPECT_EQ(layer_state, 2 * uint64_t(3 * 10240 + 48 * 128 * 128) * 4);
   for (int64_t ctx : {int64_t(4096), int64_t(32768)}) {
     for (uint64_t budget : {uint64_t(0), uint64_t(8) << 30}) {
       SCOPED_TRACE("ctx " + std::to_string(ctx) + " budget " + std::to_string(budget));
@@ -204,7 +216,7 @@ TEST(Qwen35, PlannerAccountsTheRecurrentStateAndFillsTheBudget) {
       EXPECT_EQ(kv, 16 * straw::sched::kv_layer_bytes(shape, ctx, o.kv_type));
       EXPECT_EQ(p.state_gpu_bytes + p.state_cpu_bytes, state);
       EXPECT_EQ(p.kv_gpu_bytes + p.kv_cpu_bytes, kv);
-      EXPECT_EQ(p.state_checkpoint_bytes, 2 * state);
+      EXPECT_EQ(p.state_checkpoint_bytes, 3 * state / 2);  // 3 copies without the snapshot
       EXPECT_EQ(p.vram_bytes,
                 p.gpu_weight_bytes + p.kv_gpu_bytes + p.state_gpu_bytes + p.compute_gpu_bytes);
       EXPECT_EQ(p.ram_bytes, p.cpu_weight_bytes + p.kv_cpu_bytes + p.state_cpu_bytes +

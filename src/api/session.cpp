@@ -117,6 +117,10 @@ void eval_batch(std::span<const BatchItem> items) {
                                  : nullptr;
       step.push_back({it.tokens.subspan(done[i], n), int64_t(s.tokens.size()), &s.kv, out,
                       it.all_logits, s.state()});
+      // The recurrent state after the next-to-last token of a prompt is kept too (see below).
+      const size_t before_last = it.tokens.size() - 2;
+      if (s.state() && it.tokens.size() > 1 && before_last >= done[i] && before_last < done[i] + n)
+        step.back().snapshot_after = int(before_last - done[i]);
       room -= int(n);
     }
     if (step.empty()) break;
@@ -131,10 +135,13 @@ void eval_batch(std::span<const BatchItem> items) {
     }
   }
   // The end of a prompt (more than one token) is where a conversation comes back to: regenerate,
-  // edit the last message, benchmark repetitions. Keep the recurrent state there.
+  // edit the last message, benchmark repetitions; a server evaluates a cached prompt's last token
+  // again for its logits. Keep the recurrent state at both places (the one before the last token
+  // from the snapshot taken inside the step).
   for (const BatchItem& it : items)
-    if (it.tokens.size() > 1) {
+    if (it.tokens.size() > 1 && it.session->impl_->state()) {
       Session::Impl& s = *it.session->impl_;
+      s.rs.save(int64_t(s.tokens.size()) - 1, /*from_snapshot=*/true);
       s.rs.save(int64_t(s.tokens.size()));
     }
 }

@@ -25,9 +25,11 @@ const DeltaNetKernels& delta_net_kernels(Isa isa) {
 
 void CpuBackend::gated_delta_net(const ops::DeltaNetParams& p) {
   if (p.n_tokens <= 0) return;
-  if (p.n_k_heads <= 0 || p.n_v_heads % p.n_k_heads != 0 || p.head_dim <= 0)
+  if (p.n_k_heads <= 0 || p.n_v_heads % p.n_k_heads != 0 || p.head_dim <= 0 ||
+      (p.snapshot && (p.snapshot_after < 0 || p.snapshot_after >= p.n_tokens)))
     fail("internal error: gated_delta_net with ", p.n_v_heads, " value heads over ", p.n_k_heads,
-         " key heads of ", p.head_dim);
+         " key heads of ", p.head_dim, ", snapshot after token ", p.snapshot_after, " of ",
+         p.n_tokens);
   // The token loop for every batch: on the CPU it is the faster form (delta_net.h).
   const auto form = delta_net_kernels(isa_).recurrent;
   const size_t need = delta_net_scratch_floats(p.head_dim);

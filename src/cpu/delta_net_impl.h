@@ -33,7 +33,8 @@ inline void dn_axpy(float* __restrict y, float a, const float* __restrict x, int
 
 struct DnHead {
   int S, H, h, kh;
-  float* st;  // [S][S] this head's state
+  float* st;    // [S][S] this head's state
+  float* snap;  // [S][S] where its state after token snapshot_after goes (null: nowhere)
   const float* q(const ops::DeltaNetParams& p, int t) const {
     return p.q + t * p.qk_stride + int64_t(kh) * S;
   }
@@ -48,7 +49,8 @@ struct DnHead {
 
 DnHead dn_head(const ops::DeltaNetParams& p, int h) {
   const int S = p.head_dim;
-  return {S, p.n_v_heads, h, h % p.n_k_heads, p.state + size_t(h) * S * S};
+  return {S, p.n_v_heads, h, h % p.n_k_heads, p.state + size_t(h) * S * S,
+          p.snapshot ? p.snapshot + size_t(h) * S * S : nullptr};
 }
 
 // Token loop. ak / aq hold S^T k and S^T q of the current token for the state before its update;
@@ -112,6 +114,7 @@ void dn_recurrent(const ops::DeltaNetParams& p, int h, float* scratch) {
         for (int j = 0; j < S; ++j) row[j] = row[j] * eg + ki * d[j];
       }
     }
+    if (hd.snap && t == p.snapshot_after) std::copy(st, st + size_t(S) * S, hd.snap);
   }
 }
 
@@ -175,6 +178,9 @@ void dn_recurrent_block(const ops::DeltaNetParams& p, const DnHead& hd, int j0) 
                    V::fmadd(kb, d[v], V::mul(egv, V::load(row + v * V::kWidth))));
       }
     }
+    if (hd.snap && t == p.snapshot_after)
+      for (int i = 0; i < S; ++i)
+        std::copy_n(st + size_t(i) * S, NV * V::kWidth, hd.snap + j0 + size_t(i) * S);
   }
 }
 
@@ -257,6 +263,17 @@ void dn_chunked(const ops::DeltaNetParams& p, int h, float* scratch) {
       for (int j = 0; j < S; ++j) o[j] = e[a] * qs[j];
       for (int b = 0; b <= a; ++b) dn_axpy(o, P[a * C + b], U + size_t(b) * S, S);
       for (int j = 0; j < S; ++j) o[j] *= p.scale;
+    }
+    // The snapshot inside this chunk: S_a = e_a S0 + sum_{b<=a} e^(G_a - G_b) k_b D[b]^T
+    if (hd.snap && p.snapshot_after >= c0 && p.snapshot_after < c0 + n) {
+      const int a = p.snapshot_after - c0;
+      for (int i = 0; i < S; ++i) {
+        float* __restrict row = hd.snap + size_t(i) * S;
+        const float* __restrict s0 = st + size_t(i) * S;
+        for (int j = 0; j < S; ++j) row[j] = e[a] * s0[j];
+        for (int b = 0; b <= a; ++b)
+          dn_axpy(row, std::exp(G[a] - G[b]) * hd.k(p, c0 + b)[i], U + size_t(b) * S, S);
+      }
     }
     // S1 = e_{n-1} S0 + sum_b e^(G_{n-1} - G_b) k_b D[b]^T
     for (int b = 0; b < n; ++b) {

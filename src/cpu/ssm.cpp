@@ -90,8 +90,10 @@ void CpuBackend::delta_net_gates(float* alpha, float* beta, const ops::Weight& d
 void CpuBackend::ssm_conv(const ops::ConvParams& p) {
   const int T = p.n_tokens, C = p.n_channels, K = p.kernel;
   if (T <= 0) return;
-  if (K < 1 || C < 1 || p.x_stride < C)
-    fail("internal error: ssm_conv with ", C, " channels, kernel ", K, ", stride ", p.x_stride);
+  if (K < 1 || C < 1 || p.x_stride < C ||
+      (p.snapshot && (p.snapshot_after < 0 || p.snapshot_after >= T)))
+    fail("internal error: ssm_conv with ", C, " channels, kernel ", K, ", stride ", p.x_stride,
+         ", snapshot after token ", p.snapshot_after, " of ", T);
   // Taps transposed to [K][C] so that the loops below run along channels.
   conv_taps_.resize(size_t(K) * C);
   for (int c = 0; c < C; ++c)
@@ -120,6 +122,15 @@ void CpuBackend::ssm_conv(const ops::ConvParams& p) {
         }
       }
     }
+    // The state after token snapshot_after (positions snapshot_after-K+2 .. snapshot_after),
+    // read before the old state is overwritten.
+    if (p.snapshot)
+      for (int r = 0; r < K - 1; ++r) {
+        const int pos = p.snapshot_after - (K - 2) + r;
+        const float* src = pos >= 0 ? p.x + int64_t(pos) * p.x_stride + c0
+                                    : p.state + int64_t(pos + K - 1) * C + c0;
+        std::copy_n(src, n, p.snapshot + int64_t(r) * C + c0);
+      }
     // The new state: positions T-K+1 .. T-1, from x or (for short batches) from the old state,
     // whose row r + T is read before row r is written.
     for (int r = 0; r < K - 1; ++r) {

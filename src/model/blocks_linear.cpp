@@ -39,6 +39,10 @@ void delta_net_block(BlockContext& c, const LayerWeights& l, int il) {
     cp.state = st.conv;
     cp.y = conv;
     cp.silu = true;
+    if (s.snapshot_after >= 0) {
+      cp.snapshot = st.conv_snapshot;
+      cp.snapshot_after = s.snapshot_after;
+    }
     c.be->ssm_conv(cp);
     // q = q / ||q||, k = k / ||k|| per head (the 2 Hk heads at the start of each row)
     c.be->l2norm(conv, s.n, 2 * Hk, S, C, hp.rms_eps);
@@ -58,6 +62,10 @@ void delta_net_block(BlockContext& c, const LayerWeights& l, int il) {
     dp.state = st.ssm;
     dp.out = a.attn + int64_t(s.row0) * Hv * S;
     dp.scale = 1.0f / std::sqrt(float(S));
+    if (s.snapshot_after >= 0) {
+      dp.snapshot = st.ssm_snapshot;
+      dp.snapshot_after = s.snapshot_after;
+    }
     c.be->gated_delta_net(dp);
   }
   // o_h = RMSNorm(o_h) * ssm_norm * silu(z_h)   per value head

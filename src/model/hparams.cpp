@@ -158,7 +158,8 @@ sched::ModelShape plan_shape(const HParams& hp, int64_t n_vocab) {
   s.attn_output_gate = hp.attn_output_gate;
   if (hp.has_recurrent()) {
     s.recurrent = hp.recurrent;
-    s.recurrent_state_bytes = hp.recurrent_layer_bytes();
+    // The state and the snapshot a prompt's last step takes (RecurrentState).
+    s.recurrent_state_bytes = 2 * hp.recurrent_layer_bytes();
     s.recurrent_checkpoints = RecurrentState::kCheckpoints;
     // Per token: the conv's multiply-adds, and per value head the delta rule's four passes over
     // its S x S state (decay, S^T k, update, S^T q).

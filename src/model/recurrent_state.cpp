@@ -10,9 +10,11 @@ RecurrentState::RecurrentState(const HParams& hp, const DeviceMap& devices)
   for (int il = 0; il < hp.n_layer; ++il) {
     if (!hp.is_recurrent(il)) continue;
     ops::Backend* be = devices.attn[size_t(il)];
-    storage_.push_back(be->alloc(bytes));  // zeroed: the state of an empty sequence
+    storage_.push_back(be->alloc(2 * bytes));  // zeroed: the state of an empty sequence
     auto* base = static_cast<float*>(storage_.back()->data());
-    layers_[size_t(il)] = {base, base + hp.ssm_conv_state_elements()};
+    auto* snap = base + bytes / sizeof(float);
+    const int64_t conv = hp.ssm_conv_state_elements();
+    layers_[size_t(il)] = {base, base + conv, snap, snap + conv};
     backends_[size_t(il)] = be;
     total_bytes_ += bytes;
   }
@@ -34,7 +36,7 @@ void RecurrentState::clear() {
   for (Checkpoint& c : checkpoints_) c.pos = -1;
 }
 
-void RecurrentState::save(int64_t pos) {
+void RecurrentState::save(int64_t pos, bool from_snapshot) {
   if (empty()) return;
   Checkpoint* slot = &checkpoints_[0];
   for (Checkpoint& c : checkpoints_) {
@@ -49,7 +51,8 @@ void RecurrentState::save(int64_t pos) {
   float* dst = slot->data.data();
   for (int il = 0; il < hp_.n_layer; ++il) {
     if (!backends_[size_t(il)]) continue;
-    backends_[size_t(il)]->to_host(layers_[size_t(il)].conv, dst, bytes);
+    const Layer& l = layers_[size_t(il)];
+    backends_[size_t(il)]->to_host(from_snapshot ? l.conv_snapshot : l.conv, dst, bytes);
     dst += bytes / sizeof(float);
   }
   slot->pos = pos;

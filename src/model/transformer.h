@@ -67,6 +67,7 @@ struct SeqStep {
                             // [n_vocab] for the last token; null: no LM head for it
   bool all_logits = false;
   RecurrentState* rs = nullptr;  // its recurrent state (required for models with linear layers)
+  int snapshot_after = -1;  // >= 0: also keep rs's state after this token in rs's snapshot
 };
 
 // A sequence's rows inside the step's activation buffers.
@@ -76,6 +77,7 @@ struct SeqRows {
   int64_t pos0 = 0;  // position of its first row
   KvCache* kv = nullptr;
   RecurrentState* rs = nullptr;
+  int snapshot_after = -1;  // as SeqStep's, relative to row0
 };
 
 // Everything one block needs: the model, the batch being processed, and the device it runs on

@@ -98,6 +98,10 @@ struct ConvParams {
                              // on return, those before the next batch
   float* y = nullptr;        // [n_tokens][C]; must not overlap x or state
   bool silu = true;
+  // Optional: the state as it is after token snapshot_after (0 <= snapshot_after < n_tokens),
+  // written to snapshot ([K-1][C]); lets a caller keep a checkpoint inside a batch.
+  float* snapshot = nullptr;
+  int snapshot_after = -1;
 };
 
 // The gated delta rule (Gated DeltaNet linear attention), one sequence. Per value head h, with
@@ -124,6 +128,10 @@ struct DeltaNetParams {
   float* state = nullptr;       // [n_v_heads][S (i)][S (j)] = S_h[i][j], F32, updated in place
   float* out = nullptr;         // [n_tokens][n_v_heads][S]
   float scale = 1.0f;           // readout scale, usually 1/sqrt(S)
+  // Optional: the state as it is after token snapshot_after (0 <= snapshot_after < n_tokens),
+  // written to snapshot (layout of state).
+  float* snapshot = nullptr;
+  int snapshot_after = -1;
 };
 
 // Memory owned by a backend: host RAM for the CPU, device memory for a GPU. Freed on destruction.

@@ -153,10 +153,11 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   for (int i = 0; i < s.n_layer; ++i) {
     Unit& u = m.units[2 * i];
     if (s.is_recurrent(i)) {
-      // The state is read and written once per decoded token, whatever the context.
+      // The state is read and written once per decoded token, whatever the context (its
+      // snapshot, half of recurrent_state_bytes, is not touched while decoding).
       u.recurrent = true;
       u.state_bytes = s.recurrent_state_bytes;
-      u.read_bytes += 2 * s.recurrent_state_bytes;
+      u.read_bytes += s.recurrent_state_bytes;
       u.flops_per_token += s.recurrent_flops_per_token;
     } else {
       u.kv_bytes = kv;
@@ -342,7 +343,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
       p.layers.push_back(l);
     }
     p.state_checkpoint_bytes =
-        uint64_t(shape.recurrent_checkpoints) * (p.state_gpu_bytes + p.state_cpu_bytes);
+        uint64_t(shape.recurrent_checkpoints) * (p.state_gpu_bytes + p.state_cpu_bytes) / 2;
     p.output = mm.units.back().device;
     const bool any_gpu = p.gpu_weight_bytes > 0 || p.kv_gpu_bytes > 0 || p.state_gpu_bytes > 0;
     const bool any_cpu_weights = p.cpu_weight_bytes > 0;

@@ -43,8 +43,8 @@ struct ModelShape {
   // Linear-attention (Gated DeltaNet) layers, qwen35. Their per-sequence memory is a recurrent
   // state of fixed size (F32 conv + delta-rule state), not a KV cache: it does not grow.
   std::vector<uint8_t> recurrent;        // [n_layer] 1: linear layer (empty: none)
-  uint64_t recurrent_state_bytes = 0;    // per linear layer and sequence
-  int recurrent_checkpoints = 0;         // host copies of the whole state a session keeps
+  uint64_t recurrent_state_bytes = 0;    // per linear layer and sequence (state + its snapshot)
+  int recurrent_checkpoints = 0;         // host copies of the state (without snapshot) it keeps
   double recurrent_flops_per_token = 0;  // per linear layer: conv + delta rule
   int64_t ssm_conv_dim = 0;              // activations of a linear layer: qkv / conv width,
   int64_t ssm_inner = 0;                 //   value width (z, output),
