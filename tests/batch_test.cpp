@@ -90,7 +90,8 @@ void check_batch_equals_separate(Model& model, int decode_steps) {
 TEST(Batch, SeveralSessionsInOneStepEqualSeparateEvaluation) {
   STRAW_REQUIRE_TESTDATA();
   for (const char* name :
-       {"qwen2-tiny-q4_k_m.gguf", "llama-tiny-iq4_xs.gguf", "qwen3-tiny-f16.gguf"}) {
+       {"qwen2-tiny-q4_k_m.gguf", "llama-tiny-iq4_xs.gguf", "qwen3-tiny-f16.gguf",
+        "qwen35-tiny-f16.gguf", "qwen35-tiny-q4_k_m.gguf"}) {
     SCOPED_TRACE(name);
     auto model = load(name);
     check_batch_equals_separate(*model, 6);
@@ -100,8 +101,11 @@ TEST(Batch, SeveralSessionsInOneStepEqualSeparateEvaluation) {
 TEST(Batch, ItemsLongerThanAStepAreSplit) {
   STRAW_REQUIRE_TESTDATA();
   // A micro-batch of 4 tokens: the 12-token prompt spans several steps shared with the others.
-  auto model = load("qwen2-tiny-f32.gguf", 4);
-  check_batch_equals_separate(*model, 3);
+  for (const char* name : {"qwen2-tiny-f32.gguf", "qwen35-tiny-f16.gguf"}) {
+    SCOPED_TRACE(name);
+    auto model = load(name, 4);
+    check_batch_equals_separate(*model, 3);
+  }
 }
 
 TEST(Batch, GreedyContinuationOfTheBundledModelIsUnchanged) {

@@ -78,6 +78,25 @@ inline Golden load_golden(const std::string& name) {
   return g;
 }
 
+// A golden model whose reference is llama.cpp's logits (no exact-math file: qwen35*, qwen3moe*).
+// `exact` then holds llama.cpp's logits and ref_max_nrmse / ref_top1 the distance of llama.cpp's
+// own token-by-token run from its batched run (llamacpp_ub1_vs_ub512).
+inline Golden load_llamacpp_golden(const std::string& name) {
+  const fs::path dir = straw::test::testdata_dir() / "golden";
+  const std::string j = slurp(dir / (name + ".json"));
+  Golden g;
+  g.model = json_field(j, "model");
+  g.tokens = json_ints(j, "tokens");
+  g.greedy = json_ints(j, "greedy_tokens");
+  g.n_vocab = std::stoll(json_field(j, "n_vocab"));
+  g.ref_max_nrmse = std::stod(json_field(j, "max_nrmse"));
+  g.ref_top1 = std::stod(json_field(j, "top1"));
+  const std::string bytes = slurp(dir / json_field(j, "logits_file"));
+  g.exact.resize(bytes.size() / 4);
+  std::memcpy(g.exact.data(), bytes.data(), g.exact.size() * 4);
+  return g;
+}
+
 // Distances of per-position logits from the exact ones: max nrmse and top-1 agreement.
 struct Score {
   double max_nrmse = 0;

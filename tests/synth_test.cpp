@@ -141,6 +141,69 @@ TEST(SynthTypeMix, LlamaUntiedGqa4) {
   }
 }
 
+// qwen35: llama-quantize counts each block's attn_qkv (linear layers) or attn_v (attention layers,
+// MTP blocks included) as one attn_v-like tensor and each block's ffn_down as a layer; the other
+// projections (attn_gate, ssm_alpha, ssm_beta, ssm_out, nextn.eh_proj) take the default type and
+// ssm_conv1d stays F32. Tables from llama-quantize on straw synth F16 files of these two shapes
+// (2026-12-04; the outputs were identical to straw's type plans tensor for tensor): 32 layers,
+// n_gqa 4, tied (Qwen3.5-4B's pattern); 64 layers + 1 MTP block, n_gqa 6, untied (27B's).
+TEST(SynthTypeMix, Qwen35MatchesLlamaQuantize) {
+  using straw::model::custom_shape;
+  ModelShape small = custom_shape(Arch::Qwen35, 32, 512, 1024, 4, 1, 256, 2000, true);
+  ModelShape big = custom_shape(Arch::Qwen35, 64, 512, 1024, 6, 1, 256, 2000, false);
+  big.n_mtp = 1;
+  auto pattern = [](const char* first, int n_first, const char* cycle, int n_cycle,
+                    const char* last, int n_last) {
+    std::string out = repeat(first, n_first);
+    for (int i = 0; i < n_cycle; ++i) out += std::string(" ") + (i % 3 == 2 ? "Q6_K" : cycle);
+    return out + " " + repeat(last, n_last);
+  };
+  // use_more_bits(i, n): i < n/8, i >= 7n/8, or (i - n/8) % 3 == 2.
+  const std::string q4km_32 = pattern("Q6_K", 4, "Q4_K", 24, "Q6_K", 4);
+  const std::string q4km_65 = pattern("Q6_K", 8, "Q4_K", 48, "Q6_K", 9);
+  struct Expect {
+    const ModelShape* s;
+    FileType ft;
+    std::string v_like, ffn_down;
+    const char* rest;
+  };
+  const Expect cases[] = {
+      {&small, FileType::IQ4_XS, repeat("Q5_K", 32), repeat("Q5_K", 4) + " " + repeat("IQ4_XS", 28),
+       "IQ4_XS"},
+      {&small, FileType::Q4_K_M, q4km_32, q4km_32, "Q4_K"},
+      {&big, FileType::IQ4_XS, repeat("Q5_K", 65), repeat("Q5_K", 8) + " " + repeat("IQ4_XS", 57),
+       "IQ4_XS"},
+      {&big, FileType::Q4_K_M, q4km_65, q4km_65, "Q4_K"},
+  };
+  for (const Expect& e : cases) {
+    const int n = e.s->n_layer + e.s->n_mtp;
+    SCOPED_TRACE(std::to_string(n) + " blocks " + straw::model::file_type_name(e.ft));
+    const auto plan = straw::model::plan_tensors(*e.s, e.ft);
+    std::string v_like;
+    for (int i = 0; i < n; ++i) {
+      const std::string p = "blk." + std::to_string(i) + ".";
+      const bool linear = e.s->is_recurrent(i);
+      v_like += (i ? " " : "") + type_of(plan, p + (linear ? "attn_qkv.weight" : "attn_v.weight"));
+      for (const char* t :
+           {"attn_gate.weight", "ssm_alpha.weight", "ssm_beta.weight", "ssm_out.weight"})
+        EXPECT_EQ(type_of(plan, p + t), linear ? e.rest : "(missing)") << p << t;
+      for (const char* t : {"attn_q.weight", "attn_k.weight", "attn_output.weight"})
+        EXPECT_EQ(type_of(plan, p + t), linear ? "(missing)" : e.rest) << p << t;
+      for (const char* t : {"ffn_gate.weight", "ffn_up.weight"})
+        EXPECT_EQ(type_of(plan, p + t), e.rest);
+      if (linear) {
+        EXPECT_EQ(type_of(plan, p + "ssm_conv1d.weight"), "F32");
+      }
+    }
+    EXPECT_EQ(v_like, e.v_like);
+    EXPECT_EQ(per_layer(plan, "ffn_down.weight", n), e.ffn_down);
+    EXPECT_EQ(type_of(plan, e.s->tied ? "token_embd.weight" : "output.weight"), "Q6_K");
+    if (e.s->n_mtp) {
+      EXPECT_EQ(type_of(plan, "blk.64.nextn.eh_proj.weight"), e.rest);
+    }
+  }
+}
+
 TEST(SynthTypeMix, SeventyBillionBumpAndF16Fallback) {
   // Llama with 80 layers and GQA is llama.cpp's LLM_TYPE_70B: a Q4_K attn_v becomes Q5_K.
   const ModelShape l80 =
@@ -301,10 +364,18 @@ TEST(SynthFile, EveryBlockOfEveryTensorIsValid) {
 // their --no-data files are sparse.
 TEST(SynthPresets, ShapesMatchTheRealModels) {
   const std::map<std::string, int64_t> params = {
-      {"qwen2.5-0.5b", 494032768LL},  {"qwen2.5-1.5b", 1543714304LL},
-      {"qwen2.5-7b", 7615616512LL},   {"qwen2.5-14b", 14770033664LL},
-      {"qwen2.5-32b", 32763876352LL}, {"llama-3.1-8b", 8030261248LL},
-      {"qwen3-8b", 8190735360LL},     {"qwen3-32b", 32762123264LL},
+      {"qwen2.5-0.5b", 494032768LL},
+      {"qwen2.5-1.5b", 1543714304LL},
+      {"qwen2.5-7b", 7615616512LL},
+      {"qwen2.5-14b", 14770033664LL},
+      {"qwen2.5-32b", 32763876352LL},
+      {"llama-3.1-8b", 8030261248LL},
+      {"qwen3-8b", 8190735360LL},
+      {"qwen3-32b", 32762123264LL},
+      // The sum of the text model's tensor shapes from config.json (the cards say 4B and 27B,
+      // counting the vision encoder and the MTP layer too).
+      {"qwen3.5-4b", 4205751296LL},
+      {"qwen3.5-27b", 26895998464LL},
   };
   ASSERT_EQ(straw::model::presets().size(), params.size());
   for (const ModelShape& s : straw::model::presets()) {
@@ -335,6 +406,15 @@ TEST(SynthPresets, ShapesMatchTheRealModels) {
       EXPECT_EQ(tok->find_token("<|endoftext|>"), 151643);
       EXPECT_EQ(tok->find_token("<|im_end|>"), 151645);
       EXPECT_EQ(tok->eos(), 151645);
+    } else if (s.vocab == straw::model::VocabStyle::Qwen35) {
+      EXPECT_EQ(tok->find_token("<|endoftext|>"), 248044);
+      EXPECT_EQ(tok->find_token("<|im_start|>"), 248045);
+      EXPECT_EQ(tok->eos(), 248046);
+      EXPECT_EQ(hp.rope.n_rot, s.n_rot);
+      EXPECT_EQ(hp.ssm_v_heads, s.ssm_v_heads);
+      EXPECT_EQ(hp.ssm_k_heads, s.ssm_k_heads);
+      EXPECT_EQ(hp.ssm_head_dim, s.ssm_head_dim);
+      for (int i = 0; i < s.n_layer; ++i) EXPECT_EQ(hp.is_recurrent(i), (i + 1) % 4 != 0);
     } else {
       EXPECT_EQ(tok->bos(), 128000);
       EXPECT_EQ(tok->find_token("<|eot_id|>"), 128009);
@@ -393,6 +473,40 @@ TEST(SynthFile, StrawLoadsAndGenerates) {
         EXPECT_EQ(res.tokens.size(), 6u);
       }
       std::filesystem::remove(path);
+    }
+  }
+}
+
+// qwen35 files load and run; MTP / NextN blocks after the layers are skipped: a file with one
+// gives the logits of the same file without it, bit for bit (the seeds are per tensor name), when
+// the type mix is the same.
+TEST(SynthFile, Qwen35RunsAndSkipsMtpBlocks) {
+  ModelShape s = straw::model::custom_shape(Arch::Qwen35, 4, 256, 512, 2, 1, 128, 600, true);
+  ModelShape with_mtp = s;
+  with_mtp.n_mtp = 1;
+  for (FileType ft : {FileType::Q4_K_M, FileType::IQ4_XS, FileType::F16}) {
+    SCOPED_TRACE(straw::model::file_type_name(ft));
+    std::vector<std::vector<float>> logits;
+    for (const ModelShape* shape : {&s, &with_mtp}) {
+      const auto path = write_model("q35.gguf", *shape, ft);
+      {
+        auto model = straw::Model::load({.path = path.string(), .threads = 2, .ctx = 64});
+        EXPECT_EQ(model->info().architecture, "qwen35");
+        EXPECT_EQ(model->info().n_layer, 4);
+        const auto ids = model->tokenize("hello world, the cat sat", false, false);
+        straw::Session session(*model);
+        session.eval(ids);
+        logits.emplace_back(session.logits().begin(), session.logits().end());
+        const Stats st = stats_of(logits.back());
+        EXPECT_TRUE(st.finite);
+        EXPECT_GT(st.std, 0.01);
+      }
+      std::filesystem::remove(path);
+    }
+    // Q4_K_M's type mix counts the MTP block as a layer (use_more_bits over 5 blocks instead of
+    // 4), so some weights have other types there; F16 and IQ4_XS keep every type.
+    if (ft != FileType::Q4_K_M) {
+      EXPECT_EQ(logits[0], logits[1]);
     }
   }
 }

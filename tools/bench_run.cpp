@@ -82,20 +82,25 @@ ModelFacts model_facts(const Model& m) {
   f.filename = std::filesystem::path(im.options.path).filename().string();
   const gguf::TensorInfo* embd = r.find_tensor("token_embd.weight");
   const bool tied = r.find_tensor("output.weight") == nullptr;
+  const model::HParams& hp = im.hp;
   for (const gguf::TensorInfo& t : r.tensors()) {
     f.bytes += t.bytes;
     f.n_params += t.n_elements();
-    if (&t != embd) f.weight_bytes_per_token += t.bytes;
+    // Blocks past n_layer (MTP / NextN) are not run.
+    const sched::UnitOf u = sched::unit_of(t.name);
+    if (&t != embd && u.layer < hp.n_layer) f.weight_bytes_per_token += t.bytes;
   }
   if (embd) {
     f.weight_bytes_per_token += quant::row_bytes(embd->type, embd->ne[0]);
     if (tied) f.weight_bytes_per_token += embd->bytes;
   }
-  const model::HParams& hp = im.hp;
   const ops::KvType kv = kv_type(im.options.kv_type);
-  f.kv_bytes_per_position = static_cast<uint64_t>(hp.n_layer) *
+  int n_linear = 0;
+  for (int il = 0; il < hp.n_layer; ++il) n_linear += hp.is_recurrent(il);
+  f.kv_bytes_per_position = static_cast<uint64_t>(hp.n_layer - n_linear) *
                             (ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim) +
                              ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim_v));
+  f.state_bytes_per_token = 2 * static_cast<uint64_t>(n_linear) * hp.recurrent_layer_bytes();
   std::string ftype = "unknown type";
   if (auto id = r.find_u32("general.file_type")) ftype = file_type_description(*id);
   f.label = hp.arch_name + " " + size_label(r, f.n_params) + " " + ftype;
@@ -103,7 +108,7 @@ ModelFacts model_facts(const Model& m) {
 }
 
 double tg_bytes_per_token(const ModelFacts& f, int n_gen, int depth) {
-  return static_cast<double>(f.weight_bytes_per_token) +
+  return static_cast<double>(f.weight_bytes_per_token + f.state_bytes_per_token) +
          static_cast<double>(f.kv_bytes_per_position) * (depth + (n_gen + 1) / 2.0);
 }
 

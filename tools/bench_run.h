@@ -20,7 +20,9 @@ struct ModelFacts {
   // Bytes one decode step reads besides the KV cache: every block tensor, the output norm and LM
   // head (token_embd when tied), rope factors, and one row of the embedding table.
   uint64_t weight_bytes_per_token = 0;
-  uint64_t kv_bytes_per_position = 0;  // K and V of every layer for one position
+  uint64_t kv_bytes_per_position = 0;  // K and V of every attention layer for one position
+  // Linear-attention layers: their recurrent state, read and written once per token.
+  uint64_t state_bytes_per_token = 0;
 };
 
 ModelFacts model_facts(const Model& m);
@@ -28,8 +30,9 @@ ModelFacts model_facts(const Model& m);
 // llama.cpp's name of a general.file_type id: "Q4_K - Medium", "IQ4_XS - 4.25 bpw".
 std::string file_type_description(uint32_t id);
 
-// Weights and KV read by a tg test of n tokens after `depth` cached tokens, per token on average:
-// token i attends to depth+i+1 positions, depth+(n+1)/2 on average.
+// Weights, KV and recurrent state read (and the state written) by a tg test of n tokens after
+// `depth` cached tokens, per token on average: token i attends to depth+i+1 positions,
+// depth+(n+1)/2 on average.
 double tg_bytes_per_token(const ModelFacts& f, int n_gen, int depth = 0);
 
 struct TestSpec {

@@ -43,6 +43,9 @@ void print_json(const sched::Plan& p, const RamCheck& c) {
   num("cpu_weight_bytes", p.cpu_weight_bytes);
   num("kv_gpu_bytes", p.kv_gpu_bytes);
   num("kv_cpu_bytes", p.kv_cpu_bytes);
+  num("state_gpu_bytes", p.state_gpu_bytes);
+  num("state_cpu_bytes", p.state_cpu_bytes);
+  num("state_checkpoint_bytes", p.state_checkpoint_bytes);
   num("compute_gpu_bytes", p.compute_gpu_bytes);
   num("compute_cpu_bytes", p.compute_cpu_bytes);
   s += "\"output\": " + json_string(sched::device_name(p.output)) + ", ";
@@ -56,6 +59,7 @@ void print_json(const sched::Plan& p, const RamCheck& c) {
   num("mapped_bytes", c.need.mapped);
   num("kv_bytes", c.need.kv);
   num("compute_bytes", c.need.compute);
+  num("state_bytes", c.need.state);
   num("available_bytes", c.available);
   s += "\"available_source\": " + json_string(c.source) + ", ";
   s += "\"fits\": " + std::string(c.fits() ? "true" : "false") + "}, ";
@@ -74,35 +78,57 @@ void print_json(const sched::Plan& p, const RamCheck& c) {
          ", \"ffn\": " + json_string(sched::device_name(l.ffn)) +
          ", \"attn_bytes\": " + std::to_string(l.attn_bytes) +
          ", \"ffn_bytes\": " + std::to_string(l.ffn_bytes) +
-         ", \"kv_bytes\": " + std::to_string(l.kv_bytes) + "}";
+         ", \"kv_bytes\": " + std::to_string(l.kv_bytes) +
+         ", \"state_bytes\": " + std::to_string(l.state_bytes) + "}";
   }
   s += "], \"predicted\": {\"tg_tps\": " + json_number(p.predicted_tg_tps) +
        ", \"pp_tps\": " + json_number(p.predicted_pp_tps) + "}}\n";
   std::fwrite(s.data(), 1, s.size(), stdout);
 }
 
-void print_table(const sched::Plan& p, const RamCheck& c, const std::string& path) {
+void print_table(const sched::Plan& p, const RamCheck& c, const std::string& path,
+                 const model::HParams& hp) {
   std::printf("plan for %s\n\n", path.c_str());
-  std::printf("  layer  attn  ffn   attn weights    ffn weights       KV cache\n");
-  for (const auto& l : p.layers)
-    std::printf("  %5d  %-4s  %-4s  %13s  %13s  %13s\n", l.index, sched::device_name(l.attn),
+  // Linear-attention layers hold a recurrent state instead of a KV cache (same column).
+  const bool linear = hp.has_recurrent();
+  std::printf("  layer  attn  ffn   attn weights    ffn weights  %s\n",
+              linear ? "KV cache / recurrent state" : "     KV cache");
+  for (const auto& l : p.layers) {
+    const bool rec = hp.is_recurrent(l.index);
+    std::printf("  %5d  %-4s  %-4s  %13s  %13s  %13s%s\n", l.index, sched::device_name(l.attn),
                 sched::device_name(l.ffn), human_bytes(l.attn_bytes).c_str(),
-                human_bytes(l.ffn_bytes).c_str(), human_bytes(l.kv_bytes).c_str());
+                human_bytes(l.ffn_bytes).c_str(),
+                human_bytes(rec ? l.state_bytes : l.kv_bytes).c_str(), rec ? " state" : "");
+  }
   std::printf("  output: %s\n\n", sched::device_name(p.output));
   const double pct = p.vram_budget ? 100.0 * double(p.vram_bytes) / double(p.vram_budget) : 0.0;
-  std::printf("VRAM: %s of a %s budget (%.1f%%): weights %s, KV %s, compute %s%s\n",
+  std::printf("VRAM: %s of a %s budget (%.1f%%): weights %s, KV %s%s, compute %s%s\n",
               human_bytes(p.vram_bytes).c_str(), human_bytes(p.vram_budget).c_str(), pct,
               human_bytes(p.gpu_weight_bytes).c_str(), human_bytes(p.kv_gpu_bytes).c_str(),
+              linear ? (", state " + human_bytes(p.state_gpu_bytes)).c_str() : "",
               human_bytes(p.compute_gpu_bytes).c_str(),
               p.stream_prefill ? " (incl. the CUDA context and prefill streaming buffers)"
                                : " (incl. the CUDA context)");
   std::printf(
-      "RAM:  %s (%s available, %s): weight copies %s, KV %s, compute %s; %s read from "
+      "RAM:  %s (%s available, %s): weight copies %s, KV %s%s, compute %s; %s read from "
       "the file mapping\n",
       human_bytes(c.need.total()).c_str(),
       c.available ? human_bytes(c.available).c_str() : "unknown", c.source.c_str(),
       human_bytes(c.need.weights).c_str(), human_bytes(c.need.kv).c_str(),
+      c.need.state ? (", recurrent state + checkpoints " + human_bytes(c.need.state)).c_str()
+                   : "",
       human_bytes(c.need.compute).c_str(), human_bytes(c.need.mapped).c_str());
+  if (linear) {
+    std::printf(
+        "recurrent state (per sequence, fixed size: it does not grow with the context): %s on "
+        "the GPU, %s on the CPU; %s of state checkpoints in RAM (for truncate)\n",
+        human_bytes(p.state_gpu_bytes).c_str(), human_bytes(p.state_cpu_bytes).c_str(),
+        human_bytes(p.state_checkpoint_bytes).c_str());
+    std::printf(
+        "note: %s's linear-attention layers have no GPU kernels yet: straw runs this model on the "
+        "CPU for now\n",
+        hp.arch_name.c_str());
+  }
   std::printf("CPU<->GPU transitions per token: %d\n", p.transitions);
   std::printf("predicted: tg %.2f t/s, pp %.1f t/s%s\n", p.predicted_tg_tps, p.predicted_pp_tps,
               p.speeds.calibrated ? "" : "  (uncalibrated defaults: run `straw calibrate`)");
@@ -114,16 +140,8 @@ int run_plan(const Args& a) {
   const std::string path = a.require("model");
   auto reader = gguf::Reader::open(path);
   const model::HParams hp = model::read_hparams(*reader);
-  sched::ModelShape shape;
-  shape.n_layer = hp.n_layer;
-  shape.n_embd = hp.n_embd;
-  shape.n_ff = hp.n_ff;
-  shape.n_head = hp.n_head;
-  shape.n_head_kv = hp.n_head_kv;
-  shape.head_dim = hp.head_dim;
-  shape.head_dim_v = hp.head_dim_v;
-  shape.n_vocab = reader->tensor("token_embd.weight").n_rows();
-  shape.n_ctx_train = hp.n_ctx_train;
+  const sched::ModelShape shape =
+      model::plan_shape(hp, reader->tensor("token_embd.weight").n_rows());
   std::vector<sched::TensorDesc> tensors;
   for (const auto& t : reader->tensors()) tensors.push_back({t.name, t.bytes, t.n_elements()});
 
@@ -138,7 +156,7 @@ int run_plan(const Args& a) {
   if (fmt == "json")
     print_json(p, c);
   else if (fmt == "table")
-    print_table(p, c, path);
+    print_table(p, c, path, hp);
   else
     throw UsageError("-o must be table or json");
   return 0;

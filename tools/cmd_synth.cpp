@@ -17,7 +17,7 @@ namespace {
 std::vector<Option> synth_options() {
   return {
       {"preset", 0, true, "NAME  a real model's shape (see --list)"},
-      {"arch", 0, true, "A  custom shape: llama, qwen2 or qwen3"},
+      {"arch", 0, true, "A  custom shape: llama, qwen2, qwen3 or qwen35 (Qwen3.5 proportions)"},
       {"layers", 0, true, "N  custom shape: blocks"},
       {"embd", 0, true, "E  custom shape: embedding width"},
       {"ff", 0, true, "F  custom shape: feed-forward width"},
@@ -26,6 +26,8 @@ std::vector<Option> synth_options() {
       {"head-dim", 0, true, "D  custom shape: head size (default embd/heads)"},
       {"vocab", 0, true, "V  custom shape: vocabulary size (default 32000)"},
       {"tied", 0, false, "custom shape: no output.weight (the LM head is token_embd)"},
+      {"mtp", 0, true,
+       "N  qwen35: append N MTP / NextN blocks (as converted checkpoints may hold)"},
       {"type", 0, true, "FTYPE  IQ4_XS, Q4_K_M, Q4_K_S, Q5_K_M, Q6_K, Q8_0 or F16"},
       {"output", 'o', true, "FILE  where to write the model"},
       {"seed", 0, true, "S  random seed (default 0); the same seed gives the same bytes"},
@@ -60,7 +62,8 @@ model::ModelShape shape_from(const Args& a) {
         "--kv-heads");
   const std::string arch_s = a.require("arch");
   const auto arch = model::arch_from_name(arch_s);
-  if (!arch) throw UsageError(str("--arch must be llama, qwen2 or qwen3, got '", arch_s, "'"));
+  if (!arch)
+    throw UsageError(str("--arch must be llama, qwen2, qwen3 or qwen35, got '", arch_s, "'"));
   const int head_dim = a.has("head-dim") ? positive_int(a, "head-dim") : 0;
   const int64_t vocab = a.has("vocab") ? positive_int(a, "vocab") : 0;
   model::ModelShape s = model::custom_shape(
@@ -94,6 +97,12 @@ int run_synth(const Args& a) {
     throw UsageError("unexpected argument '" + a.positional()[0] + "' (the file goes after -o)");
   model::SynthOptions o;
   o.shape = shape_from(a);
+  if (a.has("mtp")) {
+    if (o.shape.arch != model::Arch::Qwen35) throw UsageError("--mtp is for qwen35 shapes");
+    const int64_t mtp = a.get_int("mtp", 0);
+    if (mtp < 0 || mtp > 8) throw UsageError("--mtp must be 0..8");
+    o.shape.n_mtp = static_cast<int>(mtp);
+  }
   const std::string type = a.require("type");
   const auto ft = model::file_type_from_name(type);
   if (!ft)
@@ -135,7 +144,7 @@ int run_synth(const Args& a) {
 const Command kSynth = {
     "synth", "write a GGUF model of a real (or any) shape with random weights, for benchmarks",
     "synth (--preset NAME | --arch A --layers N --embd E --ff F --heads H --kv-heads K "
-    "[--head-dim D] [--vocab V] [--tied]) --type FTYPE -o FILE [--seed S] [--no-data]",
+    "[--head-dim D] [--vocab V] [--tied]) [--mtp N] --type FTYPE -o FILE [--seed S] [--no-data]",
     synth_options, run_synth};
 
 }  // namespace straw::cli

@@ -34,12 +34,17 @@ RamNeed ram_need(const gguf::Reader& r, const sched::Plan& p, cpu::Isa isa, bool
       n.mapped += t.bytes;  // one row read per token, from the mapping
       continue;
     }
-    if (device_of(u) == sched::Device::Cpu) add_cpu(model::weight_view(r, t.name), t.bytes);
+    if (device_of(u) != sched::Device::Cpu) continue;
+    ops::Weight w = model::weight_view(r, t.name);
+    // qwen35's conv taps are read in place as one vector (model/weights.cpp): never copied.
+    if (t.name.find("ssm_conv1d") != std::string::npos) w.n_out = 1;
+    add_cpu(w, t.bytes);
   }
   // Tied embeddings: the LM head is token_embd, prepared (copied) by the output's backend.
   if (!has_output && p.output == sched::Device::Cpu && r.find_tensor("token_embd.weight"))
     n.weights += cpu::weight_copy_bytes(model::weight_view(r, "token_embd.weight"), isa, repack);
   n.kv = p.kv_cpu_bytes * uint64_t(std::max(sessions, 1));
+  n.state = (p.state_cpu_bytes + p.state_checkpoint_bytes) * uint64_t(std::max(sessions, 1));
   n.compute = p.compute_cpu_bytes;
   return n;
 }
@@ -70,8 +75,10 @@ constexpr const char* kGpuHint =
 std::string breakdown(const RamCheck& c, const RamNeed& n) {
   return str(human_bytes(n.weights), " of weight copies, ", human_bytes(n.kv),
              " of KV cache at ctx ", c.ctx,
-             c.sessions > 1 ? str(" for ", c.sessions, " sessions") : std::string(), ", ",
-             human_bytes(n.compute), " of compute buffers");
+             c.sessions > 1 ? str(" for ", c.sessions, " sessions") : std::string(),
+             n.state ? str(", ", human_bytes(n.state), " of recurrent state and its checkpoints")
+                     : std::string(),
+             ", ", human_bytes(n.compute), " of compute buffers");
 }
 
 }  // namespace
@@ -95,7 +102,8 @@ std::string ram_shortfall(const RamCheck& c, const sched::Plan& p) {
     s += ", with nothing on a GPU (VRAM budget 0)";
   s += ". What to do:";
   // RAM the weight copies may take at this context: what a smaller quantization has to fit in.
-  const uint64_t room = c.available > n.kv + n.compute ? c.available - n.kv - n.compute : 0;
+  const uint64_t others = n.kv + n.compute + n.state;
+  const uint64_t room = c.available > others ? c.available - others : 0;
   if (n.weights > 0 && room > 0) {
     s += str("\n  - a smaller quantization of the model: at this context ", human_bytes(room),
              " of RAM is left for the CPU's weight copies (they take ", human_bytes(n.weights),

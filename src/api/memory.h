@@ -19,7 +19,9 @@ struct RamNeed {
   uint64_t kv = 0;       // KV caches of the CPU-resident attention at the plan's context, one per
                          // session
   uint64_t compute = 0;  // CPU compute buffers for one micro-batch
-  uint64_t total() const { return weights + kv + compute; }
+  uint64_t state = 0;    // recurrent state of CPU-resident linear layers and every layer's state
+                         // checkpoints (host memory), one per session
+  uint64_t total() const { return weights + kv + compute + state; }
 };
 
 // The RAM of plan p for the model in r, on a CPU backend with kernels `isa` that repacks weights

@@ -14,20 +14,6 @@ namespace straw {
 
 namespace {
 
-sched::ModelShape shape_of(const model::HParams& hp) {
-  sched::ModelShape s;
-  s.n_layer = hp.n_layer;
-  s.n_embd = hp.n_embd;
-  s.n_ff = hp.n_ff;
-  s.n_head = hp.n_head;
-  s.n_head_kv = hp.n_head_kv;
-  s.head_dim = hp.head_dim;
-  s.head_dim_v = hp.head_dim_v;
-  s.n_vocab = hp.n_vocab;
-  s.n_ctx_train = hp.n_ctx_train;
-  return s;
-}
-
 bool wants_gpu(const ModelOptions& o) {
   if (o.device == DeviceChoice::Cpu) return false;
   if (o.vram_budget && *o.vram_budget == 0) return false;
@@ -53,7 +39,7 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
     for (const TensorOverride& o : m.options.tensor_overrides)
       po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
   }
-  return sched::make_plan(shape_of(m.hp), tensors, po,
+  return sched::make_plan(model::plan_shape(m.hp, m.hp.n_vocab), tensors, po,
                           sched::load_speeds(sched::calibration_path()));
 }
 
@@ -89,6 +75,18 @@ void choose_backends(Model::Impl& m) {
     return;
   }
 #ifdef STRAW_HAVE_CUDA
+  if (m.hp.has_recurrent() || m.hp.attn_output_gate) {
+    // qwen35's linear-attention and gated-attention ops (ssm_conv, gated_delta_net, ...) have no
+    // CUDA kernels yet: the whole model stays on the CPU.
+    if (o.device == DeviceChoice::Gpu || o.gpu_layers.value_or(0) > 0 ||
+        std::any_of(o.tensor_overrides.begin(), o.tensor_overrides.end(),
+                    [](const TensorOverride& t) { return t.gpu; }))
+      fail("a GPU placement was requested, but ", m.hp.arch_name,
+           " models run on the CPU only so far (their linear-attention layers have no GPU "
+           "kernels yet): use --device cpu");
+    m.info.placement = str("cpu (", m.hp.arch_name, " has no GPU kernels yet)");
+    return;
+  }
   std::string why;
   if (!cuda::cuda_available(&why)) {
     if (o.device == DeviceChoice::Gpu || o.gpu_layers.value_or(0) > 0)

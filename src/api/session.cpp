@@ -1,5 +1,6 @@
-// straw::Session (a KV cache, the tokens it holds and the logits of the last evaluation) and
-// straw::eval_batch, which evaluates several sessions in shared forward steps.
+// straw::Session (a KV cache, for models with linear-attention layers a recurrent state, the tokens
+// it holds and the logits of the last evaluation) and straw::eval_batch, which evaluates several
+// sessions in shared forward steps.
 #include <algorithm>
 #include <set>
 
@@ -11,12 +12,28 @@ namespace straw {
 struct Session::Impl {
   Model& model;
   model::KvCache kv;
+  model::RecurrentState rs;     // empty unless the model has linear-attention layers
   std::vector<int32_t> tokens;  // what the cache holds, position by position
   std::vector<float> logits;    // [n_rows][n_vocab] of the last eval
   int64_t n_rows = 0;           // rows held in `logits`
 
   Impl(Model& m, int64_t n_ctx)
-      : model(m), kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices) {}
+      : model(m),
+        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices),
+        rs(m.impl().hp, m.impl().devices) {}
+
+  model::RecurrentState* state() { return rs.empty() ? nullptr : &rs; }
+
+  // Evaluates tokens after the ones held, without logits (rebuilding the recurrent state).
+  void advance(std::span<const int32_t> t) {
+    model::Transformer& tf = model.impl().transformer();
+    for (size_t done = 0; done < t.size();) {
+      const size_t n = std::min<size_t>(size_t(tf.max_batch()), t.size() - done);
+      tf.forward(t.subspan(done, n), int64_t(tokens.size()), kv, nullptr, false, state());
+      tokens.insert(tokens.end(), t.begin() + done, t.begin() + done + n);
+      done += n;
+    }
+  }
 };
 
 model::Transformer& Model::Impl::transformer() {
@@ -98,8 +115,12 @@ void eval_batch(std::span<const BatchItem> items) {
       float* out = it.all_logits ? s.logits.data() + done[i] * n_vocab
                    : last        ? s.logits.data()
                                  : nullptr;
-      step.push_back(
-          {it.tokens.subspan(done[i], n), int64_t(s.tokens.size()), &s.kv, out, it.all_logits});
+      step.push_back({it.tokens.subspan(done[i], n), int64_t(s.tokens.size()), &s.kv, out,
+                      it.all_logits, s.state()});
+      // The recurrent state after the next-to-last token of a prompt is kept too (see below).
+      const size_t before_last = it.tokens.size() - 2;
+      if (s.state() && it.tokens.size() > 1 && before_last >= done[i] && before_last < done[i] + n)
+        step.back().snapshot_after = int(before_last - done[i]);
       room -= int(n);
     }
     if (step.empty()) break;
@@ -113,6 +134,16 @@ void eval_batch(std::span<const BatchItem> items) {
       ++j;
     }
   }
+  // The end of a prompt (more than one token) is where a conversation comes back to: regenerate,
+  // edit the last message, benchmark repetitions; a server evaluates a cached prompt's last token
+  // again for its logits. Keep the recurrent state at both places (the one before the last token
+  // from the snapshot taken inside the step).
+  for (const BatchItem& it : items)
+    if (it.tokens.size() > 1 && it.session->impl_->state()) {
+      Session::Impl& s = *it.session->impl_;
+      s.rs.save(int64_t(s.tokens.size()) - 1, /*from_snapshot=*/true);
+      s.rs.save(int64_t(s.tokens.size()));
+    }
 }
 
 std::span<const float> Session::logits(int i) const {
@@ -144,6 +175,7 @@ int64_t Session::common_prefix(std::span<const int32_t> prompt) const {
 void Session::reset() {
   impl_->tokens.clear();
   impl_->n_rows = 0;
+  if (!impl_->rs.empty()) impl_->rs.clear();
 }
 
 void Session::truncate(int64_t n_keep) {
@@ -152,8 +184,19 @@ void Session::truncate(int64_t n_keep) {
   // Attention reads cache rows 0..position only, so the rows past n_keep need no clearing: the
   // next eval overwrites them. The last eval's logits belong to forgotten tokens unless n_keep
   // is n_past.
-  if (n_keep < n_past()) impl_->n_rows = 0;
-  impl_->tokens.resize(size_t(n_keep));
+  Impl& s = *impl_;
+  if (n_keep == n_past()) return;
+  s.n_rows = 0;
+  if (s.rs.empty()) {
+    s.tokens.resize(size_t(n_keep));
+    return;
+  }
+  // The recurrent state cannot be rewound: restore the latest checkpoint at or before n_keep and
+  // evaluate the tokens from there to n_keep again (their KV rows are rewritten unchanged).
+  const int64_t from = s.rs.restore(n_keep);
+  const std::vector<int32_t> redo(s.tokens.begin() + from, s.tokens.begin() + n_keep);
+  s.tokens.resize(size_t(from));
+  s.advance(redo);
 }
 
 Model& Session::model() const {

@@ -91,6 +91,17 @@ class CpuBackend final : public ops::Backend {
                  const ops::AttentionParams& p) override;
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override;
   void add(float* x, const float* y, int64_t n) override;
+  void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                 int64_t n_rows, int64_t width) override;
+  void sigmoid_mul(float* x, const float* g, int64_t n) override;
+  void l2norm(float* x, int n_tokens, int rows_per_token, int64_t width, int64_t token_stride,
+              float eps) override;
+  void rmsnorm_gated(const float* x, const ops::Weight& w, const float* z, float* y, int64_t n_rows,
+                     int64_t width, float eps) override;
+  void delta_net_gates(float* alpha, float* beta, const ops::Weight& dt_bias, const ops::Weight& a,
+                       int n_tokens, int n_heads) override;
+  void ssm_conv(const ops::ConvParams& p) override;
+  void gated_delta_net(const ops::DeltaNetParams& p) override;
 
  private:
   // Per-thread scratch, grown on first use and kept: no allocation per token in steady state.
@@ -121,6 +132,7 @@ class CpuBackend final : public ops::Backend {
   };
   std::array<RopeTable, 8> rope_tables_;
   size_t rope_next_ = 0;  // the table replaced next (round robin)
+  std::vector<float> conv_taps_;  // ssm_conv's taps transposed to [kernel][channels]
 };
 
 // Float dot product with 16 independent partial sums (vectorizes without -ffast-math).

@@ -1,5 +1,7 @@
-// CPU element-wise ops: RMSNorm, RoPE, SwiGLU, residual add, bias. SIMD through vec_kernels() when
-// the ISA has them; split over the threads when a batch is large enough to pay for a region.
+// CPU element-wise ops: RMSNorm, RoPE, SwiGLU, residual add, bias, row copies, sigmoid gate. SIMD
+// through vec_kernels() when the ISA has them; split over the threads when a batch is large enough
+// to pay for a region.
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/cpu_backend.h"
@@ -142,6 +144,30 @@ void CpuBackend::add(float* x, const float* y, int64_t n) {
   };
   if (n >= 4 * kParallelMin)
     pool_.parallel_for(n, 2 * kParallelMin, run);
+  else
+    run(0, n, 0);
+}
+
+void CpuBackend::copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                           int64_t n_rows, int64_t width) {
+  auto run = [&](int64_t r0, int64_t r1, int) {
+    for (int64_t r = r0; r < r1; ++r)
+      std::copy_n(src + r * src_stride, width, dst + r * dst_stride);
+  };
+  if (n_rows * width >= 4 * kParallelMin && n_rows > 1)
+    pool_.parallel_for(n_rows, std::max<int64_t>(1, 2 * kParallelMin / width), run);
+  else
+    run(0, n_rows, 0);
+}
+
+void CpuBackend::sigmoid_mul(float* x, const float* g, int64_t n) {
+  const VecKernels* vk = vec_kernels(isa_);
+  auto run = [&](int64_t i0, int64_t i1, int) {
+    if (vk) return vk->sigmoid_mul(x + i0, g + i0, i1 - i0);
+    for (int64_t i = i0; i < i1; ++i) x[i] *= 1.0f / (1.0f + std::exp(-g[i]));
+  };
+  if (n >= kParallelMin)
+    pool_.parallel_for(n, kParallelMin / 2, run);
   else
     run(0, n, 0);
 }

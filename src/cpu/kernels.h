@@ -232,6 +232,10 @@ struct VecKernels {
   void (*scale_mul)(const float* x, float s, const float* g, float* y, int64_t n);
   // Round to nearest even, as quant::fp32_to_fp16.
   void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+  // x[i] = x[i] / (1 + exp(-x[i]))   (SiLU, in place)
+  void (*silu)(float* x, int64_t n);
+  // x[i] *= 1 / (1 + exp(-g[i]))   (sigmoid gate)
+  void (*sigmoid_mul)(float* x, const float* g, int64_t n);
   // Attention for the query heads of KV head `kv_head`, query tokens [t0, t1) and keys [k0, k1)
   // (each row also stops at its causal limit): flash-style over key blocks with an online softmax,
   // each K/V block converted once for the whole head group. With partial null, the normalized

@@ -61,6 +61,30 @@ void scale_mul(const float* x, float s, const float* g, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = x[i] * s * g[i];
 }
 
+// 1 / (1 + e^-x): the reciprocal estimate refined by one Newton step, as in swiglu.
+inline __m256 sigmoid(__m256 x) {
+  const __m256 den =
+      _mm256_add_ps(_mm256_set1_ps(1.0f), avx2::exp(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+  const __m256 inv = _mm256_rcp_ps(den);
+  return _mm256_mul_ps(inv, _mm256_fnmadd_ps(den, inv, _mm256_set1_ps(2.0f)));
+}
+
+void silu(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(v, sigmoid(v)));
+  }
+  for (; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+}
+
+void sigmoid_mul(float* x, const float* g, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), sigmoid(_mm256_loadu_ps(g + i))));
+  for (; i < n; ++i) x[i] *= 1.0f / (1.0f + std::exp(-g[i]));
+}
+
 void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -75,7 +99,7 @@ void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
                     const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
                     int64_t k1, float* partial, float* scratch);
 
-constinit const VecKernels kVecKernelsAvx2 = {&swiglu, &sum_squares, &scale_mul, &f32_to_f16,
-                                              &attention_avx2};
+constinit const VecKernels kVecKernelsAvx2 = {&swiglu, &sum_squares, &scale_mul,     &f32_to_f16,
+                                              &silu,   &sigmoid_mul, &attention_avx2};
 
 }  // namespace straw::cpu

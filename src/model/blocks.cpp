@@ -16,7 +16,15 @@ void attention_block(BlockContext& c, const LayerWeights& l, int il, const Atten
   // n = RMSNorm(x) * attn_norm
   c.be->rmsnorm(a.x, l.attn_norm, a.xn, T, E, hp.rms_eps);
   // q = Wq n + bq;  k = Wk n + bk;  v = Wv n + bv
-  c.be->matmul(l.wq, a.xn, a.q, T);
+  if (o.output_gate) {
+    // [q_h | gate_h] = Wq n per head: q into a.q, the gate into a.z
+    c.be->matmul(l.wq, a.xn, a.mix, T);
+    c.be->copy_rows(a.mix, 2 * hp.head_dim, a.q, hp.head_dim, int64_t(T) * hp.n_head, hp.head_dim);
+    c.be->copy_rows(a.mix + hp.head_dim, 2 * hp.head_dim, a.z, hp.head_dim, int64_t(T) * hp.n_head,
+                    hp.head_dim);
+  } else {
+    c.be->matmul(l.wq, a.xn, a.q, T);
+  }
   c.be->matmul(l.wk, a.xn, a.k, T);
   c.be->matmul(l.wv, a.xn, a.v, T);
   if (l.bq) c.be->add_bias(a.q, l.bq, T, Q);
@@ -49,6 +57,8 @@ void attention_block(BlockContext& c, const LayerWeights& l, int il, const Atten
     ap.scale = hp.attn_scale;
     c.be->attention(q, kv, a.attn + size_t(s.row0) * hp.n_head * hp.head_dim_v, ap);
   }
+  // attn = attn * sigmoid(gate)
+  if (o.output_gate) c.be->sigmoid_mul(a.attn, a.z, int64_t(T) * hp.n_head * hp.head_dim_v);
   // x += Wo attn + bo
   c.be->matmul(l.wo, a.attn, a.proj, T);
   if (l.bo) c.be->add_bias(a.proj, l.bo, T, E);

@@ -3,8 +3,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ops/backend.h"
+#include "sched/plan.h"
 
 namespace straw::gguf {
 class Reader;
@@ -12,9 +14,9 @@ class Reader;
 
 namespace straw::model {
 
-enum class Arch { Llama, Qwen2, Qwen3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen35 };
 
-// "llama, qwen2, qwen3": for error messages.
+// "llama, qwen2, qwen3, qwen35": for error messages.
 const char* supported_architectures();
 
 struct HParams {
@@ -32,10 +34,33 @@ struct HParams {
   float rms_eps = 1e-5f;    // {arch}.attention.layer_norm_rms_epsilon
   float attn_scale = 0;     // 1/sqrt(head_dim) unless {arch}.attention.scale is set
   ops::RopeParams rope;     // mode from the architecture, n_rot, base, linear scaling
+
+  // qwen35 (Qwen3.5): gated attention layers and Gated DeltaNet (linear attention) layers.
+  bool attn_output_gate = false;   // attn_q rows hold [q | gate] per head; o = attn * sigmoid(gate)
+  std::vector<uint8_t> recurrent;  // [n_layer] 1: a linear-attention layer (empty: none)
+  int ssm_conv_kernel = 0;         // {arch}.ssm.conv_kernel: taps of the causal conv
+  int64_t ssm_inner = 0;           // {arch}.ssm.inner_size: value heads x value head size
+  int ssm_head_dim = 0;            // {arch}.ssm.state_size: size of every q, k and v head
+  int ssm_k_heads = 0;             // {arch}.ssm.group_count: query / key heads
+  int ssm_v_heads = 0;             // {arch}.ssm.time_step_rank: value heads
+
+  bool is_recurrent(int il) const { return !recurrent.empty() && recurrent[size_t(il)] != 0; }
+  bool has_recurrent() const;
+  // Channels of the fused qkv projection and of the conv: q and k (key heads) then v.
+  int64_t ssm_conv_dim() const { return 2 * int64_t(ssm_k_heads) * ssm_head_dim + ssm_inner; }
+  // F32 elements of one linear layer's recurrent state: conv state + delta-rule state.
+  int64_t ssm_conv_state_elements() const { return int64_t(ssm_conv_kernel - 1) * ssm_conv_dim(); }
+  int64_t ssm_state_elements() const { return int64_t(ssm_v_heads) * ssm_head_dim * ssm_head_dim; }
+  size_t recurrent_layer_bytes() const {
+    return size_t(ssm_conv_state_elements() + ssm_state_elements()) * sizeof(float);
+  }
 };
 
 // Reads and validates the hyperparameters; throws straw::Error naming the file and the missing or
 // inconsistent key. An unknown architecture's error lists the supported ones.
 HParams read_hparams(const gguf::Reader& r);
+
+// The model as the placement planner sees it (n_vocab: rows of token_embd).
+sched::ModelShape plan_shape(const HParams& hp, int64_t n_vocab);
 
 }  // namespace straw::model

@@ -1,5 +1,6 @@
 #include "model/presets.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -68,6 +69,32 @@ ModelShape llama31_8b() {
   return s;
 }
 
+// Qwen3.5 (config.json "text_config" of Qwen/Qwen3.5-4B and -27B): head_dim 256,
+// partial_rotary_factor 0.25 (64 rotated dimensions), rope_theta 1e7, rms_norm_eps 1e-6,
+// full_attention_interval 4, linear_conv_kernel_dim 4, linear key/value head dim 128, 16 linear key
+// heads, max_position_embeddings 262144, vocabulary 248320. The 27B has 64 layers of width 5120,
+// intermediate_size 17408, 24 / 4 attention heads and 48 linear value heads, untied embeddings
+// (llama.cpp's tests/snapshots/qwen3.6-27b.schema lists output.weight); the 4B 32 layers of width
+// 2560, intermediate_size 9216, 16 / 4 attention heads, 32 linear value heads and tied embeddings.
+// Both ship one MTP layer, which GGUF conversions may or may not keep: the presets leave it out
+// (as the llama.cpp schema does; straw skips it when present).
+ModelShape qwen35(const char* name, const char* display, const char* size, int layers, int64_t embd,
+                  int64_t ff, int heads, int kv, int v_heads, bool tied) {
+  ModelShape s = qwen25(name, display, size, layers, embd, ff, heads, kv, 248320, tied);
+  s.arch = Arch::Qwen35;
+  s.head_dim = 256;
+  s.n_ctx_train = 262144;
+  s.rope_base = 10000000.0f;
+  s.vocab = VocabStyle::Qwen35;
+  s.full_attention_interval = 4;
+  s.n_rot = 64;
+  s.ssm_conv_kernel = 4;
+  s.ssm_head_dim = 128;
+  s.ssm_k_heads = 16;
+  s.ssm_v_heads = v_heads;
+  return s;
+}
+
 std::vector<ModelShape> make_presets() {
   return {
       qwen25("qwen2.5-0.5b", "Qwen2.5 0.5B Instruct", "0.5B", 24, 896, 4864, 14, 2, 151936, true),
@@ -78,6 +105,8 @@ std::vector<ModelShape> make_presets() {
       llama31_8b(),
       qwen3("qwen3-8b", "Qwen3 8B", "8B", 36, 4096, 12288, 32, 8),
       qwen3("qwen3-32b", "Qwen3 32B", "32B", 64, 5120, 25600, 64, 8),
+      qwen35("qwen3.5-4b", "Qwen3.5 4B", "4B", 32, 2560, 9216, 16, 4, 32, true),
+      qwen35("qwen3.5-27b", "Qwen3.5 27B", "27B", 64, 5120, 17408, 24, 4, 48, false),
   };
 }
 
@@ -98,11 +127,19 @@ std::string size_label_of(int64_t params) {
 }  // namespace
 
 int64_t ModelShape::n_params() const {
-  const int64_t attn = n_embd * n_q() + 2 * n_embd * n_kv() + n_q() * n_embd;
+  const int64_t gate = arch == Arch::Qwen35 ? 2 : 1;  // qwen35: attn_q also gives the output gate
+  const int64_t attn = gate * n_embd * n_q() + 2 * n_embd * n_kv() + n_q() * n_embd;
   const int64_t bias = arch == Arch::Qwen2 ? n_q() + 2 * n_kv() : 0;
-  const int64_t qk_norm = arch == Arch::Qwen3 ? 2 * int64_t(head_dim) : 0;
-  const int64_t layer = attn + bias + qk_norm + 3 * n_embd * n_ff + 2 * n_embd;
-  return n_layer * layer + n_embd + (tied ? 1 : 2) * n_vocab * n_embd;
+  const int64_t qk_norm = arch == Arch::Qwen3 || arch == Arch::Qwen35 ? 2 * int64_t(head_dim) : 0;
+  const int64_t ffn = 3 * n_embd * n_ff + 2 * n_embd;
+  // A Gated DeltaNet layer: qkv, z, beta, alpha and out projections, conv taps, dt bias, A, norm.
+  const int64_t linear = n_embd * ssm_conv_dim() + n_embd * ssm_inner() + 2 * n_embd * ssm_v_heads +
+                         ssm_inner() * n_embd + int64_t(ssm_conv_kernel) * ssm_conv_dim() +
+                         2 * ssm_v_heads + ssm_head_dim;
+  int64_t layers = 0;
+  for (int i = 0; i < n_layer; ++i)
+    layers += (is_recurrent(i) ? linear : attn + bias + qk_norm) + ffn;
+  return layers + n_embd + (tied ? 1 : 2) * n_vocab * n_embd;
 }
 
 const char* arch_name(Arch a) {
@@ -113,6 +150,8 @@ const char* arch_name(Arch a) {
       return "qwen2";
     case Arch::Qwen3:
       return "qwen3";
+    case Arch::Qwen35:
+      return "qwen35";
   }
   return "unknown";
 }
@@ -121,6 +160,7 @@ std::optional<Arch> arch_from_name(std::string_view name) {
   if (name == "llama") return Arch::Llama;
   if (name == "qwen2") return Arch::Qwen2;
   if (name == "qwen3") return Arch::Qwen3;
+  if (name == "qwen35") return Arch::Qwen35;
   return std::nullopt;
 }
 
@@ -159,6 +199,19 @@ ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, in
   s.rope_base = llama ? 500000.0f : 1000000.0f;
   s.rms_eps = llama ? 1e-5f : 1e-6f;
   s.vocab = llama ? VocabStyle::Llama3 : VocabStyle::Qwen;
+  if (arch == Arch::Qwen35) {
+    // Qwen3.5's proportions: a quarter of the head rotated, full attention every 4th layer,
+    // linear heads of half the attention head size, as many key heads as attention heads and
+    // twice as many value heads (Qwen3.5-4B: 256 / 64 / 128, 16 / 16 / 32).
+    s.vocab = VocabStyle::Qwen35;
+    s.full_attention_interval = 4;
+    s.n_rot = std::max(6, s.head_dim / 4 / 2 * 2);
+    s.ssm_conv_kernel = 4;
+    s.ssm_head_dim = std::max(2, s.head_dim / 2);
+    s.ssm_k_heads = n_head;
+    s.ssm_v_heads = 2 * n_head;
+    s.rope_base = 10000000.0f;
+  }
   s.size_label = size_label_of(s.n_params());
   s.display_name = str(arch_name(arch), " ", s.size_label, " (custom shape)");
   return s;
@@ -179,6 +232,17 @@ void check_shape(const ModelShape& s) {
     fail("model shape '", s.name, "': the vocabulary must have at least 300 tokens (256 bytes, ",
          "special tokens and merges), got ", s.n_vocab);
   if (s.n_vocab > (int64_t(1) << 31) - 1) fail("model shape '", s.name, "': vocabulary too large");
+  if (s.arch == Arch::Qwen35) {
+    if (s.full_attention_interval < 1 || s.ssm_conv_kernel < 1 || s.ssm_head_dim < 1 ||
+        s.ssm_k_heads < 1 || s.ssm_v_heads % s.ssm_k_heads != 0 || s.n_mtp < 0)
+      fail("model shape '", s.name, "': invalid linear-attention sizes (interval ",
+           s.full_attention_interval, ", conv ", s.ssm_conv_kernel, ", head ", s.ssm_head_dim,
+           ", key heads ", s.ssm_k_heads, ", value heads ", s.ssm_v_heads, ")");
+    if (s.n_rot < 6 || s.n_rot % 2 != 0 || s.n_rot > s.head_dim)
+      fail("model shape '", s.name, "': the rotated dimensions ", s.n_rot,
+           " must be even, at least 6 (three rope sections) and at most the head size ",
+           s.head_dim);
+  }
 }
 
 }  // namespace straw::model

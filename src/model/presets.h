@@ -14,8 +14,9 @@ namespace straw::model {
 
 // Which tokenizer conventions a synthetic model follows (special tokens, pre-tokenizer, template).
 enum class VocabStyle {
-  Qwen,   // pre "qwen2"; <|endoftext|> <|im_start|> <|im_end|>; ChatML; no BOS added
-  Llama3  // pre "llama-bpe"; <|begin_of_text|> ... <|eot_id|>; Llama 3 template; BOS added
+  Qwen,    // pre "qwen2"; <|endoftext|> <|im_start|> <|im_end|>; ChatML; no BOS added
+  Llama3,  // pre "llama-bpe"; <|begin_of_text|> ... <|eot_id|>; Llama 3 template; BOS added
+  Qwen35   // Qwen3.5: pre "qwen35", Qwen's special tokens after 248044 text tokens
 };
 
 struct ModelShape {
@@ -39,6 +40,24 @@ struct ModelShape {
   bool llama3_rope_freqs = false;
   VocabStyle vocab = VocabStyle::Qwen;
 
+  // qwen35 (Qwen3.5): every full_attention_interval-th layer is gated attention (attn_q gives q
+  // and an output gate per head; partial rotary over n_rot dimensions), the others Gated DeltaNet
+  // linear attention (config.json: linear_conv_kernel_dim, linear_key_head_dim =
+  // linear_value_head_dim, linear_num_key_heads, linear_num_value_heads).
+  int full_attention_interval = 0;  // 0: every layer is full attention
+  int n_rot = 0;                    // rope.dimension_count; 0: head_dim
+  int ssm_conv_kernel = 0;
+  int ssm_head_dim = 0;
+  int ssm_k_heads = 0;
+  int ssm_v_heads = 0;
+  int n_mtp = 0;  // MTP / NextN blocks stored after the n_layer blocks (not run by straw)
+
+  bool is_recurrent(int il) const {
+    return full_attention_interval > 0 && il < n_layer && (il + 1) % full_attention_interval != 0;
+  }
+  int64_t ssm_inner() const { return int64_t(ssm_v_heads) * ssm_head_dim; }
+  int64_t ssm_conv_dim() const { return 2 * int64_t(ssm_k_heads) * ssm_head_dim + ssm_inner(); }
+
   int64_t n_q() const { return int64_t(n_head) * head_dim; }      // rows of attn_q
   int64_t n_kv() const { return int64_t(n_head_kv) * head_dim; }  // rows of attn_k / attn_v
   // Parameters as the model card counts them (every tensor element; rope_freqs excluded).
@@ -49,7 +68,8 @@ struct ModelShape {
 const char* arch_name(Arch a);
 std::optional<Arch> arch_from_name(std::string_view name);
 
-// The presets, in a fixed order: qwen2.5-{0.5b,1.5b,7b,14b,32b}, llama-3.1-8b, qwen3-{8b,32b}.
+// The presets, in a fixed order: qwen2.5-{0.5b,1.5b,7b,14b,32b}, llama-3.1-8b, qwen3-{8b,32b},
+// qwen3.5-{4b,27b}.
 const std::vector<ModelShape>& presets();
 const ModelShape* find_preset(std::string_view name);
 std::string preset_names();  // "qwen2.5-0.5b, qwen2.5-1.5b, ..." for messages

@@ -88,6 +88,12 @@ bool is_matrix(TensorRole r) {
     case TensorRole::FfnGate:
     case TensorRole::FfnUp:
     case TensorRole::FfnDown:
+    case TensorRole::AttnQkv:
+    case TensorRole::AttnGate:
+    case TensorRole::SsmBeta:
+    case TensorRole::SsmAlpha:
+    case TensorRole::SsmOut:
+    case TensorRole::NextnEhProj:
       return true;
     default:
       return false;
@@ -96,7 +102,8 @@ bool is_matrix(TensorRole r) {
 
 bool is_norm(TensorRole r) {
   return r == TensorRole::OutputNorm || r == TensorRole::AttnNorm || r == TensorRole::FfnNorm ||
-         r == TensorRole::AttnQNorm || r == TensorRole::AttnKNorm;
+         r == TensorRole::AttnQNorm || r == TensorRole::AttnKNorm || r == TensorRole::SsmNorm ||
+         r == TensorRole::NextnNorm;
 }
 
 }  // namespace
@@ -142,7 +149,7 @@ quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, in
   Type t = def;
   const bool q4km = ft == FileType::Q4_K_M, q5km = ft == FileType::Q5_K_M;
   const bool q4ks = ft == FileType::Q4_K_S, iq4xs = ft == FileType::IQ4_XS;
-  const int n = s.n_layer;
+  const int n = s.n_layer + s.n_mtp;  // llama-quantize counts the MTP blocks as layers
   if (role == TensorRole::Output || (s.tied && role == TensorRole::TokenEmbd)) {
     // The LM head: Q8_0 when the default type's block does not divide the row, else Q6_K
     // unless the file is Q8_0 anyway.
@@ -150,7 +157,7 @@ quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, in
       t = Type::Q8_0;
     else if (def != Type::Q8_0)
       t = Type::Q6_K;
-  } else if (role == TensorRole::AttnV) {
+  } else if (role == TensorRole::AttnV || role == TensorRole::AttnQkv) {
     if (iq4xs && s.n_head / s.n_head_kv >= 4)
       t = Type::Q5_K;
     else if ((q4km || q5km) && use_more_bits(layer, n))
@@ -171,6 +178,48 @@ quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, in
   return fallback(t, ne0);
 }
 
+namespace {
+
+// A qwen35 block: gated attention or Gated DeltaNet, the FFN with post_attention_norm; an MTP
+// block (index >= n_layer) is a gated-attention block plus the NextN projection and norms.
+template <class Add>
+void plan_qwen35_block(const ModelShape& s, int i, Add& add) {
+  const int64_t E = s.n_embd, F = s.n_ff, Q = s.n_q(), K = s.n_kv();
+  const std::string p = "blk." + std::to_string(i) + ".";
+  add(p + "attn_norm.weight", TensorRole::AttnNorm, i, {E});
+  if (s.is_recurrent(i)) {
+    const int64_t C = s.ssm_conv_dim(), Hv = s.ssm_v_heads;
+    add(p + "attn_qkv.weight", TensorRole::AttnQkv, i, {E, C});
+    add(p + "attn_gate.weight", TensorRole::AttnGate, i, {E, s.ssm_inner()});
+    add(p + "ssm_conv1d.weight", TensorRole::SsmConv, i, {s.ssm_conv_kernel, C});
+    add(p + "ssm_dt.bias", TensorRole::SsmDt, i, {Hv});
+    add(p + "ssm_a", TensorRole::SsmA, i, {Hv});
+    add(p + "ssm_beta.weight", TensorRole::SsmBeta, i, {E, Hv});
+    add(p + "ssm_alpha.weight", TensorRole::SsmAlpha, i, {E, Hv});
+    add(p + "ssm_norm.weight", TensorRole::SsmNorm, i, {s.ssm_head_dim});
+    add(p + "ssm_out.weight", TensorRole::SsmOut, i, {s.ssm_inner(), E});
+  } else {
+    add(p + "attn_q.weight", TensorRole::AttnQ, i, {E, 2 * Q});
+    add(p + "attn_k.weight", TensorRole::AttnK, i, {E, K});
+    add(p + "attn_v.weight", TensorRole::AttnV, i, {E, K});
+    add(p + "attn_output.weight", TensorRole::AttnOutput, i, {Q, E});
+    add(p + "attn_q_norm.weight", TensorRole::AttnQNorm, i, {s.head_dim});
+    add(p + "attn_k_norm.weight", TensorRole::AttnKNorm, i, {s.head_dim});
+  }
+  add(p + "post_attention_norm.weight", TensorRole::FfnNorm, i, {E});
+  add(p + "ffn_gate.weight", TensorRole::FfnGate, i, {E, F});
+  add(p + "ffn_up.weight", TensorRole::FfnUp, i, {E, F});
+  add(p + "ffn_down.weight", TensorRole::FfnDown, i, {F, E});
+  if (i >= s.n_layer) {
+    add(p + "nextn.eh_proj.weight", TensorRole::NextnEhProj, i, {2 * E, E});
+    add(p + "nextn.enorm.weight", TensorRole::NextnNorm, i, {E});
+    add(p + "nextn.hnorm.weight", TensorRole::NextnNorm, i, {E});
+    add(p + "nextn.shared_head_norm.weight", TensorRole::NextnNorm, i, {E});
+  }
+}
+
+}  // namespace
+
 std::vector<TensorPlan> plan_tensors(const ModelShape& s, FileType ft) {
   check_shape(s);
   std::vector<TensorPlan> out;
@@ -183,6 +232,13 @@ std::vector<TensorPlan> plan_tensors(const ModelShape& s, FileType ft) {
   add("output_norm.weight", TensorRole::OutputNorm, -1, {E});
   if (!s.tied) add("output.weight", TensorRole::Output, -1, {E, V});
   if (s.llama3_rope_freqs) add("rope_freqs.weight", TensorRole::RopeFreqs, -1, {s.head_dim / 2});
+  if (s.arch == Arch::Qwen35) {
+    for (int i = 0; i < s.n_layer + s.n_mtp; ++i) plan_qwen35_block(s, i, add);
+    std::stable_sort(out.begin(), out.end(), [](const TensorPlan& a, const TensorPlan& b) {
+      return a.layer != b.layer ? a.layer < b.layer : a.name < b.name;
+    });
+    return out;
+  }
   for (int i = 0; i < s.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     add(p + "attn_norm.weight", TensorRole::AttnNorm, i, {E});
@@ -248,7 +304,17 @@ std::vector<float> vector_tensor(const ModelShape& s, const TensorPlan& t, uint6
     return llama3_rope_factors(2 * static_cast<int>(n), s.rope_base);
   synth::Rng r(synth::chunk_seed(seed, t.name, 0));
   std::vector<float> v(static_cast<size_t>(n));
-  for (float& x : v) x = is_norm(t.role) ? 0.9f + 0.2f * r.uniform() : kBiasStd * r.normal();
+  for (float& x : v) {
+    if (t.role == TensorRole::SsmA) {
+      x = -(1.0f + 15.0f * r.uniform());  // -exp(A_log), A = U(1, 16) as Qwen3.5 initializes it
+    } else if (t.role == TensorRole::SsmDt) {
+      // dt_bias = softplus^-1(dt), dt log-uniform in [1e-3, 0.1]: decays e^-(a dt) of every speed
+      const float dt = std::exp(std::log(1e-3f) + r.uniform() * std::log(100.0f));
+      x = dt + std::log(-std::expm1(-dt));
+    } else {
+      x = is_norm(t.role) ? 0.9f + 0.2f * r.uniform() : kBiasStd * r.normal();
+    }
+  }
   return v;
 }
 
@@ -275,6 +341,24 @@ void set_metadata(gguf::Writer& w, const ModelShape& s, FileType ft, uint64_t se
   if (s.arch == Arch::Llama) {
     w.set(key("rope.dimension_count"), Value::u32(static_cast<uint32_t>(s.head_dim)));
     w.set(key("vocab_size"), Value::u32(static_cast<uint32_t>(s.n_vocab)));
+  }
+  if (s.arch == Arch::Qwen35) {
+    auto u32 = [](int64_t v) { return Value::u32(static_cast<uint32_t>(v)); };
+    w.set(key("block_count"), u32(s.n_layer + s.n_mtp));
+    if (s.n_mtp > 0) w.set(key("nextn_predict_layers"), u32(s.n_mtp));
+    w.set(key("rope.dimension_count"), u32(s.n_rot));
+    // IMRoPE sections as Qwen3.5's mrope_section [11, 11, 10] for 32 pairs: the pairs split in
+    // three, the larger shares first.
+    const int pairs = s.n_rot / 2;
+    w.set(
+        key("rope.dimension_sections"),
+        Value::i32_array({pairs / 3 + (pairs % 3 > 0), pairs / 3 + (pairs % 3 > 1), pairs / 3, 0}));
+    w.set(key("ssm.conv_kernel"), u32(s.ssm_conv_kernel));
+    w.set(key("ssm.inner_size"), u32(s.ssm_inner()));
+    w.set(key("ssm.state_size"), u32(s.ssm_head_dim));
+    w.set(key("ssm.time_step_rank"), u32(s.ssm_v_heads));
+    w.set(key("ssm.group_count"), u32(s.ssm_k_heads));
+    w.set(key("full_attention_interval"), u32(s.full_attention_interval));
   }
   w.set("general.file_type", Value::u32(static_cast<uint32_t>(ft)));
   w.set("general.quantization_version", Value::u32(2));
@@ -308,8 +392,10 @@ void write_matrix(gguf::Writer& w, const TensorPlan& t, uint64_t seed, int threa
   // A few chunks per thread per batch, at most 64 MiB in flight.
   const int64_t per_batch = std::min<int64_t>(4 * static_cast<int64_t>(threads), 64);
   buf.resize(static_cast<size_t>(per_batch * per_chunk) * ti.type_size);
+  // The conv taps mix four positions of one channel: O(1) weights, not a projection's 0.02.
+  const float sigma = t.role == TensorRole::SsmConv ? 0.3f : kWeightStd;
   // An unsupported type throws here, on this thread, rather than inside a worker.
-  random_blocks(t.type, buf.data(), 0, seed, kWeightStd);
+  random_blocks(t.type, buf.data(), 0, seed, sigma);
   for (int64_t c0 = 0; c0 < n_chunks; c0 += per_batch) {
     const int64_t c1 = std::min(n_chunks, c0 + per_batch);
     const int n_threads = static_cast<int>(std::min<int64_t>(threads, c1 - c0));
@@ -317,7 +403,7 @@ void write_matrix(gguf::Writer& w, const TensorPlan& t, uint64_t seed, int threa
       for (int64_t c = c0 + tid; c < c1; c += n_threads) {
         const int64_t b0 = c * per_chunk, nb = std::min(per_chunk, n_blocks - b0);
         random_blocks(t.type, buf.data() + static_cast<size_t>((c - c0) * per_chunk) * ti.type_size,
-                      nb, synth::chunk_seed(seed, t.name, static_cast<uint64_t>(c)), kWeightStd);
+                      nb, synth::chunk_seed(seed, t.name, static_cast<uint64_t>(c)), sigma);
       }
     };
     std::vector<std::thread> pool;

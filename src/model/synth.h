@@ -58,6 +58,19 @@ enum class TensorRole {
   FfnGate,
   FfnUp,
   FfnDown,
+  // qwen35 linear attention (Gated DeltaNet)
+  AttnQkv,   // attn_qkv: quantized like attn_v (llama-quantize's attn_v-like category)
+  AttnGate,  // attn_gate (z)
+  SsmConv,   // ssm_conv1d: 2-D but never quantized (F32)
+  SsmDt,
+  SsmA,
+  SsmBeta,
+  SsmAlpha,
+  SsmNorm,
+  SsmOut,
+  // MTP / NextN block extras (qwen35)
+  NextnEhProj,
+  NextnNorm,
 };
 
 struct TensorPlan {
@@ -73,10 +86,12 @@ struct TensorPlan {
 
 // The type llama-quantize (llama.cpp src/llama-quant.cpp, no importance matrix, no overrides)
 // gives a 2-D weight of `role` in block `layer` with rows of ne0 elements, starting from an F16
-// model: the file type's default type, raised for output / tied token_embd (Q6_K), attn_v and
-// ffn_down per the file type's rules (use_more_bits layers, n_gqa >= 4, the first n_layer/8
-// layers, the 70B bump), then the fallback for rows that are not a multiple of the block size
-// (IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, else F16). 1-D tensors are F32.
+// model: the file type's default type, raised for output / tied token_embd (Q6_K), attn_v (and
+// qwen35's attn_qkv, which llama-quantize counts with them) and ffn_down per the file type's
+// rules (use_more_bits layers, n_gqa >= 4, the first n_layer/8 layers, the 70B bump; MTP blocks
+// count as layers), then the fallback for rows that are not a multiple of the block size
+// (IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, else F16). 1-D tensors and
+// ssm_conv1d are F32.
 quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, int layer,
                            int64_t ne0);
 

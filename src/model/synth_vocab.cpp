@@ -12,8 +12,8 @@
 //                       what fills the real vocabularies after them: "[PADn]" (UNUSED, as
 //                       llama.cpp's converter pads Qwen's) or Llama 3's reserved special tokens.
 // With the real sizes the text part has the real models' length, so the special ids are the real
-// ones (Qwen <|endoftext|> 151643, <|im_start|> 151644, <|im_end|> 151645; Llama 3
-// <|begin_of_text|> 128000 ... <|eot_id|> 128009).
+// ones (Qwen <|endoftext|> 151643, <|im_start|> 151644, <|im_end|> 151645; Qwen3.5 the same three
+// at 248044..248046; Llama 3 <|begin_of_text|> 128000 ... <|eot_id|> 128009).
 #include <string>
 #include <vector>
 
@@ -108,9 +108,9 @@ constexpr const char* kLlama3Template =
 SynthVocab make_vocab(const ModelShape& s) {
   check_shape(s);
   SynthVocab v;
-  const bool qwen = s.vocab == VocabStyle::Qwen;
+  const bool qwen = s.vocab == VocabStyle::Qwen || s.vocab == VocabStyle::Qwen35;
   // The real text-token counts, and the block of special ids after them.
-  const int64_t real_text = qwen ? 151643 : 128000;
+  const int64_t real_text = s.vocab == VocabStyle::Qwen35 ? 248044 : qwen ? 151643 : 128000;
   const int64_t real_special_block = qwen ? 3 : 256;
   const std::vector<std::string> named =
       qwen ? std::vector<std::string>{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
@@ -133,7 +133,7 @@ SynthVocab make_vocab(const ModelShape& s) {
     return static_cast<int32_t>(v.tokens.size() - 1);
   };
   if (qwen) {
-    v.pre = "qwen2";
+    v.pre = s.vocab == VocabStyle::Qwen35 ? "qwen35" : "qwen2";
     v.bos = add_special(named[0], kControl);
     add_special(named[1], kControl);
     v.eos = add_special(named[2], kControl);

@@ -38,6 +38,7 @@ KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const Devic
   const size_t k_bytes = size_t(n_ctx) * kv_row_bytes(hp, type, hp.head_dim);
   layers_.resize(hp.n_layer);
   for (int i = 0; i < hp.n_layer; ++i) {
+    if (hp.is_recurrent(i)) continue;  // a linear layer: a recurrent state instead (no KV)
     storage_.push_back(devices.attn[i]->alloc(layer_bytes(hp, n_ctx, type)));
     uint8_t* base = static_cast<uint8_t*>(storage_.back()->data());
     layers_[i] = {type, base, base + k_bytes, n_ctx};
@@ -69,6 +70,9 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
     case Arch::Qwen3:
       layer_ = qwen3_layer();
       break;
+    case Arch::Qwen35:
+      layer_ = qwen35_layer();
+      break;
   }
   // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
   std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
@@ -78,26 +82,36 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
 
   const size_t B = size_t(max_batch);
-  const size_t sizes[] = {B * hp.n_embd,
-                          B * hp.n_embd,
-                          B * hp.n_head * hp.head_dim,
-                          B * hp.n_head_kv * hp.head_dim,
-                          B * hp.n_head_kv * hp.head_dim_v,
-                          B * hp.n_head * hp.head_dim_v,
-                          B * hp.n_ff,
-                          B * hp.n_ff,
-                          B * hp.n_embd,
-                          size_t(std::min(max_batch, kLogitRows)) * hp.n_vocab};
+  const size_t Q = size_t(hp.n_head) * hp.head_dim;
+  const bool linear = hp.has_recurrent(), gated = hp.attn_output_gate;
+  const size_t sizes[] = {
+      B * hp.n_embd,                                                          // x
+      B * hp.n_embd,                                                          // xn
+      B * Q,                                                                  // q
+      B * hp.n_head_kv * hp.head_dim,                                         // k
+      B * hp.n_head_kv * hp.head_dim_v,                                       // v
+      B * std::max<size_t>(size_t(hp.n_head) * hp.head_dim_v, hp.ssm_inner),  // attn
+      B * hp.n_ff,                                                            // gate
+      B * hp.n_ff,                                                            // up
+      B * hp.n_embd,                                                          // proj
+      size_t(std::min(max_batch, kLogitRows)) * hp.n_vocab,                   // logits
+      B * std::max<size_t>(gated ? 2 * Q : 0, size_t(hp.ssm_conv_dim())),     // mix
+      linear ? B * hp.ssm_conv_dim() : 0,                                     // conv
+      B * std::max<size_t>(gated ? Q : 0, hp.ssm_inner),                      // z
+      B * hp.ssm_v_heads,                                                     // alpha
+      B * hp.ssm_v_heads};                                                    // beta
   auto padded = [](size_t n) { return (n + 15) / 16 * 16; };
   size_t total = 0;
   for (size_t n : sizes) total += padded(n);
   for (ops::Backend* be : distinct) {
     DeviceBuffers d{be, be->alloc(total * sizeof(float)), {}};
-    float** bufs[] = {&d.a.x,    &d.a.xn,   &d.a.q,  &d.a.k,    &d.a.v,
-                      &d.a.attn, &d.a.gate, &d.a.up, &d.a.proj, &d.a.logits};
+    float** bufs[] = {&d.a.x,    &d.a.xn,   &d.a.q,  &d.a.k,     &d.a.v,
+                      &d.a.attn, &d.a.gate, &d.a.up, &d.a.proj,  &d.a.logits,
+                      &d.a.mix,  &d.a.conv, &d.a.z,  &d.a.alpha, &d.a.beta};
+    static_assert(std::size(bufs) == std::size(sizes));
     float* p = static_cast<float*>(d.storage->data());
     for (size_t i = 0; i < std::size(sizes); ++i) {
-      *bufs[i] = p;
+      *bufs[i] = sizes[i] ? p : nullptr;
       p += padded(sizes[i]);
     }
     buffers_.push_back(std::move(d));
@@ -123,8 +137,8 @@ void Transformer::move_to(BlockContext& c, ops::Backend* to) {
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
-                          bool all_logits) {
-  const SeqStep one{tokens, pos0, &kv, logits, all_logits};
+                          bool all_logits, RecurrentState* rs) {
+  const SeqStep one{tokens, pos0, &kv, logits, all_logits, rs};
   forward(std::span(&one, 1));
 }
 
@@ -138,10 +152,13 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
   for (const SeqStep& s : seqs) {
     const int n = static_cast<int>(s.tokens.size());
     if (n == 0) continue;
+    if (hp_.has_recurrent() && (!s.rs || s.rs->empty()))
+      fail("internal error: a model with linear-attention layers needs each sequence's recurrent "
+           "state");
     if (s.pos0 + n > s.kv->n_ctx())
       fail("the context is full: ", s.pos0 + n, " tokens do not fit the context of ", s.kv->n_ctx(),
            " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
-    rows_.push_back({static_cast<int>(ids.size()), n, s.pos0, s.kv});
+    rows_.push_back({static_cast<int>(ids.size()), n, s.pos0, s.kv, s.rs, s.snapshot_after});
     row_steps_.push_back(&s);
     ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
     // Logit rows wanted: every row of the sequence, or its last one.

@@ -9,6 +9,7 @@
 
 #include "model/device_map.h"
 #include "model/hparams.h"
+#include "model/recurrent_state.h"
 #include "model/weights.h"
 #include "ops/backend.h"
 
@@ -44,6 +45,12 @@ struct Activations {
   float* up = nullptr;      // [ub][n_ff]
   float* proj = nullptr;    // [ub][n_embd]   output of Wo / W_down before the residual add
   float* logits = nullptr;  // [min(ub, 64)][n_vocab]  LM head output before the copy to the host
+  // qwen35 only (null otherwise):
+  float* mix = nullptr;    // [ub][max(2*n_head*head_dim, ssm_conv_dim)]  fused q+gate or qkv
+  float* conv = nullptr;   // [ub][ssm_conv_dim]  conv output: q, k, v of the delta rule
+  float* z = nullptr;      // [ub][max(n_head*head_dim, ssm_inner)]  output gate
+  float* alpha = nullptr;  // [ub][ssm_v_heads]  decay input, then its log g
+  float* beta = nullptr;   // [ub][ssm_v_heads]  update strength
 };
 
 class Transformer;
@@ -59,6 +66,8 @@ struct SeqStep {
   float* logits = nullptr;  // host memory: [tokens.size()][n_vocab] when all_logits, else
                             // [n_vocab] for the last token; null: no LM head for it
   bool all_logits = false;
+  RecurrentState* rs = nullptr;  // its recurrent state (required for models with linear layers)
+  int snapshot_after = -1;  // >= 0: also keep rs's state after this token in rs's snapshot
 };
 
 // A sequence's rows inside the step's activation buffers.
@@ -67,6 +76,8 @@ struct SeqRows {
   int n = 0;         // its rows
   int64_t pos0 = 0;  // position of its first row
   KvCache* kv = nullptr;
+  RecurrentState* rs = nullptr;
+  int snapshot_after = -1;  // as SeqStep's, relative to row0
 };
 
 // Everything one block needs: the model, the batch being processed, and the device it runs on
@@ -87,30 +98,36 @@ struct BlockContext {
 
 // Shared sub-blocks (blocks.cpp).
 struct AttentionOptions {
-  bool qk_norm = false;  // qwen3: per-head RMSNorm of q and k before RoPE
+  bool qk_norm = false;      // qwen3: per-head RMSNorm of q and k before RoPE
+  bool output_gate = false;  // qwen35: Wq gives [q | gate] per head; attn *= sigmoid(gate)
 };
 // x += Wo · Attn(RoPE(Wq·n + bq), RoPE(Wk·n + bk), Wv·n + bv),  n = RMSNorm(x)·attn_norm
 void attention_block(BlockContext& c, const LayerWeights& l, int il, const AttentionOptions& o);
 // x += W_down · (silu(W_gate·n) ⊙ (W_up·n)),  n = RMSNorm(x)·ffn_norm
 void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il);
+// x += W_out · GatedRMSNorm(DeltaRule(L2(q), L2(k), v; g, beta), z),  [q k v] = SiLU(Conv(W_qkv·n))
+// (blocks_linear.cpp: Gated DeltaNet linear attention)
+void delta_net_block(BlockContext& c, const LayerWeights& l, int il);
 
 // One repeating block of an architecture (arch_llama.cpp, arch_qwen2.cpp, arch_qwen3.cpp).
 using LayerFn = void (*)(BlockContext& c, const LayerWeights& l, int il);
 LayerFn llama_layer();
 LayerFn qwen2_layer();
 LayerFn qwen3_layer();
+LayerFn qwen35_layer();
 
 class Transformer {
  public:
   Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices, int max_batch);
 
   // Runs one step: the tokens of every sequence in `seqs` (at most max_batch() in all) through the
-  // model, appending their K/V to each sequence's cache and writing the logits each asks for.
+  // model, appending their K/V to each sequence's cache, advancing its recurrent state (models with
+  // linear layers) and writing the logits each asks for.
   void forward(std::span<const SeqStep> seqs);
   // One sequence: tokens at positions pos0.., logits of every token ([n][n_vocab]) when all_logits,
   // else of the last one ([n_vocab]); logits == nullptr skips the LM head.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
-               bool all_logits);
+               bool all_logits, RecurrentState* rs = nullptr);
 
   int max_batch() const { return max_batch_; }
   // Moves the residual stream x of the current batch from c.be to `to` (BlockContext::enter).

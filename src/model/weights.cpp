@@ -26,7 +26,8 @@ class Binder {
   // Required tensor with the given shape (ne0, ne1); ne1 = 1 for vectors.
   ops::Weight need(const std::string& name, int64_t ne0, int64_t ne1, bool f32 = false) {
     if (!r_.find_tensor(name))
-      fail(r_.path(), ": tensor '", name, "' is missing (the file does not match its architecture '",
+      fail(r_.path(), ": tensor '", name,
+           "' is missing (the file does not match its architecture '",
            r_.get_string("general.architecture"), "')");
     return check(name, ne0, ne1, f32);
   }
@@ -50,6 +51,42 @@ class Binder {
 
   const gguf::Reader& r_;
 };
+
+// qwen35: a gated-attention or a linear-attention (Gated DeltaNet) layer, then the FFN, whose
+// norm is post_attention_norm. Files with MTP / NextN blocks (past n_layer) load: those blocks are
+// not bound (they serve speculative decoding, which straw does not do yet).
+void bind_qwen35_layer(Binder& b, const HParams& hp, const std::string& p, bool recurrent,
+                       LayerWeights& l) {
+  const int64_t E = hp.n_embd, F = hp.n_ff;
+  l.attn_norm = b.need(p + "attn_norm.weight", E, 1, true);
+  if (recurrent) {
+    const int64_t conv = hp.ssm_conv_dim();
+    l.ssm_qkv = b.need(p + "attn_qkv.weight", E, conv);
+    l.ssm_z = b.need(p + "attn_gate.weight", E, hp.ssm_inner);
+    l.ssm_conv = b.need(p + "ssm_conv1d.weight", hp.ssm_conv_kernel, conv, true);
+    l.ssm_conv.n_in *= l.ssm_conv.n_out;  // the taps of every channel, read as one vector
+    l.ssm_conv.n_out = 1;
+    l.ssm_conv.row_bytes = size_t(l.ssm_conv.n_in) * sizeof(float);
+    l.ssm_dt = b.need(p + "ssm_dt.bias", hp.ssm_v_heads, 1, true);
+    l.ssm_a = b.need(p + "ssm_a", hp.ssm_v_heads, 1, true);
+    l.ssm_beta = b.need(p + "ssm_beta.weight", E, hp.ssm_v_heads);
+    l.ssm_alpha = b.need(p + "ssm_alpha.weight", E, hp.ssm_v_heads);
+    l.ssm_norm = b.need(p + "ssm_norm.weight", hp.ssm_head_dim, 1, true);
+    l.ssm_out = b.need(p + "ssm_out.weight", hp.ssm_inner, E);
+  } else {
+    const int64_t Q = int64_t(hp.n_head) * hp.head_dim;
+    l.wq = b.need(p + "attn_q.weight", E, 2 * Q);
+    l.wk = b.need(p + "attn_k.weight", E, int64_t(hp.n_head_kv) * hp.head_dim);
+    l.wv = b.need(p + "attn_v.weight", E, int64_t(hp.n_head_kv) * hp.head_dim_v);
+    l.wo = b.need(p + "attn_output.weight", int64_t(hp.n_head) * hp.head_dim_v, E);
+    l.q_norm = b.need(p + "attn_q_norm.weight", hp.head_dim, 1, true);
+    l.k_norm = b.need(p + "attn_k_norm.weight", hp.head_dim, 1, true);
+  }
+  l.ffn_norm = b.need(p + "post_attention_norm.weight", E, 1, true);
+  l.w_gate = b.need(p + "ffn_gate.weight", E, F);
+  l.w_up = b.need(p + "ffn_up.weight", E, F);
+  l.w_down = b.need(p + "ffn_down.weight", F, E);
+}
 
 }  // namespace
 
@@ -77,6 +114,10 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
   for (int i = 0; i < hp.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& l = w.layers[i];
+    if (hp.arch == Arch::Qwen35) {
+      bind_qwen35_layer(b, hp, p, hp.is_recurrent(i), l);
+      continue;
+    }
     l.attn_norm = b.need(p + "attn_norm.weight", E, 1, true);
     l.wq = b.need(p + "attn_q.weight", E, Q);
     l.wk = b.need(p + "attn_k.weight", E, K);
@@ -109,8 +150,10 @@ void for_each_placed_weight(Weights& w, const DeviceMap& d,
   fn(w.output_norm, *d.output);
   for (size_t i = 0; i < w.layers.size(); ++i) {
     LayerWeights& l = w.layers[i];
-    for (ops::Weight* m : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.wo, &l.bq, &l.bk, &l.bv, &l.bo,
-                           &l.q_norm, &l.k_norm, &l.rope_freqs})
+    for (ops::Weight* m :
+         {&l.attn_norm, &l.wq,     &l.wk,     &l.wv,       &l.wo,         &l.bq,       &l.bk,
+          &l.bv,        &l.bo,     &l.q_norm, &l.k_norm,   &l.rope_freqs, &l.ssm_qkv,  &l.ssm_z,
+          &l.ssm_conv,  &l.ssm_dt, &l.ssm_a,  &l.ssm_beta, &l.ssm_alpha,  &l.ssm_norm, &l.ssm_out})
       if (*m) fn(*m, *d.attn[i]);
     for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) fn(*m, *d.ffn[i]);
   }

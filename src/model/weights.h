@@ -28,10 +28,21 @@ struct LayerWeights {
   ops::Weight k_norm;      // qwen3: [head_dim] per-head RMSNorm of k before RoPE
   ops::Weight rope_freqs;  // optional [n_rot/2] frequency factors: the global tensor as seen by
                            // this layer's attention backend
-  ops::Weight ffn_norm;    // [n_embd] F32
-  ops::Weight w_gate;      // [n_ff rows][n_embd]
-  ops::Weight w_up;        // [n_ff rows][n_embd]
-  ops::Weight w_down;      // [n_embd rows][n_ff]
+  // qwen35 gated attention: wq has 2 * n_head * head_dim rows, per head [q | gate].
+  // qwen35 linear attention (Gated DeltaNet), instead of wq..k_norm:
+  ops::Weight ssm_qkv;    // attn_qkv: [ssm_conv_dim rows][n_embd]: q, k (key heads), v
+  ops::Weight ssm_z;      // attn_gate: [ssm_inner rows][n_embd]: output gate z
+  ops::Weight ssm_conv;   // ssm_conv1d: [ssm_conv_dim][conv_kernel] F32, as one vector
+  ops::Weight ssm_dt;     // ssm_dt.bias: [v_heads] F32
+  ops::Weight ssm_a;      // ssm_a: [v_heads] F32, -exp(A_log)
+  ops::Weight ssm_beta;   // [v_heads rows][n_embd]
+  ops::Weight ssm_alpha;  // [v_heads rows][n_embd]
+  ops::Weight ssm_norm;   // [ssm_head_dim] F32, the gated RMSNorm's weight
+  ops::Weight ssm_out;    // [n_embd rows][ssm_inner]
+  ops::Weight ffn_norm;   // [n_embd] F32 (qwen35: post_attention_norm)
+  ops::Weight w_gate;     // [n_ff rows][n_embd]
+  ops::Weight w_up;       // [n_ff rows][n_embd]
+  ops::Weight w_down;     // [n_embd rows][n_ff]
 };
 
 struct Weights {

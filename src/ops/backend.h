@@ -83,6 +83,57 @@ struct AttentionParams {
   float scale = 1.0f;  // applied to q.k, usually 1/sqrt(head_dim)
 };
 
+// Causal depthwise convolution over time with a carried state (the "conv1d" of Mamba-style and
+// Gated DeltaNet layers), one sequence:
+//   y[t][c] = act( sum_{i<K} w[c][i] * x[t-K+1+i][c] ),  act = SiLU or identity,
+// where the positions before the first token (t-K+1+i < 0) come from the state.
+struct ConvParams {
+  int n_tokens = 0;
+  int n_channels = 0;        // C
+  int kernel = 0;            // K taps; the state holds the K-1 positions before the batch
+  const float* x = nullptr;  // [n_tokens] rows, x_stride floats apart; channel c at column c
+  int64_t x_stride = 0;      // >= n_channels
+  const float* w = nullptr;  // [C][K] taps per channel, the oldest position first
+  float* state = nullptr;    // [K-1][C] inputs of the K-1 positions before token 0, oldest first;
+                             // on return, those before the next batch
+  float* y = nullptr;        // [n_tokens][C]; must not overlap x or state
+  bool silu = true;
+  // Optional: the state as it is after token snapshot_after (0 <= snapshot_after < n_tokens),
+  // written to snapshot ([K-1][C]); lets a caller keep a checkpoint inside a batch.
+  float* snapshot = nullptr;
+  int snapshot_after = -1;
+};
+
+// The gated delta rule (Gated DeltaNet linear attention), one sequence. Per value head h, with
+// its query/key head kh = h % n_k_heads (GGUF order: value heads tiled over the key heads), state
+// S_h (S x S, S[i][j]: key dimension i, value dimension j) and each token t in order:
+//   S_h = exp(g[t][h]) * S_h                           decay
+//   d   = beta[t][h] * (v_t,h - S_h^T k_t,kh)          delta (j)
+//   S_h = S_h + k_t,kh d^T                             rank-1 update
+//   out[t][h] = scale * S_h^T q_t,kh                   readout (j)
+// q and k are expected L2-normalized. A backend may compute a batch in a chunked parallel form;
+// the result equals the token loop up to float rounding.
+struct DeltaNetParams {
+  int n_tokens = 0;
+  int n_k_heads = 0;         // query / key heads
+  int n_v_heads = 0;         // value heads, a multiple of n_k_heads
+  int head_dim = 0;          // S: size of every q, k and v head
+  const float* q = nullptr;  // token t, key head kh at q + t * qk_stride + kh * S
+  const float* k = nullptr;  // same layout as q
+  int64_t qk_stride = 0;
+  const float* v = nullptr;  // token t, value head h at v + t * v_stride + h * S
+  int64_t v_stride = 0;
+  const float* g = nullptr;     // [n_tokens][n_v_heads] log of the decay (<= 0)
+  const float* beta = nullptr;  // [n_tokens][n_v_heads] update strength in (0, 1)
+  float* state = nullptr;       // [n_v_heads][S (i)][S (j)] = S_h[i][j], F32, updated in place
+  float* out = nullptr;         // [n_tokens][n_v_heads][S]
+  float scale = 1.0f;           // readout scale, usually 1/sqrt(S)
+  // Optional: the state as it is after token snapshot_after (0 <= snapshot_after < n_tokens),
+  // written to snapshot (layout of state).
+  float* snapshot = nullptr;
+  int snapshot_after = -1;
+};
+
 // Memory owned by a backend: host RAM for the CPU, device memory for a GPU. Freed on destruction.
 class Buffer {
  public:
@@ -149,6 +200,30 @@ class Backend {
 
   // x[i] += y[i]   (residual connection)
   virtual void add(float* x, const float* y, int64_t n) = 0;
+
+  // Ops of linear-attention (Gated DeltaNet) and gated-attention layers (qwen35). A backend without
+  // them keeps the default, which throws: the placement never gives such layers to it.
+
+  // dst[r][0..width) = src[r][0..width) for n_rows rows (src_stride / dst_stride floats apart)
+  virtual void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                         int64_t n_rows, int64_t width);
+  // x[i] *= sigmoid(g[i])   (output gate)
+  virtual void sigmoid_mul(float* x, const float* g, int64_t n);
+  // x[r] /= max(||x[r]||_2, eps) for rows of `width` floats: n_tokens groups of rows_per_token
+  // consecutive rows, the groups token_stride floats apart
+  virtual void l2norm(float* x, int n_tokens, int rows_per_token, int64_t width,
+                      int64_t token_stride, float eps);
+  // y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w * silu(z[r])   per row of `width` (w: [width] F32;
+  // z: [n_rows][width]); y may alias x
+  virtual void rmsnorm_gated(const float* x, const Weight& w, const float* z, float* y,
+                             int64_t n_rows, int64_t width, float eps);
+  // In place, for [n_tokens][n_heads] arrays: alpha becomes the log decay
+  //   g = softplus(alpha + dt_bias[h]) * a[h]   (a = -exp(A_log) < 0)
+  // and beta becomes sigmoid(beta). dt_bias, a: F32 vectors of n_heads.
+  virtual void delta_net_gates(float* alpha, float* beta, const Weight& dt_bias, const Weight& a,
+                               int n_tokens, int n_heads);
+  virtual void ssm_conv(const ConvParams& p);
+  virtual void gated_delta_net(const DeltaNetParams& p);
 };
 
 }  // namespace straw::ops

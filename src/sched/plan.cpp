@@ -39,11 +39,17 @@ namespace {
 
 constexpr uint64_t kMiB = 1024 * 1024;
 
-// Float activations of one micro-batch: x, xn, proj, q, k, v, attention output, gate, up.
+// Float activations of one micro-batch: x, xn, proj, q, k, v, attention output, gate, up; with
+// linear or gated-attention layers also the fused projection, conv output, output gate and decay
+// and update gates (model/transformer.h: Activations).
 uint64_t activation_bytes(const ModelShape& s, int ubatch) {
-  const uint64_t per_token = 3 * s.n_embd + uint64_t(s.n_head) * s.head_dim +
-                             uint64_t(s.n_head_kv) * (s.head_dim + s.head_dim_v) +
-                             uint64_t(s.n_head) * s.head_dim_v + 2 * s.n_ff;
+  const uint64_t q = uint64_t(s.n_head) * s.head_dim;
+  const uint64_t gate = s.attn_output_gate ? q : 0;
+  const uint64_t per_token =
+      3 * s.n_embd + q + uint64_t(s.n_head_kv) * (s.head_dim + s.head_dim_v) +
+      std::max<uint64_t>(uint64_t(s.n_head) * s.head_dim_v, uint64_t(s.ssm_inner)) + 2 * s.n_ff +
+      std::max<uint64_t>(2 * gate, uint64_t(s.ssm_conv_dim)) + uint64_t(s.ssm_conv_dim) +
+      std::max<uint64_t>(gate, uint64_t(s.ssm_inner)) + 2 * uint64_t(s.ssm_v_heads);
   return uint64_t(ubatch) * per_token * sizeof(float);
 }
 
@@ -85,8 +91,9 @@ UnitOf unit_of(const std::string& n) {
     if (dot == std::string::npos) return u;
     u.layer = std::atoi(n.substr(4, dot - 4).c_str());
     const std::string rest = n.substr(dot + 1);
-    if (rest.rfind("attn_", 0) == 0) u.part = Part::Attn;
-    else if (rest.rfind("ffn_", 0) == 0) u.part = Part::Ffn;
+    if (rest.rfind("attn_", 0) == 0 || rest.rfind("ssm_", 0) == 0) u.part = Part::Attn;
+    else if (rest.rfind("ffn_", 0) == 0 || rest.rfind("post_attention_norm", 0) == 0)
+      u.part = Part::Ffn;
   }
   return u;
 }
@@ -99,10 +106,12 @@ struct Unit {
   Part part;
   uint64_t weight_bytes = 0;
   uint64_t kv_bytes = 0;       // VRAM its KV cache takes (attention units)
+  uint64_t state_bytes = 0;    // its recurrent state (linear-attention units)
   uint64_t read_bytes = 0;     // bytes read per decoded token
-  double flops_per_token = 0;  // prefill FLOPs per prompt token (weights only)
+  double flops_per_token = 0;  // prefill FLOPs per prompt token (weights, recurrence)
+  bool recurrent = false;      // a linear-attention unit: no attention over the context
   Device device = Device::Cpu;
-  uint64_t vram() const { return weight_bytes + kv_bytes; }
+  uint64_t vram() const { return weight_bytes + kv_bytes + state_bytes; }
 };
 
 // Execution order: attn0, ffn0, attn1, ..., output. Unit index = 2 * layer + (ffn ? 1 : 0).
@@ -146,8 +155,18 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   }
   const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type);
   for (int i = 0; i < s.n_layer; ++i) {
-    m.units[2 * i].kv_bytes = kv;
-    m.units[2 * i].read_bytes += kv / 2;  // decode reads the cache up to the current position
+    Unit& u = m.units[2 * i];
+    if (s.is_recurrent(i)) {
+      // The state is read and written once per decoded token, whatever the context (its
+      // snapshot, half of recurrent_state_bytes, is not touched while decoding).
+      u.recurrent = true;
+      u.state_bytes = s.recurrent_state_bytes;
+      u.read_bytes += s.recurrent_state_bytes;
+      u.flops_per_token += s.recurrent_flops_per_token;
+    } else {
+      u.kv_bytes = kv;
+      u.read_bytes += kv / 2;  // decode reads the cache up to the current position
+    }
   }
   return m;
 }
@@ -178,7 +197,8 @@ double prefill_seconds(const std::vector<Unit>& units, const ModelShape& s, int 
   // Attention scores and values: 4 * T^2/2 * head_dim * n_head FLOPs per layer (causal).
   const double attn_flops = 2.0 * double(T) * double(T) * s.n_head * (s.head_dim + s.head_dim_v) / 2;
   for (const Unit& u : units) {
-    const double f = u.flops_per_token * T + (u.part == Part::Attn ? attn_flops : 0.0);
+    const double f =
+        u.flops_per_token * T + (u.part == Part::Attn && !u.recurrent ? attn_flops : 0.0);
     if (u.device == Device::Gpu) {
       t += std::max(f / sp.gpu_flops, double(u.weight_bytes) / sp.gpu_read_bw);
     } else {
@@ -299,11 +319,14 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
       (d == Device::Gpu ? p.gpu_weight_bytes : p.cpu_weight_bytes) += t.bytes;
     }
     // Units follow their defining tensor after overrides: attention goes where attn_q is (its KV
-    // cache with it), the FFN where ffn_up is.
+    // cache with it; a linear layer's where attn_qkv is, its state with it), the FFN where
+    // ffn_up is.
     for (const TensorPlacement& t : p.tensors) {
       UnitOf u = unit_of(t.name);
       if (u.layer < 0 || u.layer >= shape.n_layer) continue;
-      if (t.name.find(".attn_q.weight") != std::string::npos) mm.units[2 * u.layer].device = t.device;
+      if (t.name.find(".attn_q.weight") != std::string::npos ||
+          t.name.find(".attn_qkv.weight") != std::string::npos)
+        mm.units[2 * u.layer].device = t.device;
       if (t.name.find(".ffn_up.weight") != std::string::npos) mm.units[2 * u.layer + 1].device = t.device;
     }
     if (!tensors.empty()) {
@@ -318,19 +341,24 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
       l.attn_bytes = mm.units[2 * i].weight_bytes;
       l.ffn_bytes = mm.units[2 * i + 1].weight_bytes;
       l.kv_bytes = mm.units[2 * i].kv_bytes;
+      l.state_bytes = mm.units[2 * i].state_bytes;
       (l.attn == Device::Gpu ? p.kv_gpu_bytes : p.kv_cpu_bytes) += l.kv_bytes;
+      (l.attn == Device::Gpu ? p.state_gpu_bytes : p.state_cpu_bytes) += l.state_bytes;
       p.layers.push_back(l);
     }
+    p.state_checkpoint_bytes =
+        uint64_t(shape.recurrent_checkpoints) * (p.state_gpu_bytes + p.state_cpu_bytes) / 2;
     p.output = mm.units.back().device;
-    const bool any_gpu = p.gpu_weight_bytes > 0 || p.kv_gpu_bytes > 0;
+    const bool any_gpu = p.gpu_weight_bytes > 0 || p.kv_gpu_bytes > 0 || p.state_gpu_bytes > 0;
     const bool any_cpu_weights = p.cpu_weight_bytes > 0;
     p.compute_gpu_bytes = any_gpu || o.vram_budget > 0 ? compute_gpu : 0;
     p.stream_prefill = with_staging && any_cpu_weights;
     if (p.stream_prefill) p.compute_gpu_bytes += staging;
     if (o.vram_budget == 0) p.compute_gpu_bytes = 0;
     p.compute_cpu_bytes = cpu_compute_bytes(shape, o.ubatch);
-    p.vram_bytes = p.gpu_weight_bytes + p.kv_gpu_bytes + p.compute_gpu_bytes;
-    p.ram_bytes = p.cpu_weight_bytes + p.kv_cpu_bytes + p.compute_cpu_bytes;
+    p.vram_bytes = p.gpu_weight_bytes + p.kv_gpu_bytes + p.state_gpu_bytes + p.compute_gpu_bytes;
+    p.ram_bytes = p.cpu_weight_bytes + p.kv_cpu_bytes + p.state_cpu_bytes +
+                  p.state_checkpoint_bytes + p.compute_cpu_bytes;
     p.transitions = count_transitions(mm.units);
     p.predicted_tg_tps = 1.0 / decode_seconds(mm.units, sp);
     p.predicted_pp_tps = double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
@@ -356,6 +384,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     if (p.vram_bytes > o.vram_budget)
       fail("the requested placement needs ", human_bytes(p.vram_bytes), " of VRAM (weights ",
            human_bytes(p.gpu_weight_bytes), ", KV cache ", human_bytes(p.kv_gpu_bytes),
+           p.state_gpu_bytes ? ", recurrent state " + human_bytes(p.state_gpu_bytes) : "",
            ", compute ", human_bytes(p.compute_gpu_bytes), "), ",
            human_bytes(p.vram_bytes - o.vram_budget), " more than the budget of ",
            human_bytes(o.vram_budget), "; use fewer --gpu-layers, a smaller --ctx or a quantized --kv-type");

@@ -7,7 +7,9 @@
 // KV cache of GPU-resident attention, compute buffers) and never exceeds the budget.
 //
 // Placement units (the granularity of automatic placement):
-//  - attention of layer i: attn_norm, q/k/v/o weights, biases, q/k norms, plus its KV cache;
+//  - attention of layer i: attn_norm, q/k/v/o weights, biases, q/k norms, plus its KV cache; for
+//    a linear-attention layer (Gated DeltaNet) its projections and ssm_* tensors, plus its
+//    recurrent state instead of a KV cache;
 //  - FFN of layer i: ffn_norm, gate, up, down;
 //  - the output layer: output_norm + output.weight;
 //  - token_embd always stays on the CPU (one row is read per token).
@@ -38,6 +40,17 @@ struct ModelShape {
   int head_dim_v = 0;   // of v
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
+  // Linear-attention (Gated DeltaNet) layers, qwen35. Their per-sequence memory is a recurrent
+  // state of fixed size (F32 conv + delta-rule state), not a KV cache: it does not grow.
+  std::vector<uint8_t> recurrent;        // [n_layer] 1: linear layer (empty: none)
+  uint64_t recurrent_state_bytes = 0;    // per linear layer and sequence (state + its snapshot)
+  int recurrent_checkpoints = 0;         // host copies of the state (without snapshot) it keeps
+  double recurrent_flops_per_token = 0;  // per linear layer: conv + delta rule
+  int64_t ssm_conv_dim = 0;              // activations of a linear layer: qkv / conv width,
+  int64_t ssm_inner = 0;                 //   value width (z, output),
+  int ssm_v_heads = 0;                   //   gates per token
+  bool attn_output_gate = false;         // attention's q projection also gives a gate (2x rows)
+  bool is_recurrent(int il) const { return !recurrent.empty() && recurrent[size_t(il)] != 0; }
 };
 
 struct TensorDesc {
@@ -84,16 +97,20 @@ struct LayerPlacement {
   uint64_t attn_bytes = 0;        // weights of the attention unit
   uint64_t ffn_bytes = 0;
   uint64_t kv_bytes = 0;          // KV cache of this layer at the planned context
+  uint64_t state_bytes = 0;       // recurrent state of a linear layer (one sequence)
 };
 
 struct Plan {
   uint64_t vram_budget = 0;
-  uint64_t vram_bytes = 0;        // predicted peak: gpu weights + gpu KV + compute buffers
-  uint64_t ram_bytes = 0;         // cpu weights + cpu KV + cpu compute buffers
+  uint64_t vram_bytes = 0;        // predicted peak: gpu weights + gpu KV and state + compute
+  uint64_t ram_bytes = 0;         // cpu weights + cpu KV and state + checkpoints + compute
   uint64_t gpu_weight_bytes = 0;
   uint64_t cpu_weight_bytes = 0;
   uint64_t kv_gpu_bytes = 0;
   uint64_t kv_cpu_bytes = 0;
+  uint64_t state_gpu_bytes = 0;         // recurrent state with GPU-resident linear layers
+  uint64_t state_cpu_bytes = 0;         // ... with CPU-resident ones
+  uint64_t state_checkpoint_bytes = 0;  // the session's state checkpoints (host RAM)
   uint64_t compute_gpu_bytes = 0;
   uint64_t compute_cpu_bytes = 0;
   Device output = Device::Cpu;
