@@ -12,9 +12,9 @@ class Reader;
 
 namespace straw::model {
 
-enum class Arch { Llama, Qwen2, Qwen3 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen3Moe };
 
-// "llama, qwen2, qwen3": for error messages.
+// "llama, qwen2, qwen3, qwen3moe": for error messages.
 const char* supported_architectures();
 
 struct HParams {
@@ -32,6 +32,14 @@ struct HParams {
   float rms_eps = 1e-5f;    // {arch}.attention.layer_norm_rms_epsilon
   float attn_scale = 0;     // 1/sqrt(head_dim) unless {arch}.attention.scale is set
   ops::RopeParams rope;     // mode from the architecture, n_rot, base, linear scaling
+
+  // Mixture of experts (qwen3moe); n_expert is 0 for dense models.
+  int n_expert = 0;                 // {arch}.expert_count: experts per MoE layer
+  int n_expert_used = 0;            // {arch}.expert_used_count: experts each token is routed to
+  int64_t n_ff_exp = 0;             // {arch}.expert_feed_forward_length (default n_ff / n_used)
+  bool expert_weights_norm = true;  // {arch}.expert_weights_norm: renormalise the top-k weights
+  float expert_weights_scale = 0;   // {arch}.expert_weights_scale: 0 (or 1) for none
+  bool moe() const { return n_expert > 0; }
 };
 
 // Reads and validates the hyperparameters; throws straw::Error naming the file and the missing or

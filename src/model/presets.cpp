@@ -113,6 +113,8 @@ const char* arch_name(Arch a) {
       return "qwen2";
     case Arch::Qwen3:
       return "qwen3";
+    case Arch::Qwen3Moe:
+      return "qwen3moe";
   }
   return "unknown";
 }
@@ -121,6 +123,7 @@ std::optional<Arch> arch_from_name(std::string_view name) {
   if (name == "llama") return Arch::Llama;
   if (name == "qwen2") return Arch::Qwen2;
   if (name == "qwen3") return Arch::Qwen3;
+  if (name == "qwen3moe") return Arch::Qwen3Moe;
   return std::nullopt;
 }
 

@@ -69,6 +69,9 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
     case Arch::Qwen3:
       layer_ = qwen3_layer();
       break;
+    case Arch::Qwen3Moe:
+      layer_ = qwen3moe_layer();
+      break;
   }
   // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
   std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
@@ -78,28 +81,38 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
 
   const size_t B = size_t(max_batch);
+  const size_t ff = size_t(std::max<int64_t>(hp.n_ff, int64_t(hp.n_expert_used) * hp.n_ff_exp));
+  const size_t used = size_t(hp.n_expert_used);
   const size_t sizes[] = {B * hp.n_embd,
                           B * hp.n_embd,
                           B * hp.n_head * hp.head_dim,
                           B * hp.n_head_kv * hp.head_dim,
                           B * hp.n_head_kv * hp.head_dim_v,
                           B * hp.n_head * hp.head_dim_v,
-                          B * hp.n_ff,
-                          B * hp.n_ff,
+                          B * ff,
+                          B * ff,
                           B * hp.n_embd,
-                          size_t(std::min(max_batch, kLogitRows)) * hp.n_vocab};
+                          size_t(std::min(max_batch, kLogitRows)) * hp.n_vocab,
+                          B * size_t(hp.n_expert),
+                          B * used,
+                          B * used,
+                          B * used * hp.n_embd};
   auto padded = [](size_t n) { return (n + 15) / 16 * 16; };
   size_t total = 0;
   for (size_t n : sizes) total += padded(n);
   for (ops::Backend* be : distinct) {
     DeviceBuffers d{be, be->alloc(total * sizeof(float)), {}};
-    float** bufs[] = {&d.a.x,    &d.a.xn,   &d.a.q,  &d.a.k,    &d.a.v,
-                      &d.a.attn, &d.a.gate, &d.a.up, &d.a.proj, &d.a.logits};
+    // expert_ids (int32) takes a float-sized slot of its own.
+    float* ids = nullptr;
+    float** bufs[] = {&d.a.x,      &d.a.xn,   &d.a.q,    &d.a.k,        &d.a.v,
+                      &d.a.attn,   &d.a.gate, &d.a.up,   &d.a.proj,     &d.a.logits,
+                      &d.a.router, &ids,      &d.a.expert_w, &d.a.experts};
     float* p = static_cast<float*>(d.storage->data());
     for (size_t i = 0; i < std::size(sizes); ++i) {
-      *bufs[i] = p;
+      *bufs[i] = sizes[i] > 0 ? p : nullptr;
       p += padded(sizes[i]);
     }
+    d.a.expert_ids = reinterpret_cast<int32_t*>(ids);
     buffers_.push_back(std::move(d));
   }
   if (distinct.size() > 1) staging_.resize(B * hp.n_embd);
