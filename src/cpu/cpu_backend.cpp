@@ -23,11 +23,21 @@ bool float_type(quant::Type t) {
   return t == quant::Type::F32 || t == quant::Type::F16 || t == quant::Type::BF16;
 }
 
-size_t weight_copy_bytes(const ops::Weight& w, Isa isa, bool copy_weights) {
-  if (w.n_out <= 1 || !copy_weights || mat_kernels(isa) == nullptr) return 0;
+namespace {
+
+// Bytes of one matrix of w in the layout prepare_weight gives it (tiles, float row groups or
+// plain rows); an expert tensor holds n_expert of them back to back.
+size_t matrix_copy_bytes(const ops::Weight& w) {
   if (tiled_type(w.type)) return size_t(n_tiles(w.n_out)) * tile_layout(w.type, w.n_in).tile_bytes;
   if (float_type(w.type)) return size_t(float_groups(w.n_out)) * float_group_bytes(w.type, w.n_in);
   return size_t(w.n_out) * w.row_bytes;
+}
+
+}  // namespace
+
+size_t weight_copy_bytes(const ops::Weight& w, Isa isa, bool copy_weights) {
+  if ((w.n_out <= 1 && w.n_expert <= 1) || !copy_weights || mat_kernels(isa) == nullptr) return 0;
+  return matrix_copy_bytes(w) * size_t(w.n_expert);
 }
 
 std::string PrepareStatus::message() const {
@@ -73,13 +83,13 @@ uint8_t* CpuBackend::act_buffer(size_t bytes) {
 ops::Weight CpuBackend::prepare_weight(const ops::Weight& w) {
   // Vectors (norm weights, biases: one row) are read element by element by the element-wise ops:
   // they stay as they are (weight_copy_bytes is 0 for them).
-  if (w.n_out <= 1) return w;
+  if (w.n_out <= 1 && w.n_expert <= 1) return w;
   const size_t bytes = copy_bytes(w);
   const bool tiled = bytes > 0 && tiled_type(w.type);
   const bool grouped = bytes > 0 && float_type(w.type);
   auto keep = [&](bool low_memory) {
     status_.n_in_place += 1;
-    status_.in_place_bytes += size_t(w.n_out) * w.row_bytes;
+    status_.in_place_bytes += size_t(w.n_out) * w.row_bytes * size_t(w.n_expert);
     status_.low_memory = status_.low_memory || low_memory;
     return w;
   };
@@ -96,32 +106,43 @@ ops::Weight CpuBackend::prepare_weight(const ops::Weight& w) {
   status_.copied_bytes += bytes;
   status_.huge_pages = arena_->huge_pages();
 
+  // An expert tensor is n_expert matrices, each prepared as a weight of its own would be and
+  // stored back to back (expert e at e * expert_bytes), so that a matrix streams as one run.
   ops::Weight out = w;
   out.data = dst;
+  out.expert_bytes = matrix_copy_bytes(w);
+  const int64_t E = w.n_expert;
   const auto* src = static_cast<const uint8_t*>(w.data);
+  const size_t src_matrix = w.n_expert > 1 ? w.expert_bytes : 0;
   if (tiled) {
     const TileLayout L = tile_layout(w.type, w.n_in);
+    const int64_t tiles = n_tiles(w.n_out);
     out.layout = kLayoutTiled;
-    pool_.parallel_for(n_tiles(w.n_out), 16, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) {
+    pool_.parallel_for(E * tiles, 16, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t e = i / tiles, t = i % tiles;
         const int rows = int(std::min<int64_t>(kTileRows, w.n_out - t * kTileRows));
-        repack_tile(L, src + t * kTileRows * w.row_bytes, w.row_bytes, rows,
-                    dst + t * L.tile_bytes);
+        repack_tile(L, src + e * src_matrix + t * kTileRows * w.row_bytes, w.row_bytes, rows,
+                    dst + e * out.expert_bytes + t * L.tile_bytes);
       }
     });
   } else if (grouped) {
     const size_t gb = float_group_bytes(w.type, w.n_in);
+    const int64_t groups = float_groups(w.n_out);
     out.layout = kLayoutFloatRows;
-    pool_.parallel_for(float_groups(w.n_out), 64, [&](int64_t g0, int64_t g1, int) {
-      for (int64_t g = g0; g < g1; ++g) {
+    pool_.parallel_for(E * groups, 64, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t e = i / groups, g = i % groups;
         const int rows = int(std::min<int64_t>(kFloatRows, w.n_out - g * kFloatRows));
-        repack_float_group(w.type, w.n_in, src + g * kFloatRows * w.row_bytes, w.row_bytes, rows,
-                           dst + g * gb);
+        repack_float_group(w.type, w.n_in, src + e * src_matrix + g * kFloatRows * w.row_bytes,
+                           w.row_bytes, rows, dst + e * out.expert_bytes + g * gb);
       }
     });
   } else {
+    // Plain rows: the expert matrices are already back to back in the file.
+    const int64_t rows = w.n_out * E;
     const int64_t grain = std::max<int64_t>(1, (int64_t(16) << 20) / int64_t(w.row_bytes + 1));
-    pool_.parallel_for(w.n_out, grain, [&](int64_t r0, int64_t r1, int) {
+    pool_.parallel_for(rows, grain, [&](int64_t r0, int64_t r1, int) {
       std::memcpy(dst + r0 * w.row_bytes, src + r0 * w.row_bytes, size_t(r1 - r0) * w.row_bytes);
     });
   }

@@ -102,6 +102,12 @@ class CpuBackend final : public ops::Backend {
                        int n_tokens, int n_heads) override;
   void ssm_conv(const ops::ConvParams& p) override;
   void gated_delta_net(const ops::DeltaNetParams& p) override;
+  void moe_route(const float* logits, int n_tokens, int n_expert, int n_used, bool normalize,
+                 float scale, int32_t* ids, float* weights) override;
+  void moe_matmul(const ops::Weight& w, const float* x, bool x_per_slot, const int32_t* ids,
+                  int n_tokens, int n_used, float* y) override;
+  void moe_combine(const float* y, const float* weights, int n_tokens, int n_used, int64_t width,
+                   float* out) override;
 
  private:
   // Per-thread scratch, grown on first use and kept: no allocation per token in steady state.
@@ -111,6 +117,11 @@ class CpuBackend final : public ops::Backend {
   void matmul_reference(const ops::Weight& w, const float* x, float* y, int n_tokens);
   void matmul_tiled(const ops::Weight& w, const float* x, float* y, int n_tokens);
   void matmul_rows(const ops::Weight& w, const float* x, float* y, int n_tokens);
+  // moe_matmul's paths (moe.cpp): the slots sorted by expert are in moe_; each writes the result
+  // of sorted slot i to moe_y_ + i * n_out.
+  void moe_tiled(const ops::Weight& w, const float* x, bool x_per_slot, int n_used);
+  void moe_rows(const ops::Weight& w, const float* x, bool x_per_slot, int n_used);
+  void moe_reference(const ops::Weight& w, const float* x, bool x_per_slot, int n_used);
 
   ThreadPool pool_;
   Isa isa_;
@@ -122,6 +133,23 @@ class CpuBackend final : public ops::Backend {
   std::unique_ptr<WeightArena> arena_;
   PrepareStatus status_;
   std::vector<float> act_storage_;  // quantized activations, in floats for 4-byte alignment
+  // The slots (token t, choice k) of the current expert matmul grouped by expert: expert e's
+  // slots are slot[begin[e] .. begin[e + 1]), slot = t * n_used + k, in increasing order.
+  struct MoeGroups {
+    std::vector<int64_t> begin;   // [n_expert + 1]
+    std::vector<int64_t> slot;    // [n_tokens * n_used]
+    std::vector<int32_t> active;  // experts with at least one slot, in increasing order
+    std::vector<int64_t> next;    // the counting sort's cursors
+    // A piece of work: row units [unit0, unit1) (tiles of 16 rows or float groups of 4) of
+    // expert e's matrix times all of its slots.
+    struct Item {
+      int32_t e;
+      int64_t unit0, unit1;
+    };
+    std::vector<Item> items;
+  } moe_;
+  std::vector<float> moe_x_;  // float activations gathered in slot order (moe_rows, reference)
+  std::vector<float> moe_y_;  // results in slot order before the scatter to y
   // RoPE cos/sin tables ([n_tokens][n_rot/2] pairs) for the positions of recent calls: one per
   // sequence of a batched step, shared by the layers of the step.
   struct RopeTable {

@@ -30,6 +30,7 @@ constexpr int64_t kItemsPerThread = 8;
 
 void CpuBackend::matmul(const ops::Weight& w, const float* x, float* y, int n_tokens) {
   if (n_tokens <= 0 || w.n_out <= 0) return;
+  if (w.n_expert > 1) fail("internal error: matmul on an expert tensor (moe_matmul reads those)");
   if (kernels_ && tiled_type(w.type)) return matmul_tiled(w, x, y, n_tokens);
   if (kernels_ && float_type(w.type)) return matmul_rows(w, x, y, n_tokens);
   if (w.layout != 0) fail("internal error: weight layout ", w.layout, " on the reference path");

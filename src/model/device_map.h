@@ -11,7 +11,7 @@ namespace straw::model {
 // run; CPU and GPU backends mixed in a hybrid run). Each layer's KV cache lives with its attention.
 struct DeviceMap {
   std::vector<ops::Backend*> attn;  // [n_layer]
-  std::vector<ops::Backend*> ffn;   // [n_layer]
+  std::vector<ops::Backend*> ffn;   // [n_layer]: the whole FFN (an MoE FFN's experts included)
   ops::Backend* output = nullptr;   // final norm + LM head
   ops::Backend* embed = nullptr;    // embedding lookup (the CPU: one row is read per token)
 

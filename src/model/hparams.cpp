@@ -9,7 +9,7 @@
 namespace straw::model {
 
 const char* supported_architectures() {
-  return "llama, qwen2, qwen3, qwen35";
+  return "llama, qwen2, qwen3, qwen35, qwen3moe";
 }
 
 bool HParams::has_recurrent() const {
@@ -82,6 +82,23 @@ void read_qwen35(const gguf::Reader& r, HParams& hp, int n_layer_all) {
   check_imrope_sections(r, key("rope.dimension_sections"), hp.rope.n_rot);
 }
 
+// The routed experts of qwen3moe, as llama.cpp reads them (llama_model_qwen3moe): Qwen3-MoE's
+// router renormalises its top-k weights (norm_topk_prob), which llama.cpp hard-codes; a file that
+// says expert_weights_norm = false is honoured.
+void read_moe(const gguf::Reader& r, HParams& hp) {
+  auto key = [&](const char* k) { return hp.arch_name + "." + k; };
+  hp.n_expert = static_cast<int>(r.get_u32(key("expert_count")));
+  hp.n_expert_used = static_cast<int>(r.get_u32(key("expert_used_count")));
+  if (hp.n_expert <= 1 || hp.n_expert_used <= 0 || hp.n_expert_used > hp.n_expert)
+    fail(r.path(), ": expert_count (", hp.n_expert, ") and expert_used_count (", hp.n_expert_used,
+         ") must satisfy 0 < used <= count and count > 1 for a mixture-of-experts model");
+  hp.n_ff_exp = r.find_u32(key("expert_feed_forward_length"))
+                    .value_or(uint32_t(hp.n_ff / hp.n_expert_used));
+  if (hp.n_ff_exp <= 0) fail(r.path(), ": expert_feed_forward_length must be positive");
+  if (auto norm = r.find_bool(key("expert_weights_norm"))) hp.expert_weights_norm = *norm;
+  hp.expert_weights_scale = r.find_f32(key("expert_weights_scale")).value_or(0.0f);
+}
+
 }  // namespace
 
 HParams read_hparams(const gguf::Reader& r) {
@@ -96,6 +113,8 @@ HParams read_hparams(const gguf::Reader& r) {
     hp.arch = Arch::Qwen3;
   else if (a == "qwen35")
     hp.arch = Arch::Qwen35;
+  else if (a == "qwen3moe")
+    hp.arch = Arch::Qwen3Moe;
   else
     fail(r.path(), ": architecture '", a,
          "' is not supported (supported: ", supported_architectures(), ")");
@@ -141,6 +160,7 @@ HParams read_hparams(const gguf::Reader& r) {
          "' is not supported yet (supported: none, linear); YaRN and LongRoPE models cannot run");
   }
   if (hp.arch == Arch::Qwen35) read_qwen35(r, hp, n_layer_all);
+  if (hp.arch == Arch::Qwen3Moe) read_moe(r, hp);
   return hp;
 }
 

@@ -14,9 +14,9 @@ class Reader;
 
 namespace straw::model {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen35 };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen3Moe };
 
-// "llama, qwen2, qwen3, qwen35": for error messages.
+// "llama, qwen2, qwen3, qwen35, qwen3moe": for error messages.
 const char* supported_architectures();
 
 struct HParams {
@@ -54,6 +54,13 @@ struct HParams {
   size_t recurrent_layer_bytes() const {
     return size_t(ssm_conv_state_elements() + ssm_state_elements()) * sizeof(float);
   }
+  // Mixture of experts (qwen3moe); n_expert is 0 for dense models.
+  int n_expert = 0;                 // {arch}.expert_count: experts per MoE layer
+  int n_expert_used = 0;            // {arch}.expert_used_count: experts each token is routed to
+  int64_t n_ff_exp = 0;             // {arch}.expert_feed_forward_length (default n_ff / n_used)
+  bool expert_weights_norm = true;  // {arch}.expert_weights_norm: renormalise the top-k weights
+  float expert_weights_scale = 0;   // {arch}.expert_weights_scale: 0 (or 1) for none
+  bool moe() const { return n_expert > 0; }
 };
 
 // Reads and validates the hyperparameters; throws straw::Error naming the file and the missing or

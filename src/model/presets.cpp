@@ -152,6 +152,8 @@ const char* arch_name(Arch a) {
       return "qwen3";
     case Arch::Qwen35:
       return "qwen35";
+    case Arch::Qwen3Moe:
+      return "qwen3moe";
   }
   return "unknown";
 }
@@ -161,6 +163,7 @@ std::optional<Arch> arch_from_name(std::string_view name) {
   if (name == "qwen2") return Arch::Qwen2;
   if (name == "qwen3") return Arch::Qwen3;
   if (name == "qwen35") return Arch::Qwen35;
+  if (name == "qwen3moe") return Arch::Qwen3Moe;
   return std::nullopt;
 }
 

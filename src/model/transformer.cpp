@@ -73,6 +73,9 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
     case Arch::Qwen35:
       layer_ = qwen35_layer();
       break;
+    case Arch::Qwen3Moe:
+      layer_ = qwen3moe_layer();
+      break;
   }
   // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
   std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
@@ -84,6 +87,9 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
   const size_t B = size_t(max_batch);
   const size_t Q = size_t(hp.n_head) * hp.head_dim;
   const bool linear = hp.has_recurrent(), gated = hp.attn_output_gate;
+  // The FFN's gate/up rows: n_ff, or for MoE n_used expert rows of n_ff_exp per token.
+  const size_t ff = size_t(std::max<int64_t>(hp.n_ff, int64_t(hp.n_expert_used) * hp.n_ff_exp));
+  const size_t used = size_t(hp.n_expert_used);
   const size_t sizes[] = {
       B * hp.n_embd,                                                          // x
       B * hp.n_embd,                                                          // xn
@@ -91,29 +97,37 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
       B * hp.n_head_kv * hp.head_dim,                                         // k
       B * hp.n_head_kv * hp.head_dim_v,                                       // v
       B * std::max<size_t>(size_t(hp.n_head) * hp.head_dim_v, hp.ssm_inner),  // attn
-      B * hp.n_ff,                                                            // gate
-      B * hp.n_ff,                                                            // up
+      B * ff,                                                                 // gate
+      B * ff,                                                                 // up
       B * hp.n_embd,                                                          // proj
       size_t(std::min(max_batch, kLogitRows)) * hp.n_vocab,                   // logits
       B * std::max<size_t>(gated ? 2 * Q : 0, size_t(hp.ssm_conv_dim())),     // mix
       linear ? B * hp.ssm_conv_dim() : 0,                                     // conv
       B * std::max<size_t>(gated ? Q : 0, hp.ssm_inner),                      // z
       B * hp.ssm_v_heads,                                                     // alpha
-      B * hp.ssm_v_heads};                                                    // beta
+      B * hp.ssm_v_heads,                                                     // beta
+      B * size_t(hp.n_expert),                                                // router
+      B * used,                                                               // expert_ids
+      B * used,                                                               // expert_w
+      B * used * hp.n_embd};                                                  // experts
   auto padded = [](size_t n) { return (n + 15) / 16 * 16; };
   size_t total = 0;
   for (size_t n : sizes) total += padded(n);
   for (ops::Backend* be : distinct) {
     DeviceBuffers d{be, be->alloc(total * sizeof(float)), {}};
-    float** bufs[] = {&d.a.x,    &d.a.xn,   &d.a.q,  &d.a.k,     &d.a.v,
-                      &d.a.attn, &d.a.gate, &d.a.up, &d.a.proj,  &d.a.logits,
-                      &d.a.mix,  &d.a.conv, &d.a.z,  &d.a.alpha, &d.a.beta};
+    // expert_ids (int32) takes a float-sized slot of its own.
+    float* ids = nullptr;
+    float** bufs[] = {&d.a.x,     &d.a.xn,     &d.a.q,      &d.a.k,          &d.a.v,
+                      &d.a.attn,  &d.a.gate,   &d.a.up,     &d.a.proj,       &d.a.logits,
+                      &d.a.mix,   &d.a.conv,   &d.a.z,      &d.a.alpha,      &d.a.beta,
+                      &d.a.router, &ids,       &d.a.expert_w, &d.a.experts};
     static_assert(std::size(bufs) == std::size(sizes));
     float* p = static_cast<float*>(d.storage->data());
     for (size_t i = 0; i < std::size(sizes); ++i) {
       *bufs[i] = sizes[i] ? p : nullptr;
       p += padded(sizes[i]);
     }
+    d.a.expert_ids = reinterpret_cast<int32_t*>(ids);
     buffers_.push_back(std::move(d));
   }
   if (distinct.size() > 1) staging_.resize(B * hp.n_embd);

@@ -1,4 +1,4 @@
-// The decoder forward pass shared by llama / qwen2 / qwen3: embeddings -> n_layer blocks ->
+// The decoder forward pass shared by llama / qwen2 / qwen3 / qwen3moe: embeddings -> n_layer blocks ->
 // final norm -> LM head. Each architecture file (arch_*.cpp) defines its block as a short sequence
 // of the shared sub-blocks below; the backend decides where and how each op runs.
 #pragma once
@@ -41,8 +41,8 @@ struct Activations {
   float* k = nullptr;       // [ub][n_head_kv*head_dim]
   float* v = nullptr;       // [ub][n_head_kv*head_dim_v]
   float* attn = nullptr;    // [ub][n_head*head_dim_v]  attention output before Wo
-  float* gate = nullptr;    // [ub][n_ff]
-  float* up = nullptr;      // [ub][n_ff]
+  float* gate = nullptr;    // [ub][n_ff]  (MoE: [ub][n_used][n_ff_exp], when larger)
+  float* up = nullptr;      // [ub][n_ff]  (MoE: as gate)
   float* proj = nullptr;    // [ub][n_embd]   output of Wo / W_down before the residual add
   float* logits = nullptr;  // [min(ub, 64)][n_vocab]  LM head output before the copy to the host
   // qwen35 only (null otherwise):
@@ -51,6 +51,11 @@ struct Activations {
   float* z = nullptr;      // [ub][max(n_head*head_dim, ssm_inner)]  output gate
   float* alpha = nullptr;  // [ub][ssm_v_heads]  decay input, then its log g
   float* beta = nullptr;   // [ub][ssm_v_heads]  update strength
+  // Mixture-of-experts FFN (null for dense models):
+  float* router = nullptr;        // [ub][n_expert]  router logits
+  int32_t* expert_ids = nullptr;  // [ub][n_used]    chosen experts, best first
+  float* expert_w = nullptr;      // [ub][n_used]    their weights
+  float* experts = nullptr;       // [ub][n_used][n_embd]  expert outputs before the weighted sum
 };
 
 class Transformer;
@@ -108,6 +113,9 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il);
 // x += W_out · GatedRMSNorm(DeltaRule(L2(q), L2(k), v; g, beta), z),  [q k v] = SiLU(Conv(W_qkv·n))
 // (blocks_linear.cpp: Gated DeltaNet linear attention)
 void delta_net_block(BlockContext& c, const LayerWeights& l, int il);
+// x += sum_k p_k W_down[e_k] · (silu(W_gate[e_k]·n) ⊙ (W_up[e_k]·n)),  n = RMSNorm(x)·ffn_norm,
+// (e_k, p_k) = the top n_used of softmax(W_router·n), renormalised (moe_blocks.cpp)
+void moe_ffn_block(BlockContext& c, const LayerWeights& l, int il);
 
 // One repeating block of an architecture (arch_llama.cpp, arch_qwen2.cpp, arch_qwen3.cpp).
 using LayerFn = void (*)(BlockContext& c, const LayerWeights& l, int il);
@@ -115,6 +123,7 @@ LayerFn llama_layer();
 LayerFn qwen2_layer();
 LayerFn qwen3_layer();
 LayerFn qwen35_layer();
+LayerFn qwen3moe_layer();
 
 class Transformer {
  public:

@@ -11,8 +11,10 @@ ops::Weight weight_view(const gguf::Reader& r, const std::string& name) {
   ops::Weight w;
   w.type = t.type;
   w.n_in = t.ne[0];
-  w.n_out = t.n_rows();
+  w.n_out = t.n_dims >= 3 ? t.ne[1] : t.n_rows();
+  w.n_expert = t.n_dims >= 3 ? t.ne[2] * t.ne[3] : 1;
   w.row_bytes = quant::row_bytes(t.type, t.ne[0]);
+  w.expert_bytes = size_t(w.n_out) * w.row_bytes;
   w.data = t.data;
   return w;
 }
@@ -25,11 +27,19 @@ class Binder {
 
   // Required tensor with the given shape (ne0, ne1); ne1 = 1 for vectors.
   ops::Weight need(const std::string& name, int64_t ne0, int64_t ne1, bool f32 = false) {
-    if (!r_.find_tensor(name))
-      fail(r_.path(), ": tensor '", name,
-           "' is missing (the file does not match its architecture '",
-           r_.get_string("general.architecture"), "')");
+    require(name);
     return check(name, ne0, ne1, f32);
+  }
+
+  // Required expert tensor of shape (ne0, ne1, n_expert): n_expert matrices of [ne1][ne0].
+  ops::Weight need_experts(const std::string& name, int64_t ne0, int64_t ne1, int64_t n_expert) {
+    require(name);
+    ops::Weight w = weight_view(r_, name);
+    if (w.n_in != ne0 || w.n_out != ne1 || w.n_expert != n_expert)
+      fail(r_.path(), ": tensor '", name, "' has shape [", w.n_in, ", ", w.n_out, ", ",
+           w.n_expert, "], expected [", ne0, ", ", ne1, ", ", n_expert,
+           "] from the hyperparameters (expert_count, expert_feed_forward_length)");
+    return w;
   }
 
   ops::Weight optional(const std::string& name, int64_t ne0, int64_t ne1, bool f32 = false) {
@@ -38,9 +48,15 @@ class Binder {
   }
 
  private:
+  void require(const std::string& name) {
+    if (!r_.find_tensor(name))
+      fail(r_.path(), ": tensor '", name, "' is missing (the file does not match its architecture '",
+           r_.get_string("general.architecture"), "')");
+  }
+
   ops::Weight check(const std::string& name, int64_t ne0, int64_t ne1, bool f32) {
     ops::Weight w = weight_view(r_, name);
-    if (w.n_in != ne0 || w.n_out != ne1)
+    if (w.n_in != ne0 || w.n_out != ne1 || w.n_expert != 1)
       fail(r_.path(), ": tensor '", name, "' has shape [", w.n_in, ", ", w.n_out, "], expected [",
            ne0, ", ", ne1, "] from the hyperparameters");
     if (f32 && w.type != quant::Type::F32)
@@ -131,15 +147,23 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
     l.bk = bias(p + "attn_k.bias", K);
     l.bv = bias(p + "attn_v.bias", V);
     l.bo = b.optional(p + "attn_output.bias", E, 1, true);
-    if (hp.arch == Arch::Qwen3) {
+    if (hp.arch == Arch::Qwen3 || hp.arch == Arch::Qwen3Moe) {
       l.q_norm = b.need(p + "attn_q_norm.weight", hp.head_dim, 1, true);
       l.k_norm = b.need(p + "attn_k_norm.weight", hp.head_dim, 1, true);
     }
     l.rope_freqs = w.rope_freqs;
     l.ffn_norm = b.need(p + "ffn_norm.weight", E, 1, true);
-    l.w_gate = b.need(p + "ffn_gate.weight", E, F);
-    l.w_up = b.need(p + "ffn_up.weight", E, F);
-    l.w_down = b.need(p + "ffn_down.weight", F, E);
+    if (hp.moe()) {
+      const int64_t X = hp.n_expert, FX = hp.n_ff_exp;
+      l.router = b.need(p + "ffn_gate_inp.weight", E, X);
+      l.gate_exps = b.need_experts(p + "ffn_gate_exps.weight", E, FX, X);
+      l.up_exps = b.need_experts(p + "ffn_up_exps.weight", E, FX, X);
+      l.down_exps = b.need_experts(p + "ffn_down_exps.weight", FX, E, X);
+    } else {
+      l.w_gate = b.need(p + "ffn_gate.weight", E, F);
+      l.w_up = b.need(p + "ffn_up.weight", E, F);
+      l.w_down = b.need(p + "ffn_down.weight", F, E);
+    }
   }
   return w;
 }
@@ -155,7 +179,9 @@ void for_each_placed_weight(Weights& w, const DeviceMap& d,
           &l.bv,        &l.bo,     &l.q_norm, &l.k_norm,   &l.rope_freqs, &l.ssm_qkv,  &l.ssm_z,
           &l.ssm_conv,  &l.ssm_dt, &l.ssm_a,  &l.ssm_beta, &l.ssm_alpha,  &l.ssm_norm, &l.ssm_out})
       if (*m) fn(*m, *d.attn[i]);
-    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down}) fn(*m, *d.ffn[i]);
+    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.router, &l.gate_exps,
+                           &l.up_exps, &l.down_exps})
+      if (*m) fn(*m, *d.ffn[i]);
   }
 }
 

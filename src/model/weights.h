@@ -40,9 +40,14 @@ struct LayerWeights {
   ops::Weight ssm_norm;   // [ssm_head_dim] F32, the gated RMSNorm's weight
   ops::Weight ssm_out;    // [n_embd rows][ssm_inner]
   ops::Weight ffn_norm;   // [n_embd] F32 (qwen35: post_attention_norm)
-  ops::Weight w_gate;     // [n_ff rows][n_embd]
+  ops::Weight w_gate;     // [n_ff rows][n_embd]   (dense FFN)
   ops::Weight w_up;       // [n_ff rows][n_embd]
   ops::Weight w_down;     // [n_embd rows][n_ff]
+  // Mixture-of-experts FFN (qwen3moe): the router and n_expert stacked expert matrices.
+  ops::Weight router;     // ffn_gate_inp: [n_expert rows][n_embd] (F32 in llama.cpp's files)
+  ops::Weight gate_exps;  // ffn_gate_exps: [n_expert][n_ff_exp rows][n_embd]
+  ops::Weight up_exps;    // ffn_up_exps:   [n_expert][n_ff_exp rows][n_embd]
+  ops::Weight down_exps;  // ffn_down_exps: [n_expert][n_embd rows][n_ff_exp]
 };
 
 struct Weights {
@@ -67,7 +72,8 @@ void prepare_weights(Weights& w, const DeviceMap& devices);
 void for_each_placed_weight(Weights& w, const DeviceMap& devices,
                             const std::function<void(ops::Weight&, ops::Backend&)>& fn);
 
-// View of one tensor as an ops::Weight (2-D: ne0 = n_in, the rest collapsed into rows).
+// View of one tensor as an ops::Weight: ne0 = n_in, ne1 = n_out; a 3-D tensor (experts) has
+// n_expert = ne2 matrices of [ne1][ne0].
 ops::Weight weight_view(const gguf::Reader& r, const std::string& name);
 
 }  // namespace straw::model

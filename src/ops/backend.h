@@ -5,7 +5,8 @@
 // Dispatch is virtual at op granularity (a few hundred calls per token), never per element.
 //
 // Activations are float32, row-major [n_tokens][width], in the backend's memory. Weights are
-// 2-D [n_out rows][n_in] in any supported quant format, rows contiguous.
+// 2-D [n_out rows][n_in] in any supported quant format, rows contiguous; a mixture-of-experts
+// tensor stacks n_expert such matrices (GGUF ne2), expert_bytes apart.
 #pragma once
 
 #include <cstddef>
@@ -25,6 +26,8 @@ struct Weight {
   size_t row_bytes = 0;  // bytes between consecutive rows
   const void* data = nullptr;
   uint32_t layout = 0;  // backend-specific layout tag; 0: rows exactly as stored in the file
+  int64_t n_expert = 1;     // ne2: matrices stacked in an expert tensor ([n_expert][n_out][n_in])
+  size_t expert_bytes = 0;  // bytes between consecutive matrices (n_out * row_bytes in the file)
   explicit operator bool() const { return data != nullptr; }
 };
 
@@ -224,6 +227,27 @@ class Backend {
                                int n_tokens, int n_heads);
   virtual void ssm_conv(const ConvParams& p);
   virtual void gated_delta_net(const DeltaNetParams& p);
+  // Mixture-of-experts ops (src/ops/backend_moe.cpp has the defaults, which throw: a backend
+  // without them never gets an MoE FFN from the placement).
+
+  // Routing as llama.cpp's build_moe_ffn with softmax gating, per token t of logits
+  // [n_tokens][n_expert]: p = softmax(logits[t]); ids[t] = the n_used experts of highest p, best
+  // first (ties to the lower id); weights[t][k] = p[ids[t][k]], divided by their sum when
+  // `normalize` (the sum clamped below at 2^-14 as llama.cpp does), times `scale` unless it is 0.
+  // ids, weights: [n_tokens][n_used].
+  virtual void moe_route(const float* logits, int n_tokens, int n_expert, int n_used,
+                         bool normalize, float scale, int32_t* ids, float* weights);
+  // Expert matmul over the slots (t, k) of n_tokens x n_used routed tokens:
+  //   y[t][k][:] = w[ids[t][k]] · x_tk,  x_tk = x[t] ([n_tokens][n_in]) when !x_per_slot,
+  //                                      x[t][k] ([n_tokens][n_used][n_in]) when x_per_slot
+  // w: an expert tensor (n_expert > 1 matrices of [n_out][n_in]); y: [n_tokens][n_used][n_out].
+  // Only the selected experts' rows are read.
+  virtual void moe_matmul(const Weight& w, const float* x, bool x_per_slot, const int32_t* ids,
+                          int n_tokens, int n_used, float* y);
+  // out[t][:] = sum_k weights[t][k] * y[t][k][:]   (y: [n_tokens][n_used][width]; weights:
+  // [n_tokens][n_used]; out: [n_tokens][width])
+  virtual void moe_combine(const float* y, const float* weights, int n_tokens, int n_used,
+                           int64_t width, float* out);
 };
 
 }  // namespace straw::ops

@@ -1,0 +1,188 @@
+// Mixture-of-experts models (qwen3moe) end to end on the CPU against llama.cpp's logits
+// (shared/testdata/golden qwen3moe-tiny-*): the prompt at once, token by token and in micro-batches,
+// every CPU kernel level, weights in place (--no-repack), and several sessions in one step.
+//
+// The bar (issue 17): on quantized files the mean nrmse over positions <= 2.5e-2 and top-1
+// agreement >= 0.95. A single position far off is a routing near-tie: straw's activations differ
+// from llama.cpp's by their rounding (one int8 scale per 32 elements against llama.cpp's Q8_K), and
+// where two experts' router probabilities are within about 1% of each other that is enough to
+// choose the other one. The test prints every position above 5e-2 so that they can be looked at.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "golden_util.h"
+#include "straw/straw.h"
+
+namespace {
+
+using namespace straw::test;
+
+const char* const kFiles[] = {"qwen3moe-tiny-q4_k_m", "qwen3moe-tiny-iq4_xs"};
+
+// A golden model whose reference is llama.cpp's logits (no exact-math file): `exact` holds them.
+Golden load_reference(const std::string& name) {
+  const fs::path dir = testdata_dir() / "golden";
+  const std::string j = slurp(dir / (name + ".json"));
+  Golden g;
+  g.model = json_field(j, "model");
+  g.tokens = json_ints(j, "tokens");
+  g.n_vocab = std::stoll(json_field(j, "n_vocab"));
+  g.ref_max_nrmse = std::stod(json_field(j, "max_nrmse"));  // llama.cpp ub1 vs ub512
+  g.ref_top1 = std::stod(json_field(j, "top1"));
+  const std::string bytes = slurp(dir / json_field(j, "logits_file"));
+  g.exact.resize(bytes.size() / 4);
+  std::memcpy(g.exact.data(), bytes.data(), g.exact.size() * 4);
+  return g;
+}
+
+std::unique_ptr<straw::Model> load(const Golden& g, int ubatch = 512,
+                                   straw::CpuKernels k = straw::CpuKernels::Auto,
+                                   bool repack = true) {
+  straw::ModelOptions o;
+  o.path = (testdata_dir() / "models" / g.model).string();
+  o.threads = 2;
+  o.device = straw::DeviceChoice::Cpu;
+  o.ubatch = ubatch;
+  o.cpu_kernels = k;
+  o.repack_weights = repack;
+  return straw::Model::load(o);
+}
+
+// nrmse of every position against the reference logits.
+std::vector<double> nrmse_per_position(const Golden& g,
+                                       const std::vector<std::vector<float>>& logits) {
+  std::vector<double> out;
+  for (size_t p = 0; p < logits.size(); ++p) {
+    const float* r = g.exact.data() + p * g.n_vocab;
+    const double mean = std::accumulate(r, r + g.n_vocab, 0.0) / double(g.n_vocab);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < g.n_vocab; ++i) {
+      num += (double(logits[p][size_t(i)]) - r[i]) * (double(logits[p][size_t(i)]) - r[i]);
+      den += (r[i] - mean) * (r[i] - mean);
+    }
+    out.push_back(std::sqrt(num / den));
+  }
+  return out;
+}
+
+void expect_moe_bar(const std::string& name, const Golden& g,
+                    const std::vector<std::vector<float>>& logits, const std::string& what) {
+  const Score s = score(g, logits);
+  const std::vector<double> e = nrmse_per_position(g, logits);
+  const double mean = std::accumulate(e.begin(), e.end(), 0.0) / double(e.size());
+  std::string far;
+  for (size_t p = 0; p < e.size(); ++p)
+    if (e[p] > 5e-2) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, " %zu (%.3f)", p, e[p]);
+      far += buf;
+    }
+  std::printf(
+      "%-22s %-20s mean_nrmse %.3e (bar 2.5e-2)  max %.3e (llama.cpp ub1 vs ub512 %.3e)  top1 "
+      "%.3f  positions > 5e-2:%s\n",
+      name.c_str(), what.c_str(), mean, s.max_nrmse, g.ref_max_nrmse, s.top1,
+      far.empty() ? " none" : far.c_str());
+  EXPECT_LE(mean, 2.5e-2) << name << " " << what;
+  EXPECT_GE(s.top1, 0.95) << name << " " << what;
+}
+
+std::vector<std::vector<float>> token_by_token(straw::Model& m, const Golden& g) {
+  straw::Session s(m);
+  std::vector<std::vector<float>> out;
+  for (int32_t t : g.tokens) {
+    s.eval(std::span<const int32_t>(&t, 1));
+    out.emplace_back(s.logits().begin(), s.logits().end());
+  }
+  return out;
+}
+
+class Qwen3MoeGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Qwen3MoeGolden, PromptAtOnceTokenByTokenAndMicroBatchesMeetTheBar) {
+  STRAW_REQUIRE_TESTDATA();
+  const Golden g = load_reference(GetParam());
+  STRAW_REQUIRE_MODEL(g);
+  auto model = load(g);
+  ASSERT_EQ(model->n_vocab(), g.n_vocab);
+  ASSERT_EQ(model->info().architecture, "qwen3moe");
+  ASSERT_EQ(g.exact.size(), g.tokens.size() * size_t(g.n_vocab));
+  expect_moe_bar(GetParam(), g, prefill_logits(*model, g), "prompt at once");
+  expect_moe_bar(GetParam(), g, token_by_token(*model, g), "token by token");
+  expect_moe_bar(GetParam(), g, prefill_logits(*load(g, 40), g), "micro-batches of 40");
+  expect_moe_bar(GetParam(), g, prefill_logits(*load(g, 512, straw::CpuKernels::Auto, false), g),
+                 "in place");
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, Qwen3MoeGolden, ::testing::Values(kFiles[0], kFiles[1]),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+TEST(Qwen3Moe, EveryCpuKernelLevelMeetsTheBar) {
+  STRAW_REQUIRE_TESTDATA();
+  using straw::CpuKernels;
+  const std::pair<CpuKernels, const char*> levels[] = {{CpuKernels::Avx512, "avx512"},
+                                                       {CpuKernels::AvxVnni, "avx-vnni"},
+                                                       {CpuKernels::Avx2, "avx2"},
+                                                       {CpuKernels::Scalar, "scalar"}};
+  for (const char* name : kFiles) {
+    const Golden g = load_reference(name);
+    STRAW_REQUIRE_MODEL(g);
+    for (const auto& [level, level_name] : levels) {
+      std::unique_ptr<straw::Model> model;
+      try {
+        model = load(g, 512, level);
+      } catch (const straw::Error&) {
+        continue;  // this CPU lacks the level
+      }
+      expect_moe_bar(name, g, prefill_logits(*model, g), level_name);
+    }
+  }
+}
+
+// Three sequences in shared steps (prompts, then greedy decoding) give the logits each gives alone:
+// routing is per row, and an expert's GEMM over the rows of several sequences computes each row as
+// it would alone.
+TEST(Qwen3Moe, SeveralSessionsInOneStepEqualSeparateEvaluation) {
+  STRAW_REQUIRE_TESTDATA();
+  const Golden g = load_reference(kFiles[0]);
+  STRAW_REQUIRE_MODEL(g);
+  auto model = load(g);
+  const std::span<const int32_t> all(g.tokens);
+  const std::vector<std::span<const int32_t>> prompts = {all.subspan(0, 7), all.subspan(20, 3),
+                                                         all.subspan(40, 12)};
+  std::vector<std::unique_ptr<straw::Session>> alone, together;
+  std::vector<straw::BatchItem> items;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    alone.push_back(std::make_unique<straw::Session>(*model));
+    together.push_back(std::make_unique<straw::Session>(*model));
+    alone[i]->eval(prompts[i]);
+    items.push_back({together[i].get(), prompts[i], false});
+  }
+  straw::eval_batch(items);
+  for (int step = 0; step < 8; ++step) {
+    std::vector<int32_t> next(prompts.size());
+    items.clear();
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      const std::span<const float> a = alone[i]->logits(), b = together[i]->logits();
+      double num = 0, den = 0;
+      const double mean = std::accumulate(a.begin(), a.end(), 0.0) / double(a.size());
+      for (size_t v = 0; v < a.size(); ++v) {
+        num += (double(b[v]) - a[v]) * (double(b[v]) - a[v]);
+        den += (a[v] - mean) * (a[v] - mean);
+      }
+      EXPECT_LT(std::sqrt(num / den), 1e-4) << "sequence " << i << " step " << step;
+      next[i] = int32_t(std::max_element(a.begin(), a.end()) - a.begin());
+      alone[i]->eval(std::span(&next[i], 1));
+      items.push_back({together[i].get(), std::span(&next[i], 1), false});
+    }
+    straw::eval_batch(items);
+  }
+}
+
+}  // namespace
