@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "api/model_impl.h"
 #include "cli.h"
 #include "model_flags.h"
+#include "spec_flags.h"
 #include "util/str.h"
 
 namespace straw::cli {
@@ -46,6 +48,8 @@ std::vector<Option> run_options() {
       {"no-special", 0, false, "do not parse special tokens written in the prompt"},
   };
   o.insert(o.end(), more.begin(), more.end());
+  std::vector<Option> spec = spec_options();
+  o.insert(o.end(), spec.begin(), spec.end());
   return o;
 }
 
@@ -90,6 +94,13 @@ bool stream_text(std::string_view text, int32_t) {
   return !g_interrupted.load();
 }
 
+void print_speculation(const GenerateOptions& gen, const GenerateResult& r) {
+  if (!gen.speculator) return;
+  SpecChoice c;
+  c.options = gen.speculator->options();
+  print_spec_stats(c.method_name(), r.speculation);
+}
+
 int run_completion(Model& model, const Args& a, const GenerateOptions& gen) {
   std::string prompt = read_prompt(a);
   if (prompt.empty()) throw UsageError("a prompt is required (-p TEXT or -f FILE)");
@@ -100,6 +111,7 @@ int run_completion(Model& model, const Args& a, const GenerateOptions& gen) {
   g_generating.store(false);
   std::fputc('\n', stdout);
   print_speeds(r);
+  print_speculation(gen, r);
   return 0;
 }
 
@@ -144,6 +156,7 @@ int run_chat(Model& model, const Args& a, GenerateOptions gen) {
     g_generating.store(false);
     std::fputc('\n', stdout);
     std::fflush(stdout);
+    print_speculation(gen, r);
     if (r.stop == GenerateResult::Stop::Context) {
       std::fprintf(stderr,
                    "straw: the context is full (%lld tokens); restart with a larger --ctx\n",
@@ -166,20 +179,29 @@ int run_run(const Args& a) {
   GenerateOptions gen;
   gen.n_predict = static_cast<int>(a.get_int("n-predict", 128));
   gen.sampling = sampling_from(a);
-  auto model = load_model_verbose(mo, a.has("quiet"));
+  SpecChoice spec = spec_from(a);
+  Models models = load_models(mo, spec, a.has("quiet"));
+  Model& model = *models.target;
+  // One speculator for the whole run: in a chat, the draft model's cache follows the conversation.
+  std::optional<Speculator> speculator;
+  if (spec.on()) {
+    speculator.emplace(model, spec.options);
+    gen.speculator = &*speculator;
+  }
   struct sigaction sa = {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0;  // no SA_RESTART: Ctrl-C interrupts a blocking read of the chat prompt
   sigaction(SIGINT, &sa, nullptr);
-  return a.has("chat") ? run_chat(*model, a, gen) : run_completion(*model, a, gen);
+  return a.has("chat") ? run_chat(model, a, gen) : run_completion(model, a, gen);
 }
 
 }  // namespace
 
 const Command kRun = {"run", "generate text from a prompt, or chat (--chat)",
                       "run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] "
-                      "[--min-p P] [--seed S] [--threads N] [--ctx N] [--chat]",
+                      "[--min-p P] [--seed S] [--threads N] [--ctx N] [--chat] "
+                      "[--spec draft|ngram|none] [--model-draft FILE] [--draft-max N]",
                       run_options, run_run};
 
 }  // namespace straw::cli

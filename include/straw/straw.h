@@ -117,6 +117,7 @@ struct ModelInfo {
                                // caches of ModelOptions::sessions sessions, compute buffers):
                                // what the memory check compared
   uint64_t ram_available = 0;  // RAM available when it loaded (MemAvailable or STRAW_RAM_LIMIT)
+  uint64_t vram_bytes = 0;     // GPU memory the placement uses (0: on the CPU)
 };
 
 struct ChatMessage {
@@ -206,7 +207,9 @@ class Session {
   void reset();  // empty the KV cache
   // Keep the first n_keep tokens of the KV cache and forget the rest (0 <= n_keep <= n_past()):
   // the next eval continues at position n_keep. For regenerating or editing the end of a
-  // conversation without evaluating its beginning again.
+  // conversation without evaluating its beginning again, and for dropping rejected speculative
+  // proposals. The last eval's logits of the kept tokens stay: when it evaluated the new last
+  // token with all_logits, logits() is that token's row afterwards (otherwise none are left).
   void truncate(int64_t n_keep);
   Model& model() const;
 
@@ -253,6 +256,7 @@ class Sampler {
   uint64_t seed() const;  // the seed in effect (a drawn one when none was given)
 
  private:
+  friend class Speculator;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -267,11 +271,109 @@ std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, int n);
 // log p(token) under the row of logits.
 float token_logprob(std::span<const float> logits, int32_t token);
 
+// Speculative decoding: a proposer guesses the next tokens, and the target model evaluates the last
+// accepted token plus all the guesses in one forward pass (reading its weights once for all of
+// them, which costs little more than one token where decoding is bound by memory bandwidth), then
+// keeps the longest prefix it agrees with and adds its own next token. Greedy output is the same
+// as without speculation; with temperature > 0 speculative sampling keeps the output distribution
+// exactly the target's (the tokens drawn for a given seed differ, the distribution does not).
+enum class SpecMethod {
+  None,
+  Draft,  // a small model with the same vocabulary proposes (SpeculativeOptions::draft_model)
+  Ngram,  // prompt lookup: the continuation of the last tokens' most recent earlier occurrence in
+          // the prompt and the generated text (no second model; pays off when the answer repeats
+          // text, as code edits do)
+};
+
+struct SpeculativeOptions {
+  SpecMethod method = SpecMethod::None;
+  // Draft: the proposing model (not owned). Its vocabulary must be the target's (checked: the
+  // same tokens, and the same size up to 128 padding entries). Load it before the target: the
+  // planner then places it on the GPU first (it runs every step, its tokens one after another).
+  Model* draft_model = nullptr;
+  int draft_max = 16;        // most tokens proposed per step (llama.cpp's --draft-max)
+  int draft_min = 0;         // a proposal shorter than this is not verified (--draft-min)
+  float draft_p_min = 0.8f;  // Draft: stop proposing at a token the draft model gives a lower
+                             // probability than this (--draft-p-min)
+  int ngram_size = 3;        // Ngram: the longest suffix looked up, in tokens (--spec-ngram-size)
+  // Adapt each step's number of proposals (between draft_min and draft_max) to the acceptance rate
+  // seen recently and to the predicted cost of verifying and proposing, and stop speculating while
+  // it would not pay; false: always propose up to draft_max.
+  bool adaptive = true;
+};
+
+// What speculation did (cumulative over a Speculator's life).
+struct SpeculationStats {
+  int64_t steps = 0;           // verification steps: target evaluations that carried proposals
+  int64_t proposed = 0;        // tokens proposed in them
+  int64_t checked = 0;         // proposals compared with the target's choice (up to a rejection)
+  int64_t accepted = 0;        // proposals accepted
+  int64_t step_tokens = 0;     // tokens those steps produced (accepted + the target's own)
+  double propose_seconds = 0;  // time spent proposing (the draft model's evaluations)
+  double acceptance_rate() const { return checked ? double(accepted) / double(checked) : 0; }
+  double tokens_per_step() const { return steps ? double(step_tokens) / double(steps) : 0; }
+};
+
+// One sequence's speculation: proposes tokens, then picks the verified tokens from the target's
+// logits. The loop (what generate() does; a server slot does the same inside batched steps):
+//   sequence: the tokens so far, ending with `last`, sampled but not yet evaluated by the target
+//   proposals = spec.propose(sequence, sampler, room)
+//   session.eval([last] + proposals, all_logits = true)        // one forward pass
+//   for i = 0..proposals.size():
+//     t = spec.pick(sampler, session.logits(i), i)  // proposals[i] if accepted
+//     sampler.accept(t); emit t
+//     if i == proposals.size() or t != proposals[i]: break     // t is the target's own token
+//   spec.finish_step()
+//   session.truncate(n_past - rejected proposals)             // drop the rejected rows' KV
+//   last = t
+class Speculator {
+ public:
+  // Checks the options (for Draft: the draft model's vocabulary against the target's) and, for
+  // Draft, opens a session of the draft model with `ctx` positions (0: the target's context).
+  Speculator(Model& target, const SpeculativeOptions& options, int64_t ctx = 0);
+  ~Speculator();
+  Speculator(Speculator&&) noexcept;
+  Speculator& operator=(Speculator&&) noexcept;
+
+  // Tokens proposed to follow `sequence` (the whole sequence so far: prompt and generated tokens,
+  // the last one sampled but not yet evaluated by the target), at most max_tokens (pass the
+  // positions left in the target's context after `sequence`, or the tokens still wanted, minus
+  // one). May be empty: no n-gram match, a draft below draft_p_min or draft_min, or speculation
+  // predicted not to pay now. `sampler` is the target's: with temperature > 0 the draft model
+  // samples its proposals with the same settings. The span lives until the next propose().
+  std::span<const int32_t> propose(std::span<const int32_t> sequence, const Sampler& sampler,
+                                   int max_tokens);
+  // The token at position i of the verification (logits: the target's row i, after `sequence`
+  // and proposals[0, i)): for i < proposals.size() the proposal when accepted, else the token the
+  // target draws in its place (then stop: later proposals are rejected); for i == proposals.size()
+  // the target's next token. Draws with `sampler` (and `constraint`, which forces comparison of
+  // samples instead of distributions); the caller accepts the result into both.
+  int32_t pick(Sampler& sampler, std::span<const float> logits, size_t i,
+               TokenConstraint* constraint = nullptr);
+  // Ends a verification step (updates the statistics and the draft-length controller).
+  void finish_step();
+  // Optional: the measured seconds of a target evaluation of n_tokens tokens (a plain decode step
+  // or a verification), which replaces the planner's prediction in the cost model.
+  void record_target_step(int n_tokens, double seconds);
+
+  const SpeculationStats& stats() const;
+  const SpeculativeOptions& options() const;
+  double acceptance_estimate() const;  // the controller's current per-token acceptance rate
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
 struct GenerateOptions {
   int n_predict = 128;  // tokens to generate at most (-1: until end of generation or context)
   SamplingOptions sampling;
   bool stop_at_eog = true;                // stop at the model's end-of-generation tokens
   TokenConstraint* constraint = nullptr;  // restricts the tokens sampled (a grammar); not owned
+  // Speculative decoding with this sequence's speculator (not owned; keep one per conversation so
+  // that a draft model's cache is reused across turns); null: plain decoding.
+  Speculator* speculator = nullptr;
 };
 
 struct GenerateResult {
@@ -280,6 +382,8 @@ struct GenerateResult {
   double prompt_seconds = 0;    // time evaluating the prompt
   double generate_seconds = 0;  // time generating (sampling + decode)
   enum class Stop { Length, EndOfGeneration, Callback, Context } stop = Stop::Length;
+  int64_t decode_steps = 0;      // target evaluations while generating (verifications included)
+  SpeculationStats speculation;  // this call's share of the speculator's statistics
 };
 
 // Called with each new piece of text (always whole UTF-8 characters) and the token that completed

@@ -13,6 +13,17 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+SpeculationStats minus(const SpeculationStats& a, const SpeculationStats& b) {
+  SpeculationStats d;
+  d.steps = a.steps - b.steps;
+  d.proposed = a.proposed - b.proposed;
+  d.checked = a.checked - b.checked;
+  d.accepted = a.accepted - b.accepted;
+  d.step_tokens = a.step_tokens - b.step_tokens;
+  d.propose_seconds = a.propose_seconds - b.propose_seconds;
+  return d;
+}
+
 }  // namespace
 
 GenerateResult generate(Session& session, std::span<const int32_t> prompt,
@@ -21,6 +32,8 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
   Sampler sampler(model, options.sampling);
   // The prompt (or its tail already in the cache) feeds the repetition-penalty window.
   for (int32_t t : prompt) sampler.accept(t);
+  Speculator* spec = options.speculator;
+  const SpeculationStats stats_before = spec ? spec->stats() : SpeculationStats{};
 
   GenerateResult result;
   result.prompt_tokens = int64_t(prompt.size());
@@ -31,14 +44,30 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
   model::Utf8Stream utf8;
   const model::Tokenizer& tok = *model.impl().tokenizer;
   t0 = std::chrono::steady_clock::now();
-  // Every generated token is evaluated before returning, so the cache holds the prompt and all of
-  // result.tokens and a caller can continue the conversation (except after a Context stop).
+  // The latest evaluation: `last` then `proposals` (speculation), whose rows of logits are read
+  // one by one; `row` is the next one. Without proposals only the last row is kept.
+  std::vector<int32_t> batch;      // last + proposals
+  std::vector<int32_t> proposals;  // copy: the speculator's span changes at its next propose()
+  std::vector<int32_t> sequence;   // speculation: the cache's tokens + the token to evaluate
+  size_t row = 0;
+  // The tokens of the latest evaluation that turned out wrong (rejected proposals, and those after
+  // the row where generation stopped) leave the cache, which then holds the prompt and every
+  // generated token (each is evaluated before returning, except after a Context stop).
+  auto drop_unused_rows = [&] {
+    const size_t unused = proposals.size() - std::min(row, proposals.size());
+    if (unused > 0) session.truncate(session.n_past() - int64_t(unused));
+    proposals.clear();
+    if (spec) spec->finish_step();
+  };
   for (;;) {
     if (options.n_predict >= 0 && int64_t(result.tokens.size()) >= options.n_predict) {
       result.stop = GenerateResult::Stop::Length;
       break;
     }
-    const int32_t token = sampler.sample(session.logits(), options.constraint);
+    const std::span<const float> logits =
+        proposals.empty() ? session.logits() : session.logits(int(row));
+    const int32_t token = spec ? spec->pick(sampler, logits, row, options.constraint)
+                               : sampler.sample(logits, options.constraint);
     if (options.stop_at_eog && tok.is_eog(token)) {
       result.stop = GenerateResult::Stop::EndOfGeneration;
       break;
@@ -48,19 +77,50 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
     result.tokens.push_back(token);
     const std::string text = utf8.push(tok.token_to_piece(token, false));
     const bool go_on = !on_token || on_token(text, token);
+    if (row < proposals.size() && token == proposals[row]) {
+      // An accepted proposal: already evaluated (its row is the next one).
+      ++row;
+      if (!go_on) {
+        result.stop = GenerateResult::Stop::Callback;
+        break;
+      }
+      continue;
+    }
+    // The target's own token: the proposals after it are rejected.
+    drop_unused_rows();
     if (session.n_past() >= session.n_ctx()) {
       result.stop = GenerateResult::Stop::Context;
       break;
     }
-    const int32_t next[1] = {token};
-    session.eval(next);
+    batch.assign(1, token);
+    if (spec && go_on) {
+      const std::span<const int32_t> cached = session.tokens();
+      sequence.assign(cached.begin(), cached.end());
+      sequence.push_back(token);
+      // Proposals fit in the context after the token, and beyond the tokens still wanted they
+      // would be wasted.
+      int64_t room = session.n_ctx() - session.n_past() - 1;
+      if (options.n_predict >= 0)
+        room = std::min<int64_t>(room, options.n_predict - int64_t(result.tokens.size()));
+      const std::span<const int32_t> p =
+          spec->propose(sequence, sampler, int(std::max<int64_t>(room, 0)));
+      proposals.assign(p.begin(), p.end());
+      batch.insert(batch.end(), proposals.begin(), proposals.end());
+    }
+    const auto ts = std::chrono::steady_clock::now();
+    session.eval(batch, !proposals.empty());
+    if (spec) spec->record_target_step(int(batch.size()), seconds_since(ts));
+    ++result.decode_steps;
+    row = 0;
     if (!go_on) {
       result.stop = GenerateResult::Stop::Callback;
       break;
     }
   }
+  drop_unused_rows();
   if (std::string rest = utf8.flush(); !rest.empty() && on_token) on_token(rest, -1);
   result.generate_seconds = seconds_since(t0);
+  if (spec) result.speculation = minus(spec->stats(), stats_before);
   return result;
 }
 

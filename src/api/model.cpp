@@ -138,6 +138,7 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   info.n_head = impl->hp.n_head;
   info.n_head_kv = impl->hp.n_head_kv;
   info.weight_bytes = tensor_bytes;
+  info.vram_bytes = impl->gpu ? impl->plan.vram_bytes : 0;
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 

@@ -5,11 +5,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cpu/cpu_backend.h"
 #include "gguf/gguf.h"
 #include "model/chat.h"
 #include "model/hparams.h"
+#include "model/sampler.h"
 #include "model/tokenizer/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -34,10 +37,18 @@ struct Model::Impl {
   sched::Plan plan;                          // the placement (CPU only: the default plan)
   int64_t n_ctx = 0;                         // context of new sessions (resolved from options)
   std::unique_ptr<model::Transformer> exec;  // activation buffers shared by the sessions
-  std::atomic<bool> evaluating{false};        // an evaluation is running (they must not overlap)
+  std::atomic<bool> evaluating{false};       // an evaluation is running (they must not overlap)
 
   // The forward pass, created on first use (sized for one micro-batch of options.ubatch tokens).
   model::Transformer& transformer();
+};
+
+struct Sampler::Impl {
+  model::Sampler sampler;
+  std::vector<std::pair<int32_t, float>> bias;  // logit_bias
+  std::vector<float> biased;                    // logits + bias, [n_vocab]
+  std::vector<uint8_t> allowed;                 // constraint mask, [n_vocab]
+  std::vector<float> masked;                    // logits with the refused tokens at -inf
 };
 
 // The ops-level type of a KV cache option.

@@ -28,14 +28,6 @@ model::UserSampling to_user_sampling(const SamplingOptions& o) {
 
 }  // namespace
 
-struct Sampler::Impl {
-  model::Sampler sampler;
-  std::vector<std::pair<int32_t, float>> bias;  // logit_bias
-  std::vector<float> biased;                    // logits + bias, [n_vocab]
-  std::vector<uint8_t> allowed;                 // constraint mask, [n_vocab]
-  std::vector<float> masked;                    // logits with the refused tokens at -inf
-};
-
 Sampler::Sampler(const Model& model, const SamplingOptions& options)
     : impl_(std::make_unique<Impl>(Impl{model::Sampler(model::resolve_sampling(
                                             to_user_sampling(options), model.impl().reader.get())),

@@ -16,6 +16,7 @@ struct Session::Impl {
   std::vector<int32_t> tokens;  // what the cache holds, position by position
   std::vector<float> logits;    // [n_rows][n_vocab] of the last eval
   int64_t n_rows = 0;           // rows held in `logits`
+  int64_t row0_pos = 0;         // the position of the token whose logits are row 0
 
   Impl(Model& m, int64_t n_ctx)
       : model(m),
@@ -85,8 +86,9 @@ void eval_batch(std::span<const BatchItem> items) {
   // starting while one runs (from another thread) is a caller's bug, refused rather than corrupted.
   std::atomic<bool>& busy = model.impl().evaluating;
   if (busy.exchange(true))
-    fail("two evaluations of one model overlap: sessions of a model must not evaluate concurrently "
-         "(serialize the calls, or load the model once per thread)");
+    fail(
+        "two evaluations of one model overlap: sessions of a model must not evaluate concurrently "
+        "(serialize the calls, or load the model once per thread)");
   struct Release {
     std::atomic<bool>& b;
     ~Release() { b.store(false); }
@@ -96,6 +98,7 @@ void eval_batch(std::span<const BatchItem> items) {
   for (const BatchItem& it : items) {
     Session::Impl& s = *it.session->impl_;
     s.n_rows = it.all_logits ? int64_t(it.tokens.size()) : 1;
+    s.row0_pos = int64_t(s.tokens.size()) + int64_t(it.tokens.size()) - s.n_rows;
     s.logits.resize(size_t(s.n_rows * n_vocab));
   }
   // Steps of at most max_batch tokens, filled item by item; an item longer than the room left
@@ -182,6 +185,7 @@ void Session::truncate(int64_t n_keep) {
   if (n_keep < 0 || n_keep > n_past())
     fail("truncate(", n_keep, "): the session holds ", n_past(), " tokens");
   // Attention reads cache rows 0..position only, so the rows past n_keep need no clearing: the
+<<<<<<< HEAD
   // next eval overwrites them. The last eval's logits belong to forgotten tokens unless n_keep
   // is n_past.
   Impl& s = *impl_;
@@ -197,6 +201,16 @@ void Session::truncate(int64_t n_keep) {
   const std::vector<int32_t> redo(s.tokens.begin() + from, s.tokens.begin() + n_keep);
   s.tokens.resize(size_t(from));
   s.advance(redo);
+=======
+  // next eval overwrites them. The last eval's logits rows of forgotten tokens go; when it kept
+  // the row of the new last token (all_logits, speculative verification), logits() is that row.
+  Impl& s = *impl_;
+  if (n_keep < n_past()) {
+    const int64_t last = n_keep - 1;
+    s.n_rows = last >= s.row0_pos && last < s.row0_pos + s.n_rows ? last - s.row0_pos + 1 : 0;
+  }
+  s.tokens.resize(size_t(n_keep));
+>>>>>>> h6
 }
 
 Model& Session::model() const {

@@ -95,11 +95,21 @@ void Sampler::seed_rng() {
 }
 
 void Sampler::reset() {
+  clear_history();
+  seed_rng();
+}
+
+void Sampler::clear_history() {
   for (int32_t t : present_) counts_[static_cast<size_t>(t)] = 0;
   present_.clear();
   ring_head_ = 0;
   ring_size_ = 0;
-  seed_rng();
+}
+
+bool Sampler::has_penalties() const {
+  const SamplingParams& p = params_;
+  return p.penalty_last_n != 0 &&
+         (p.repeat_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f);
 }
 
 void Sampler::accept(int32_t token) {
@@ -323,15 +333,10 @@ int32_t Sampler::dist(size_t size) {
   return c[size - 1].id;
 }
 
-int32_t Sampler::sample(std::span<const float> logits) {
+// The chain up to the draw (temperature > 0): leaves the candidates in cand_[0, size) with their
+// logits divided by the temperature, and returns size.
+size_t Sampler::chain(std::span<const float> logits) {
   const size_t n = logits.size();
-  if (n == 0) fail("Sampler::sample: the logits row is empty (a vocabulary of 0 tokens)");
-  if (n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
-    fail("Sampler::sample: ", n, " logits exceed the int32 token id range");
-  // llama.cpp runs the whole chain and then keeps the argmax; every filter keeps the argmax, so
-  // that is the argmax of the penalized logits.
-  if (params_.temperature <= 0.0f) return greedy(logits);
-
   size_t size = n;
   bool sorted = false;
   if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < n) {
@@ -350,7 +355,64 @@ int32_t Sampler::sample(std::span<const float> logits) {
   min_p(size, sorted);
   const float temp = params_.temperature;
   for (size_t i = 0; i < size; ++i) cand_[i].logit /= temp;
-  return dist(size);
+  return size;
+}
+
+namespace {
+
+void check_row(size_t n) {
+  if (n == 0) fail("Sampler::sample: the logits row is empty (a vocabulary of 0 tokens)");
+  if (n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    fail("Sampler::sample: ", n, " logits exceed the int32 token id range");
+}
+
+}  // namespace
+
+int32_t Sampler::sample(std::span<const float> logits) {
+  check_row(logits.size());
+  // llama.cpp runs the whole chain and then keeps the argmax; every filter keeps the argmax, so
+  // that is the argmax of the penalized logits.
+  if (params_.temperature <= 0.0f) return greedy(logits);
+  return dist(chain(logits));
+}
+
+std::span<const TokenProb> Sampler::distribution(std::span<const float> logits) {
+  check_row(logits.size());
+  dist_.clear();
+  if (params_.temperature <= 0.0f) {
+    dist_.push_back({greedy(logits), 1.0f});
+    return dist_;
+  }
+  // The weights dist() walks, normalized in double as its running sum is.
+  const size_t size = chain(logits);
+  const float m = max_logit(cand_.data(), size);
+  double sum = 0.0;
+  for (size_t i = 0; i < size; ++i) {
+    cand_[i].p = weight(cand_[i].logit, m);
+    sum += cand_[i].p;
+  }
+  for (size_t i = 0; i < size; ++i)
+    if (cand_[i].p > 0.0f) dist_.push_back({cand_[i].id, static_cast<float>(cand_[i].p / sum)});
+  return dist_;
+}
+
+double Sampler::uniform() {
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+int32_t Sampler::draw(std::span<const TokenProb> weights) {
+  double sum = 0.0;
+  for (const TokenProb& w : weights) sum += w.p;
+  if (!(sum > 0.0)) fail("Sampler::draw: every weight is 0");
+  const double target = sum * uniform();
+  double run = 0.0;
+  for (const TokenProb& w : weights) {
+    run += w.p;
+    if (run >= target && w.p > 0.0f) return w.id;
+  }
+  for (size_t i = weights.size(); i-- > 0;)
+    if (weights[i].p > 0.0f) return weights[i].id;
+  return weights.back().id;
 }
 
 namespace {

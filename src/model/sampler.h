@@ -33,6 +33,12 @@ namespace straw::model {
 // LLAMA_DEFAULT_SEED: this seed value means "draw a random seed" (at construction and reset()).
 inline constexpr uint64_t kRandomSeed = 0xFFFFFFFF;
 
+// A token and its probability under a sampler's distribution.
+struct TokenProb {
+  int32_t id = 0;
+  float p = 0;
+};
+
 struct SamplingParams {
   float temperature = 0.8f;        // <= 0: greedy (argmax, ties -> lowest id)
   int32_t top_k = 40;              // <= 0: off; >= vocabulary size: keeps all (but sorts)
@@ -63,6 +69,18 @@ class Sampler {
   // of it as its nucleus spans.
   int32_t sample(std::span<const float> logits);
 
+  // The distribution sample() draws from for this row and the current penalty window: the
+  // candidates the chain keeps, each with its probability (they sum to 1; order unspecified).
+  // Greedy: the argmax with probability 1. Draws nothing from the generator. Valid until the next
+  // call of sample() or distribution().
+  std::span<const TokenProb> distribution(std::span<const float> logits);
+  // One draw from U[0, 1) of the generator (speculative sampling's acceptance test).
+  double uniform();
+  // A token drawn from unnormalized nonnegative weights (inverse CDF, one uniform draw); the
+  // last token with weight when rounding leaves the running sum short. Throws when every weight is
+  // 0.
+  int32_t draw(std::span<const TokenProb> weights);
+
   // Records a token in the penalty window (only the tokens that are accepted count; llama.cpp's
   // tools accept the prompt tokens too, so call this for them to get the same penalties). Tokens
   // outside the row passed to sample() are remembered but never penalized. Throws for id < 0.
@@ -70,6 +88,11 @@ class Sampler {
 
   // Clears the penalty history and reseeds the generator (a fresh random seed for kRandomSeed).
   void reset();
+  // Clears the penalty history only (the generator goes on).
+  void clear_history();
+  // Whether sample() applies penalties for tokens accept()ed (a penalty is set and the window is
+  // not 0).
+  bool has_penalties() const;
 
   const SamplingParams& params() const { return params_; }
   // The seed in effect: params().seed, or the drawn one when that is kRandomSeed.
@@ -94,12 +117,14 @@ class Sampler {
   void select_top_k(std::span<const float> logits, size_t k);
   void top_p(size_t& size, bool& sorted);
   void min_p(size_t& size, bool& sorted);
+  size_t chain(std::span<const float> logits);
   int32_t dist(size_t size);
 
   SamplingParams params_;
   uint64_t seed_used_ = 0;
   std::mt19937 rng_;
   std::vector<Candidate> cand_;
+  std::vector<TokenProb> dist_;  // distribution()'s result
   // Penalty window: the last `penalty_last_n` accepted tokens in a ring (unused for -1, which
   // never forgets), the occurrence count per token id, the ids with a nonzero count, and each
   // such id's index in `present_` (for O(1) removal).

@@ -360,6 +360,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     p.ram_bytes = p.cpu_weight_bytes + p.kv_cpu_bytes + p.state_cpu_bytes +
                   p.state_checkpoint_bytes + p.compute_cpu_bytes;
     p.transitions = count_transitions(mm.units);
+    for (const Unit& u : mm.units) p.units.push_back({u.device, u.read_bytes, u.flops_per_token});
     p.predicted_tg_tps = 1.0 / decode_seconds(mm.units, sp);
     p.predicted_pp_tps = double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
     return p;
@@ -405,6 +406,22 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
   const bool pays = b.predicted_pp_tps > 1.5 * a.predicted_pp_tps &&
                     b.predicted_tg_tps > 0.95 * a.predicted_tg_tps;
   return pays ? b : a;
+}
+
+double step_seconds(const Plan& plan, int n_tokens) {
+  const Speeds& sp = plan.speeds;
+  const double n = std::max(1, n_tokens);
+  double t = 0;
+  for (const UnitCost& u : plan.units) {
+    const bool gpu = u.device == Device::Gpu;
+    t += std::max(double(u.read_bytes) / (gpu ? sp.gpu_read_bw : sp.cpu_read_bw),
+                  n * u.flops_per_token / (gpu ? sp.gpu_flops : sp.cpu_flops));
+  }
+  return t + plan.transitions * sp.transition_s;
+}
+
+uint64_t budget_after_draft(const Plan& draft, uint64_t vram_budget) {
+  return vram_budget > draft.vram_bytes ? vram_budget - draft.vram_bytes : 0;
 }
 
 }  // namespace straw::sched

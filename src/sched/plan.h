@@ -100,6 +100,13 @@ struct LayerPlacement {
   uint64_t state_bytes = 0;       // recurrent state of a linear layer (one sequence)
 };
 
+// What one placement unit costs a forward step, for predicting steps of several tokens.
+struct UnitCost {
+  Device device = Device::Cpu;
+  uint64_t read_bytes = 0;     // read per step: weights, and its KV cache at half the context
+  double flops_per_token = 0;  // matmul FLOPs per token
+};
+
 struct Plan {
   uint64_t vram_budget = 0;
   uint64_t vram_bytes = 0;        // predicted peak: gpu weights + gpu KV and state + compute
@@ -121,7 +128,19 @@ struct Plan {
   double predicted_pp_tps = 0;    // tokens/s processing a prompt of one micro-batch
   bool stream_prefill = false;    // prefill streams CPU-resident weights to the GPU
   Speeds speeds;
+  std::vector<UnitCost> units;    // execution order: attn0, ffn0, attn1, ..., output
 };
+
+// Predicted seconds of one forward step over n_tokens tokens at half the context filled (1: a
+// decode step; 1 + k: verifying k speculative proposals): each unit reads its weights once for
+// all tokens and computes every token, so it takes the longer of reading and computing on its
+// device; plus the CPU <-> GPU transitions. Decode is memory-bound: a few more tokens cost little.
+double step_seconds(const Plan& plan, int n_tokens);
+
+// The VRAM budget left for a speculative target model after its draft model's plan: the draft
+// runs at every step (its tokens are sequential), so the planner places it on the GPU first and
+// the target takes what remains.
+uint64_t budget_after_draft(const Plan& draft, uint64_t vram_budget);
 
 // GPU memory the compute buffers take (activations of one micro-batch, LM-head chunk, activation
 // quantization, a dequantization tile for GEMM, cuBLAS workspace, attention partials).

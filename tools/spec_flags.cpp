@@ -1,0 +1,106 @@
+#include "spec_flags.h"
+
+#include <cstdio>
+
+#include "model_flags.h"
+#include "util/str.h"
+
+namespace straw::cli {
+
+std::vector<Option> spec_options() {
+  return {
+      {"spec", 0, true,
+       "METHOD  speculative decoding: draft (a small model proposes, --model-draft), ngram "
+       "(prompt lookup), mtp (not available yet) or none (default)"},
+      {"model-draft", 0, true, "FILE  draft model with the same vocabulary (implies --spec draft)"},
+      {"draft-max", 0, true, "N  most tokens proposed per step (default 16)"},
+      {"draft-min", 0, true, "N  fewer proposed tokens than this are not verified (default 0)"},
+      {"draft-p-min", 0, true,
+       "P  stop proposing at a draft token of lower probability (default 0.8)"},
+      {"spec-ngram-size", 0, true, "N  ngram: longest suffix looked up, in tokens (default 3)"},
+      {"draft-fixed", 0, false,
+       "always propose up to --draft-max tokens (no adaptive length, no cost check)"},
+  };
+}
+
+std::string SpecChoice::method_name() const {
+  switch (options.method) {
+    case SpecMethod::Draft:
+      return "draft";
+    case SpecMethod::Ngram:
+      return "ngram";
+    case SpecMethod::None:
+      break;
+  }
+  return "none";
+}
+
+SpecChoice spec_from(const Args& a) {
+  SpecChoice c;
+  SpeculativeOptions& o = c.options;
+  std::string method = a.get_or("spec", a.has("model-draft") ? "draft" : "none");
+  if (method == "draft")
+    o.method = SpecMethod::Draft;
+  else if (method == "ngram")
+    o.method = SpecMethod::Ngram;
+  else if (method == "mtp")
+    fail(
+        "--spec mtp: proposing with Qwen3.5's MTP (NextN) layer is not available yet in this "
+        "build; use --spec ngram, or --spec draft with --model-draft FILE");
+  else if (method != "none")
+    throw UsageError("--spec must be draft, ngram, mtp or none, got '" + method + "'");
+  c.draft_path = a.get_or("model-draft", "");
+  if (o.method == SpecMethod::Draft && c.draft_path.empty())
+    throw UsageError("--spec draft needs the draft model: --model-draft FILE");
+  if (o.method != SpecMethod::Draft && !c.draft_path.empty())
+    throw UsageError("--model-draft is for --spec draft, not --spec " + method);
+  o.draft_max = int(a.get_int("draft-max", 16));
+  o.draft_min = int(a.get_int("draft-min", 0));
+  o.draft_p_min = float(a.get_float("draft-p-min", 0.8));
+  o.ngram_size = int(a.get_int("spec-ngram-size", 3));
+  o.adaptive = !a.has("draft-fixed");
+  if (o.draft_max < 1 || o.draft_max > 256) throw UsageError("--draft-max must be 1..256");
+  if (o.draft_min < 0 || o.draft_min > o.draft_max)
+    throw UsageError("--draft-min must be 0..--draft-max");
+  if (!(o.draft_p_min >= 0 && o.draft_p_min <= 1)) throw UsageError("--draft-p-min must be 0..1");
+  if (o.ngram_size < 1 || o.ngram_size > 64) throw UsageError("--spec-ngram-size must be 1..64");
+  return c;
+}
+
+Models load_models(ModelOptions target, SpecChoice& spec, bool quiet) {
+  Models m;
+  if (spec.options.method == SpecMethod::Draft) {
+    ModelOptions d;
+    d.path = spec.draft_path;
+    d.threads = target.threads;
+    d.ctx = target.ctx;
+    d.ubatch = target.ubatch;
+    d.kv_type = target.kv_type;
+    d.cpu_kernels = target.cpu_kernels;
+    d.device = target.device;
+    d.vram_budget = target.vram_budget;
+    d.cuda_graphs = target.cuda_graphs;
+    d.repack_weights = target.repack_weights;
+    d.sessions = target.sessions;
+    if (!quiet) std::fprintf(stderr, "straw: draft model %s\n", d.path.c_str());
+    m.draft = load_model_verbose(d, quiet);
+    if (target.vram_budget) {
+      const uint64_t used = m.draft->info().vram_bytes;
+      target.vram_budget = *target.vram_budget > used ? *target.vram_budget - used : 0;
+    }
+    spec.options.draft_model = m.draft.get();
+  }
+  m.target = load_model_verbose(target, quiet);
+  return m;
+}
+
+void print_spec_stats(const std::string& method, const SpeculationStats& s) {
+  std::fprintf(stderr,
+               "straw: speculation (%s): %lld verification steps, %lld tokens proposed, %lld of "
+               "%lld checked accepted (%.1f%%), %.2f tokens per step, proposing took %.2f s\n",
+               method.c_str(), static_cast<long long>(s.steps), static_cast<long long>(s.proposed),
+               static_cast<long long>(s.accepted), static_cast<long long>(s.checked),
+               100.0 * s.acceptance_rate(), s.tokens_per_step(), s.propose_seconds);
+}
+
+}  // namespace straw::cli

@@ -1,0 +1,42 @@
+// Speculative decoding options shared by run, bench and serve: --spec, --model-draft, --draft-max,
+// --draft-min, --draft-p-min, --spec-ngram-size (llama.cpp's names and meanings), --draft-fixed.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "straw/straw.h"
+
+namespace straw::cli {
+
+std::vector<Option> spec_options();
+
+struct SpecChoice {
+  SpeculativeOptions options;  // draft_model is set by load_models()
+  std::string draft_path;      // --model-draft
+  bool on() const { return options.method != SpecMethod::None; }
+  std::string method_name() const;  // "draft", "ngram", "none"
+};
+
+// --model-draft alone means --spec draft. UsageError for a bad value or a missing draft model;
+// straw::Error for --spec mtp (not available yet).
+SpecChoice spec_from(const Args& args);
+
+// The models of a run: the draft model (when speculation uses one) is loaded first, with the
+// target's threads, context, KV type, kernels, device and VRAM budget, so that the planner places
+// it on the GPU first; the target then plans with the budget the draft left (an explicit
+// --vram-budget is shared, an automatic one sees the draft's allocations).
+struct Models {
+  std::unique_ptr<Model> draft;
+  std::unique_ptr<Model> target;
+};
+Models load_models(ModelOptions target, SpecChoice& spec, bool quiet);
+
+// One line on stderr: "straw: speculation (ngram): 20 steps, 60 proposed, 45 accepted (75.0%),
+// 3.25 tokens per step, proposing 0.01 s".
+void print_spec_stats(const std::string& method, const SpeculationStats& s);
+
+}  // namespace straw::cli
