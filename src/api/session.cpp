@@ -185,32 +185,24 @@ void Session::truncate(int64_t n_keep) {
   if (n_keep < 0 || n_keep > n_past())
     fail("truncate(", n_keep, "): the session holds ", n_past(), " tokens");
   // Attention reads cache rows 0..position only, so the rows past n_keep need no clearing: the
-<<<<<<< HEAD
-  // next eval overwrites them. The last eval's logits belong to forgotten tokens unless n_keep
-  // is n_past.
+  // next eval overwrites them. The last eval's logits rows of forgotten tokens go; when it kept
+  // the row of the new last token (all_logits, speculative verification), logits() is that row.
   Impl& s = *impl_;
   if (n_keep == n_past()) return;
-  s.n_rows = 0;
   if (s.rs.empty()) {
+    const int64_t last = n_keep - 1;
+    s.n_rows = last >= s.row0_pos && last < s.row0_pos + s.n_rows ? last - s.row0_pos + 1 : 0;
     s.tokens.resize(size_t(n_keep));
     return;
   }
   // The recurrent state cannot be rewound: restore the latest checkpoint at or before n_keep and
-  // evaluate the tokens from there to n_keep again (their KV rows are rewritten unchanged).
+  // evaluate the tokens from there to n_keep again (their KV rows are rewritten unchanged); the
+  // logits are then those of that evaluation (none when the checkpoint is at n_keep itself).
+  s.n_rows = 0;
   const int64_t from = s.rs.restore(n_keep);
   const std::vector<int32_t> redo(s.tokens.begin() + from, s.tokens.begin() + n_keep);
   s.tokens.resize(size_t(from));
   s.advance(redo);
-=======
-  // next eval overwrites them. The last eval's logits rows of forgotten tokens go; when it kept
-  // the row of the new last token (all_logits, speculative verification), logits() is that row.
-  Impl& s = *impl_;
-  if (n_keep < n_past()) {
-    const int64_t last = n_keep - 1;
-    s.n_rows = last >= s.row0_pos && last < s.row0_pos + s.n_rows ? last - s.row0_pos + 1 : 0;
-  }
-  s.tokens.resize(size_t(n_keep));
->>>>>>> h6
 }
 
 Model& Session::model() const {
