@@ -55,7 +55,11 @@ Engine::Engine(Model& model, const EngineOptions& options) : model_(model), opti
   if (options.prefill_chunk < 1) throw Error("the prefill chunk must be at least 1 token");
   n_ctx_ = options.ctx > 0 ? options.ctx : model.options().ctx;
   slots_.resize(size_t(options.parallel));
-  for (Slot& s : slots_) s.session = std::make_unique<Session>(model, n_ctx_);
+  for (Slot& s : slots_) {
+    s.session = std::make_unique<Session>(model, n_ctx_);
+    if (options.speculative.method != SpecMethod::None)
+      s.spec = std::make_unique<Speculator>(model, options.speculative, n_ctx_);
+  }
   for (int32_t t = 0; t < int32_t(model.n_vocab()); ++t)
     if (model.is_end_of_generation(t)) eog_.push_back(t);
   stats_.slots = options.parallel;
@@ -164,6 +168,9 @@ void Engine::assign_waiting() {
     s.ban_eog.reset();
     if (p.ignore_eos && !p.constraint) s.ban_eog = std::make_unique<BanTokens>(eog_);
     s.logprobs.clear();
+    s.batch.clear();
+    s.n_proposed = 0;
+    s.spec_timings = {};
     s.taken = Clock::now();
     s.req = std::move(r);
     s.state = State::Prefill;
@@ -184,18 +191,29 @@ bool Engine::step() {
       --stats_.busy_slots;
     }
 
-  // Every decoding slot's last token, then prompt chunks in the room left.
+  // Every decoding slot's last token (and its proposals), then prompt chunks in the room left.
+  // Proposals only take room that leaves one token for each decoding slot after this one.
   std::vector<BatchItem> items;
   std::vector<Slot*> in_step;
   int room = model_.options().ubatch;
   int decoding = 0;
-  for (Slot& s : slots_)
-    if (s.state == State::Decode && room > 0) {
-      items.push_back({s.session.get(), std::span(&s.last, 1), false});
-      in_step.push_back(&s);
-      --room;
-      ++decoding;
+  int decoders_left = int(std::count_if(slots_.begin(), slots_.end(),
+                                        [](const Slot& s) { return s.state == State::Decode; }));
+  for (Slot& s : slots_) {
+    if (s.state != State::Decode || room <= 0) continue;
+    try {
+      propose(s, room - decoders_left);
+    } catch (const std::exception& e) {
+      fail_slot(s, 500, std::string("speculative proposal failed: ") + e.what());
+      --decoders_left;
+      continue;
     }
+    items.push_back({s.session.get(), s.batch, s.n_proposed > 0});
+    in_step.push_back(&s);
+    room -= int(s.batch.size());
+    --decoders_left;
+    ++decoding;
+  }
   for (Slot& s : slots_) {
     if (s.state != State::Prefill || room <= 0) continue;
     const int limit = decoding > 0 ? std::min(room, options_.prefill_chunk) : room;
@@ -220,6 +238,7 @@ bool Engine::step() {
 
   int generated = 0;
   uint64_t prompt_evaluated = 0;
+  uint64_t spec_steps = 0, spec_proposed = 0, spec_accepted = 0;
   for (size_t i = 0; i < in_step.size(); ++i) {
     Slot& s = *in_step[i];
     if (s.state == State::Prefill) {
@@ -227,11 +246,20 @@ bool Engine::step() {
       prompt_evaluated += items[i].tokens.size();
       if (s.pending_done < s.pending.size()) continue;  // more of the prompt next step
     }
-    sample(s);
-    ++generated;
+    const int64_t accepted_before = s.spec_timings.draft_n_accepted;
+    const size_t proposed = s.state == State::Decode ? s.n_proposed : 0;
+    generated += sample(s);
+    if (proposed > 0) {
+      ++spec_steps;
+      spec_proposed += proposed;
+      spec_accepted += uint64_t(s.spec_timings.draft_n_accepted - accepted_before);
+    }
   }
   std::lock_guard lock(mu_);
   ++stats_.steps;
+  stats_.spec_steps += spec_steps;
+  stats_.spec_proposed += spec_proposed;
+  stats_.spec_accepted += spec_accepted;
   stats_.busy_seconds += std::chrono::duration<double>(t1 - t0).count();
   stats_.prompt_tokens += prompt_evaluated;
   stats_.completion_tokens += uint64_t(generated);
@@ -246,16 +274,71 @@ bool Engine::step() {
   return true;
 }
 
-void Engine::sample(Slot& s) {
+void Engine::propose(Slot& s, int max_tokens) {
+  s.batch.assign(1, s.last);
+  s.n_proposed = 0;
+  if (!s.spec) return;
+  const GenRequest& p = s.req->params_;
+  // Proposals fit in the context after `last`, and beyond the tokens still wanted they are waste.
+  int64_t limit = std::min<int64_t>(max_tokens, n_ctx_ - s.session->n_past() - 1);
+  if (p.max_tokens >= 0) limit = std::min(limit, p.max_tokens - s.usage.completion_tokens);
+  if (limit <= 0) return;
+  const std::span<const int32_t> cached = s.session->tokens();
+  s.sequence.assign(cached.begin(), cached.end());
+  s.sequence.push_back(s.last);
+  const std::span<const int32_t> proposals = s.spec->propose(s.sequence, *s.sampler, int(limit));
+  s.batch.insert(s.batch.end(), proposals.begin(), proposals.end());
+  s.n_proposed = proposals.size();
+  s.spec_timings.draft_n += int64_t(proposals.size());
+}
+
+int Engine::sample(Slot& s) {
   GenRequest& p = s.req->params_;
-  const std::span<const float> logits = s.session->logits();
   if (s.state == State::Prefill) {
     s.first_token = Clock::now();
     s.state = State::Decode;
+    s.n_proposed = 0;
   }
-  const int32_t token =
-      s.sampler->sample(logits, p.constraint ? p.constraint.get() : s.ban_eog.get());
-  if (std::find(eog_.begin(), eog_.end(), token) != eog_.end()) return finish(s, "stop");
+  TokenConstraint* constraint = p.constraint ? p.constraint.get() : s.ban_eog.get();
+  const int64_t before = s.usage.completion_tokens;
+  // Row i holds the logits after last + proposals[0, i): each accepted proposal is taken and the
+  // next row read; the first token the target picks itself ends the step, and the rows after it
+  // (rejected proposals) leave the cache.
+  const size_t k = s.n_proposed;
+  size_t unused = k;
+  auto drop_unused = [&] {
+    if (unused > 0) s.session->truncate(s.session->n_past() - int64_t(unused));
+    unused = 0;
+  };
+  for (size_t i = 0;; ++i) {
+    const std::span<const float> logits = k > 0 ? s.session->logits(int(i)) : s.session->logits();
+    const int32_t token = s.spec ? s.spec->pick(*s.sampler, logits, i, constraint)
+                                 : s.sampler->sample(logits, constraint);
+    const bool accepted = i < k && token == s.batch[i + 1];
+    if (accepted) {
+      --unused;
+      ++s.spec_timings.draft_n_accepted;
+    } else {
+      drop_unused();
+    }
+    if (!take(s, token, logits, accepted)) break;
+    if (!accepted) {
+      s.last = token;
+      break;
+    }
+  }
+  drop_unused();
+  if (s.spec) s.spec->finish_step();
+  s.n_proposed = 0;
+  return int(s.usage.completion_tokens - before);
+}
+
+bool Engine::take(Slot& s, int32_t token, std::span<const float> logits, bool in_cache) {
+  GenRequest& p = s.req->params_;
+  if (std::find(eog_.begin(), eog_.end(), token) != eog_.end()) {
+    finish(s, "stop");
+    return false;
+  }
   if (p.constraint) p.constraint->accept(token);
   s.sampler->accept(token);
   ++s.usage.completion_tokens;
@@ -267,7 +350,10 @@ void Engine::sample(Slot& s) {
     s.logprobs.push_back(std::move(lp));
   }
   std::string text = s.text->push(model_.token_to_piece(token));
-  if (s.text->stopped()) return finish(s, "stop", std::move(text));
+  if (s.text->stopped()) {
+    finish(s, "stop", std::move(text));
+    return false;
+  }
   if (!text.empty() || !s.logprobs.empty()) {
     GenEvent e;
     e.text = std::move(text);
@@ -275,10 +361,16 @@ void Engine::sample(Slot& s) {
     s.logprobs.clear();
     s.req->push(std::move(e));
   }
-  if (p.max_tokens >= 0 && s.usage.completion_tokens >= p.max_tokens) return finish(s, "length");
-  // The token is evaluated in the next step: it needs a free position.
-  if (s.session->n_past() >= s.session->n_ctx()) return finish(s, "length");
-  s.last = token;
+  if (p.max_tokens >= 0 && s.usage.completion_tokens >= p.max_tokens) {
+    finish(s, "length");
+    return false;
+  }
+  // A token the target picked is evaluated in the next step: it needs a free position.
+  if (!in_cache && s.session->n_past() >= s.session->n_ctx()) {
+    finish(s, "length");
+    return false;
+  }
+  return true;
 }
 
 void Engine::finish(Slot& s, const char* reason, std::string text) {
@@ -293,6 +385,8 @@ void Engine::finish(Slot& s, const char* reason, std::string text) {
   e.timings.queue_ms = ms_between(s.req->submitted_, s.taken);
   e.timings.prompt_ms = ms_between(s.taken, s.first_token);
   e.timings.predict_ms = ms_between(s.first_token, now);
+  e.timings.draft_n = s.spec_timings.draft_n;
+  e.timings.draft_n_accepted = s.spec_timings.draft_n_accepted;
   s.req->push(std::move(e));
   s.req.reset();
   s.state = State::Idle;

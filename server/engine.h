@@ -7,6 +7,12 @@
 // while others decode, so streams keep flowing); (3) samples each slot's next token and publishes
 // text, which the HTTP threads read from the request's queue. A request whose client went away is
 // cancelled and frees its slot at the next step.
+//
+// Speculative decoding (EngineOptions::speculative): each slot has its own straw::Speculator. A
+// decoding slot's item in the step is its last token plus the tokens its speculator proposes, with
+// every row's logits; after the step the slot takes the accepted proposals and the target's own
+// next token (Speculator::pick) and truncates its session to drop the rejected rows. Other slots
+// decode and prefill in the same step as usual.
 #pragma once
 
 #include <atomic>
@@ -60,6 +66,8 @@ struct Timings {
   double queue_ms = 0;    // submitted -> taken by a slot
   double prompt_ms = 0;   // taken -> first token sampled
   double predict_ms = 0;  // first token -> last token
+  int64_t draft_n = 0;           // speculative decoding: tokens proposed (llama-server's name)
+  int64_t draft_n_accepted = 0;  // of which accepted
 };
 
 struct GenEvent {
@@ -99,6 +107,9 @@ struct EngineOptions {
   int64_t ctx = 0;           // context of each slot; 0: the model's (ModelOptions::ctx)
   int prefill_chunk = 256;   // prompt tokens per step while other slots decode (at most ubatch)
   bool cache_prompt = true;  // reuse a slot's cached prefix
+  // Speculative decoding for every slot (method None: off). A draft model is shared by the slots
+  // (each has its own session of it) and must outlive the engine.
+  SpeculativeOptions speculative;
 };
 
 // Counters for /metrics (monotonic totals, and the state now).
@@ -114,6 +125,10 @@ struct EngineStats {
   int queue_length = 0;
   int busy_slots = 0;
   int slots = 0;
+  // Speculative decoding, summed over the slots.
+  uint64_t spec_steps = 0;     // verifications (a slot's item carried proposals)
+  uint64_t spec_proposed = 0;  // tokens proposed
+  uint64_t spec_accepted = 0;  // proposals accepted
 };
 
 class Engine {
@@ -145,6 +160,11 @@ class Engine {
     std::vector<int32_t> pending;  // prompt tokens still to evaluate
     size_t pending_done = 0;
     int32_t last = -1;  // sampled token to evaluate next (Decode)
+    std::unique_ptr<Speculator> spec;  // speculative decoding; null: off
+    std::vector<int32_t> batch;        // Decode: last + proposals, evaluated in this step
+    size_t n_proposed = 0;             // proposals in `batch` (batch[1..])
+    std::vector<int32_t> sequence;     // scratch: the cache's tokens + last
+    Timings spec_timings;              // this request's draft_n / draft_n_accepted
     Usage usage;
     std::vector<TokenLogprobs> logprobs;       // not yet published
     std::unique_ptr<TokenConstraint> ban_eog;  // ignore_eos
@@ -154,7 +174,13 @@ class Engine {
   void loop();
   void assign_waiting();
   bool step();
-  void sample(Slot& s);
+  // After a step: the slot's next token(s), from its rows of logits; returns the tokens taken.
+  int sample(Slot& s);
+  // Takes one token (publishes text, applies stop conditions); false when the slot finished.
+  // `in_cache`: an accepted proposal, already evaluated (no free position needed for it).
+  bool take(Slot& s, int32_t token, std::span<const float> logits, bool in_cache);
+  // Proposals for a decoding slot, at most max_tokens.
+  void propose(Slot& s, int max_tokens);
   // Publishes the Done event (text: output released together with it) and frees the slot.
   void finish(Slot& s, const char* reason, std::string text = {});
   void fail_slot(Slot& s, int status, const std::string& message);

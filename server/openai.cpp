@@ -216,7 +216,7 @@ json timings_json(const GenEvent& done) {
   const Timings& t = done.timings;
   const double n = double(done.usage.completion_tokens);
   const double evaluated = double(done.usage.prompt_tokens - done.usage.cached_tokens);
-  return {
+  json j = {
       {"queue_ms", t.queue_ms},
       {"prompt_n", evaluated},
       {"prompt_ms", t.prompt_ms},
@@ -224,6 +224,12 @@ json timings_json(const GenEvent& done) {
       {"predicted_n", n},
       {"predicted_ms", t.predict_ms},
       {"predicted_per_second", t.predict_ms > 0 && n > 1 ? (n - 1) * 1000.0 / t.predict_ms : 0.0}};
+  // Speculative decoding (as llama-server reports it).
+  if (t.draft_n > 0) {
+    j["draft_n"] = t.draft_n;
+    j["draft_n_accepted"] = t.draft_n_accepted;
+  }
+  return j;
 }
 
 }  // namespace

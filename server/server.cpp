@@ -101,6 +101,8 @@ struct Server::Impl {
   ServerOptions o;
   httplib::Server http;
   int port = 0;
+  std::unique_ptr<Model> draft;  // speculative decoding's draft model (before the engine: it
+                                 // outlives the slots' sessions of it)
   std::unique_ptr<Model> model;
   std::unique_ptr<Engine> engine;
   ModelContext ctx;
@@ -130,6 +132,11 @@ struct Server::Impl {
 
 void Server::Impl::load() {
   try {
+    // The draft model first: the planner places it on the GPU before the target.
+    if (o.load_draft) {
+      draft = o.load_draft();
+      o.engine.speculative.draft_model = draft.get();
+    }
     model = o.load();
     ctx.model = model.get();
     ctx.name = o.alias.empty() ? model->info().name : o.alias;
@@ -427,6 +434,14 @@ std::string Server::Impl::metrics_text() {
   metric("straw_slots_total", "gauge", "slots (--parallel)", s.slots);
   metric("straw_tokens_per_second", "gauge", "tokens generated per second over the last 10 s",
          s.recent_tokens_per_second);
+  if (o.engine.speculative.method != SpecMethod::None) {
+    metric("straw_speculative_steps_total", "counter",
+           "slot evaluations that verified speculative proposals", double(s.spec_steps));
+    metric("straw_speculative_proposed_total", "counter", "tokens proposed",
+           double(s.spec_proposed));
+    metric("straw_speculative_accepted_total", "counter", "proposed tokens accepted",
+           double(s.spec_accepted));
+  }
   return out;
 }
 

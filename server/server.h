@@ -33,6 +33,9 @@ struct ServerOptions {
   int http_threads = 64;      // connections served at once (streams hold one each)
   EngineOptions engine;
   std::function<std::unique_ptr<Model>()> load;  // loads the model (on a background thread)
+  // Loads the draft model of speculative decoding (engine.speculative.method Draft), before the
+  // model; null: none.
+  std::function<std::unique_ptr<Model>()> load_draft;
   std::function<void(const std::string&)> log;   // one line per request; null: stderr
 };
 

@@ -112,6 +112,50 @@ TEST(ServerEngine, LongPromptsArePrefilledInChunksBetweenDecodes) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(collect(*reqs[size_t(i)]).text, expected[size_t(i)]);
 }
 
+// Speculative decoding in the engine: each slot verifies its proposals inside the shared step;
+// greedy text is unchanged, with prompt lookup and with a draft model (the model as its own
+// draft, which accepts everything), also with a micro-batch too small for every proposal.
+TEST(ServerEngine, SpeculativeDecodingGivesTheSameGreedyText) {
+  const std::string repeat =
+      "Once upon a time, there was a little girl named Lily. She loved to play. Once upon a time,";
+  for (int ubatch : {512, 6}) {
+    SCOPED_TRACE(ubatch);
+    auto model = bundled(ubatch);
+    auto draft = bundled(ubatch);
+    std::vector<std::string> prompts(std::begin(kPrompts), std::end(kPrompts));
+    prompts.push_back(repeat);
+    std::vector<std::string> expected;
+    for (const std::string& p : prompts) expected.push_back(generate_alone(*model, p, 40));
+    std::vector<SpeculativeOptions> methods(2);
+    methods[0].method = SpecMethod::Ngram;
+    methods[1].method = SpecMethod::Draft;
+    methods[1].draft_model = draft.get();
+    methods[1].adaptive = false;
+    methods[1].draft_max = 4;
+    methods[1].draft_p_min = 0.0f;
+    for (const SpeculativeOptions& spec : methods) {
+      SCOPED_TRACE(int(spec.method));
+      Engine engine(*model, {.parallel = 3, .speculative = spec});
+      std::vector<std::shared_ptr<Request>> reqs;
+      for (const std::string& p : prompts) reqs.push_back(engine.submit(greedy(*model, p, 40)));
+      int64_t proposed = 0, accepted = 0;
+      for (size_t i = 0; i < reqs.size(); ++i) {
+        const Result r = collect(*reqs[i]);
+        EXPECT_EQ(r.text, expected[i]) << prompts[i];
+        EXPECT_EQ(r.done.usage.completion_tokens, 40);
+        proposed += r.done.timings.draft_n;
+        accepted += r.done.timings.draft_n_accepted;
+      }
+      EXPECT_GT(proposed, 0);
+      if (spec.method == SpecMethod::Draft) EXPECT_EQ(accepted, proposed);
+      const EngineStats st = engine.stats();
+      EXPECT_EQ(st.spec_proposed, uint64_t(proposed));
+      EXPECT_EQ(st.spec_accepted, uint64_t(accepted));
+      EXPECT_EQ(st.completion_tokens, 40u * prompts.size());
+    }
+  }
+}
+
 TEST(ServerEngine, PromptCacheReusesTheLongestPrefixAndChangesNothing) {
   auto model = bundled();
   Engine engine(*model, {.parallel = 2});

@@ -4,9 +4,11 @@
 
 #include <csignal>
 #include <cstdio>
+#include <memory>
 
 #include "cli.h"
 #include "model_flags.h"
+#include "spec_flags.h"
 #include "server.h"
 
 namespace straw::cli {
@@ -30,6 +32,8 @@ std::vector<Option> serve_options() {
        "S  on SIGINT/SIGTERM, seconds running requests get to finish (default 5)"},
   };
   o.insert(o.end(), more.begin(), more.end());
+  std::vector<Option> spec = spec_options();
+  o.insert(o.end(), spec.begin(), spec.end());
   return o;
 }
 
@@ -55,7 +59,21 @@ int run_serve(const Args& a) {
   if (grace < 0) throw UsageError("--shutdown-grace must be >= 0");
   // The memory check counts one KV cache per slot.
   mo.sessions = so.engine.parallel;
-  so.load = [mo, quiet = a.has("quiet")] { return load_model_verbose(mo, quiet); };
+  // Speculative decoding: every slot proposes with its own speculator; a draft model is loaded
+  // first (the planner places it on the GPU before the target) and the target gets the budget it
+  // left.
+  const SpecChoice spec = spec_from(a);
+  so.engine.speculative = spec.options;
+  const bool quiet = a.has("quiet");
+  // The server owns the loaded draft model; the target's loader reads its placement.
+  auto draft = std::make_shared<const Model*>(nullptr);
+  if (spec.options.method == SpecMethod::Draft)
+    so.load_draft = [mo, spec, quiet, draft] {
+      std::unique_ptr<Model> d = load_draft_model(mo, spec, quiet);
+      *draft = d.get();
+      return d;
+    };
+  so.load = [mo, quiet, draft] { return load_model_verbose(after_draft(mo, *draft), quiet); };
 
   // SIGINT/SIGTERM go to one watcher thread (blocked everywhere else, before any thread starts).
   sigset_t set;
@@ -89,7 +107,8 @@ int run_serve(const Args& a) {
 
 const Command kServe = {"serve", "OpenAI-compatible HTTP server with batched decoding",
                         "serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] "
-                        "[--api-key KEY] [--alias NAME] [--max-body SIZE]",
+                        "[--api-key KEY] [--alias NAME] [--max-body SIZE] [--spec draft|ngram|none] "
+                        "[--model-draft FILE]",
                         serve_options, run_serve};
 
 }  // namespace straw::cli

@@ -67,30 +67,41 @@ SpecChoice spec_from(const Args& a) {
   return c;
 }
 
+std::unique_ptr<Model> load_draft_model(const ModelOptions& target, const SpecChoice& spec,
+                                        bool quiet) {
+  ModelOptions d;
+  d.path = spec.draft_path;
+  d.threads = target.threads;
+  d.ctx = target.ctx;
+  d.ubatch = target.ubatch;
+  d.kv_type = target.kv_type;
+  d.cpu_kernels = target.cpu_kernels;
+  d.device = target.device;
+  d.vram_budget = target.vram_budget;
+  d.cuda_graphs = target.cuda_graphs;
+  d.repack_weights = target.repack_weights;
+  d.sessions = target.sessions;
+  if (!quiet) std::fprintf(stderr, "straw: draft model %s\n", d.path.c_str());
+  return load_model_verbose(d, quiet);
+}
+
+ModelOptions after_draft(ModelOptions target, const Model* draft) {
+  // An explicit budget is shared: the target gets what the draft left. An automatic one is the
+  // GPU's free memory when the target loads, which the draft's allocations already reduced.
+  if (draft && target.vram_budget) {
+    const uint64_t used = draft->info().vram_bytes;
+    target.vram_budget = *target.vram_budget > used ? *target.vram_budget - used : 0;
+  }
+  return target;
+}
+
 Models load_models(ModelOptions target, SpecChoice& spec, bool quiet) {
   Models m;
   if (spec.options.method == SpecMethod::Draft) {
-    ModelOptions d;
-    d.path = spec.draft_path;
-    d.threads = target.threads;
-    d.ctx = target.ctx;
-    d.ubatch = target.ubatch;
-    d.kv_type = target.kv_type;
-    d.cpu_kernels = target.cpu_kernels;
-    d.device = target.device;
-    d.vram_budget = target.vram_budget;
-    d.cuda_graphs = target.cuda_graphs;
-    d.repack_weights = target.repack_weights;
-    d.sessions = target.sessions;
-    if (!quiet) std::fprintf(stderr, "straw: draft model %s\n", d.path.c_str());
-    m.draft = load_model_verbose(d, quiet);
-    if (target.vram_budget) {
-      const uint64_t used = m.draft->info().vram_bytes;
-      target.vram_budget = *target.vram_budget > used ? *target.vram_budget - used : 0;
-    }
+    m.draft = load_draft_model(target, spec, quiet);
     spec.options.draft_model = m.draft.get();
   }
-  m.target = load_model_verbose(target, quiet);
+  m.target = load_model_verbose(after_draft(target, m.draft.get()), quiet);
   return m;
 }
 

@@ -34,6 +34,11 @@ struct Models {
   std::unique_ptr<Model> target;
 };
 Models load_models(ModelOptions target, SpecChoice& spec, bool quiet);
+// The two halves of load_models (straw serve loads on its own thread): the draft model with the
+// target's settings, and the target's options once the draft is placed (null: no draft).
+std::unique_ptr<Model> load_draft_model(const ModelOptions& target, const SpecChoice& spec,
+                                        bool quiet);
+ModelOptions after_draft(ModelOptions target, const Model* draft);
 
 // One line on stderr: "straw: speculation (ngram): 20 steps, 60 proposed, 45 accepted (75.0%),
 // 3.25 tokens per step, proposing 0.01 s".
