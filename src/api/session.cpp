@@ -189,20 +189,25 @@ void Session::truncate(int64_t n_keep) {
   // the row of the new last token (all_logits, speculative verification), logits() is that row.
   Impl& s = *impl_;
   if (n_keep == n_past()) return;
+  const int64_t last = n_keep - 1;
+  s.n_rows = last >= s.row0_pos && last < s.row0_pos + s.n_rows ? last - s.row0_pos + 1 : 0;
   if (s.rs.empty()) {
-    const int64_t last = n_keep - 1;
-    s.n_rows = last >= s.row0_pos && last < s.row0_pos + s.n_rows ? last - s.row0_pos + 1 : 0;
     s.tokens.resize(size_t(n_keep));
     return;
   }
   // The recurrent state cannot be rewound: restore the latest checkpoint at or before n_keep and
-  // evaluate the tokens from there to n_keep again (their KV rows are rewritten unchanged); the
-  // logits are then those of that evaluation (none when the checkpoint is at n_keep itself).
-  s.n_rows = 0;
+  // evaluate the tokens from there to n_keep again (their KV rows are rewritten unchanged; the
+  // logits rows are not touched). A checkpoint at n_keep then bounds the next rollback's work
+  // (speculative decoding truncates after every verification with a rejection).
   const int64_t from = s.rs.restore(n_keep);
+  if (from == n_keep) {
+    s.tokens.resize(size_t(n_keep));
+    return;
+  }
   const std::vector<int32_t> redo(s.tokens.begin() + from, s.tokens.begin() + n_keep);
   s.tokens.resize(size_t(from));
   s.advance(redo);
+  s.rs.save(n_keep);
 }
 
 Model& Session::model() const {
