@@ -192,17 +192,22 @@ bool Engine::step() {
     }
 
   // Every decoding slot's last token (and its proposals), then prompt chunks in the room left.
-  // Proposals only take room that leaves one token for each decoding slot after this one.
+  // Proposals only take room that leaves one token for each decoding slot after this one, and
+  // while a prompt waits, half the rest stays for its chunk (proposals must not starve prefill).
   std::vector<BatchItem> items;
   std::vector<Slot*> in_step;
   int room = model_.options().ubatch;
   int decoding = 0;
   int decoders_left = int(std::count_if(slots_.begin(), slots_.end(),
                                         [](const Slot& s) { return s.state == State::Decode; }));
+  const bool prefilling = std::any_of(slots_.begin(), slots_.end(),
+                                      [](const Slot& s) { return s.state == State::Prefill; });
+  const int reserved =
+      prefilling ? std::min(options_.prefill_chunk, std::max(0, room - decoders_left) / 2) : 0;
   for (Slot& s : slots_) {
     if (s.state != State::Decode || room <= 0) continue;
     try {
-      propose(s, room - decoders_left);
+      propose(s, room - decoders_left - reserved);
     } catch (const std::exception& e) {
       fail_slot(s, 500, std::string("speculative proposal failed: ") + e.what());
       --decoders_left;

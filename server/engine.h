@@ -63,9 +63,9 @@ struct Usage {
 };
 
 struct Timings {
-  double queue_ms = 0;    // submitted -> taken by a slot
-  double prompt_ms = 0;   // taken -> first token sampled
-  double predict_ms = 0;  // first token -> last token
+  double queue_ms = 0;           // submitted -> taken by a slot
+  double prompt_ms = 0;          // taken -> first token sampled
+  double predict_ms = 0;         // first token -> last token
   int64_t draft_n = 0;           // speculative decoding: tokens proposed (llama-server's name)
   int64_t draft_n_accepted = 0;  // of which accepted
 };
@@ -159,7 +159,7 @@ class Engine {
     std::optional<TextStream> text;
     std::vector<int32_t> pending;  // prompt tokens still to evaluate
     size_t pending_done = 0;
-    int32_t last = -1;  // sampled token to evaluate next (Decode)
+    int32_t last = -1;                 // sampled token to evaluate next (Decode)
     std::unique_ptr<Speculator> spec;  // speculative decoding; null: off
     std::vector<int32_t> batch;        // Decode: last + proposals, evaluated in this step
     size_t n_proposed = 0;             // proposals in `batch` (batch[1..])

@@ -36,7 +36,7 @@ struct ServerOptions {
   // Loads the draft model of speculative decoding (engine.speculative.method Draft), before the
   // model; null: none.
   std::function<std::unique_ptr<Model>()> load_draft;
-  std::function<void(const std::string&)> log;   // one line per request; null: stderr
+  std::function<void(const std::string&)> log;  // one line per request; null: stderr
 };
 
 class Server {

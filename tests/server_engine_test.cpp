@@ -147,13 +147,56 @@ TEST(ServerEngine, SpeculativeDecodingGivesTheSameGreedyText) {
         accepted += r.done.timings.draft_n_accepted;
       }
       EXPECT_GT(proposed, 0);
-      if (spec.method == SpecMethod::Draft) EXPECT_EQ(accepted, proposed);
+      if (spec.method == SpecMethod::Draft) {
+        EXPECT_EQ(accepted, proposed);
+      }
+      // A step's counters are added after its Done events went out: stop the loop to read them.
+      engine.shutdown(0ms);
       const EngineStats st = engine.stats();
       EXPECT_EQ(st.spec_proposed, uint64_t(proposed));
       EXPECT_EQ(st.spec_accepted, uint64_t(accepted));
       EXPECT_EQ(st.completion_tokens, 40u * prompts.size());
     }
   }
+}
+
+// With temperature > 0 the slots draw through speculative sampling (the draft's distribution
+// against the target's); stop conditions inside an accepted run of proposals end the request there,
+// and the slot's cache holds exactly the prompt and the generated tokens (the rejected rows left).
+TEST(ServerEngine, SpeculativeSamplingAndStopsInsideAcceptedProposals) {
+  auto model = bundled();
+  auto draft = bundled();
+  SpeculativeOptions spec;
+  spec.method = SpecMethod::Draft;
+  spec.draft_model = draft.get();
+  spec.adaptive = false;
+  spec.draft_max = 6;
+  spec.draft_p_min = 0.0f;
+  Engine engine(*model, {.parallel = 2, .speculative = spec});
+  std::vector<std::shared_ptr<Request>> reqs;
+  for (int i = 0; i < 4; ++i) {
+    GenRequest g = greedy(*model, kPrompts[i % 2], 37);
+    g.sampling.temperature = 0.9f;
+    g.sampling.seed = uint64_t(i);
+    g.ignore_eos = true;
+    reqs.push_back(engine.submit(std::move(g)));
+  }
+  for (auto& r : reqs) {
+    const Result res = collect(*r);
+    EXPECT_EQ(res.done.usage.completion_tokens, 37);
+    EXPECT_EQ(res.done.finish_reason, "length");
+    EXPECT_GT(res.done.timings.draft_n, 0);
+  }
+  // A stop string in the greedy text: the request ends at it although its tokens were proposed
+  // (the model as its own draft proposes the whole continuation).
+  const std::string full = generate_alone(*model, kPrompts[0], 40);
+  ASSERT_GT(full.size(), 20u);
+  GenRequest g = greedy(*model, kPrompts[0], 40);
+  const std::string stop = full.substr(12, 5);
+  g.stop = {stop};
+  const Result res = collect(*engine.submit(std::move(g)));
+  EXPECT_EQ(res.text, full.substr(0, full.find(stop)));
+  EXPECT_EQ(res.done.finish_reason, "stop");
 }
 
 TEST(ServerEngine, PromptCacheReusesTheLongestPrefixAndChangesNothing) {

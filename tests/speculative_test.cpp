@@ -103,6 +103,8 @@ TEST(Speculative, GreedyEqualsPlainDecodingOnTheGoldenModels) {
   check_greedy_equal("qwen2-tiny-q4_k_m.gguf", "qwen2-tiny-q8_0.gguf");
   check_greedy_equal("qwen3-tiny-f16.gguf", "qwen3-tiny-q4_k_m.gguf");
   check_greedy_equal("qwen3-tiny-iq4_xs.gguf", "qwen3-tiny-iq4_xs.gguf");
+  // Gated DeltaNet layers: rejected proposals roll the recurrent state back from a checkpoint.
+  check_greedy_equal("qwen35-tiny-f16.gguf", "qwen35-tiny-q4_k_m.gguf");
 }
 
 TEST(Speculative, AModelAsItsOwnDraftAcceptsEveryToken) {
@@ -346,6 +348,38 @@ TEST(Speculative, RollbackLeavesTheCacheAsAFreshEvaluation) {
   EXPECT_LT(nrmse(s.logits(), kept3.logits()), 1e-4);
   s.truncate(s.n_past() - 3);  // before the verified rows: no logits left
   EXPECT_THROW(s.logits(), Error);
+}
+
+TEST(Speculative, RollbackRestoresTheRecurrentState) {
+  STRAW_REQUIRE_TESTDATA();
+  // Qwen3.5's linear-attention layers cannot be rewound: truncate restores a checkpoint and
+  // evaluates the kept tokens again. Repeated verifications with rejections (as speculation does
+  // step after step) leave the state of a fresh evaluation of the kept sequence.
+  auto model = load("qwen35-tiny-f16.gguf");
+  const std::vector<int32_t> prompt = model->tokenize("The quick brown fox");
+  Session s(*model);
+  s.eval(prompt);
+  std::vector<int32_t> kept = prompt;
+  for (int round = 0; round < 4; ++round) {
+    SCOPED_TRACE(round);
+    const std::vector<int32_t> step = {int32_t(100 + round), 200, 300, 400, 500};
+    s.eval(step, true);
+    const int rejected = 1 + round % 3;
+    s.truncate(s.n_past() - rejected);
+    kept.insert(kept.end(), step.begin(), step.end() - rejected);
+    ASSERT_EQ(std::vector<int32_t>(s.tokens().begin(), s.tokens().end()), kept);
+    // The kept row of the verification is the logits of the new last token.
+    Session fresh(*model);
+    fresh.eval(kept);
+    EXPECT_LT(nrmse(s.logits(), fresh.logits()), 2e-3);
+  }
+  const int32_t next[1] = {42};
+  s.eval(next);
+  kept.push_back(42);
+  Session fresh(*model);
+  fresh.eval(kept);
+  EXPECT_LT(nrmse(s.logits(), fresh.logits()), 2e-3);
+  EXPECT_EQ(argmax(s.logits()), argmax(fresh.logits()));
 }
 
 TEST(Speculative, AfterRejectionsTheNextLogitsEqualAFreshEvaluation) {

@@ -5,8 +5,14 @@
 // Comma lists sweep a parameter (-t 1,2 -p 128,512 --ubatch 64,512 --gpu-layers 0,20,40); the
 // model is loaded once per (gpu-layers, ubatch, threads) combination and runs every pp test, then
 // every tg test, as llama-bench orders them.
+//
+// Speculative decoding (bench_spec.h): --spec ngram|draft runs greedy generation from a real
+// prompt (--prompt / --prompt-file) plain and speculative, and reports the acceptance rate, tokens
+// per verification step and the speed-up; --verify K[,K..] measures a forward step over 1 + K
+// tokens against one token. These replace the pp and tg tests.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -15,11 +21,13 @@
 #include "bench_bandwidth.h"
 #include "bench_report.h"
 #include "bench_run.h"
+#include "bench_spec.h"
 #include "cli.h"
 #include "cpu/cpu_features.h"
 #include "cpu/thread_pool.h"
 #include "load_progress.h"
 #include "model_flags.h"
+#include "spec_flags.h"
 #include "util/str.h"
 
 namespace straw::cli {
@@ -30,7 +38,7 @@ using bench::ModelFacts;
 using bench::Row;
 
 std::vector<Option> bench_options() {
-  return {
+  std::vector<Option> o = {
       {"model", 'm', true, "FILE  GGUF model (first shard of a split model)"},
       {"n-prompt", 'p', true, "N[,N..]  prompt lengths of the pp tests (default 512; 0: none)"},
       {"n-gen", 'n', true, "N[,N..]  tokens of the tg tests (default 128; 0: none)"},
@@ -52,7 +60,15 @@ std::vector<Option> bench_options() {
       {"progress", 0, false, "print each test and repetition to stderr"},
       no_repack_option(),
       quiet_option(),
+      {"prompt", 0, true, "TEXT  --spec: the prompt generation starts from"},
+      {"prompt-file", 0, true, "FILE  --spec: read the prompt from a file"},
+      {"verify", 0, true,
+       "K[,K..]  measure a forward step over 1+K tokens (a verification of K proposals) against "
+       "one token, at each -d depth"},
   };
+  std::vector<Option> spec = spec_options();
+  o.insert(o.end(), spec.begin(), spec.end());
+  return o;
 }
 
 // "1,2,4" -> {1, 2, 4}; each value >= min. "all" (where allowed) stands for `all`.
@@ -100,6 +116,76 @@ ModelOptions base_options(const Args& a) {
   return o;
 }
 
+std::string read_file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, ": cannot open the prompt file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// --spec / --verify: one load (one value of -t and --ubatch), the speculative tests.
+int run_spec_bench(const Args& a, ModelOptions mo, const std::vector<int>& threads, int reps,
+                   const std::string& format) {
+  if (threads.size() != 1 || a.get_or("ubatch", "512").find(',') != std::string::npos ||
+      a.has("gpu-layers"))
+    throw UsageError("--spec and --verify take one -t and one --ubatch value (no --gpu-layers)");
+  if (format == "csv") throw UsageError("--spec and --verify print md or json");
+  SpecChoice spec = spec_from(a);
+  const std::vector<int> gens = int_list(a, "n-gen", "128", 1);
+  const std::vector<int> depths = int_list(a, "n-depth", "0", 0);
+  const std::vector<int> ks = a.has("verify") ? int_list(a, "verify", "", 1) : std::vector<int>{};
+  std::string prompt;
+  if (spec.options.method != SpecMethod::None) {
+    prompt =
+        a.has("prompt-file") ? read_file_text(a.require("prompt-file")) : a.get_or("prompt", "");
+    if (prompt.empty())
+      throw UsageError("--spec needs the text to start from: --prompt TEXT or --prompt-file FILE");
+  }
+  mo.threads = threads[0];
+  mo.ubatch = int(a.get_int("ubatch", 512));
+  const int max_k = ks.empty() ? 0 : *std::max_element(ks.begin(), ks.end());
+  const int max_d = *std::max_element(depths.begin(), depths.end());
+  const int max_n = *std::max_element(gens.begin(), gens.end());
+  int64_t ctx = std::max<int64_t>(max_d + 1 + max_k, 0);
+  std::vector<int32_t> tokens;
+  Models m;
+  // The prompt's length is known once the model (its tokenizer) is loaded: load with the
+  // model's default context, then check.
+  if (a.has("ctx")) mo.ctx = a.get_int("ctx", 0);
+  m = load_models(mo, spec, a.has("quiet"));
+  if (!prompt.empty()) tokens = m.target->tokenize(prompt);
+  ctx = std::max<int64_t>(ctx, int64_t(tokens.size()) + max_n + 1);
+  const Model::Impl& im = m.target->impl();
+  if (ctx > im.n_ctx)
+    throw UsageError(str("the tests need a context of ", ctx, " tokens; the model is loaded with ",
+                         im.n_ctx, ": pass --ctx ", ctx));
+  const std::string name = bench::model_facts(*m.target).filename;
+  std::vector<bench::SpecTestResult> spec_rows;
+  std::vector<bench::VerifyResult> verify_rows;
+  if (spec.options.method != SpecMethod::None)
+    for (int n : gens) {
+      if (a.has("progress"))
+        std::fprintf(stderr, "straw bench: speculative (%s), %d tokens\n",
+                     spec.method_name().c_str(), n);
+      spec_rows.push_back(
+          bench::run_spec_test(*m.target, spec.options, spec.method_name(), tokens, n, reps));
+    }
+  if (!ks.empty()) {
+    Session session(*m.target);
+    for (int d : depths) {
+      if (a.has("progress")) std::fprintf(stderr, "straw bench: verification cost, depth %d\n", d);
+      const std::vector<bench::VerifyResult> v = bench::run_verify_test(session, ks, d, reps);
+      verify_rows.insert(verify_rows.end(), v.begin(), v.end());
+    }
+  }
+  if (format == "json")
+    bench::print_spec_json(spec_rows, verify_rows, name, mo.threads);
+  else
+    bench::print_spec_md(spec_rows, verify_rows, name, mo.threads);
+  return 0;
+}
+
 int run_bench(const Args& a) {
   if (!a.positional().empty()) throw UsageError("unexpected argument '" + a.positional()[0] + "'");
   const std::string format = a.get_or("output", "md");
@@ -130,6 +216,8 @@ int run_bench(const Args& a) {
   }
 
   const ModelOptions base = base_options(a);
+  if (a.has("verify") || spec_from(a).options.method != SpecMethod::None)
+    return run_spec_bench(a, base, threads, static_cast<int>(reps), format);
   const std::vector<int> prompts = int_list(a, "n-prompt", "512", 0);
   const std::vector<int> gens = int_list(a, "n-gen", "128", 0);
   const std::vector<int> depths = int_list(a, "n-depth", "0", 0);
@@ -227,7 +315,8 @@ const Command kBench = {
     "measure prompt (pp) and generation (tg) speed as llama-bench does, with the decode roofline",
     "bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
     "[--vram-budget SIZE] [--ctx N] "
-    "[-o md|json|csv] | bench --bandwidth [-t THREADS]",
+    "[-o md|json|csv] | bench --bandwidth [-t THREADS] | bench -m MODEL --spec ngram|draft "
+    "[--model-draft FILE] --prompt TEXT [-n 128] [--verify K[,K..] [-d N]]",
     bench_options, run_bench};
 
 }  // namespace straw::cli

@@ -1,6 +1,8 @@
 // straw plan: where each tensor of a model would live under a VRAM budget, and the predicted speed.
 // Works without a GPU (for a hypothetical budget) and on header-only (--no-data) files.
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 
 #include "api/memory.h"
 #include "cli.h"
@@ -11,6 +13,7 @@
 #include "placement_flags.h"
 #include "sched/calibration.h"
 #include "sched/plan.h"
+#include "sched/speculation.h"
 #include "util/json.h"
 #include "util/str.h"
 
@@ -24,6 +27,10 @@ std::vector<Option> plan_options() {
       {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), q8_0, q4_0, f32"},
       {"ubatch", 0, true, "N  micro-batch for prompt processing (default 512)"},
       {"output", 'o', true, "FORMAT  table (default) or json"},
+      {"model-draft", 0, true,
+       "FILE  speculative decoding's draft model: planned first on the GPU, the target gets the "
+       "rest; prints the predicted speed-up at acceptance rates 0.5 / 0.7 / 0.9"},
+      {"draft-max", 0, true, "N  with --model-draft: most tokens proposed per step (default 16)"},
       no_repack_option(),
   };
   std::vector<Option> p = placement_options();
@@ -31,7 +38,7 @@ std::vector<Option> plan_options() {
   return o;
 }
 
-void print_json(const sched::Plan& p, const RamCheck& c) {
+void print_json(const sched::Plan& p, const RamCheck& c, const std::string& extra) {
   std::string s = "{";
   auto num = [&](const char* k, uint64_t v, bool comma = true) {
     s += json_string(k) + ": " + std::to_string(v) + (comma ? ", " : "");
@@ -82,7 +89,7 @@ void print_json(const sched::Plan& p, const RamCheck& c) {
          ", \"state_bytes\": " + std::to_string(l.state_bytes) + "}";
   }
   s += "], \"predicted\": {\"tg_tps\": " + json_number(p.predicted_tg_tps) +
-       ", \"pp_tps\": " + json_number(p.predicted_pp_tps) + "}}\n";
+       ", \"pp_tps\": " + json_number(p.predicted_pp_tps) + "}" + extra + "}\n";
   std::fwrite(s.data(), 1, s.size(), stdout);
 }
 
@@ -115,8 +122,7 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
       human_bytes(c.need.total()).c_str(),
       c.available ? human_bytes(c.available).c_str() : "unknown", c.source.c_str(),
       human_bytes(c.need.weights).c_str(), human_bytes(c.need.kv).c_str(),
-      c.need.state ? (", recurrent state + checkpoints " + human_bytes(c.need.state)).c_str()
-                   : "",
+      c.need.state ? (", recurrent state + checkpoints " + human_bytes(c.need.state)).c_str() : "",
       human_bytes(c.need.compute).c_str(), human_bytes(c.need.mapped).c_str());
   if (linear) {
     std::printf(
@@ -136,29 +142,127 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
   if (!c.fits()) std::printf("\n%s\n", ram_shortfall(c, p).c_str());
 }
 
+// A file's plan inputs (works on header-only files).
+struct PlanInput {
+  std::unique_ptr<gguf::Reader> reader;
+  model::HParams hp;
+  sched::ModelShape shape;
+  std::vector<sched::TensorDesc> tensors;
+  int64_t n_vocab = 0;
+};
+
+PlanInput read_plan_input(const std::string& path) {
+  PlanInput in;
+  in.reader = gguf::Reader::open(path);
+  in.hp = model::read_hparams(*in.reader);
+  in.n_vocab = in.reader->tensor("token_embd.weight").n_rows();
+  in.shape = model::plan_shape(in.hp, in.n_vocab);
+  for (const auto& t : in.reader->tensors())
+    in.tensors.push_back({t.name, t.bytes, t.n_elements()});
+  return in;
+}
+
+// The acceptance rates the speed-up is predicted at.
+constexpr double kAcceptance[] = {0.5, 0.7, 0.9};
+
+// Speculative decoding with a draft model, from the two plans' predicted step costs: for each
+// acceptance rate the best draft length (1..draft_max) and its speed-up over plain decoding.
+struct SpecPrediction {
+  std::string draft_path;
+  sched::Plan draft;
+  uint64_t target_budget = 0;
+  int draft_max = 16;
+  std::vector<sched::DraftChoice> choices;  // one per kAcceptance
+};
+
+void print_spec_table(const SpecPrediction& s, const sched::Plan& target) {
+  std::printf("\nspeculative decoding with the draft model %s\n", s.draft_path.c_str());
+  std::printf("  draft:  VRAM %s (planned first: it runs every step), predicted tg %.2f t/s\n",
+              human_bytes(s.draft.vram_bytes).c_str(), s.draft.predicted_tg_tps);
+  std::printf("  target: VRAM budget left %s (the plan above), predicted tg %.2f t/s\n",
+              human_bytes(s.target_budget).c_str(), target.predicted_tg_tps);
+  const double t1 = sched::step_seconds(target, 1);
+  std::printf("  one target step: 1 token %.1f ms", 1e3 * t1);
+  for (int k : {4, 8})
+    if (k <= s.draft_max)
+      std::printf(", 1+%d tokens %.1f ms (%.2fx)", k, 1e3 * sched::step_seconds(target, 1 + k),
+                  sched::step_seconds(target, 1 + k) / t1);
+  std::printf("; draft token %.1f ms\n", 1e3 * sched::step_seconds(s.draft, 1));
+  for (size_t i = 0; i < s.choices.size(); ++i) {
+    const sched::DraftChoice& c = s.choices[i];
+    if (c.k == 0)
+      std::printf("  acceptance %.1f: speculation does not pay (plain decoding)\n", kAcceptance[i]);
+    else
+      std::printf(
+          "  acceptance %.1f: %d proposals per step, %.2f tokens per step, predicted speed-up "
+          "%.2fx (%.2f t/s)\n",
+          kAcceptance[i], c.k, sched::expected_tokens(kAcceptance[i], c.k), c.speedup,
+          c.speedup * target.predicted_tg_tps);
+  }
+}
+
+std::string spec_json(const SpecPrediction& s) {
+  std::string j = ", \"speculative\": {\"draft\": " + json_string(s.draft_path) +
+                  ", \"draft_vram_bytes\": " + std::to_string(s.draft.vram_bytes) +
+                  ", \"draft_tg_tps\": " + json_number(s.draft.predicted_tg_tps) +
+                  ", \"target_vram_budget\": " + std::to_string(s.target_budget) +
+                  ", \"predicted\": [";
+  for (size_t i = 0; i < s.choices.size(); ++i)
+    j += (i ? ", " : "") + std::string("{\"acceptance\": ") + json_number(kAcceptance[i]) +
+         ", \"draft_length\": " + std::to_string(s.choices[i].k) +
+         ", \"speedup\": " + json_number(s.choices[i].speedup) + "}";
+  return j + "]}";
+}
+
 int run_plan(const Args& a) {
   const std::string path = a.require("model");
-  auto reader = gguf::Reader::open(path);
-  const model::HParams hp = model::read_hparams(*reader);
-  const sched::ModelShape shape =
-      model::plan_shape(hp, reader->tensor("token_embd.weight").n_rows());
-  std::vector<sched::TensorDesc> tensors;
-  for (const auto& t : reader->tensors()) tensors.push_back({t.name, t.bytes, t.n_elements()});
+  const PlanInput in = read_plan_input(path);
 
   sched::PlanOptions po = plan_options_from(a);
-  po.ctx = a.get_int("ctx", std::min<int64_t>(hp.n_ctx_train, 4096));
+  po.ctx = a.get_int("ctx", std::min<int64_t>(in.hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
   po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
-  const sched::Plan p =
-      sched::make_plan(shape, tensors, po, sched::load_speeds(sched::calibration_path()));
-  const RamCheck c = check_ram(*reader, p, po.ctx, cpu::best_isa(), !a.has("no-repack"));
+  const sched::Speeds speeds = sched::load_speeds(sched::calibration_path());
+  std::optional<SpecPrediction> spec;
+  if (a.has("model-draft")) {
+    // The draft model first, under the whole budget, with the target's context and KV type and
+    // automatic placement; the target plans with what it leaves.
+    spec.emplace();
+    spec->draft_path = a.require("model-draft");
+    spec->draft_max = static_cast<int>(a.get_int("draft-max", 16));
+    if (spec->draft_max < 1 || spec->draft_max > 256)
+      throw UsageError("--draft-max must be 1..256");
+    const PlanInput d = read_plan_input(spec->draft_path);
+    if (std::llabs(d.n_vocab - in.n_vocab) > 128)
+      fail("the draft model's vocabulary has ", d.n_vocab, " tokens and the target's ", in.n_vocab,
+           " (", spec->draft_path, ", ", path,
+           "): a draft model must use the target's tokenizer, e.g. a smaller model of the same "
+           "family");
+    sched::PlanOptions dpo;
+    dpo.vram_budget = po.vram_budget;
+    dpo.ctx = std::min(po.ctx, d.hp.n_ctx_train);
+    dpo.ubatch = po.ubatch;
+    dpo.kv_type = po.kv_type;
+    spec->draft = sched::make_plan(d.shape, d.tensors, dpo, speeds);
+    spec->target_budget = sched::budget_after_draft(spec->draft, po.vram_budget);
+    po.vram_budget = spec->target_budget;
+  }
+  const sched::Plan p = sched::make_plan(in.shape, in.tensors, po, speeds);
+  if (spec) {
+    const sched::SpecCost cost = sched::predicted_cost(p, &spec->draft, spec->draft_max + 1);
+    for (double acc : kAcceptance)
+      spec->choices.push_back(sched::best_draft_length(cost, acc, 1, spec->draft_max));
+  }
+  const RamCheck c = check_ram(*in.reader, p, po.ctx, cpu::best_isa(), !a.has("no-repack"));
   const std::string fmt = a.get_or("output", "table");
-  if (fmt == "json")
-    print_json(p, c);
-  else if (fmt == "table")
-    print_table(p, c, path, hp);
-  else
+  if (fmt == "json") {
+    print_json(p, c, spec ? spec_json(*spec) : "");
+  } else if (fmt == "table") {
+    print_table(p, c, path, in.hp);
+    if (spec) print_spec_table(*spec, p);
+  } else {
     throw UsageError("-o must be table or json");
+  }
   return 0;
 }
 
@@ -167,7 +271,7 @@ int run_plan(const Args& a) {
 const Command kPlan = {
     "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
     "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] "
-    "[--no-repack] [-o json]",
+    "[--no-repack] [--model-draft FILE [--draft-max N]] [-o json]",
     plan_options, run_plan};
 
 }  // namespace straw::cli

@@ -8,8 +8,8 @@
 
 #include "cli.h"
 #include "model_flags.h"
-#include "spec_flags.h"
 #include "server.h"
+#include "spec_flags.h"
 
 namespace straw::cli {
 namespace {
@@ -105,10 +105,11 @@ int run_serve(const Args& a) {
 
 }  // namespace
 
-const Command kServe = {"serve", "OpenAI-compatible HTTP server with batched decoding",
-                        "serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] "
-                        "[--api-key KEY] [--alias NAME] [--max-body SIZE] [--spec draft|ngram|none] "
-                        "[--model-draft FILE]",
-                        serve_options, run_serve};
+const Command kServe = {
+    "serve", "OpenAI-compatible HTTP server with batched decoding",
+    "serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] "
+    "[--api-key KEY] [--alias NAME] [--max-body SIZE] [--spec draft|ngram|none] "
+    "[--model-draft FILE]",
+    serve_options, run_serve};
 
 }  // namespace straw::cli
