@@ -37,14 +37,17 @@ SpecTestResult run_spec_test(Model& target, const SpeculativeOptions& options,
                              int reps);
 
 struct VerifyResult {
-  int k = 0;          // proposals verified (the step evaluates 1 + k tokens)
-  int depth = 0;      // tokens in the KV cache before the step
-  double avg_ms = 0;  // mean seconds of the step, in ms
-  double ratio = 0;   // avg_ms / the 1-token step's avg_ms at the same depth
+  int k = 0;             // proposals verified (the step evaluates 1 + k tokens)
+  int depth = 0;         // tokens in the KV cache before the step
+  double avg_ms = 0;     // mean time of the step
+  double ratio = 0;      // avg_ms / the 1-token step's avg_ms at the same depth
+  double min_ms = 0;     // fastest repetition (the least disturbed by other processes)
+  double min_ratio = 0;  // min_ms / the 1-token step's min_ms
 };
 
 // For each k of `ks` (0 is always measured first: the plain decode step), `reps` timed steps of
-// 1 + k random tokens after `depth` random tokens, each cut back afterwards (not timed).
+// 1 + k random tokens after `depth` random tokens, each cut back afterwards (not timed), the ks
+// interleaved within each repetition.
 // `session` must have room for depth + 1 + max(ks) tokens.
 std::vector<VerifyResult> run_verify_test(Session& session, const std::vector<int>& ks, int depth,
                                           int reps);
