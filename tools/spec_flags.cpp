@@ -89,7 +89,8 @@ ModelOptions after_draft(ModelOptions target, const Model* draft) {
   // An explicit budget is shared: the target gets what the draft left. An automatic one is the
   // GPU's free memory when the target loads, which the draft's allocations already reduced.
   if (draft && target.vram_budget) {
-    const uint64_t used = draft->info().vram_bytes;
+    // The CUDA context is the process's, counted in both plans: the draft's share leaves it out.
+    const uint64_t used = draft->info().vram_bytes - draft->info().vram_shared_bytes;
     target.vram_budget = *target.vram_budget > used ? *target.vram_budget - used : 0;
   }
   return target;

@@ -118,6 +118,8 @@ struct ModelInfo {
                                // what the memory check compared
   uint64_t ram_available = 0;  // RAM available when it loaded (MemAvailable or STRAW_RAM_LIMIT)
   uint64_t vram_bytes = 0;     // GPU memory the placement uses (0: on the CPU)
+  uint64_t vram_shared_bytes = 0;  // of vram_bytes, what every model of the process shares (the
+                                   // CUDA context): a second model's budget needs it only once
 };
 
 struct ChatMessage {

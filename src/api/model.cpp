@@ -1,4 +1,5 @@
 // straw::Model: load a GGUF file, bind its weights, build the tokenizer and the backend.
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 
@@ -139,6 +140,7 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   info.n_head_kv = impl->hp.n_head_kv;
   info.weight_bytes = tensor_bytes;
   info.vram_bytes = impl->gpu ? impl->plan.vram_bytes : 0;
+  info.vram_shared_bytes = impl->gpu ? std::min(info.vram_bytes, sched::kCudaContextBytes) : 0;
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 

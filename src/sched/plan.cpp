@@ -421,7 +421,9 @@ double step_seconds(const Plan& plan, int n_tokens) {
 }
 
 uint64_t budget_after_draft(const Plan& draft, uint64_t vram_budget) {
-  return vram_budget > draft.vram_bytes ? vram_budget - draft.vram_bytes : 0;
+  // One process, one CUDA context: both plans count it, so the draft's share leaves it out.
+  const uint64_t used = draft.vram_bytes > kCudaContextBytes ? draft.vram_bytes - kCudaContextBytes : 0;
+  return vram_budget > used ? vram_budget - used : 0;
 }
 
 }  // namespace straw::sched
