@@ -10,6 +10,7 @@
 
 #include "model/presets.h"
 #include "model/synth.h"
+#include "straw/straw.h"
 #include "test_util.h"
 
 namespace {
@@ -96,6 +97,53 @@ TEST(BenchCli, JsonHasTheFields) {
   const CliRun bw = run("bench --bandwidth -t 1 --bandwidth-buffer 64MiB -o json");
   ASSERT_EQ(bw.code, 0);
   EXPECT_NE(bw.out.find("\"bandwidth_bytes_per_s\""), std::string::npos);
+  std::filesystem::remove(path);
+}
+
+// --profile / ModelOptions::profile_ops: every CPU op of the timed repetitions is counted once.
+TEST(BenchCli, ProfileCountsEveryOp) {
+  REQUIRE_STRAW_BIN();
+  const auto path = straw::test::temp_path("cli-profile.gguf");
+  straw::model::SynthOptions o;
+  o.shape = straw::model::custom_shape(straw::model::Arch::Qwen2, 2, 256, 512, 4, 2, 0, 512, false);
+  o.type = straw::model::FileType::Q4_K_M;
+  straw::model::synthesize(path.string(), o);
+
+  // The API: 7 matmuls per qwen2 layer (q, k, v, o, gate, up, down) plus the LM head, per token.
+  auto model = straw::Model::load({.path = path.string(), .threads = 1, .profile_ops = true});
+  straw::Session session(*model);
+  for (int32_t t : {1, 2, 3, 4}) session.eval(std::span<const int32_t>(&t, 1));
+  int64_t matmuls = 0, attention = 0;
+  for (const straw::OpProfile& p : model->op_profile()) {
+    if (p.op == "matmul") {
+      matmuls += p.calls;
+      EXPECT_GT(p.bytes, 0u) << p.type;
+    }
+    if (p.op == "attention") attention += p.calls;
+    EXPECT_GE(p.seconds, 0.0);
+  }
+  EXPECT_EQ(matmuls, 4 * (2 * 7 + 1));
+  EXPECT_EQ(attention, 4 * 2);
+  model->reset_op_profile();
+  EXPECT_TRUE(model->op_profile().empty());
+  auto plain = straw::Model::load({.path = path.string(), .threads = 1});
+  straw::Session s2(*plain);
+  s2.eval(std::span<const int32_t>(std::array<int32_t, 2>{1, 2}));
+  EXPECT_TRUE(plain->op_profile().empty());  // not loaded with profile_ops
+
+  // The CLI: a table per test in md, a "profile" list per row in json; csv refuses.
+  const CliRun md = run("bench -m " + path.string() + " -p 8 -n 4 -r 2 -t 1 --profile");
+  ASSERT_EQ(md.code, 0);
+  EXPECT_NE(md.out.find("profile: tg4, 1 threads"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("profile: pp8"), std::string::npos) << md.out;
+  EXPECT_NE(md.out.find("| (outside ops)"), std::string::npos) << md.out;
+  const CliRun js = run("bench -m " + path.string() + " -p 0 -n 4 -r 2 -t 1 --profile -o json");
+  ASSERT_EQ(js.code, 0);
+  EXPECT_NE(js.out.find("\"profile\": [{\"op\": "), std::string::npos) << js.out;
+  EXPECT_NE(js.out.find("\"op\": \"matmul\", \"type\": \"Q4_K\", \"calls\": "),
+            std::string::npos)
+      << js.out;
+  EXPECT_EQ(run("bench -m " + path.string() + " --profile -o csv").code, 2);
   std::filesystem::remove(path);
 }
 

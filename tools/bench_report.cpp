@@ -5,6 +5,7 @@
 #include <fstream>
 #include <utility>
 
+#include "bench_profile.h"
 #include "util/json.h"
 
 namespace straw::cli::bench {
@@ -130,7 +131,8 @@ void print_json(const std::vector<Row>& rows, const ReportOptions& o) {
   std::string out = "[\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     out += "  {\n";
-    const Fields f = fields(rows[i], o);
+    Fields f = fields(rows[i], o);
+    if (!rows[i].r.profile.empty()) f.emplace_back("profile", profile_json(rows[i].r));
     for (size_t k = 0; k < f.size(); ++k)
       out +=
           "    " + json_string(f[k].first) + ": " + f[k].second + (k + 1 < f.size() ? ",\n" : "\n");

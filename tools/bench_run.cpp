@@ -164,6 +164,8 @@ TestResult run_test(Session& session, const TestSpec& spec, int reps,
   TestResult res;
   res.spec = spec;
   const int n_tokens = spec.n_prompt > 0 ? spec.n_prompt : spec.n_gen;
+  Model& model = session.model();
+  model.reset_op_profile();  // the timed repetitions only (not the depth or the warm-up)
   for (int rep = 0; rep < reps; ++rep) {
     if (on_rep) on_rep(rep);
     const auto t0 = std::chrono::steady_clock::now();
@@ -176,6 +178,7 @@ TestResult run_test(Session& session, const TestSpec& spec, int reps,
     res.samples_ns.push_back(ns);
     res.samples_ts.push_back(1e9 * n_tokens / ns);
   }
+  res.profile = model.op_profile();
   session.reset();
   res.avg_ns = mean(res.samples_ns);
   res.stddev_ns = stddev(res.samples_ns);

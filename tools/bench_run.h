@@ -51,6 +51,9 @@ struct TestResult {
   std::vector<double> samples_ts;  // tokens/s of each repetition
   double avg_ns = 0, stddev_ns = 0;
   double avg_ts = 0, stddev_ts = 0;
+  // --profile (a model loaded with ModelOptions::profile_ops): the CPU ops of the timed
+  // repetitions, summed over all of them (divide by reps * tokens for one token).
+  std::vector<OpProfile> profile;
 };
 
 // Runs one test: n_depth random tokens evaluated once (not timed), a warm-up (pp: the whole prompt;

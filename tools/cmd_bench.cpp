@@ -19,6 +19,7 @@
 
 #include "api/model_impl.h"
 #include "bench_bandwidth.h"
+#include "bench_profile.h"
 #include "bench_report.h"
 #include "bench_run.h"
 #include "bench_spec.h"
@@ -58,6 +59,9 @@ std::vector<Option> bench_options() {
       {"bandwidth", 0, false, "only measure the machine's read bandwidth (no model)"},
       {"bandwidth-buffer", 0, true, "SIZE  buffer of the bandwidth test (default 4x LLC, 1-2 GiB)"},
       {"progress", 0, false, "print each test and repetition to stderr"},
+      {"profile", 0, false,
+       "time every CPU op and print, after the results, where one token's time goes (md: a table "
+       "per test; json: a \"profile\" list per row)"},
       no_repack_option(),
       quiet_option(),
       {"prompt", 0, true, "TEXT  --spec: the prompt generation starts from"},
@@ -113,6 +117,7 @@ ModelOptions base_options(const Args& a) {
   if (a.has("vram-budget")) o.vram_budget = parse_size(a.require("vram-budget"));
   o.cuda_graphs = !a.has("no-cuda-graphs");
   o.repack_weights = !a.has("no-repack");
+  o.profile_ops = a.has("profile");
   return o;
 }
 
@@ -191,6 +196,7 @@ int run_bench(const Args& a) {
   const std::string format = a.get_or("output", "md");
   if (format != "md" && format != "json" && format != "csv")
     throw UsageError("--output must be md, json or csv, got '" + format + "'");
+  if (format == "csv" && a.has("profile")) throw UsageError("--profile prints md or json");
   const std::vector<int> threads = int_list(a, "threads", std::to_string(cpu::physical_cores()), 1);
   const int64_t reps = a.get_int("repetitions", 5);
   if (reps < 1 || reps > 1000) throw UsageError("--repetitions must be 1..1000");
@@ -305,6 +311,7 @@ int run_bench(const Args& a) {
     bench::print_csv(rows, report);
   else
     bench::print_md(rows, report);
+  if (format == "md") bench::print_profile_md(rows);
   return 0;
 }
 

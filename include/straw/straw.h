@@ -96,6 +96,21 @@ struct ModelOptions {
   // Called on the loading thread as loading advances (see LoadProgress); the library itself never
   // prints. Unset: no reports.
   std::function<void(const LoadProgress&)> on_progress;
+
+  // Time every op the CPU runs (Model::op_profile): for finding where a step's time goes. Costs
+  // two clock reads per op (a few hundred per token); GPU ops are not timed.
+  bool profile_ops = false;
+};
+
+// One row of Model::op_profile(): an op the CPU ran, split by weight type where it reads weights.
+struct OpProfile {
+  std::string op;      // "matmul", "attention", "rmsnorm", "gated_delta_net", ...
+  std::string type;    // the weights' type for matmul / moe_matmul / get_rows ("IQ4_XS"); the KV
+                       // cache type for attention ("f16"); else empty
+  int64_t calls = 0;   // calls since the load or the last reset_op_profile()
+  double seconds = 0;  // their wall time (thread hand-off and barriers included)
+  uint64_t bytes = 0;  // weight bytes they read (matmul: every row; moe_matmul: the selected
+                       // experts' matrices); 0 for ops without weights
 };
 
 // What a loaded model is.
@@ -168,6 +183,11 @@ class Model {
   // The bytes of one token (may be part of a UTF-8 sequence).
   std::string token_to_piece(int32_t token, bool special = false) const;
   bool is_end_of_generation(int32_t token) const;
+
+  // Per-op times since the load or the last reset, the most expensive first; empty unless the
+  // model was loaded with ModelOptions::profile_ops.
+  std::vector<OpProfile> op_profile() const;
+  void reset_op_profile();
 
   // The model's chat template applied to a conversation; false from has_chat_template() means
   // the model has none that straw recognises and the text is used as a plain completion prompt.

@@ -127,6 +127,18 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   impl->options.threads = options.threads > 0 ? options.threads : cpu::physical_cores();
   choose_backends(*impl);  // refuses here when the model does not fit (api/memory.h)
   prepare_weights(*impl, progress);
+  if (options.profile_ops) {
+    // After the weights are prepared: from here on, every op the CPU runs goes through the timer.
+    impl->profiler = std::make_unique<ops::ProfiledBackend>(*impl->cpu);
+    model::DeviceMap& d = impl->devices;
+    auto wrap = [&](ops::Backend*& be) {
+      if (be == impl->cpu.get()) be = impl->profiler.get();
+    };
+    for (auto& be : d.attn) wrap(be);
+    for (auto& be : d.ffn) wrap(be);
+    wrap(d.output);
+    wrap(d.embed);
+  }
 
   ModelInfo& info = impl->info;
   info.architecture = impl->hp.arch_name;
@@ -169,6 +181,19 @@ std::string Model::token_to_piece(int32_t token, bool special) const {
 
 bool Model::is_end_of_generation(int32_t token) const {
   return impl_->tokenizer->is_eog(token);
+}
+
+std::vector<OpProfile> Model::op_profile() const {
+  std::vector<OpProfile> rows;
+  if (!impl_->profiler) return rows;
+  for (const ops::OpStat& s : impl_->profiler->stats())
+    rows.push_back({.op = s.op, .type = s.type, .calls = s.calls, .seconds = s.seconds,
+                    .bytes = s.bytes});
+  return rows;
+}
+
+void Model::reset_op_profile() {
+  if (impl_->profiler) impl_->profiler->reset();
 }
 
 bool Model::has_chat_template() const {

@@ -16,6 +16,7 @@
 #include "model/tokenizer/tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "ops/profile.h"
 #include "sched/calibration.h"
 #include "sched/plan.h"
 #include "straw/straw.h"
@@ -33,6 +34,7 @@ struct Model::Impl {
   model::ChatOptions chat_options;
   std::unique_ptr<cpu::CpuBackend> cpu;      // always present (embeddings, CPU-placed layers)
   std::unique_ptr<ops::Backend> gpu;         // when the plan puts something on a GPU
+  std::unique_ptr<ops::ProfiledBackend> profiler;  // ModelOptions::profile_ops: wraps `cpu`
   model::DeviceMap devices;                  // which backend runs each part
   sched::Plan plan;                          // the placement (CPU only: the default plan)
   int64_t n_ctx = 0;                         // context of new sessions (resolved from options)
