@@ -176,6 +176,9 @@ sched::ModelShape plan_shape(const HParams& hp, int64_t n_vocab) {
   s.n_vocab = n_vocab;
   s.n_ctx_train = hp.n_ctx_train;
   s.attn_output_gate = hp.attn_output_gate;
+  s.n_expert = hp.n_expert;
+  s.n_expert_used = hp.n_expert_used;
+  s.n_ff_exp = hp.n_ff_exp;
   if (hp.has_recurrent()) {
     s.recurrent = hp.recurrent;
     // The state and the snapshot a prompt's last step takes (RecurrentState).
