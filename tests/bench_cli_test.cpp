@@ -61,8 +61,7 @@ TEST(SynthCli, WritesPresetsAndRejectsBadArguments) {
             2);
   EXPECT_EQ(run("synth --preset qwen2.5-0.5b --layers 0 --type Q4_K_M -o " + path.string()).code,
             2);
-  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --heads 3 --type Q4_K_M -o " + path.string()).code,
-            2);
+  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --heads 3 --type Q4_K_M -o " + path.string()).code, 2);
   r = run("synth --preset qwen2.5-0.5b --layers 3 --type Q4_K_M --no-data -o " + path.string());
   EXPECT_EQ(r.code, 0) << r.out;
   r = run("inspect --json " + path.string());

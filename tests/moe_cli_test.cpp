@@ -11,6 +11,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "gguf/gguf.h"
+#include "quant/types.h"
 #include "test_util.h"
 
 namespace {
@@ -82,7 +84,8 @@ TEST(MoeCli, PlanJsonHasTheExpertFields) {
   }
   ASSERT_EQ(j["notes"].size(), 1u);
   // A token reads 2 of the 8 experts: less than all the weights.
-  const uint64_t weights = j["gpu_weight_bytes"].get<uint64_t>() + j["cpu_weight_bytes"].get<uint64_t>();
+  const uint64_t weights =
+      j["gpu_weight_bytes"].get<uint64_t>() + j["cpu_weight_bytes"].get<uint64_t>();
   const uint64_t read = j["read_bytes_per_token"];
   EXPECT_LT(read, weights);
   EXPECT_GT(read, exps / 4);
@@ -99,7 +102,8 @@ TEST(MoeCli, PlanJsonHasTheExpertFields) {
 TEST(MoeCli, DenseJsonHasZeroExperts) {
   REQUIRE_CLI();
   STRAW_REQUIRE_TESTDATA();
-  const std::string dense = (straw::test::testdata_dir() / "models" / "qwen3-tiny-q4_k_m.gguf").string();
+  const std::string dense =
+      (straw::test::testdata_dir() / "models" / "qwen3-tiny-q4_k_m.gguf").string();
   if (!std::filesystem::exists(dense)) GTEST_SKIP() << dense << " not found";
   const Result r = straw("plan -m " + dense + " -o json --n-cpu-moe 3");
   ASSERT_EQ(r.code, 0) << r.all;
@@ -108,6 +112,31 @@ TEST(MoeCli, DenseJsonHasZeroExperts) {
   EXPECT_EQ(j["experts"]["count"], 0);
   EXPECT_TRUE(j["notes"].empty());
   EXPECT_GT(j["read_bytes_per_token"].get<uint64_t>(), 0u);
+}
+
+// straw bench's roofline counts n_expert_used / n_expert of the experts' bytes (2 of 8 here).
+TEST(MoeCli, BenchCountsOnlyTheActiveExperts) {
+  REQUIRE_CLI();
+  STRAW_REQUIRE_TESTDATA();
+  const Result r = straw("bench -m " + tiny_moe() +
+                         " -p 0 -n 4 -r 1 -t 1 -o json -q --bandwidth-buffer 16MiB");
+  ASSERT_EQ(r.code, 0) << r.all;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 1u);
+  const double measured = j[0]["bytes_per_token"];
+  auto reader = straw::gguf::Reader::open(tiny_moe());
+  double weights = 0, experts = 0;
+  for (const auto& t : reader->tensors()) {
+    if (t.name == "token_embd.weight") continue;
+    (t.name.find("_exps.") != std::string::npos ? experts : weights) += double(t.bytes);
+  }
+  const auto& embd = reader->tensor("token_embd.weight");
+  // Tied: the LM head reads the whole table, the lookup one row.
+  weights += double(embd.bytes + straw::quant::row_bytes(embd.type, embd.ne[0]));
+  const double expect = weights + experts * 2 / 8;
+  // Plus the KV cache of a few positions (3 layers, 2 KV heads of 128, F16).
+  EXPECT_GE(measured, expect);
+  EXPECT_LT(measured, expect + 16 * 1024) << "all experts: " << weights + experts;
 }
 
 TEST(MoeCli, FlagsAreAcceptedAndCheckedByEveryPlacementCommand) {

@@ -151,10 +151,9 @@ TEST(SynthMoe, TypesMatchLlamaQuantizeOnTheTinyFiles) {
     SCOPED_TRACE(file);
     auto r = straw::gguf::Reader::open((straw::test::testdata_dir() / "models" / file).string());
     const straw::model::HParams hp = straw::model::read_hparams(*r);
-    ModelShape s = straw::model::custom_shape(Arch::Qwen3Moe, hp.n_layer, hp.n_embd, hp.n_ff,
-                                              hp.n_head, hp.n_head_kv, hp.head_dim,
-                                              r->tensor("token_embd.weight").ne[1],
-                                              r->find_tensor("output.weight") == nullptr);
+    ModelShape s = straw::model::custom_shape(
+        Arch::Qwen3Moe, hp.n_layer, hp.n_embd, hp.n_ff, hp.n_head, hp.n_head_kv, hp.head_dim,
+        r->tensor("token_embd.weight").ne[1], r->find_tensor("output.weight") == nullptr);
     s.n_expert = hp.n_expert;
     s.n_expert_used = hp.n_expert_used;
     s.n_ff_exp = hp.n_ff_exp;

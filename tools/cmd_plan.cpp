@@ -59,7 +59,8 @@ void print_json(const sched::Plan& p, const RamCheck& c, const std::string& extr
   // reads (the active experts' share of them), which predicted tg counts.
   int expert_gpu_layers = 0, expert_cpu_layers = 0;
   for (const auto& l : p.layers)
-    if (l.expert_bytes > 0) ++(l.experts == sched::Device::Gpu ? expert_gpu_layers : expert_cpu_layers);
+    if (l.expert_bytes > 0)
+      ++(l.experts == sched::Device::Gpu ? expert_gpu_layers : expert_cpu_layers);
   s += "\"experts\": {";
   num("count", uint64_t(p.n_expert));
   num("used", uint64_t(p.n_expert_used));
@@ -126,9 +127,11 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
               linear ? "KV cache / recurrent state" : "     KV cache");
   for (const auto& l : p.layers) {
     const bool rec = hp.is_recurrent(l.index);
-    std::printf("  %5d  %-4s  %-4s  ", l.index, sched::device_name(l.attn), sched::device_name(l.ffn));
+    std::printf("  %5d  %-4s  %-4s  ", l.index, sched::device_name(l.attn),
+                sched::device_name(l.ffn));
     if (moe) std::printf("%-4s  ", sched::device_name(l.experts));
-    std::printf("%13s  %13s  ", human_bytes(l.attn_bytes).c_str(), human_bytes(l.ffn_bytes).c_str());
+    std::printf("%13s  %13s  ", human_bytes(l.attn_bytes).c_str(),
+                human_bytes(l.ffn_bytes).c_str());
     if (moe) std::printf("%14s  ", human_bytes(l.expert_bytes).c_str());
     std::printf("%13s%s\n", human_bytes(rec ? l.state_bytes : l.kv_bytes).c_str(),
                 rec ? " state" : "");
@@ -139,7 +142,8 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
     for (const auto& l : p.layers)
       if (l.expert_bytes > 0) ++(l.experts == sched::Device::Gpu ? gpu_layers : cpu_layers);
     std::printf(
-        "experts (%d per layer, %d used per token): gpu %d layers (%s), cpu %d layers (%s); read per "
+        "experts (%d per layer, %d used per token): gpu %d layers (%s), cpu %d layers (%s); read "
+        "per "
         "decoded token %s (experts at the active share)\n",
         p.n_expert, p.n_expert_used, gpu_layers, human_bytes(p.expert_gpu_bytes).c_str(),
         cpu_layers, human_bytes(p.expert_cpu_bytes).c_str(),
@@ -308,7 +312,8 @@ int run_plan(const Args& a) {
 
 const Command kPlan = {
     "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
-    "plan -m MODEL [--vram-budget SIZE] [--gpu-layers N] [--cpu-moe | --n-cpu-moe N] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] "
+    "plan -m MODEL [--vram-budget SIZE] [--gpu-layers N] [--cpu-moe | --n-cpu-moe N] [--ctx N] "
+    "[--kv-type f16|q8_0|q4_0] [--ubatch N] "
     "[--no-repack] [--model-draft FILE [--draft-max N]] [-o json]",
     plan_options, run_plan};
 

@@ -85,16 +85,16 @@ model::ModelShape shape_from(const Args& a) {
 }
 
 void print_presets() {
-  std::printf("%-14s %-8s %6s %7s %7s %5s %4s %5s %8s %-6s %12s %s\n", "preset", "arch",
-              "layers", "embd", "ff", "heads", "kv", "head", "vocab", "output", "params", "experts");
+  std::printf("%-14s %-8s %6s %7s %7s %5s %4s %5s %8s %-6s %12s %s\n", "preset", "arch", "layers",
+              "embd", "ff", "heads", "kv", "head", "vocab", "output", "params", "experts");
   for (const model::ModelShape& s : model::presets())
-    std::printf("%-14s %-8s %6d %7lld %7lld %5d %4d %5d %8lld %-6s %12lld %s\n", s.name.c_str(),
-                model::arch_name(s.arch), s.n_layer, static_cast<long long>(s.n_embd),
-                static_cast<long long>(s.n_ff), s.n_head, s.n_head_kv, s.head_dim,
-                static_cast<long long>(s.n_vocab), s.tied ? "tied" : "own",
-                static_cast<long long>(s.n_params()),
-                s.n_expert > 0 ? str(s.n_expert_used, " of ", s.n_expert, " x ", s.n_ff_exp).c_str()
-                               : "");
+    std::printf(
+        "%-14s %-8s %6d %7lld %7lld %5d %4d %5d %8lld %-6s %12lld %s\n", s.name.c_str(),
+        model::arch_name(s.arch), s.n_layer, static_cast<long long>(s.n_embd),
+        static_cast<long long>(s.n_ff), s.n_head, s.n_head_kv, s.head_dim,
+        static_cast<long long>(s.n_vocab), s.tied ? "tied" : "own",
+        static_cast<long long>(s.n_params()),
+        s.n_expert > 0 ? str(s.n_expert_used, " of ", s.n_expert, " x ", s.n_ff_exp).c_str() : "");
 }
 
 int run_synth(const Args& a) {
@@ -152,8 +152,9 @@ int run_synth(const Args& a) {
 
 const Command kSynth = {
     "synth", "write a GGUF model of a real (or any) shape with random weights, for benchmarks",
-    "synth (--preset NAME [--layers N] | --arch A --layers N --embd E --ff F --heads H --kv-heads K "
-    "[--head-dim D] [--vocab V] [--tied]) [--mtp N] --type FTYPE -o FILE [--seed S] [--no-data]",
+    "synth (--preset NAME [--layers N] | --arch A --layers N --embd E --ff F --heads H "
+    "--kv-heads K [--head-dim D] [--vocab V] [--tied]) [--mtp N] --type FTYPE -o FILE [--seed S] "
+    "[--no-data]",
     synth_options, run_synth};
 
 }  // namespace straw::cli

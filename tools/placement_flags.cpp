@@ -7,9 +7,12 @@ namespace straw::cli {
 
 std::vector<Option> placement_options() {
   return {
-      {"vram-budget", 0, true, "SIZE  GPU memory the plan may use (8GiB, 7.5G, 512MiB, bytes; 0: CPU only)"},
-      {"gpu-layers", 0, true, "N  llama.cpp's -ngl: the last N layers on the GPU (all: every layer and the output)"},
-      {"override-tensor", 0, true, "REGEX=gpu|cpu  place matching tensors (repeatable or comma-separated; first match wins)"},
+      {"vram-budget", 0, true,
+       "SIZE  GPU memory the plan may use (8GiB, 7.5G, 512MiB, bytes; 0: CPU only)"},
+      {"gpu-layers", 0, true,
+       "N  llama.cpp's -ngl: the last N layers on the GPU (all: every layer and the output)"},
+      {"override-tensor", 0, true,
+       "REGEX=gpu|cpu  place matching tensors (repeatable or comma-separated; first match wins)"},
       moe_options()[0],
       moe_options()[1],
   };
@@ -17,7 +20,8 @@ std::vector<Option> placement_options() {
 
 std::vector<Option> moe_options() {
   return {
-      {"cpu-moe", 0, false, "keep every mixture-of-experts layer's experts (ffn_*_exps) on the CPU"},
+      {"cpu-moe", 0, false,
+       "keep every mixture-of-experts layer's experts (ffn_*_exps) on the CPU"},
       {"n-cpu-moe", 0, true, "N  keep the experts (ffn_*_exps) of the first N layers on the CPU"},
   };
 }

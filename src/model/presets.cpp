@@ -147,9 +147,9 @@ int64_t ModelShape::n_params() const {
   const bool qk_norms = arch == Arch::Qwen3 || arch == Arch::Qwen35 || arch == Arch::Qwen3Moe;
   const int64_t qk_norm = qk_norms ? 2 * int64_t(head_dim) : 0;
   // The FFN and both norms; an MoE FFN is the router and the experts' gate, up and down.
-  const int64_t ffn = (n_expert > 0 ? n_embd * n_expert + 3 * n_embd * n_ff_exp * n_expert
-                                    : 3 * n_embd * n_ff) +
-                      2 * n_embd;
+  const int64_t ffn =
+      (n_expert > 0 ? n_embd * n_expert + 3 * n_embd * n_ff_exp * n_expert : 3 * n_embd * n_ff) +
+      2 * n_embd;
   // A Gated DeltaNet layer: qkv, z, beta, alpha and out projections, conv taps, dt bias, A, norm.
   const int64_t linear = n_embd * ssm_conv_dim() + n_embd * ssm_inner() + 2 * n_embd * ssm_v_heads +
                          ssm_inner() * n_embd + int64_t(ssm_conv_kernel) * ssm_conv_dim() +
@@ -240,8 +240,8 @@ ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, in
 
 ModelShape first_layers(const ModelShape& s, int n_layer) {
   if (n_layer < 1 || n_layer > s.n_layer)
-    fail("model shape '", s.name, "' has ", s.n_layer, " layers: keep 1 to ", s.n_layer,
-         ", not ", n_layer);
+    fail("model shape '", s.name, "' has ", s.n_layer, " layers: keep 1 to ", s.n_layer, ", not ",
+         n_layer);
   if (n_layer == s.n_layer) return s;
   ModelShape out = s;
   out.quant_n_layer = s.quant_n_layer > 0 ? s.quant_n_layer : s.n_layer;

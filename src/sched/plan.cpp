@@ -135,8 +135,8 @@ int unit_index(int layer, Part part) {
   return kUnitsPerLayer * layer + (part == Part::Ffn ? 1 : part == Part::Experts ? 2 : 0);
 }
 bool in_layer_unit(const UnitOf& u, int n_layer) {
-  return (u.part == Part::Attn || u.part == Part::Ffn || u.part == Part::Experts) &&
-         u.layer >= 0 && u.layer < n_layer;
+  return (u.part == Part::Attn || u.part == Part::Ffn || u.part == Part::Experts) && u.layer >= 0 &&
+         u.layer < n_layer;
 }
 
 struct Model {
@@ -150,7 +150,8 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   m.n_layer = s.n_layer;
   m.units.resize(size_t(kUnitsPerLayer * s.n_layer + 1));
   for (int i = 0; i < s.n_layer; ++i)
-    for (Part part : {Part::Attn, Part::Ffn, Part::Experts}) m.units[unit_index(i, part)] = {i, part};
+    for (Part part : {Part::Attn, Part::Ffn, Part::Experts})
+      m.units[unit_index(i, part)] = {i, part};
   m.units.back() = {-1, Part::Output};
   // A decoded token reads n_expert_used of the n_expert experts: that share of the experts' bytes
   // and FLOPs (on average over tokens; the router picks which).
@@ -160,7 +161,8 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
     UnitOf u = unit_of(t.name);
     Unit* unit = nullptr;
     if (u.part == Part::Output) unit = &m.units.back();
-    else if (in_layer_unit(u, s.n_layer)) unit = &m.units[unit_index(u.layer, u.part)];
+    else if (in_layer_unit(u, s.n_layer))
+      unit = &m.units[unit_index(u.layer, u.part)];
     if (!unit) continue;
     const double share = u.part == Part::Experts ? active : 1.0;
     if (u.part == Part::Experts) unit->expert_fraction = active;
@@ -172,8 +174,10 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
     Unit& ffn = m.units[unit_index(i, Part::Ffn)];
     Unit& experts = m.units[unit_index(i, Part::Experts)];
     if (experts.empty()) continue;
-    if (!o.gpu_moe) ffn.pin = experts.pin = Pin::NoGpuMoe;
-    else if (i < o.n_cpu_moe) experts.pin = Pin::CpuMoe;
+    if (!o.gpu_moe)
+      ffn.pin = experts.pin = Pin::NoGpuMoe;
+    else if (i < o.n_cpu_moe)
+      experts.pin = Pin::CpuMoe;
   }
   // Tied embeddings: the LM head reads token_embd in full every token, so the output unit holds
   // a copy of it.
@@ -381,7 +385,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
       }
       p.tensors.push_back({t.name, d, t.bytes});
       (d == Device::Gpu ? p.gpu_weight_bytes : p.cpu_weight_bytes) += t.bytes;
-      if (u.part == Part::Experts) (d == Device::Gpu ? p.expert_gpu_bytes : p.expert_cpu_bytes) += t.bytes;
+      if (u.part == Part::Experts)
+        (d == Device::Gpu ? p.expert_gpu_bytes : p.expert_cpu_bytes) += t.bytes;
     }
     if (any_pinned && (o.vram_budget > 0 || moe_kept))
       p.notes.push_back(
@@ -501,10 +506,9 @@ double step_seconds(const Plan& plan, int n_tokens) {
   for (const UnitCost& u : plan.units) {
     const bool gpu = u.device == Device::Gpu;
     // n tokens routed independently touch 1 - (1 - k/E)^n of the experts.
-    const double read =
-        u.expert_fraction > 0
-            ? double(u.weight_bytes) * (1.0 - std::pow(1.0 - u.expert_fraction, n))
-            : double(u.read_bytes);
+    const double read = u.expert_fraction > 0
+                            ? double(u.weight_bytes) * (1.0 - std::pow(1.0 - u.expert_fraction, n))
+                            : double(u.read_bytes);
     t += std::max(read / (gpu ? sp.gpu_read_bw : sp.cpu_read_bw),
                   n * u.flops_per_token / (gpu ? sp.gpu_flops : sp.cpu_flops));
   }

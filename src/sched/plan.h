@@ -150,7 +150,7 @@ struct Plan {
   double predicted_pp_tps = 0;    // tokens/s processing a prompt of one micro-batch
   bool stream_prefill = false;    // prefill streams CPU-resident weights to the GPU
   Speeds speeds;
-  std::vector<UnitCost> units;    // execution order: attn0, ffn0, experts0, attn1, ..., output
+  std::vector<UnitCost> units;  // execution order: attn0, ffn0, experts0, attn1, ..., output
   // Mixture of experts (all 0 for dense models).
   int n_expert = 0;               // experts per MoE layer
   int n_expert_used = 0;          // experts each token is routed to
