@@ -118,8 +118,8 @@ TEST(MoeCli, DenseJsonHasZeroExperts) {
 TEST(MoeCli, BenchCountsOnlyTheActiveExperts) {
   REQUIRE_CLI();
   STRAW_REQUIRE_TESTDATA();
-  const Result r = straw("bench -m " + tiny_moe() +
-                         " -p 0 -n 4 -r 1 -t 1 -o json -q --bandwidth-buffer 16MiB");
+  const Result r =
+      straw("bench -m " + tiny_moe() + " -p 0 -n 4 -r 1 -t 1 -o json -q --bandwidth-buffer 16MiB");
   ASSERT_EQ(r.code, 0) << r.all;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j.size(), 1u);

@@ -172,6 +172,8 @@ const char* arch_name(Arch a) {
       return "qwen35";
     case Arch::Qwen3Moe:
       return "qwen3moe";
+    case Arch::Qwen35Moe:
+      return "qwen35moe";
   }
   return "unknown";
 }
@@ -182,6 +184,7 @@ std::optional<Arch> arch_from_name(std::string_view name) {
   if (name == "qwen3") return Arch::Qwen3;
   if (name == "qwen35") return Arch::Qwen35;
   if (name == "qwen3moe") return Arch::Qwen3Moe;
+  if (name == "qwen35moe") return Arch::Qwen35Moe;
   return std::nullopt;
 }
 
@@ -267,6 +270,8 @@ void check_shape(const ModelShape& s) {
     fail("model shape '", s.name, "': the vocabulary must have at least 300 tokens (256 bytes, ",
          "special tokens and merges), got ", s.n_vocab);
   if (s.n_vocab > (int64_t(1) << 31) - 1) fail("model shape '", s.name, "': vocabulary too large");
+  if (s.arch == Arch::Qwen35Moe)
+    fail("model shape '", s.name, "': the synthesizer cannot write qwen35moe models yet");
   if (s.arch == Arch::Qwen3Moe &&
       (s.n_expert < 2 || s.n_expert_used < 1 || s.n_expert_used > s.n_expert || s.n_ff_exp < 1))
     fail("model shape '", s.name, "': a mixture of experts needs at least 2 experts, 1 to ",
