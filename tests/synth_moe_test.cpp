@@ -168,18 +168,86 @@ TEST(SynthMoe, TypesMatchLlamaQuantizeOnTheTinyFiles) {
   }
 }
 
-// A small synthetic MoE file loads and generates finite logits.
+// qwen35moe: the same against qwen35moe-tiny (Gated DeltaNet layers, 8 experts and a shared expert,
+// whose ffn_down_shexp llama-quantize types as ffn_down).
+TEST(SynthMoe, Qwen35MoeTypesMatchLlamaQuantizeOnTheTinyFiles) {
+  STRAW_REQUIRE_TESTDATA();
+  for (auto [file, ft] : {std::pair{"qwen35moe-tiny-iq4_xs.gguf", FileType::IQ4_XS},
+                          std::pair{"qwen35moe-tiny-q4_k_m.gguf", FileType::Q4_K_M}}) {
+    SCOPED_TRACE(file);
+    auto r = straw::gguf::Reader::open((straw::test::testdata_dir() / "models" / file).string());
+    const straw::model::HParams hp = straw::model::read_hparams(*r);
+    ModelShape s = straw::model::custom_shape(
+        Arch::Qwen35Moe, hp.n_layer, hp.n_embd, hp.n_ff, hp.n_head, hp.n_head_kv, hp.head_dim,
+        r->tensor("token_embd.weight").ne[1], r->find_tensor("output.weight") == nullptr);
+    s.n_rot = hp.rope.n_rot;
+    s.ssm_conv_kernel = hp.ssm_conv_kernel;
+    s.ssm_head_dim = hp.ssm_head_dim;
+    s.ssm_k_heads = hp.ssm_k_heads;
+    s.ssm_v_heads = hp.ssm_v_heads;
+    s.full_attention_interval = static_cast<int>(r->get_u32("qwen35moe.full_attention_interval"));
+    s.n_expert = hp.n_expert;
+    s.n_expert_used = hp.n_expert_used;
+    s.n_ff_exp = hp.n_ff_exp;
+    s.n_ff_shexp = hp.n_ff_shexp;
+    const auto plan = straw::model::plan_tensors(s, ft);
+    EXPECT_EQ(plan.size(), r->tensors().size());
+    for (const TensorPlan& t : plan) {
+      const auto* real = r->find_tensor(t.name);
+      ASSERT_NE(real, nullptr) << t.name;
+      EXPECT_EQ(t.type, real->type) << t.name;
+      EXPECT_EQ(t.n_elements(), real->n_elements()) << t.name;
+    }
+  }
+}
+
+// The qwen3.5-35b-a3b preset: its 3-D experts, shared expert and what straw reads back.
+TEST(SynthMoe, Qwen35A3BPresetReadsBack) {
+  const ModelShape* s = straw::model::find_preset("qwen3.5-35b-a3b");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->arch, Arch::Qwen35Moe);
+  const auto t = types_of(straw::model::plan_tensors(*s, FileType::IQ4_XS));
+  EXPECT_EQ(t.at("blk.0.ffn_gate_inp_shexp.weight"), Type::F32);
+  EXPECT_EQ(t.at("blk.0.ffn_down_shexp.weight"), Type::Q5_K);  // first n_layer/8 layers
+  EXPECT_EQ(t.at("blk.10.ffn_down_shexp.weight"), Type::IQ4_XS);
+  EXPECT_EQ(t.at("blk.3.attn_q.weight"), Type::IQ4_XS);
+  EXPECT_EQ(t.count("blk.0.attn_q.weight"), 0u);  // a linear-attention layer
+  const auto path = straw::test::temp_path("a35b-4.gguf");
+  straw::model::SynthOptions o;
+  o.shape = straw::model::first_layers(*s, 4);
+  o.type = FileType::IQ4_XS;
+  o.no_data = true;
+  straw::model::synthesize(path.string(), o);
+  auto r = straw::gguf::Reader::open(path.string());
+  const straw::model::HParams hp = straw::model::read_hparams(*r);
+  EXPECT_EQ(hp.arch, Arch::Qwen35Moe);
+  EXPECT_EQ(hp.n_layer, 4);
+  EXPECT_EQ(hp.n_expert, 256);
+  EXPECT_EQ(hp.n_expert_used, 8);
+  EXPECT_EQ(hp.n_ff_exp, 512);
+  EXPECT_EQ(hp.n_ff_shexp, 512);
+  EXPECT_EQ(hp.ssm_v_heads, 32);
+  r.reset();
+  std::filesystem::remove(path);
+}
+
+// Small synthetic MoE files (qwen3moe; qwen35moe with a shared expert) load and generate finite
+// logits.
 TEST(SynthMoe, StrawRunsASyntheticMoeFile) {
-  ModelShape s = straw::model::custom_shape(Arch::Qwen3Moe, 2, 256, 512, 4, 2, 64, 512, false);
-  s.n_expert = 8;
-  s.n_expert_used = 2;
-  s.n_ff_exp = 128;
-  straw::model::check_shape(s);
-  ModelShape bad = s;
-  bad.n_expert_used = 9;
-  EXPECT_THROW(straw::model::check_shape(bad), straw::Error);
-  for (FileType ft : {FileType::Q4_K_M, FileType::IQ4_XS}) {
-    SCOPED_TRACE(straw::model::file_type_name(ft));
+  for (auto [arch, ft] :
+       {std::pair{Arch::Qwen3Moe, FileType::Q4_K_M}, std::pair{Arch::Qwen3Moe, FileType::IQ4_XS},
+        std::pair{Arch::Qwen35Moe, FileType::Q4_K_M}}) {
+    SCOPED_TRACE(std::string(straw::model::arch_name(arch)) + " " +
+                 straw::model::file_type_name(ft));
+    ModelShape s = straw::model::custom_shape(arch, 4, 256, 512, 4, 2, 64, 512, false);
+    s.n_expert = 8;
+    s.n_expert_used = 2;
+    s.n_ff_exp = 128;
+    s.n_ff_shexp = arch == Arch::Qwen35Moe ? 128 : 0;
+    straw::model::check_shape(s);
+    ModelShape bad = s;
+    bad.n_expert_used = 9;
+    EXPECT_THROW(straw::model::check_shape(bad), straw::Error);
     const auto path = straw::test::temp_path("moe-gen.gguf");
     straw::model::SynthOptions o;
     o.shape = s;
@@ -188,7 +256,7 @@ TEST(SynthMoe, StrawRunsASyntheticMoeFile) {
     straw::model::synthesize(path.string(), o);
     {
       auto model = straw::Model::load({.path = path.string(), .threads = 2, .ctx = 64});
-      EXPECT_EQ(model->info().architecture, "qwen3moe");
+      EXPECT_EQ(model->info().architecture, straw::model::arch_name(arch));
       straw::Session session(*model);
       session.eval(model->tokenize("hello world, the cat", false, false));
       const auto logits = session.logits();

@@ -107,7 +107,7 @@ int run_synth(const Args& a) {
   model::SynthOptions o;
   o.shape = shape_from(a);
   if (a.has("mtp")) {
-    if (o.shape.arch != model::Arch::Qwen35) throw UsageError("--mtp is for qwen35 shapes");
+    if (!o.shape.qwen35_layers()) throw UsageError("--mtp is for qwen35 / qwen35moe shapes");
     const int64_t mtp = a.get_int("mtp", 0);
     if (mtp < 0 || mtp > 8) throw UsageError("--mtp must be 0..8");
     o.shape.n_mtp = static_cast<int>(mtp);

@@ -97,6 +97,9 @@ bool is_matrix(TensorRole r) {
     case TensorRole::FfnGateExps:
     case TensorRole::FfnUpExps:
     case TensorRole::FfnDownExps:
+    case TensorRole::FfnGateShexp:
+    case TensorRole::FfnUpShexp:
+    case TensorRole::FfnDownShexp:
       return true;
     default:
       return false;
@@ -175,7 +178,8 @@ quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, in
     if (mixtral) t = Type::Q8_0;
   } else if (role == TensorRole::AttnOutput) {
     if (mixtral && (q4km || q4ks || iq4xs)) t = Type::Q5_K;
-  } else if (role == TensorRole::FfnDown || role == TensorRole::FfnDownExps) {
+  } else if (role == TensorRole::FfnDown || role == TensorRole::FfnDownExps ||
+             role == TensorRole::FfnDownShexp) {
     if (q4km && use_more_bits(layer, n))
       t = Type::Q6_K;
     else if (iq4xs && layer < n / 8)
@@ -217,9 +221,23 @@ void plan_qwen35_block(const ModelShape& s, int i, Add& add) {
     add(p + "attn_k_norm.weight", TensorRole::AttnKNorm, i, {s.head_dim});
   }
   add(p + "post_attention_norm.weight", TensorRole::FfnNorm, i, {E});
-  add(p + "ffn_gate.weight", TensorRole::FfnGate, i, {E, F});
-  add(p + "ffn_up.weight", TensorRole::FfnUp, i, {E, F});
-  add(p + "ffn_down.weight", TensorRole::FfnDown, i, {F, E});
+  if (s.n_expert > 0) {
+    const int64_t X = s.n_expert, FX = s.n_ff_exp, FS = s.n_ff_shexp;
+    add(p + "ffn_gate_inp.weight", TensorRole::FfnGateInp, i, {E, X});
+    add(p + "ffn_gate_exps.weight", TensorRole::FfnGateExps, i, {E, FX, X});
+    add(p + "ffn_up_exps.weight", TensorRole::FfnUpExps, i, {E, FX, X});
+    add(p + "ffn_down_exps.weight", TensorRole::FfnDownExps, i, {FX, E, X});
+    if (FS > 0) {
+      add(p + "ffn_gate_inp_shexp.weight", TensorRole::FfnGateInpShexp, i, {E});
+      add(p + "ffn_gate_shexp.weight", TensorRole::FfnGateShexp, i, {E, FS});
+      add(p + "ffn_up_shexp.weight", TensorRole::FfnUpShexp, i, {E, FS});
+      add(p + "ffn_down_shexp.weight", TensorRole::FfnDownShexp, i, {FS, E});
+    }
+  } else {
+    add(p + "ffn_gate.weight", TensorRole::FfnGate, i, {E, F});
+    add(p + "ffn_up.weight", TensorRole::FfnUp, i, {E, F});
+    add(p + "ffn_down.weight", TensorRole::FfnDown, i, {F, E});
+  }
   if (i >= s.n_layer) {
     add(p + "nextn.eh_proj.weight", TensorRole::NextnEhProj, i, {2 * E, E});
     add(p + "nextn.enorm.weight", TensorRole::NextnNorm, i, {E});
@@ -242,7 +260,7 @@ std::vector<TensorPlan> plan_tensors(const ModelShape& s, FileType ft) {
   add("output_norm.weight", TensorRole::OutputNorm, -1, {E});
   if (!s.tied) add("output.weight", TensorRole::Output, -1, {E, V});
   if (s.llama3_rope_freqs) add("rope_freqs.weight", TensorRole::RopeFreqs, -1, {s.head_dim / 2});
-  if (s.arch == Arch::Qwen35) {
+  if (s.qwen35_layers()) {
     for (int i = 0; i < s.n_layer + s.n_mtp; ++i) plan_qwen35_block(s, i, add);
     std::stable_sort(out.begin(), out.end(), [](const TensorPlan& a, const TensorPlan& b) {
       return a.layer != b.layer ? a.layer < b.layer : a.name < b.name;
@@ -360,7 +378,7 @@ void set_metadata(gguf::Writer& w, const ModelShape& s, FileType ft, uint64_t se
     w.set(key("rope.dimension_count"), Value::u32(static_cast<uint32_t>(s.head_dim)));
     w.set(key("vocab_size"), Value::u32(static_cast<uint32_t>(s.n_vocab)));
   }
-  if (s.arch == Arch::Qwen35) {
+  if (s.qwen35_layers()) {
     auto u32 = [](int64_t v) { return Value::u32(static_cast<uint32_t>(v)); };
     w.set(key("block_count"), u32(s.n_layer + s.n_mtp));
     if (s.n_mtp > 0) w.set(key("nextn_predict_layers"), u32(s.n_mtp));
@@ -378,10 +396,13 @@ void set_metadata(gguf::Writer& w, const ModelShape& s, FileType ft, uint64_t se
     w.set(key("ssm.group_count"), u32(s.ssm_k_heads));
     w.set(key("full_attention_interval"), u32(s.full_attention_interval));
   }
-  if (s.arch == Arch::Qwen3Moe) {
+  if (s.n_expert > 0) {
     w.set(key("expert_count"), Value::u32(static_cast<uint32_t>(s.n_expert)));
     w.set(key("expert_used_count"), Value::u32(static_cast<uint32_t>(s.n_expert_used)));
     w.set(key("expert_feed_forward_length"), Value::u32(static_cast<uint32_t>(s.n_ff_exp)));
+    if (s.n_ff_shexp > 0)
+      w.set(key("expert_shared_feed_forward_length"),
+            Value::u32(static_cast<uint32_t>(s.n_ff_shexp)));
   }
   w.set("general.file_type", Value::u32(static_cast<uint32_t>(ft)));
   w.set("general.quantization_version", Value::u32(2));

@@ -76,6 +76,11 @@ enum class TensorRole {
   FfnGateExps,  // 3-D [n_embd, n_ff_exp, n_expert]: typed like ffn_gate
   FfnUpExps,
   FfnDownExps,  // typed like ffn_down (llama-quantize matches "ffn_down" in the name)
+  // qwen35moe's shared expert
+  FfnGateInpShexp,  // 1-D [n_embd]: F32
+  FfnGateShexp,
+  FfnUpShexp,
+  FfnDownShexp,  // typed like ffn_down
 };
 
 struct TensorPlan {
