@@ -57,8 +57,18 @@ TEST(SynthCli, WritesPresetsAndRejectsBadArguments) {
   EXPECT_EQ(run("synth --type Q4_K_M -o " + path.string()).code, 2);  // no shape
   EXPECT_EQ(run("synth --preset qwen2.5-0.5b --type Q3_K -o " + path.string()).code, 2);
   EXPECT_EQ(run("synth --preset nope --type Q4_K_M -o " + path.string()).code, 2);
-  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --layers 3 --type Q4_K_M -o " + path.string()).code,
+  // --layers with a preset keeps its first N layers (1..n_layer).
+  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --layers 25 --type Q4_K_M -o " + path.string()).code,
             2);
+  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --layers 0 --type Q4_K_M -o " + path.string()).code,
+            2);
+  EXPECT_EQ(run("synth --preset qwen2.5-0.5b --heads 3 --type Q4_K_M -o " + path.string()).code, 2);
+  r = run("synth --preset qwen2.5-0.5b --layers 3 --type Q4_K_M --no-data -o " + path.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  r = run("inspect --json " + path.string());
+  EXPECT_NE(r.out.find("\"blk.2.ffn_down.weight\""), std::string::npos);
+  EXPECT_EQ(r.out.find("\"blk.3."), std::string::npos);
+  std::filesystem::remove(path);
   EXPECT_EQ(run("synth --arch qwen2 --layers 2 --embd 256 --ff 512 --heads 6 --kv-heads 4 "
                 "--type Q8_0 -o " +
                 path.string())

@@ -398,6 +398,17 @@ TEST(CpuLinearAttention, GatesNormsAndCopiesMatchTheDefinitions) {
       be.sigmoid_mul(x.data(), g.data(), n);
       EXPECT_LT(rel_err(x, want), 1e-6) << lvl << " sigmoid_mul " << n;
     }
+    // sigmoid_scale_rows (qwen35moe's shared-expert gate): one gate per row
+    for (int64_t rows : {1, 7}) {
+      const int64_t width = 300;
+      std::vector<float> y = random_floats(rng, rows * width, 1.0f);
+      const std::vector<float> g = random_floats(rng, rows, 5.0f);
+      std::vector<double> want;
+      for (int64_t i = 0; i < rows * width; ++i)
+        want.push_back(y[i] / (1 + std::exp(-double(g[i / width]))));
+      be.sigmoid_scale_rows(y.data(), g.data(), rows, width);
+      EXPECT_LT(rel_err(y, want), 1e-6) << lvl << " sigmoid_scale_rows " << rows;
+    }
     {
       const std::vector<float> src = random_floats(rng, 50 * 20, 1.0f);
       std::vector<float> dst(50 * 8, -1.0f);

@@ -376,6 +376,8 @@ TEST(SynthPresets, ShapesMatchTheRealModels) {
       // counting the vision encoder and the MTP layer too).
       {"qwen3.5-4b", 4205751296LL},
       {"qwen3.5-27b", 26895998464LL},
+      {"qwen3-30b-a3b", 30532122624LL},    // the model card's count
+      {"qwen3.5-35b-a3b", 34660610688LL},  // text model (the card's 35B adds vision and MTP)
   };
   ASSERT_EQ(straw::model::presets().size(), params.size());
   for (const ModelShape& s : straw::model::presets()) {

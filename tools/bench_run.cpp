@@ -86,9 +86,14 @@ ModelFacts model_facts(const Model& m) {
   for (const gguf::TensorInfo& t : r.tensors()) {
     f.bytes += t.bytes;
     f.n_params += t.n_elements();
-    // Blocks past n_layer (MTP / NextN) are not run.
+    // Blocks past n_layer (MTP / NextN) are not run. A token reads n_expert_used of the n_expert
+    // experts of an MoE layer (on average: the router picks which).
     const sched::UnitOf u = sched::unit_of(t.name);
-    if (&t != embd && u.layer < hp.n_layer) f.weight_bytes_per_token += t.bytes;
+    if (&t == embd || u.layer >= hp.n_layer) continue;
+    if (u.part == sched::Part::Experts && hp.n_expert > 0)
+      f.weight_bytes_per_token += t.bytes * uint64_t(hp.n_expert_used) / uint64_t(hp.n_expert);
+    else
+      f.weight_bytes_per_token += t.bytes;
   }
   if (embd) {
     f.weight_bytes_per_token += quant::row_bytes(embd->type, embd->ne[0]);

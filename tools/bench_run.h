@@ -18,7 +18,8 @@ struct ModelFacts {
   uint64_t bytes = 0;    // tensor data
   int64_t n_params = 0;  // tensor elements
   // Bytes one decode step reads besides the KV cache: every block tensor, the output norm and LM
-  // head (token_embd when tied), rope factors, and one row of the embedding table.
+  // head (token_embd when tied), rope factors, and one row of the embedding table; of an MoE
+  // layer's experts (ffn_*_exps) only the active share, n_expert_used / n_expert.
   uint64_t weight_bytes_per_token = 0;
   uint64_t kv_bytes_per_position = 0;  // K and V of every attention layer for one position
   // Linear-attention layers: their recurrent state, read and written once per token.

@@ -28,6 +28,7 @@
 #include "cpu/thread_pool.h"
 #include "load_progress.h"
 #include "model_flags.h"
+#include "placement_flags.h"
 #include "spec_flags.h"
 #include "util/str.h"
 
@@ -54,6 +55,8 @@ std::vector<Option> bench_options() {
       cpu_kernels_option(),
       {"gpu-layers", 0, true, "N[,N..]  llama.cpp's -ngl: the last N layers on the GPU, or 'all'"},
       {"vram-budget", 0, true, "SIZE  GPU memory straw may use (0: CPU only)"},
+      moe_options()[0],
+      moe_options()[1],
       {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
       {"output", 'o', true, "FMT  md (default), json or csv"},
       {"bandwidth", 0, false, "only measure the machine's read bandwidth (no model)"},
@@ -115,6 +118,7 @@ ModelOptions base_options(const Args& a) {
   else if (dev != "auto")
     throw UsageError("--device must be auto, cpu or gpu, got '" + dev + "'");
   if (a.has("vram-budget")) o.vram_budget = parse_size(a.require("vram-budget"));
+  o.n_cpu_moe = n_cpu_moe_from(a);
   o.cuda_graphs = !a.has("no-cuda-graphs");
   o.repack_weights = !a.has("no-repack");
   o.profile_ops = a.has("profile");
@@ -321,7 +325,7 @@ const Command kBench = {
     "bench",
     "measure prompt (pp) and generation (tg) speed as llama-bench does, with the decode roofline",
     "bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
-    "[--vram-budget SIZE] [--ctx N] "
+    "[--vram-budget SIZE] [--cpu-moe | --n-cpu-moe N] [--ctx N] "
     "[-o md|json|csv] | bench --bandwidth [-t THREADS] | bench -m MODEL --spec ngram|draft "
     "[--model-draft FILE] --prompt TEXT [-n 128] [--verify K[,K..] [-d N]]",
     bench_options, run_bench};

@@ -55,6 +55,25 @@ void print_json(const sched::Plan& p, const RamCheck& c, const std::string& extr
   num("state_checkpoint_bytes", p.state_checkpoint_bytes);
   num("compute_gpu_bytes", p.compute_gpu_bytes);
   num("compute_cpu_bytes", p.compute_cpu_bytes);
+  // Mixture of experts (zeros for a dense model): where the experts are, and what a decoded token
+  // reads (the active experts' share of them), which predicted tg counts.
+  int expert_gpu_layers = 0, expert_cpu_layers = 0;
+  for (const auto& l : p.layers)
+    if (l.expert_bytes > 0)
+      ++(l.experts == sched::Device::Gpu ? expert_gpu_layers : expert_cpu_layers);
+  s += "\"experts\": {";
+  num("count", uint64_t(p.n_expert));
+  num("used", uint64_t(p.n_expert_used));
+  num("gpu_layers", uint64_t(expert_gpu_layers));
+  num("cpu_layers", uint64_t(expert_cpu_layers), false);
+  s += "}, ";
+  num("expert_bytes", p.expert_gpu_bytes + p.expert_cpu_bytes);
+  num("expert_gpu_bytes", p.expert_gpu_bytes);
+  num("expert_cpu_bytes", p.expert_cpu_bytes);
+  num("read_bytes_per_token", p.read_bytes_per_token);
+  s += "\"notes\": [";
+  for (size_t i = 0; i < p.notes.size(); ++i) s += (i ? ", " : "") + json_string(p.notes[i]);
+  s += "], ";
   s += "\"output\": " + json_string(sched::device_name(p.output)) + ", ";
   num("transitions", uint64_t(p.transitions));
   s += "\"stream_prefill\": " + std::string(p.stream_prefill ? "true" : "false") + ", ";
@@ -85,6 +104,8 @@ void print_json(const sched::Plan& p, const RamCheck& c, const std::string& extr
          ", \"ffn\": " + json_string(sched::device_name(l.ffn)) +
          ", \"attn_bytes\": " + std::to_string(l.attn_bytes) +
          ", \"ffn_bytes\": " + std::to_string(l.ffn_bytes) +
+         ", \"experts\": " + json_string(sched::device_name(l.experts)) +
+         ", \"expert_bytes\": " + std::to_string(l.expert_bytes) +
          ", \"kv_bytes\": " + std::to_string(l.kv_bytes) +
          ", \"state_bytes\": " + std::to_string(l.state_bytes) + "}";
   }
@@ -98,16 +119,37 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
   std::printf("plan for %s\n\n", path.c_str());
   // Linear-attention layers hold a recurrent state instead of a KV cache (same column).
   const bool linear = hp.has_recurrent();
-  std::printf("  layer  attn  ffn   attn weights    ffn weights  %s\n",
+  // MoE files get two more columns: the experts' device and size (the ffn column is the rest of
+  // the FFN: norm, router, shared expert).
+  const bool moe = p.n_expert > 0;
+  std::printf("  layer  attn  ffn   %s attn weights    ffn weights  %s%s\n", moe ? "exps  " : "",
+              moe ? "expert weights  " : "",
               linear ? "KV cache / recurrent state" : "     KV cache");
   for (const auto& l : p.layers) {
     const bool rec = hp.is_recurrent(l.index);
-    std::printf("  %5d  %-4s  %-4s  %13s  %13s  %13s%s\n", l.index, sched::device_name(l.attn),
-                sched::device_name(l.ffn), human_bytes(l.attn_bytes).c_str(),
-                human_bytes(l.ffn_bytes).c_str(),
-                human_bytes(rec ? l.state_bytes : l.kv_bytes).c_str(), rec ? " state" : "");
+    std::printf("  %5d  %-4s  %-4s  ", l.index, sched::device_name(l.attn),
+                sched::device_name(l.ffn));
+    if (moe) std::printf("%-4s  ", sched::device_name(l.experts));
+    std::printf("%13s  %13s  ", human_bytes(l.attn_bytes).c_str(),
+                human_bytes(l.ffn_bytes).c_str());
+    if (moe) std::printf("%14s  ", human_bytes(l.expert_bytes).c_str());
+    std::printf("%13s%s\n", human_bytes(rec ? l.state_bytes : l.kv_bytes).c_str(),
+                rec ? " state" : "");
   }
   std::printf("  output: %s\n\n", sched::device_name(p.output));
+  if (moe) {
+    int gpu_layers = 0, cpu_layers = 0;
+    for (const auto& l : p.layers)
+      if (l.expert_bytes > 0) ++(l.experts == sched::Device::Gpu ? gpu_layers : cpu_layers);
+    std::printf(
+        "experts (%d per layer, %d used per token): gpu %d layers (%s), cpu %d layers (%s); read "
+        "per "
+        "decoded token %s (experts at the active share)\n",
+        p.n_expert, p.n_expert_used, gpu_layers, human_bytes(p.expert_gpu_bytes).c_str(),
+        cpu_layers, human_bytes(p.expert_cpu_bytes).c_str(),
+        human_bytes(p.read_bytes_per_token).c_str());
+  }
+  for (const std::string& n : p.notes) std::printf("note: %s\n", n.c_str());
   const double pct = p.vram_budget ? 100.0 * double(p.vram_bytes) / double(p.vram_budget) : 0.0;
   std::printf("VRAM: %s of a %s budget (%.1f%%): weights %s, KV %s%s, compute %s%s\n",
               human_bytes(p.vram_bytes).c_str(), human_bytes(p.vram_budget).c_str(), pct,
@@ -216,9 +258,9 @@ std::string spec_json(const SpecPrediction& s) {
 
 int run_plan(const Args& a) {
   const std::string path = a.require("model");
+  sched::PlanOptions po = plan_options_from(a);  // usage errors before the file is read
   const PlanInput in = read_plan_input(path);
 
-  sched::PlanOptions po = plan_options_from(a);
   po.ctx = a.get_int("ctx", std::min<int64_t>(in.hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
   po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
@@ -270,7 +312,8 @@ int run_plan(const Args& a) {
 
 const Command kPlan = {
     "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
-    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] "
+    "plan -m MODEL [--vram-budget SIZE] [--gpu-layers N] [--cpu-moe | --n-cpu-moe N] [--ctx N] "
+    "[--kv-type f16|q8_0|q4_0] [--ubatch N] "
     "[--no-repack] [--model-draft FILE [--draft-max N]] [-o json]",
     plan_options, run_plan};
 

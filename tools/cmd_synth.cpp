@@ -18,7 +18,9 @@ std::vector<Option> synth_options() {
   return {
       {"preset", 0, true, "NAME  a real model's shape (see --list)"},
       {"arch", 0, true, "A  custom shape: llama, qwen2, qwen3 or qwen35 (Qwen3.5 proportions)"},
-      {"layers", 0, true, "N  custom shape: blocks"},
+      {"layers", 0, true,
+       "N  custom shape: blocks; with --preset: keep the first N layers (typed as in the full "
+       "model), so a benchmark file of a real model's width fits in RAM"},
       {"embd", 0, true, "E  custom shape: embedding width"},
       {"ff", 0, true, "F  custom shape: feed-forward width"},
       {"heads", 0, true, "H  custom shape: attention heads"},
@@ -37,7 +39,7 @@ std::vector<Option> synth_options() {
   };
 }
 
-const char* const kCustomFlags[] = {"arch",     "layers",   "embd",  "ff",  "heads",
+const char* const kCustomFlags[] = {"arch",     "embd",     "ff",    "heads",
                                     "kv-heads", "head-dim", "vocab", "tied"};
 
 int32_t positive_int(const Args& a, const char* name) {
@@ -54,7 +56,12 @@ model::ModelShape shape_from(const Args& a) {
     if (!s)
       throw UsageError(
           str("unknown preset '", *preset, "' (presets: ", model::preset_names(), ")"));
-    return *s;
+    if (!a.has("layers")) return *s;
+    const int32_t n = positive_int(a, "layers");
+    if (n > s->n_layer)
+      throw UsageError(str("--layers ", n, ": the preset ", s->name, " has ", s->n_layer,
+                           " layers (keep 1 to ", s->n_layer, ")"));
+    return model::first_layers(*s, n);
   }
   if (!a.has("arch"))
     throw UsageError(
@@ -78,14 +85,16 @@ model::ModelShape shape_from(const Args& a) {
 }
 
 void print_presets() {
-  std::printf("%-14s %-6s %6s %7s %7s %5s %4s %5s %8s %-6s %12s\n", "preset", "arch", "layers",
-              "embd", "ff", "heads", "kv", "head", "vocab", "output", "params");
+  std::printf("%-14s %-8s %6s %7s %7s %5s %4s %5s %8s %-6s %12s %s\n", "preset", "arch", "layers",
+              "embd", "ff", "heads", "kv", "head", "vocab", "output", "params", "experts");
   for (const model::ModelShape& s : model::presets())
-    std::printf("%-14s %-6s %6d %7lld %7lld %5d %4d %5d %8lld %-6s %12lld\n", s.name.c_str(),
-                model::arch_name(s.arch), s.n_layer, static_cast<long long>(s.n_embd),
-                static_cast<long long>(s.n_ff), s.n_head, s.n_head_kv, s.head_dim,
-                static_cast<long long>(s.n_vocab), s.tied ? "tied" : "own",
-                static_cast<long long>(s.n_params()));
+    std::printf(
+        "%-14s %-8s %6d %7lld %7lld %5d %4d %5d %8lld %-6s %12lld %s\n", s.name.c_str(),
+        model::arch_name(s.arch), s.n_layer, static_cast<long long>(s.n_embd),
+        static_cast<long long>(s.n_ff), s.n_head, s.n_head_kv, s.head_dim,
+        static_cast<long long>(s.n_vocab), s.tied ? "tied" : "own",
+        static_cast<long long>(s.n_params()),
+        s.n_expert > 0 ? str(s.n_expert_used, " of ", s.n_expert, " x ", s.n_ff_exp).c_str() : "");
 }
 
 int run_synth(const Args& a) {
@@ -98,7 +107,7 @@ int run_synth(const Args& a) {
   model::SynthOptions o;
   o.shape = shape_from(a);
   if (a.has("mtp")) {
-    if (o.shape.arch != model::Arch::Qwen35) throw UsageError("--mtp is for qwen35 shapes");
+    if (!o.shape.qwen35_layers()) throw UsageError("--mtp is for qwen35 / qwen35moe shapes");
     const int64_t mtp = a.get_int("mtp", 0);
     if (mtp < 0 || mtp > 8) throw UsageError("--mtp must be 0..8");
     o.shape.n_mtp = static_cast<int>(mtp);
@@ -143,8 +152,9 @@ int run_synth(const Args& a) {
 
 const Command kSynth = {
     "synth", "write a GGUF model of a real (or any) shape with random weights, for benchmarks",
-    "synth (--preset NAME | --arch A --layers N --embd E --ff F --heads H --kv-heads K "
-    "[--head-dim D] [--vocab V] [--tied]) [--mtp N] --type FTYPE -o FILE [--seed S] [--no-data]",
+    "synth (--preset NAME [--layers N] | --arch A --layers N --embd E --ff F --heads H "
+    "--kv-heads K [--head-dim D] [--vocab V] [--tied]) [--mtp N] --type FTYPE -o FILE [--seed S] "
+    "[--no-data]",
     synth_options, run_synth};
 
 }  // namespace straw::cli

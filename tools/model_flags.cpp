@@ -89,6 +89,7 @@ ModelOptions model_options_from(const Args& args) {
   const sched::PlanOptions po = plan_options_from(args);
   if (args.has("vram-budget")) o.vram_budget = po.vram_budget;
   if (po.gpu_layers) o.gpu_layers = *po.gpu_layers;
+  o.n_cpu_moe = po.n_cpu_moe;
   for (const auto& ov : po.overrides)
     o.tensor_overrides.push_back({ov.pattern, ov.device == sched::Device::Gpu});
   o.cuda_graphs = !args.has("no-cuda-graphs");

@@ -1,13 +1,38 @@
 #include "placement_flags.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace straw::cli {
 
 std::vector<Option> placement_options() {
   return {
-      {"vram-budget", 0, true, "SIZE  GPU memory the plan may use (8GiB, 7.5G, 512MiB, bytes; 0: CPU only)"},
-      {"gpu-layers", 0, true, "N  llama.cpp's -ngl: the last N layers on the GPU (all: every layer and the output)"},
-      {"override-tensor", 0, true, "REGEX=gpu|cpu  place matching tensors (repeatable or comma-separated; first match wins)"},
+      {"vram-budget", 0, true,
+       "SIZE  GPU memory the plan may use (8GiB, 7.5G, 512MiB, bytes; 0: CPU only)"},
+      {"gpu-layers", 0, true,
+       "N  llama.cpp's -ngl: the last N layers on the GPU (all: every layer and the output)"},
+      {"override-tensor", 0, true,
+       "REGEX=gpu|cpu  place matching tensors (repeatable or comma-separated; first match wins)"},
+      moe_options()[0],
+      moe_options()[1],
   };
+}
+
+std::vector<Option> moe_options() {
+  return {
+      {"cpu-moe", 0, false,
+       "keep every mixture-of-experts layer's experts (ffn_*_exps) on the CPU"},
+      {"n-cpu-moe", 0, true, "N  keep the experts (ffn_*_exps) of the first N layers on the CPU"},
+  };
+}
+
+int n_cpu_moe_from(const Args& a) {
+  // llama.cpp's meaning: --cpu-moe is every layer, --n-cpu-moe N the first N (both: every layer).
+  if (a.has("cpu-moe")) return std::numeric_limits<int>::max();
+  if (!a.has("n-cpu-moe")) return 0;
+  const int64_t n = a.get_int("n-cpu-moe", 0);
+  if (n < 0) throw UsageError("--n-cpu-moe must be >= 0, got " + std::to_string(n));
+  return static_cast<int>(std::min<int64_t>(n, std::numeric_limits<int>::max()));
 }
 
 sched::KvType parse_kv_type(const std::string& s) {
@@ -26,6 +51,7 @@ sched::PlanOptions plan_options_from(const Args& a) {
     else po.gpu_layers = static_cast<int>(a.get_int("gpu-layers", 0));
     if (*po.gpu_layers < 0) throw UsageError("--gpu-layers must be >= 0 or 'all'");
   }
+  po.n_cpu_moe = n_cpu_moe_from(a);
   for (const std::string& value : a.get_all("override-tensor")) {
     const std::string* ov = &value;
     // Repeatable, and each value may hold comma-separated REGEX=DEVICE pairs (as llama.cpp's -ot).

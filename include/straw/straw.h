@@ -81,6 +81,8 @@ struct ModelOptions {
   std::optional<int> gpu_layers;        // llama.cpp's -ngl (the last N layers; N > n_layer adds the
                                         // output layer); unset: automatic placement
   std::vector<TensorOverride> tensor_overrides;  // first match wins
+  int n_cpu_moe = 0;  // llama.cpp's --n-cpu-moe: the experts (ffn_*_exps) of the first N layers
+                      // stay on the CPU (INT_MAX or any N >= n_layer: --cpu-moe, all of them)
   bool cuda_graphs = true;                       // capture the decode step as a CUDA Graph
 
   // Copy the CPU's weights into anonymous memory, repacked for the SIMD kernels (the fast path).

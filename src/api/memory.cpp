@@ -19,6 +19,7 @@ RamNeed ram_need(const gguf::Reader& r, const sched::Plan& p, cpu::Isa isa, bool
     const bool in_layer = u.layer >= 0 && size_t(u.layer) < p.layers.size();
     if (u.part == sched::Part::Attn && in_layer) return p.layers[size_t(u.layer)].attn;
     if (u.part == sched::Part::Ffn && in_layer) return p.layers[size_t(u.layer)].ffn;
+    if (u.part == sched::Part::Experts && in_layer) return p.layers[size_t(u.layer)].experts;
     if (u.part == sched::Part::Output) return p.output;
     return sched::Device::Cpu;
   };

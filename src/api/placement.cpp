@@ -32,6 +32,9 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
                : m.options.kv_type == KvCacheType::Q8_0 ? sched::KvType::Q8_0
                                                         : sched::KvType::F16;
   po.ubatch = m.options.ubatch;
+  po.n_cpu_moe = m.options.n_cpu_moe;
+  // po.gpu_moe stays false: the CUDA backend has no mixture-of-experts ops yet
+  // (ops/backend_moe.cpp), so the planner keeps every MoE FFN on the CPU.
   // Without a budget everything is on the CPU whatever was forced (choose_backends has refused
   // GPU requests it cannot serve).
   if (vram_budget > 0) {
@@ -104,6 +107,11 @@ void choose_backends(Model::Impl& m) {
     return d == sched::Device::Gpu ? static_cast<ops::Backend*>(gpu.get()) : m.cpu.get();
   };
   for (const sched::LayerPlacement& l : m.plan.layers) {
+    // One backend runs a whole MoE FFN (router, experts, shared expert): model::DeviceMap.
+    if (l.expert_bytes > 0 && l.experts != l.ffn)
+      fail("internal error: the plan puts layer ", l.index,
+           "'s experts and the rest of its FFN on different devices, which the runtime cannot "
+           "split yet; use --cpu-moe or --override-tensor to keep them together");
     m.devices.attn[l.index] = pick(l.attn);
     m.devices.ffn[l.index] = pick(l.ffn);
   }

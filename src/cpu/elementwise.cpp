@@ -160,6 +160,15 @@ void CpuBackend::copy_rows(const float* src, int64_t src_stride, float* dst, int
     run(0, n_rows, 0);
 }
 
+void CpuBackend::sigmoid_scale_rows(float* y, const float* g, int64_t n_rows, int64_t width) {
+  // One multiply per element: scalar code is as fast as the memory it streams.
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const float s = 1.0f / (1.0f + std::exp(-g[r]));
+    float* row = y + r * width;
+    for (int64_t i = 0; i < width; ++i) row[i] *= s;
+  }
+}
+
 void CpuBackend::sigmoid_mul(float* x, const float* g, int64_t n) {
   const VecKernels* vk = vec_kernels(isa_);
   auto run = [&](int64_t i0, int64_t i1, int) {

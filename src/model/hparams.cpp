@@ -9,7 +9,7 @@
 namespace straw::model {
 
 const char* supported_architectures() {
-  return "llama, qwen2, qwen3, qwen35, qwen3moe";
+  return "llama, qwen2, qwen3, qwen35, qwen3moe, qwen35moe";
 }
 
 bool HParams::has_recurrent() const {
@@ -96,6 +96,7 @@ void read_moe(const gguf::Reader& r, HParams& hp) {
                     .value_or(uint32_t(hp.n_ff / hp.n_expert_used));
   if (hp.n_ff_exp <= 0) fail(r.path(), ": expert_feed_forward_length must be positive");
   if (auto norm = r.find_bool(key("expert_weights_norm"))) hp.expert_weights_norm = *norm;
+  hp.n_ff_shexp = r.find_u32(key("expert_shared_feed_forward_length")).value_or(0);
   hp.expert_weights_scale = r.find_f32(key("expert_weights_scale")).value_or(0.0f);
 }
 
@@ -115,6 +116,8 @@ HParams read_hparams(const gguf::Reader& r) {
     hp.arch = Arch::Qwen35;
   else if (a == "qwen3moe")
     hp.arch = Arch::Qwen3Moe;
+  else if (a == "qwen35moe")
+    hp.arch = Arch::Qwen35Moe;
   else
     fail(r.path(), ": architecture '", a,
          "' is not supported (supported: ", supported_architectures(), ")");
@@ -159,8 +162,8 @@ HParams read_hparams(const gguf::Reader& r) {
     fail(r.path(), ": rope scaling type '", scaling,
          "' is not supported yet (supported: none, linear); YaRN and LongRoPE models cannot run");
   }
-  if (hp.arch == Arch::Qwen35) read_qwen35(r, hp, n_layer_all);
-  if (hp.arch == Arch::Qwen3Moe) read_moe(r, hp);
+  if (hp.arch == Arch::Qwen35 || hp.arch == Arch::Qwen35Moe) read_qwen35(r, hp, n_layer_all);
+  if (hp.arch == Arch::Qwen3Moe || hp.arch == Arch::Qwen35Moe) read_moe(r, hp);
   return hp;
 }
 
@@ -176,6 +179,9 @@ sched::ModelShape plan_shape(const HParams& hp, int64_t n_vocab) {
   s.n_vocab = n_vocab;
   s.n_ctx_train = hp.n_ctx_train;
   s.attn_output_gate = hp.attn_output_gate;
+  s.n_expert = hp.n_expert;
+  s.n_expert_used = hp.n_expert_used;
+  s.n_ff_exp = hp.n_ff_exp;
   if (hp.has_recurrent()) {
     s.recurrent = hp.recurrent;
     // The state and the snapshot a prompt's last step takes (RecurrentState).

@@ -14,9 +14,9 @@ class Reader;
 
 namespace straw::model {
 
-enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen3Moe };
+enum class Arch { Llama, Qwen2, Qwen3, Qwen35, Qwen3Moe, Qwen35Moe };
 
-// "llama, qwen2, qwen3, qwen35, qwen3moe": for error messages.
+// "llama, qwen2, qwen3, qwen35, qwen3moe, qwen35moe": for error messages.
 const char* supported_architectures();
 
 struct HParams {
@@ -58,6 +58,8 @@ struct HParams {
   int n_expert = 0;                 // {arch}.expert_count: experts per MoE layer
   int n_expert_used = 0;            // {arch}.expert_used_count: experts each token is routed to
   int64_t n_ff_exp = 0;             // {arch}.expert_feed_forward_length (default n_ff / n_used)
+  int64_t n_ff_shexp = 0;           // {arch}.expert_shared_feed_forward_length: the shared
+                                    // expert's width (qwen35moe); 0: no shared expert
   bool expert_weights_norm = true;  // {arch}.expert_weights_norm: renormalise the top-k weights
   float expert_weights_scale = 0;   // {arch}.expert_weights_scale: 0 (or 1) for none
   bool moe() const { return n_expert > 0; }

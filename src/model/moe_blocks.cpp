@@ -1,5 +1,5 @@
 // The mixture-of-experts FFN sub-block, written as op calls with the math beside them (llama.cpp's
-// build_moe_ffn with softmax gating and SwiGLU experts).
+// build_moe_ffn with softmax gating and SwiGLU experts), and qwen35moe's gated shared expert.
 #include "model/transformer.h"
 
 namespace straw::model {
@@ -24,6 +24,18 @@ void moe_ffn_block(BlockContext& c, const LayerWeights& l, int il) {
   c.be->moe_matmul(l.down_exps, a.gate, true, a.expert_ids, T, K, a.experts);
   // x += sum_k p_k d_k
   c.be->moe_combine(a.experts, a.expert_w, T, K, hp.n_embd, a.proj);
+  if (l.up_shexp) {
+    // s = sigmoid(w_g · n) * W_down_s (silu(W_gate_s n) * (W_up_s n));  x += s
+    // (the routed slots' buffers are free again: gate/up hold n_ff_shexp per token, experts n_embd)
+    const int64_t FS = hp.n_ff_shexp;
+    c.be->matmul(l.gate_shexp, a.xn, a.gate, T);
+    c.be->matmul(l.up_shexp, a.xn, a.up, T);
+    c.be->swiglu(a.gate, a.up, a.gate, int64_t(T) * FS);
+    c.be->matmul(l.down_shexp, a.gate, a.experts, T);
+    c.be->matmul(l.gate_inp_shexp, a.xn, a.router, T);
+    c.be->sigmoid_scale_rows(a.experts, a.router, T, hp.n_embd);
+    c.be->add(a.proj, a.experts, int64_t(T) * hp.n_embd);
+  }
   c.be->add(a.x, a.proj, int64_t(T) * hp.n_embd);
 }
 

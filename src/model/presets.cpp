@@ -95,6 +95,35 @@ ModelShape qwen35(const char* name, const char* display, const char* size, int l
   return s;
 }
 
+// Qwen3-30B-A3B (config.json of Qwen/Qwen3-30B-A3B): 48 layers of width 2048, 32 / 4 attention
+// heads of 128, 128 experts of moe_intermediate_size 768 with 8 per token (norm_topk_prob true),
+// no shared expert, intermediate_size 6144 (unused), vocabulary 151936, untied, rope_theta 1e6,
+// rms_norm_eps 1e-6, max_position_embeddings 40960. Model card: 30,532,122,624 parameters.
+ModelShape qwen3_30b_a3b() {
+  ModelShape s = qwen3("qwen3-30b-a3b", "Qwen3 30B A3B", "30B-A3B", 48, 2048, 6144, 32, 4);
+  s.arch = Arch::Qwen3Moe;
+  s.n_expert = 128;
+  s.n_expert_used = 8;
+  s.n_ff_exp = 768;
+  return s;
+}
+
+// Qwen3.5-35B-A3B (text_config of Qwen/Qwen3.5-35B-A3B, as THUDM/slime's
+// scripts/models/qwen3.5-35B-A3B.sh restates it): qwen35 layers of width 2048, 40 of them, 16 / 2
+// attention heads of 256, 16 / 32 linear key / value heads of 128, 256 experts of 512 rows with 8
+// per token and a shared expert of 512 rows, untied embeddings. The card's 35B counts the vision
+// encoder and the MTP layer too; the text model's tensors hold 34,660,610,688.
+ModelShape qwen35_35b_a3b() {
+  ModelShape s =
+      qwen35("qwen3.5-35b-a3b", "Qwen3.5 35B A3B", "35B-A3B", 40, 2048, 512, 16, 2, 32, false);
+  s.arch = Arch::Qwen35Moe;
+  s.n_expert = 256;
+  s.n_expert_used = 8;
+  s.n_ff_exp = 512;
+  s.n_ff_shexp = 512;
+  return s;
+}
+
 std::vector<ModelShape> make_presets() {
   return {
       qwen25("qwen2.5-0.5b", "Qwen2.5 0.5B Instruct", "0.5B", 24, 896, 4864, 14, 2, 151936, true),
@@ -107,6 +136,8 @@ std::vector<ModelShape> make_presets() {
       qwen3("qwen3-32b", "Qwen3 32B", "32B", 64, 5120, 25600, 64, 8),
       qwen35("qwen3.5-4b", "Qwen3.5 4B", "4B", 32, 2560, 9216, 16, 4, 32, true),
       qwen35("qwen3.5-27b", "Qwen3.5 27B", "27B", 64, 5120, 17408, 24, 4, 48, false),
+      qwen3_30b_a3b(),
+      qwen35_35b_a3b(),
   };
 }
 
@@ -127,11 +158,15 @@ std::string size_label_of(int64_t params) {
 }  // namespace
 
 int64_t ModelShape::n_params() const {
-  const int64_t gate = arch == Arch::Qwen35 ? 2 : 1;  // qwen35: attn_q also gives the output gate
+  const int64_t gate = qwen35_layers() ? 2 : 1;  // qwen35: attn_q also gives the output gate
   const int64_t attn = gate * n_embd * n_q() + 2 * n_embd * n_kv() + n_q() * n_embd;
   const int64_t bias = arch == Arch::Qwen2 ? n_q() + 2 * n_kv() : 0;
-  const int64_t qk_norm = arch == Arch::Qwen3 || arch == Arch::Qwen35 ? 2 * int64_t(head_dim) : 0;
-  const int64_t ffn = 3 * n_embd * n_ff + 2 * n_embd;
+  const bool qk_norms = arch == Arch::Qwen3 || arch == Arch::Qwen3Moe || qwen35_layers();
+  const int64_t qk_norm = qk_norms ? 2 * int64_t(head_dim) : 0;
+  // The FFN and both norms; an MoE FFN is the router and the experts' gate, up and down.
+  const int64_t ffn =
+      (n_expert > 0 ? n_embd * n_expert + 3 * n_embd * n_ff_exp * n_expert : 3 * n_embd * n_ff) +
+      2 * n_embd + (n_ff_shexp > 0 ? 3 * n_embd * n_ff_shexp + n_embd : 0);
   // A Gated DeltaNet layer: qkv, z, beta, alpha and out projections, conv taps, dt bias, A, norm.
   const int64_t linear = n_embd * ssm_conv_dim() + n_embd * ssm_inner() + 2 * n_embd * ssm_v_heads +
                          ssm_inner() * n_embd + int64_t(ssm_conv_kernel) * ssm_conv_dim() +
@@ -154,6 +189,8 @@ const char* arch_name(Arch a) {
       return "qwen35";
     case Arch::Qwen3Moe:
       return "qwen3moe";
+    case Arch::Qwen35Moe:
+      return "qwen35moe";
   }
   return "unknown";
 }
@@ -164,6 +201,7 @@ std::optional<Arch> arch_from_name(std::string_view name) {
   if (name == "qwen3") return Arch::Qwen3;
   if (name == "qwen35") return Arch::Qwen35;
   if (name == "qwen3moe") return Arch::Qwen3Moe;
+  if (name == "qwen35moe") return Arch::Qwen35Moe;
   return std::nullopt;
 }
 
@@ -202,7 +240,7 @@ ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, in
   s.rope_base = llama ? 500000.0f : 1000000.0f;
   s.rms_eps = llama ? 1e-5f : 1e-6f;
   s.vocab = llama ? VocabStyle::Llama3 : VocabStyle::Qwen;
-  if (arch == Arch::Qwen35) {
+  if (arch == Arch::Qwen35 || arch == Arch::Qwen35Moe) {
     // Qwen3.5's proportions: a quarter of the head rotated, full attention every 4th layer,
     // linear heads of half the attention head size, as many key heads as attention heads and
     // twice as many value heads (Qwen3.5-4B: 256 / 64 / 128, 16 / 16 / 32).
@@ -220,6 +258,20 @@ ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, in
   return s;
 }
 
+ModelShape first_layers(const ModelShape& s, int n_layer) {
+  if (n_layer < 1 || n_layer > s.n_layer)
+    fail("model shape '", s.name, "' has ", s.n_layer, " layers: keep 1 to ", s.n_layer, ", not ",
+         n_layer);
+  if (n_layer == s.n_layer) return s;
+  ModelShape out = s;
+  out.quant_n_layer = s.quant_n_layer > 0 ? s.quant_n_layer : s.n_layer;
+  out.n_layer = n_layer;
+  out.n_mtp = 0;  // the MTP blocks follow the last layer
+  out.display_name = str(s.display_name.empty() ? s.name : s.display_name, " (first ", n_layer,
+                         " of ", out.quant_n_layer, " layers)");
+  return out;
+}
+
 void check_shape(const ModelShape& s) {
   if (s.n_layer <= 0 || s.n_embd <= 0 || s.n_ff <= 0 || s.n_head <= 0 || s.n_head_kv <= 0)
     fail("model shape '", s.name, "': layers, embd, ff, heads and kv-heads must all be positive");
@@ -235,7 +287,12 @@ void check_shape(const ModelShape& s) {
     fail("model shape '", s.name, "': the vocabulary must have at least 300 tokens (256 bytes, ",
          "special tokens and merges), got ", s.n_vocab);
   if (s.n_vocab > (int64_t(1) << 31) - 1) fail("model shape '", s.name, "': vocabulary too large");
-  if (s.arch == Arch::Qwen35) {
+  if ((s.arch == Arch::Qwen3Moe || s.arch == Arch::Qwen35Moe) &&
+      (s.n_expert < 2 || s.n_expert_used < 1 || s.n_expert_used > s.n_expert || s.n_ff_exp < 1))
+    fail("model shape '", s.name, "': a mixture of experts needs at least 2 experts, 1 to ",
+         "n_expert used per token and a positive expert FFN width (got ", s.n_expert, ", ",
+         s.n_expert_used, ", ", s.n_ff_exp, ")");
+  if (s.qwen35_layers()) {
     if (s.full_attention_interval < 1 || s.ssm_conv_kernel < 1 || s.ssm_head_dim < 1 ||
         s.ssm_k_heads < 1 || s.ssm_v_heads % s.ssm_k_heads != 0 || s.n_mtp < 0)
       fail("model shape '", s.name, "': invalid linear-attention sizes (interval ",

@@ -52,6 +52,21 @@ struct ModelShape {
   int ssm_v_heads = 0;
   int n_mtp = 0;  // MTP / NextN blocks stored after the n_layer blocks (not run by straw)
 
+  // Mixture of experts (qwen3moe, qwen35moe; 0 for dense shapes): every layer's FFN is a router
+  // over n_expert SwiGLU experts of n_ff_exp rows, n_expert_used of them per token (config.json:
+  // num_experts, num_experts_per_tok, moe_intermediate_size). n_ff stays the GGUF
+  // feed_forward_length (the config's intermediate_size; qwen35moe: the expert width), which no
+  // tensor of such a model uses.
+  int n_expert = 0;
+  int n_expert_used = 0;
+  int64_t n_ff_exp = 0;
+  int64_t n_ff_shexp = 0;  // qwen35moe: the shared expert's width (shared_expert_intermediate_size)
+
+  // The layers of the model llama-quantize typed (synth --layers N keeps the first N blocks of a
+  // preset: its types stay those of the full model's first N blocks); 0: n_layer.
+  int quant_n_layer = 0;
+
+  bool qwen35_layers() const { return arch == Arch::Qwen35 || arch == Arch::Qwen35Moe; }
   bool is_recurrent(int il) const {
     return full_attention_interval > 0 && il < n_layer && (il + 1) % full_attention_interval != 0;
   }
@@ -64,12 +79,12 @@ struct ModelShape {
   int64_t n_params() const;
 };
 
-// "llama", "qwen2", "qwen3".
+// "llama", "qwen2", "qwen3", "qwen35", "qwen3moe".
 const char* arch_name(Arch a);
 std::optional<Arch> arch_from_name(std::string_view name);
 
 // The presets, in a fixed order: qwen2.5-{0.5b,1.5b,7b,14b,32b}, llama-3.1-8b, qwen3-{8b,32b},
-// qwen3.5-{4b,27b}.
+// qwen3.5-{4b,27b}, qwen3-30b-a3b, qwen3.5-35b-a3b.
 const std::vector<ModelShape>& presets();
 const ModelShape* find_preset(std::string_view name);
 std::string preset_names();  // "qwen2.5-0.5b, qwen2.5-1.5b, ..." for messages
@@ -79,6 +94,10 @@ std::string preset_names();  // "qwen2.5-0.5b, qwen2.5-1.5b, ..." for messages
 // (llama: 1e-5). Validate it with check_shape().
 ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, int n_head,
                         int n_head_kv, int head_dim, int64_t n_vocab, bool tied);
+
+// The first n_layer blocks of `s` (1 <= n_layer <= s.n_layer; else straw::Error), typed as in the
+// full model: a file of a real model's width that fits a small machine's RAM.
+ModelShape first_layers(const ModelShape& s, int n_layer);
 
 // Throws straw::Error when the shape cannot form a model: non-positive sizes, n_head not a
 // multiple of n_head_kv, an odd head size, a vocabulary too small for the synthetic tokenizer.

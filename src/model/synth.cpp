@@ -94,6 +94,12 @@ bool is_matrix(TensorRole r) {
     case TensorRole::SsmAlpha:
     case TensorRole::SsmOut:
     case TensorRole::NextnEhProj:
+    case TensorRole::FfnGateExps:
+    case TensorRole::FfnUpExps:
+    case TensorRole::FfnDownExps:
+    case TensorRole::FfnGateShexp:
+    case TensorRole::FfnUpShexp:
+    case TensorRole::FfnDownShexp:
       return true;
     default:
       return false;
@@ -149,7 +155,9 @@ quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, in
   Type t = def;
   const bool q4km = ft == FileType::Q4_K_M, q5km = ft == FileType::Q5_K_M;
   const bool q4ks = ft == FileType::Q4_K_S, iq4xs = ft == FileType::IQ4_XS;
-  const int n = s.n_layer + s.n_mtp;  // llama-quantize counts the MTP blocks as layers
+  // llama-quantize counts the MTP blocks as layers.
+  const int n = (s.quant_n_layer > 0 ? s.quant_n_layer : s.n_layer) + s.n_mtp;
+  const bool mixtral = s.n_expert == 8;  // llama-quantize's rules for 8-expert models
   if (role == TensorRole::Output || (s.tied && role == TensorRole::TokenEmbd)) {
     // The LM head: Q8_0 when the default type's block does not divide the row, else Q6_K
     // unless the file is Q8_0 anyway.
@@ -165,7 +173,13 @@ quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, in
     else if (q4ks && layer < 4)
       t = Type::Q5_K;
     if (is_70b(s) && (t == Type::Q3_K || t == Type::Q4_K)) t = Type::Q5_K;
-  } else if (role == TensorRole::FfnDown) {
+    if (mixtral) t = Type::Q8_0;
+  } else if (role == TensorRole::AttnK) {
+    if (mixtral) t = Type::Q8_0;
+  } else if (role == TensorRole::AttnOutput) {
+    if (mixtral && (q4km || q4ks || iq4xs)) t = Type::Q5_K;
+  } else if (role == TensorRole::FfnDown || role == TensorRole::FfnDownExps ||
+             role == TensorRole::FfnDownShexp) {
     if (q4km && use_more_bits(layer, n))
       t = Type::Q6_K;
     else if (iq4xs && layer < n / 8)
@@ -207,9 +221,23 @@ void plan_qwen35_block(const ModelShape& s, int i, Add& add) {
     add(p + "attn_k_norm.weight", TensorRole::AttnKNorm, i, {s.head_dim});
   }
   add(p + "post_attention_norm.weight", TensorRole::FfnNorm, i, {E});
-  add(p + "ffn_gate.weight", TensorRole::FfnGate, i, {E, F});
-  add(p + "ffn_up.weight", TensorRole::FfnUp, i, {E, F});
-  add(p + "ffn_down.weight", TensorRole::FfnDown, i, {F, E});
+  if (s.n_expert > 0) {
+    const int64_t X = s.n_expert, FX = s.n_ff_exp, FS = s.n_ff_shexp;
+    add(p + "ffn_gate_inp.weight", TensorRole::FfnGateInp, i, {E, X});
+    add(p + "ffn_gate_exps.weight", TensorRole::FfnGateExps, i, {E, FX, X});
+    add(p + "ffn_up_exps.weight", TensorRole::FfnUpExps, i, {E, FX, X});
+    add(p + "ffn_down_exps.weight", TensorRole::FfnDownExps, i, {FX, E, X});
+    if (FS > 0) {
+      add(p + "ffn_gate_inp_shexp.weight", TensorRole::FfnGateInpShexp, i, {E});
+      add(p + "ffn_gate_shexp.weight", TensorRole::FfnGateShexp, i, {E, FS});
+      add(p + "ffn_up_shexp.weight", TensorRole::FfnUpShexp, i, {E, FS});
+      add(p + "ffn_down_shexp.weight", TensorRole::FfnDownShexp, i, {FS, E});
+    }
+  } else {
+    add(p + "ffn_gate.weight", TensorRole::FfnGate, i, {E, F});
+    add(p + "ffn_up.weight", TensorRole::FfnUp, i, {E, F});
+    add(p + "ffn_down.weight", TensorRole::FfnDown, i, {F, E});
+  }
   if (i >= s.n_layer) {
     add(p + "nextn.eh_proj.weight", TensorRole::NextnEhProj, i, {2 * E, E});
     add(p + "nextn.enorm.weight", TensorRole::NextnNorm, i, {E});
@@ -232,7 +260,7 @@ std::vector<TensorPlan> plan_tensors(const ModelShape& s, FileType ft) {
   add("output_norm.weight", TensorRole::OutputNorm, -1, {E});
   if (!s.tied) add("output.weight", TensorRole::Output, -1, {E, V});
   if (s.llama3_rope_freqs) add("rope_freqs.weight", TensorRole::RopeFreqs, -1, {s.head_dim / 2});
-  if (s.arch == Arch::Qwen35) {
+  if (s.qwen35_layers()) {
     for (int i = 0; i < s.n_layer + s.n_mtp; ++i) plan_qwen35_block(s, i, add);
     std::stable_sort(out.begin(), out.end(), [](const TensorPlan& a, const TensorPlan& b) {
       return a.layer != b.layer ? a.layer < b.layer : a.name < b.name;
@@ -251,11 +279,19 @@ std::vector<TensorPlan> plan_tensors(const ModelShape& s, FileType ft) {
       add(p + "attn_k.bias", TensorRole::AttnKBias, i, {K});
       add(p + "attn_v.bias", TensorRole::AttnVBias, i, {K});
     }
-    if (s.arch == Arch::Qwen3) {
+    if (s.arch == Arch::Qwen3 || s.arch == Arch::Qwen3Moe) {
       add(p + "attn_q_norm.weight", TensorRole::AttnQNorm, i, {s.head_dim});
       add(p + "attn_k_norm.weight", TensorRole::AttnKNorm, i, {s.head_dim});
     }
     add(p + "ffn_norm.weight", TensorRole::FfnNorm, i, {E});
+    if (s.arch == Arch::Qwen3Moe) {
+      const int64_t X = s.n_expert, FX = s.n_ff_exp;
+      add(p + "ffn_gate_inp.weight", TensorRole::FfnGateInp, i, {E, X});
+      add(p + "ffn_gate_exps.weight", TensorRole::FfnGateExps, i, {E, FX, X});
+      add(p + "ffn_up_exps.weight", TensorRole::FfnUpExps, i, {E, FX, X});
+      add(p + "ffn_down_exps.weight", TensorRole::FfnDownExps, i, {FX, E, X});
+      continue;
+    }
     add(p + "ffn_gate.weight", TensorRole::FfnGate, i, {E, F});
     add(p + "ffn_up.weight", TensorRole::FfnUp, i, {E, F});
     add(p + "ffn_down.weight", TensorRole::FfnDown, i, {F, E});
@@ -342,7 +378,7 @@ void set_metadata(gguf::Writer& w, const ModelShape& s, FileType ft, uint64_t se
     w.set(key("rope.dimension_count"), Value::u32(static_cast<uint32_t>(s.head_dim)));
     w.set(key("vocab_size"), Value::u32(static_cast<uint32_t>(s.n_vocab)));
   }
-  if (s.arch == Arch::Qwen35) {
+  if (s.qwen35_layers()) {
     auto u32 = [](int64_t v) { return Value::u32(static_cast<uint32_t>(v)); };
     w.set(key("block_count"), u32(s.n_layer + s.n_mtp));
     if (s.n_mtp > 0) w.set(key("nextn_predict_layers"), u32(s.n_mtp));
@@ -359,6 +395,14 @@ void set_metadata(gguf::Writer& w, const ModelShape& s, FileType ft, uint64_t se
     w.set(key("ssm.time_step_rank"), u32(s.ssm_v_heads));
     w.set(key("ssm.group_count"), u32(s.ssm_k_heads));
     w.set(key("full_attention_interval"), u32(s.full_attention_interval));
+  }
+  if (s.n_expert > 0) {
+    w.set(key("expert_count"), Value::u32(static_cast<uint32_t>(s.n_expert)));
+    w.set(key("expert_used_count"), Value::u32(static_cast<uint32_t>(s.n_expert_used)));
+    w.set(key("expert_feed_forward_length"), Value::u32(static_cast<uint32_t>(s.n_ff_exp)));
+    if (s.n_ff_shexp > 0)
+      w.set(key("expert_shared_feed_forward_length"),
+            Value::u32(static_cast<uint32_t>(s.n_ff_shexp)));
   }
   w.set("general.file_type", Value::u32(static_cast<uint32_t>(ft)));
   w.set("general.quantization_version", Value::u32(2));

@@ -71,6 +71,16 @@ enum class TensorRole {
   // MTP / NextN block extras (qwen35)
   NextnEhProj,
   NextnNorm,
+  // Mixture of experts (qwen3moe)
+  FfnGateInp,   // the router: llama-quantize never quantizes it (F32)
+  FfnGateExps,  // 3-D [n_embd, n_ff_exp, n_expert]: typed like ffn_gate
+  FfnUpExps,
+  FfnDownExps,  // typed like ffn_down (llama-quantize matches "ffn_down" in the name)
+  // qwen35moe's shared expert
+  FfnGateInpShexp,  // 1-D [n_embd]: F32
+  FfnGateShexp,
+  FfnUpShexp,
+  FfnDownShexp,  // typed like ffn_down
 };
 
 struct TensorPlan {
@@ -90,8 +100,10 @@ struct TensorPlan {
 // qwen35's attn_qkv, which llama-quantize counts with them) and ffn_down per the file type's
 // rules (use_more_bits layers, n_gqa >= 4, the first n_layer/8 layers, the 70B bump; MTP blocks
 // count as layers), then the fallback for rows that are not a multiple of the block size
-// (IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, else F16). 1-D tensors and
-// ssm_conv1d are F32.
+// (IQ4_XS -> IQ4_NL, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, else F16). 1-D tensors,
+// ssm_conv1d and MoE routers are F32. Models of exactly 8 experts get llama-quantize's Mixtral
+// bumps: attn_k and attn_v Q8_0, attn_output Q5_K (for Q4_K_S, Q4_K_M, IQ4_XS). The layer count
+// of the rules is s.quant_n_layer when set (synth --layers).
 quant::Type quant_type_for(const ModelShape& s, FileType ft, TensorRole role, int layer,
                            int64_t ne0);
 

@@ -76,6 +76,9 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
     case Arch::Qwen3Moe:
       layer_ = qwen3moe_layer();
       break;
+    case Arch::Qwen35Moe:
+      layer_ = qwen35moe_layer();
+      break;
   }
   // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
   std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
@@ -88,7 +91,8 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
   const size_t Q = size_t(hp.n_head) * hp.head_dim;
   const bool linear = hp.has_recurrent(), gated = hp.attn_output_gate;
   // The FFN's gate/up rows: n_ff, or for MoE n_used expert rows of n_ff_exp per token.
-  const size_t ff = size_t(std::max<int64_t>(hp.n_ff, int64_t(hp.n_expert_used) * hp.n_ff_exp));
+  const size_t ff =
+      size_t(std::max<int64_t>({hp.n_ff, int64_t(hp.n_expert_used) * hp.n_ff_exp, hp.n_ff_shexp}));
   const size_t used = size_t(hp.n_expert_used);
   const size_t sizes[] = {
       B * hp.n_embd,                                                          // x

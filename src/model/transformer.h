@@ -124,6 +124,7 @@ LayerFn qwen2_layer();
 LayerFn qwen3_layer();
 LayerFn qwen35_layer();
 LayerFn qwen3moe_layer();
+LayerFn qwen35moe_layer();
 
 class Transformer {
  public:

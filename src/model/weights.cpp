@@ -99,6 +99,21 @@ void bind_qwen35_layer(Binder& b, const HParams& hp, const std::string& p, bool 
     l.k_norm = b.need(p + "attn_k_norm.weight", hp.head_dim, 1, true);
   }
   l.ffn_norm = b.need(p + "post_attention_norm.weight", E, 1, true);
+  if (hp.moe()) {
+    // qwen35moe: routed experts and a shared expert with a sigmoid gate.
+    const int64_t X = hp.n_expert, FX = hp.n_ff_exp, FS = hp.n_ff_shexp;
+    l.router = b.need(p + "ffn_gate_inp.weight", E, X);
+    l.gate_exps = b.need_experts(p + "ffn_gate_exps.weight", E, FX, X);
+    l.up_exps = b.need_experts(p + "ffn_up_exps.weight", E, FX, X);
+    l.down_exps = b.need_experts(p + "ffn_down_exps.weight", FX, E, X);
+    if (FS > 0) {
+      l.gate_inp_shexp = b.need(p + "ffn_gate_inp_shexp.weight", E, 1, true);
+      l.gate_shexp = b.need(p + "ffn_gate_shexp.weight", E, FS);
+      l.up_shexp = b.need(p + "ffn_up_shexp.weight", E, FS);
+      l.down_shexp = b.need(p + "ffn_down_shexp.weight", FS, E);
+    }
+    return;
+  }
   l.w_gate = b.need(p + "ffn_gate.weight", E, F);
   l.w_up = b.need(p + "ffn_up.weight", E, F);
   l.w_down = b.need(p + "ffn_down.weight", F, E);
@@ -130,7 +145,7 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
   for (int i = 0; i < hp.n_layer; ++i) {
     const std::string p = "blk." + std::to_string(i) + ".";
     LayerWeights& l = w.layers[i];
-    if (hp.arch == Arch::Qwen35) {
+    if (hp.arch == Arch::Qwen35 || hp.arch == Arch::Qwen35Moe) {
       bind_qwen35_layer(b, hp, p, hp.is_recurrent(i), l);
       continue;
     }
@@ -179,8 +194,9 @@ void for_each_placed_weight(Weights& w, const DeviceMap& d,
           &l.bv,        &l.bo,     &l.q_norm, &l.k_norm,   &l.rope_freqs, &l.ssm_qkv,  &l.ssm_z,
           &l.ssm_conv,  &l.ssm_dt, &l.ssm_a,  &l.ssm_beta, &l.ssm_alpha,  &l.ssm_norm, &l.ssm_out})
       if (*m) fn(*m, *d.attn[i]);
-    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.router, &l.gate_exps,
-                           &l.up_exps, &l.down_exps})
+    for (ops::Weight* m :
+         {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.router, &l.gate_exps, &l.up_exps,
+          &l.down_exps, &l.gate_inp_shexp, &l.gate_shexp, &l.up_shexp, &l.down_shexp})
       if (*m) fn(*m, *d.ffn[i]);
   }
 }

@@ -48,6 +48,11 @@ struct LayerWeights {
   ops::Weight gate_exps;  // ffn_gate_exps: [n_expert][n_ff_exp rows][n_embd]
   ops::Weight up_exps;    // ffn_up_exps:   [n_expert][n_ff_exp rows][n_embd]
   ops::Weight down_exps;  // ffn_down_exps: [n_expert][n_embd rows][n_ff_exp]
+  // The shared expert (qwen35moe), every token's, scaled by sigmoid(gate_inp_shexp · n).
+  ops::Weight gate_inp_shexp;  // ffn_gate_inp_shexp: [1 row][n_embd] F32
+  ops::Weight gate_shexp;      // ffn_gate_shexp: [n_ff_shexp rows][n_embd]
+  ops::Weight up_shexp;        // ffn_up_shexp:   [n_ff_shexp rows][n_embd]
+  ops::Weight down_shexp;      // ffn_down_shexp: [n_embd rows][n_ff_shexp]
 };
 
 struct Weights {

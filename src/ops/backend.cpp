@@ -22,6 +22,9 @@ void Backend::copy_rows(const float*, int64_t, float*, int64_t, int64_t, int64_t
 void Backend::sigmoid_mul(float*, const float*, int64_t) {
   missing("sigmoid_mul");
 }
+void Backend::sigmoid_scale_rows(float*, const float*, int64_t, int64_t) {
+  missing("sigmoid_scale_rows");
+}
 void Backend::l2norm(float*, int, int, int64_t, int64_t, float) {
   missing("l2norm");
 }

@@ -212,6 +212,9 @@ class Backend {
                          int64_t n_rows, int64_t width);
   // x[i] *= sigmoid(g[i])   (output gate)
   virtual void sigmoid_mul(float* x, const float* g, int64_t n);
+  // y[r][:] *= sigmoid(g[r]) for n_rows rows of `width` floats (a per-token gate, qwen35moe's
+  // shared expert)
+  virtual void sigmoid_scale_rows(float* y, const float* g, int64_t n_rows, int64_t width);
   // x[r] /= max(||x[r]||_2, eps) for rows of `width` floats: n_tokens groups of rows_per_token
   // consecutive rows, the groups token_stride floats apart
   virtual void l2norm(float* x, int n_tokens, int rows_per_token, int64_t width,

@@ -41,13 +41,16 @@ constexpr uint64_t kMiB = 1024 * 1024;
 
 // Float activations of one micro-batch: x, xn, proj, q, k, v, attention output, gate, up; with
 // linear or gated-attention layers also the fused projection, conv output, output gate and decay
-// and update gates (model/transformer.h: Activations).
+// and update gates; with experts the router logits, the choices and their weights and the experts'
+// outputs (model/transformer.h: Activations).
 uint64_t activation_bytes(const ModelShape& s, int ubatch) {
   const uint64_t q = uint64_t(s.n_head) * s.head_dim;
   const uint64_t gate = s.attn_output_gate ? q : 0;
+  const uint64_t ff = std::max<uint64_t>(uint64_t(s.n_ff), uint64_t(s.n_expert_used) * s.n_ff_exp);
+  const uint64_t moe = uint64_t(s.n_expert) + uint64_t(s.n_expert_used) * (2 + s.n_embd);
   const uint64_t per_token =
       3 * s.n_embd + q + uint64_t(s.n_head_kv) * (s.head_dim + s.head_dim_v) +
-      std::max<uint64_t>(uint64_t(s.n_head) * s.head_dim_v, uint64_t(s.ssm_inner)) + 2 * s.n_ff +
+      std::max<uint64_t>(uint64_t(s.n_head) * s.head_dim_v, uint64_t(s.ssm_inner)) + 2 * ff + moe +
       std::max<uint64_t>(2 * gate, uint64_t(s.ssm_conv_dim)) + uint64_t(s.ssm_conv_dim) +
       std::max<uint64_t>(gate, uint64_t(s.ssm_inner)) + 2 * uint64_t(s.ssm_v_heads);
   return uint64_t(ubatch) * per_token * sizeof(float);
@@ -92,6 +95,8 @@ UnitOf unit_of(const std::string& n) {
     u.layer = std::atoi(n.substr(4, dot - 4).c_str());
     const std::string rest = n.substr(dot + 1);
     if (rest.rfind("attn_", 0) == 0 || rest.rfind("ssm_", 0) == 0) u.part = Part::Attn;
+    else if (rest.rfind("ffn_", 0) == 0 && rest.find("_exps.") != std::string::npos)
+      u.part = Part::Experts;
     else if (rest.rfind("ffn_", 0) == 0 || rest.rfind("post_attention_norm", 0) == 0)
       u.part = Part::Ffn;
   }
@@ -100,10 +105,19 @@ UnitOf unit_of(const std::string& n) {
 
 namespace {
 
+// Why a unit must stay on the CPU.
+enum class Pin {
+  None,
+  CpuMoe,    // --n-cpu-moe / --cpu-moe: an override naming its tensors still wins
+  NoGpuMoe,  // an MoE FFN and the GPU backend has no MoE ops: nothing moves it
+};
+
 // A unit of automatic placement and what it costs and reads.
 struct Unit {
   int layer;        // -1 for the output layer
   Part part;
+  Pin pin = Pin::None;
+  double expert_fraction = 0;  // experts unit: the share of its weights a token reads
   uint64_t weight_bytes = 0;
   uint64_t kv_bytes = 0;       // VRAM its KV cache takes (attention units)
   uint64_t state_bytes = 0;    // its recurrent state (linear-attention units)
@@ -112,9 +126,19 @@ struct Unit {
   bool recurrent = false;      // a linear-attention unit: no attention over the context
   Device device = Device::Cpu;
   uint64_t vram() const { return weight_bytes + kv_bytes + state_bytes; }
+  bool empty() const { return vram() == 0 && read_bytes == 0; }  // a dense layer's experts
 };
 
-// Execution order: attn0, ffn0, attn1, ..., output. Unit index = 2 * layer + (ffn ? 1 : 0).
+// Execution order: attn0, ffn0, experts0, attn1, ..., output.
+constexpr int kUnitsPerLayer = 3;
+int unit_index(int layer, Part part) {
+  return kUnitsPerLayer * layer + (part == Part::Ffn ? 1 : part == Part::Experts ? 2 : 0);
+}
+bool in_layer_unit(const UnitOf& u, int n_layer) {
+  return (u.part == Part::Attn || u.part == Part::Ffn || u.part == Part::Experts) && u.layer >= 0 &&
+         u.layer < n_layer;
+}
+
 struct Model {
   std::vector<Unit> units;
   int n_layer;
@@ -124,22 +148,36 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
                   const PlanOptions& o) {
   Model m;
   m.n_layer = s.n_layer;
-  m.units.resize(size_t(2 * s.n_layer + 1));
-  for (int i = 0; i < s.n_layer; ++i) {
-    m.units[2 * i] = {i, Part::Attn};
-    m.units[2 * i + 1] = {i, Part::Ffn};
-  }
+  m.units.resize(size_t(kUnitsPerLayer * s.n_layer + 1));
+  for (int i = 0; i < s.n_layer; ++i)
+    for (Part part : {Part::Attn, Part::Ffn, Part::Experts})
+      m.units[unit_index(i, part)] = {i, part};
   m.units.back() = {-1, Part::Output};
+  // A decoded token reads n_expert_used of the n_expert experts: that share of the experts' bytes
+  // and FLOPs (on average over tokens; the router picks which).
+  const double active =
+      s.n_expert > 0 ? double(std::clamp(s.n_expert_used, 1, s.n_expert)) / s.n_expert : 1.0;
   for (const TensorDesc& t : tensors) {
     UnitOf u = unit_of(t.name);
     Unit* unit = nullptr;
     if (u.part == Part::Output) unit = &m.units.back();
-    else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 && u.layer < s.n_layer)
-      unit = &m.units[2 * u.layer + (u.part == Part::Ffn ? 1 : 0)];
+    else if (in_layer_unit(u, s.n_layer))
+      unit = &m.units[unit_index(u.layer, u.part)];
     if (!unit) continue;
+    const double share = u.part == Part::Experts ? active : 1.0;
+    if (u.part == Part::Experts) unit->expert_fraction = active;
     unit->weight_bytes += t.bytes;
-    unit->read_bytes += t.bytes;
-    unit->flops_per_token += 2.0 * double(t.n_elements);
+    unit->read_bytes += static_cast<uint64_t>(std::llround(double(t.bytes) * share));
+    unit->flops_per_token += 2.0 * double(t.n_elements) * share;
+  }
+  for (int i = 0; i < s.n_layer; ++i) {
+    Unit& ffn = m.units[unit_index(i, Part::Ffn)];
+    Unit& experts = m.units[unit_index(i, Part::Experts)];
+    if (experts.empty()) continue;
+    if (!o.gpu_moe)
+      ffn.pin = experts.pin = Pin::NoGpuMoe;
+    else if (i < o.n_cpu_moe)
+      experts.pin = Pin::CpuMoe;
   }
   // Tied embeddings: the LM head reads token_embd in full every token, so the output unit holds
   // a copy of it.
@@ -155,7 +193,7 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   }
   const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type);
   for (int i = 0; i < s.n_layer; ++i) {
-    Unit& u = m.units[2 * i];
+    Unit& u = m.units[unit_index(i, Part::Attn)];
     if (s.is_recurrent(i)) {
       // The state is read and written once per decoded token, whatever the context (its
       // snapshot, half of recurrent_state_bytes, is not touched while decoding).
@@ -175,6 +213,7 @@ int count_transitions(const std::vector<Unit>& units) {
   int n = 0;
   Device prev = Device::Cpu;  // the embedding lookup runs on the CPU
   for (const Unit& u : units) {
+    if (u.empty()) continue;
     if (u.device != prev) ++n;
     prev = u.device;
   }
@@ -212,18 +251,22 @@ double prefill_seconds(const std::vector<Unit>& units, const ModelShape& s, int 
   return t + count_transitions(units) * sp.transition_s;
 }
 
-void apply_gpu_layers(Model& m, int n) {
+// The last n layers on the GPU (and the output layer when n > n_layer), as llama.cpp's -ngl;
+// their experts too when `experts` is set. Pinned units stay on the CPU.
+void apply_gpu_layers(Model& m, int n, bool experts) {
   const int first = std::max(0, m.n_layer - n);
-  for (int i = first; i < m.n_layer; ++i) {
-    m.units[2 * i].device = Device::Gpu;
-    m.units[2 * i + 1].device = Device::Gpu;
-  }
+  for (int i = first; i < m.n_layer; ++i)
+    for (Part part : {Part::Attn, Part::Ffn, Part::Experts}) {
+      Unit& u = m.units[unit_index(i, part)];
+      if (u.pin == Pin::None && (experts || part != Part::Experts)) u.device = Device::Gpu;
+    }
   if (n > m.n_layer) m.units.back().device = Device::Gpu;
 }
 
 // Greedy placement: repeatedly move to the GPU the unit that saves the most decode time per byte
-// of VRAM (transitions included), while it fits. Ties go to later layers, as -ngl would.
-void greedy_place(Model& m, uint64_t available, const Speeds& sp) {
+// of VRAM (transitions included), while it fits. Ties go to later layers, as -ngl would. Only the
+// experts units when `experts` is set, only the others when not.
+void greedy_place(Model& m, uint64_t available, const Speeds& sp, bool experts) {
   uint64_t used = 0;
   for (;;) {
     const double base = decode_seconds(m.units, sp);
@@ -231,7 +274,9 @@ void greedy_place(Model& m, uint64_t available, const Speeds& sp) {
     double best_gain = 0;
     for (int i = int(m.units.size()) - 1; i >= 0; --i) {
       Unit& u = m.units[i];
-      if (u.device == Device::Gpu || used + u.vram() > available || u.vram() == 0) continue;
+      if (u.device == Device::Gpu || used + u.vram() > available || u.vram() == 0 ||
+          u.pin != Pin::None || (u.part == Part::Experts) != experts)
+        continue;
       u.device = Device::Gpu;
       const double gain = (base - decode_seconds(m.units, sp)) / double(u.vram());
       u.device = Device::Cpu;
@@ -253,17 +298,25 @@ uint64_t gpu_vram(const Model& m) {
   return b;
 }
 
-// The best of the greedy placement and every whole-layer suffix that fits (what -ngl N gives):
-// one unit at a time the greedy cannot see that moving many units pays for their transitions.
+// Tops up a placement: first the units other than experts, then (what VRAM is left) the experts:
+// they are large and a token reads few of them, so attention, norms, routers and shared experts
+// save more per byte on the GPU.
+void top_up(Model& m, uint64_t available, const Speeds& sp) {
+  for (bool experts : {false, true}) greedy_place(m, available - gpu_vram(m), sp, experts);
+}
+
+// The best of the greedy placement and every whole-layer suffix that fits (what -ngl N gives,
+// without the experts): one unit at a time the greedy cannot see that moving many units pays for
+// their transitions.
 void auto_place(Model& m, uint64_t available, const Speeds& sp) {
   Model best = m;
-  greedy_place(best, available, sp);
+  top_up(best, available, sp);
   double best_t = decode_seconds(best.units, sp);
   for (int n = 1; n <= m.n_layer + 1; ++n) {
     Model c = m;
-    apply_gpu_layers(c, n);
+    apply_gpu_layers(c, n, false);
     if (gpu_vram(c) > available) break;
-    greedy_place(c, available - gpu_vram(c), sp);  // top up what the suffix leaves
+    top_up(c, available, sp);  // what the suffix leaves
     const double t = decode_seconds(c.units, sp);
     if (t < best_t) {
       best = c;
@@ -295,7 +348,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
   uint64_t largest = 0;
   for (const TensorDesc& t : tensors) {
     const Part part = unit_of(t.name).part;
-    if (part == Part::Attn || part == Part::Ffn) largest = std::max(largest, t.bytes);
+    if (part == Part::Attn || part == Part::Ffn || part == Part::Experts)
+      largest = std::max(largest, t.bytes);
   }
   const uint64_t staging = 2 * largest;
 
@@ -303,31 +357,57 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     Plan p;
     p.speeds = sp;
     p.vram_budget = o.vram_budget;
-    // Per-tensor devices: the unit's, then --override-tensor (first match wins).
+    p.n_expert = shape.n_expert;
+    p.n_expert_used = shape.n_expert_used;
+    // Per-tensor devices: the unit's, then --override-tensor (first match wins), except that an
+    // MoE FFN stays on the CPU while the GPU backend cannot run it.
+    bool moe_kept = false;    // the flags asked for an MoE FFN on the GPU
+    bool any_pinned = false;  // some MoE FFN is on the CPU for want of GPU MoE ops
     for (const TensorDesc& t : tensors) {
       UnitOf u = unit_of(t.name);
       Device d = Device::Cpu;
-      if (u.part == Part::Output) d = mm.units.back().device;
-      else if ((u.part == Part::Attn || u.part == Part::Ffn) && u.layer >= 0 && u.layer < shape.n_layer)
-        d = mm.units[2 * u.layer + (u.part == Part::Ffn ? 1 : 0)].device;
+      Pin pin = Pin::None;
+      if (u.part == Part::Output) {
+        d = mm.units.back().device;
+      } else if (in_layer_unit(u, shape.n_layer)) {
+        d = mm.units[unit_index(u.layer, u.part)].device;
+        pin = mm.units[unit_index(u.layer, u.part)].pin;
+      }
       for (size_t k = 0; k < patterns.size(); ++k)
         if (std::regex_search(t.name, patterns[k])) {
           d = o.overrides[k].device;
           break;
         }
+      if (pin == Pin::NoGpuMoe) {
+        any_pinned = true;
+        moe_kept = moe_kept || d == Device::Gpu;
+        d = Device::Cpu;
+      }
       p.tensors.push_back({t.name, d, t.bytes});
       (d == Device::Gpu ? p.gpu_weight_bytes : p.cpu_weight_bytes) += t.bytes;
+      if (u.part == Part::Experts)
+        (d == Device::Gpu ? p.expert_gpu_bytes : p.expert_cpu_bytes) += t.bytes;
     }
+    if (any_pinned && (o.vram_budget > 0 || moe_kept))
+      p.notes.push_back(
+          str("mixture-of-experts FFNs (router, shared expert, experts) stay on the CPU: the GPU "
+              "backend has no MoE ops yet",
+              moe_kept ? " (the GPU placement --gpu-layers / --override-tensor asked for them "
+                         "was not applied to them)"
+                       : ""));
     // Units follow their defining tensor after overrides: attention goes where attn_q is (its KV
     // cache with it; a linear layer's where attn_qkv is, its state with it), the FFN where
-    // ffn_up is.
+    // ffn_up is (an MoE FFN where its router is), the experts where ffn_up_exps is.
     for (const TensorPlacement& t : p.tensors) {
       UnitOf u = unit_of(t.name);
       if (u.layer < 0 || u.layer >= shape.n_layer) continue;
-      if (t.name.find(".attn_q.weight") != std::string::npos ||
-          t.name.find(".attn_qkv.weight") != std::string::npos)
-        mm.units[2 * u.layer].device = t.device;
-      if (t.name.find(".ffn_up.weight") != std::string::npos) mm.units[2 * u.layer + 1].device = t.device;
+      auto has = [&](const char* s) { return t.name.find(s) != std::string::npos; };
+      if (has(".attn_q.weight") || has(".attn_qkv.weight"))
+        mm.units[unit_index(u.layer, Part::Attn)].device = t.device;
+      if (has(".ffn_up.weight") || has(".ffn_gate_inp.weight"))
+        mm.units[unit_index(u.layer, Part::Ffn)].device = t.device;
+      if (has(".ffn_up_exps.weight") || has(".ffn_gate_up_exps.weight"))
+        mm.units[unit_index(u.layer, Part::Experts)].device = t.device;
     }
     if (!tensors.empty()) {
       for (const TensorPlacement& t : p.tensors)
@@ -336,12 +416,18 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     for (int i = 0; i < shape.n_layer; ++i) {
       LayerPlacement l;
       l.index = i;
-      l.attn = mm.units[2 * i].device;
-      l.ffn = mm.units[2 * i + 1].device;
-      l.attn_bytes = mm.units[2 * i].weight_bytes;
-      l.ffn_bytes = mm.units[2 * i + 1].weight_bytes;
-      l.kv_bytes = mm.units[2 * i].kv_bytes;
-      l.state_bytes = mm.units[2 * i].state_bytes;
+      const Unit& attn = mm.units[unit_index(i, Part::Attn)];
+      const Unit& ffn = mm.units[unit_index(i, Part::Ffn)];
+      Unit& experts = mm.units[unit_index(i, Part::Experts)];
+      if (experts.empty()) experts.device = ffn.device;  // a dense layer
+      l.attn = attn.device;
+      l.ffn = ffn.device;
+      l.experts = experts.device;
+      l.attn_bytes = attn.weight_bytes;
+      l.ffn_bytes = ffn.weight_bytes;
+      l.expert_bytes = experts.weight_bytes;
+      l.kv_bytes = attn.kv_bytes;
+      l.state_bytes = attn.state_bytes;
       (l.attn == Device::Gpu ? p.kv_gpu_bytes : p.kv_cpu_bytes) += l.kv_bytes;
       (l.attn == Device::Gpu ? p.state_gpu_bytes : p.state_cpu_bytes) += l.state_bytes;
       p.layers.push_back(l);
@@ -360,7 +446,12 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     p.ram_bytes = p.cpu_weight_bytes + p.kv_cpu_bytes + p.state_cpu_bytes +
                   p.state_checkpoint_bytes + p.compute_cpu_bytes;
     p.transitions = count_transitions(mm.units);
-    for (const Unit& u : mm.units) p.units.push_back({u.device, u.read_bytes, u.flops_per_token});
+    for (const Unit& u : mm.units) {
+      if (u.empty()) continue;
+      p.units.push_back(
+          {u.device, u.read_bytes, u.flops_per_token, u.weight_bytes, u.expert_fraction});
+      p.read_bytes_per_token += u.read_bytes;
+    }
     p.predicted_tg_tps = 1.0 / decode_seconds(mm.units, sp);
     p.predicted_pp_tps = double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
     return p;
@@ -380,7 +471,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
          "; give a larger --vram-budget, a smaller --ubatch, or --vram-budget 0 for CPU only");
 
   if (forced) {
-    if (o.gpu_layers) apply_gpu_layers(m, *o.gpu_layers);
+    if (o.gpu_layers) apply_gpu_layers(m, *o.gpu_layers, true);
     Plan p = finish(m, false);
     if (p.vram_bytes > o.vram_budget)
       fail("the requested placement needs ", human_bytes(p.vram_bytes), " of VRAM (weights ",
@@ -414,7 +505,11 @@ double step_seconds(const Plan& plan, int n_tokens) {
   double t = 0;
   for (const UnitCost& u : plan.units) {
     const bool gpu = u.device == Device::Gpu;
-    t += std::max(double(u.read_bytes) / (gpu ? sp.gpu_read_bw : sp.cpu_read_bw),
+    // n tokens routed independently touch 1 - (1 - k/E)^n of the experts.
+    const double read = u.expert_fraction > 0
+                            ? double(u.weight_bytes) * (1.0 - std::pow(1.0 - u.expert_fraction, n))
+                            : double(u.read_bytes);
+    t += std::max(read / (gpu ? sp.gpu_read_bw : sp.cpu_read_bw),
                   n * u.flops_per_token / (gpu ? sp.gpu_flops : sp.cpu_flops));
   }
   return t + plan.transitions * sp.transition_s;

@@ -10,7 +10,10 @@
 //  - attention of layer i: attn_norm, q/k/v/o weights, biases, q/k norms, plus its KV cache; for
 //    a linear-attention layer (Gated DeltaNet) its projections and ssm_* tensors, plus its
 //    recurrent state instead of a KV cache;
-//  - FFN of layer i: ffn_norm, gate, up, down;
+//  - FFN of layer i: ffn_norm, gate, up, down; in a mixture-of-experts layer ffn_norm, the router
+//    (ffn_gate_inp) and the shared expert (ffn_*_shexp);
+//  - experts of layer i (MoE): ffn_{gate,up,down}_exps, large and touched sparsely (a decoded
+//    token reads n_expert_used of n_expert experts): placed last, after every other unit;
 //  - the output layer: output_norm + output.weight;
 //  - token_embd always stays on the CPU (one row is read per token).
 #pragma once
@@ -50,6 +53,11 @@ struct ModelShape {
   int64_t ssm_inner = 0;                 //   value width (z, output),
   int ssm_v_heads = 0;                   //   gates per token
   bool attn_output_gate = false;         // attention's q projection also gives a gate (2x rows)
+  // Mixture of experts (0 for dense models): experts per layer, experts a token uses, and the
+  // rows of one expert's gate/up (activations hold n_expert_used of them per token).
+  int n_expert = 0;
+  int n_expert_used = 0;
+  int64_t n_ff_exp = 0;
   bool is_recurrent(int il) const { return !recurrent.empty() && recurrent[size_t(il)] != 0; }
 };
 
@@ -82,6 +90,14 @@ struct PlanOptions {
     Device device;
   };
   std::vector<Override> overrides;  // first match wins; applied after gpu_layers / automatic
+  // llama.cpp's --n-cpu-moe N: the experts (ffn_*_exps) of layers 0..N-1 stay on the CPU, whatever
+  // gpu_layers or the automatic placement would do (--cpu-moe: N >= n_layer, all of them). An
+  // override naming an expert tensor still wins.
+  int n_cpu_moe = 0;
+  // Whether the GPU backend runs mixture-of-experts FFNs (router and experts). false (the CUDA
+  // backend has no MoE ops yet): every MoE layer's FFN (ffn_norm, router, shared expert, experts)
+  // stays on the CPU whatever the flags, and the plan's notes say so.
+  bool gpu_moe = false;
 };
 
 struct TensorPlacement {
@@ -94,8 +110,10 @@ struct LayerPlacement {
   int index = 0;
   Device attn = Device::Cpu;      // where attention (and its KV cache) runs
   Device ffn = Device::Cpu;
+  Device experts = Device::Cpu;   // an MoE layer's experts (dense layers: with the FFN)
   uint64_t attn_bytes = 0;        // weights of the attention unit
-  uint64_t ffn_bytes = 0;
+  uint64_t ffn_bytes = 0;         // the FFN unit without the experts
+  uint64_t expert_bytes = 0;      // ffn_*_exps of this layer (0: dense)
   uint64_t kv_bytes = 0;          // KV cache of this layer at the planned context
   uint64_t state_bytes = 0;       // recurrent state of a linear layer (one sequence)
 };
@@ -103,8 +121,12 @@ struct LayerPlacement {
 // What one placement unit costs a forward step, for predicting steps of several tokens.
 struct UnitCost {
   Device device = Device::Cpu;
-  uint64_t read_bytes = 0;     // read per step: weights, and its KV cache at half the context
+  uint64_t read_bytes = 0;     // read per decoded token: weights (of an experts unit the active
+                               // experts' share), and its KV cache at half the context
   double flops_per_token = 0;  // matmul FLOPs per token
+  uint64_t weight_bytes = 0;   // the unit's weights
+  double expert_fraction = 0;  // experts unit: n_expert_used / n_expert, the share of its weights
+                               // one token reads; 0: a dense unit (it reads all its weights)
 };
 
 struct Plan {
@@ -128,7 +150,17 @@ struct Plan {
   double predicted_pp_tps = 0;    // tokens/s processing a prompt of one micro-batch
   bool stream_prefill = false;    // prefill streams CPU-resident weights to the GPU
   Speeds speeds;
-  std::vector<UnitCost> units;    // execution order: attn0, ffn0, attn1, ..., output
+  std::vector<UnitCost> units;  // execution order: attn0, ffn0, experts0, attn1, ..., output
+  // Mixture of experts (all 0 for dense models).
+  int n_expert = 0;               // experts per MoE layer
+  int n_expert_used = 0;          // experts each token is routed to
+  uint64_t expert_gpu_bytes = 0;  // ffn_*_exps weights on the GPU (part of gpu_weight_bytes)
+  uint64_t expert_cpu_bytes = 0;  // ... on the CPU (part of cpu_weight_bytes)
+  // Bytes one decoded token reads (the prediction of tg): the weights of every unit but the
+  // experts, n_expert_used / n_expert of the experts' weights, the KV cache at half the context
+  // and the recurrent state.
+  uint64_t read_bytes_per_token = 0;
+  std::vector<std::string> notes;  // why the plan departs from what the flags asked
 };
 
 // Predicted seconds of one forward step over n_tokens tokens at half the context filled (1: a
@@ -154,8 +186,9 @@ uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t);
 Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
                const PlanOptions& options, const Speeds& speeds);
 
-// Which unit a tensor belongs to: layer index (or -1 for global) and part.
-enum class Part { Attn, Ffn, Output, Embedding, Other };
+// Which unit a tensor belongs to: layer index (or -1 for global) and part (Experts: an MoE layer's
+// ffn_{gate,up,down}_exps; its router and shared expert are Ffn).
+enum class Part { Attn, Ffn, Experts, Output, Embedding, Other };
 struct UnitOf {
   int layer = -1;
   Part part = Part::Other;
