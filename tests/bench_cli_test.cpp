@@ -150,11 +150,35 @@ TEST(BenchCli, ProfileCountsEveryOp) {
   const CliRun js = run("bench -m " + path.string() + " -p 0 -n 4 -r 2 -t 1 --profile -o json");
   ASSERT_EQ(js.code, 0);
   EXPECT_NE(js.out.find("\"profile\": [{\"op\": "), std::string::npos) << js.out;
-  EXPECT_NE(js.out.find("\"op\": \"matmul\", \"type\": \"Q4_K\", \"calls\": "),
-            std::string::npos)
+  EXPECT_NE(js.out.find("\"op\": \"matmul\", \"type\": \"Q4_K\", \"calls\": "), std::string::npos)
       << js.out;
   EXPECT_EQ(run("bench -m " + path.string() + " --profile -o csv").code, 2);
   std::filesystem::remove(path);
+}
+
+// Profiling changes nothing but the timing: the same logits with and without it, on every
+// architecture of the test models (their ops all go through ops::ProfiledBackend).
+TEST(Profile, SameLogitsOnEveryArchitecture) {
+  if (!straw::test::have_testdata())
+    GTEST_SKIP() << "test data not found at " << straw::test::testdata_dir()
+                 << " (set STRAW_TESTDATA to ../shared/testdata)";
+  for (const char* name : {"llama-tiny-f16", "qwen2-tiny-q4_k_m", "qwen3-tiny-iq4_xs",
+                           "qwen35-tiny-f16", "qwen3moe-tiny-iq4_xs", "qwen35moe-tiny-q4_k_m"}) {
+    const auto file = straw::test::testdata_dir() / "models" / (std::string(name) + ".gguf");
+    const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8};
+    std::vector<std::vector<float>> logits;
+    for (bool profile : {false, true}) {
+      auto model =
+          straw::Model::load({.path = file.string(), .threads = 2, .profile_ops = profile});
+      straw::Session s(*model);
+      s.eval(prompt);  // batched
+      const int32_t next = 9;
+      s.eval(std::span<const int32_t>(&next, 1));  // one token
+      logits.emplace_back(s.logits().begin(), s.logits().end());
+      EXPECT_EQ(model->op_profile().empty(), !profile) << name;
+    }
+    EXPECT_EQ(logits[0], logits[1]) << name;
+  }
 }
 
 }  // namespace

@@ -145,6 +145,8 @@ class Buffer {
   virtual size_t size() const = 0;
 };
 
+// A new op must also be forwarded by ops::ProfiledBackend (ops/profile.h), or profiling a model
+// that uses it would reach the throwing default.
 class Backend {
  public:
   virtual ~Backend() = default;

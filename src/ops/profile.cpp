@@ -87,6 +87,9 @@ void ProfiledBackend::copy_rows(const float* src, int64_t src_stride, float* dst
 void ProfiledBackend::sigmoid_mul(float* x, const float* g, int64_t n) {
   timed("sigmoid_mul", "", 0, [&] { inner_.sigmoid_mul(x, g, n); });
 }
+void ProfiledBackend::sigmoid_scale_rows(float* y, const float* g, int64_t n_rows, int64_t width) {
+  timed("sigmoid_scale_rows", "", 0, [&] { inner_.sigmoid_scale_rows(y, g, n_rows, width); });
+}
 void ProfiledBackend::l2norm(float* x, int n_tokens, int rows_per_token, int64_t width,
                              int64_t token_stride, float eps) {
   timed("l2norm", "", 0,

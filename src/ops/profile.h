@@ -58,6 +58,7 @@ class ProfiledBackend final : public Backend {
   void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
                  int64_t n_rows, int64_t width) override;
   void sigmoid_mul(float* x, const float* g, int64_t n) override;
+  void sigmoid_scale_rows(float* y, const float* g, int64_t n_rows, int64_t width) override;
   void l2norm(float* x, int n_tokens, int rows_per_token, int64_t width, int64_t token_stride,
               float eps) override;
   void rmsnorm_gated(const float* x, const Weight& w, const float* z, float* y, int64_t n_rows,
