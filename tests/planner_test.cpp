@@ -73,7 +73,7 @@ TEST(Planner, Qwen32BInEightGiBUsesMostOfTheBudgetAndNeverMore) {
       PlanOptions o;
       o.vram_budget = 8 * kGiB;
       o.ctx = 8192;
-      o.kv_type = kv;
+      o.kv_type_k = o.kv_type_v = kv;
       o.ubatch = ub;
       Plan p = make_plan(s, tensors_of(s), o, Speeds{});
       EXPECT_LE(p.vram_bytes, o.vram_budget);

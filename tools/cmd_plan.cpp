@@ -24,7 +24,6 @@ std::vector<Option> plan_options() {
   std::vector<Option> o = {
       {"model", 'm', true, "FILE  GGUF model"},
       {"ctx", 'c', true, "N  context length (default: min(model context, 4096))"},
-      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), q8_0, q4_0, f32"},
       {"ubatch", 0, true, "N  micro-batch for prompt processing (default 512)"},
       {"output", 'o', true, "FORMAT  table (default) or json"},
       {"model-draft", 0, true,
@@ -35,6 +34,8 @@ std::vector<Option> plan_options() {
   };
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
+  std::vector<Option> kv = kv_type_options();
+  o.insert(o.end(), kv.begin(), kv.end());
   return o;
 }
 
@@ -221,7 +222,7 @@ int run_plan(const Args& a) {
   sched::PlanOptions po = plan_options_from(a);
   po.ctx = a.get_int("ctx", std::min<int64_t>(in.hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
-  po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
+  set_plan_kv_types(a, po);
   const sched::Speeds speeds = sched::load_speeds(sched::calibration_path());
   std::optional<SpecPrediction> spec;
   if (a.has("model-draft")) {
@@ -242,7 +243,8 @@ int run_plan(const Args& a) {
     dpo.vram_budget = po.vram_budget;
     dpo.ctx = std::min(po.ctx, d.hp.n_ctx_train);
     dpo.ubatch = po.ubatch;
-    dpo.kv_type = po.kv_type;
+    dpo.kv_type_k = po.kv_type_k;
+    dpo.kv_type_v = po.kv_type_v;
     spec->draft = sched::make_plan(d.shape, d.tensors, dpo, speeds);
     spec->target_budget = sched::budget_after_draft(spec->draft, po.vram_budget);
     po.vram_budget = spec->target_budget;
@@ -270,7 +272,7 @@ int run_plan(const Args& a) {
 
 const Command kPlan = {
     "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
-    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [--ubatch N] "
+    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [-ctk TYPE] [-ctv TYPE] [--ubatch N] "
     "[--no-repack] [--model-draft FILE [--draft-max N]] [-o json]",
     plan_options, run_plan};
 

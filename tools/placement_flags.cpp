@@ -10,12 +10,24 @@ std::vector<Option> placement_options() {
   };
 }
 
-sched::KvType parse_kv_type(const std::string& s) {
+namespace {
+
+sched::KvType parse_kv_type(const std::string& option, const std::string& s) {
   if (s == "f16") return sched::KvType::F16;
   if (s == "q8_0") return sched::KvType::Q8_0;
   if (s == "q4_0") return sched::KvType::Q4_0;
   if (s == "f32") return sched::KvType::F32;
-  throw UsageError("--kv-type must be f16, q8_0, q4_0 or f32, got '" + s + "'");
+  throw UsageError("--" + option + " must be f16, q8_0, q4_0 or f32, got '" + s + "'");
+}
+
+}  // namespace
+
+void set_plan_kv_types(const Args& a, sched::PlanOptions& po) {
+  const sched::KvType both = parse_kv_type("kv-type", a.get_or("kv-type", "f16"));
+  po.kv_type_k = a.has("cache-type-k") ? parse_kv_type("cache-type-k", a.require("cache-type-k"))
+                                       : both;
+  po.kv_type_v = a.has("cache-type-v") ? parse_kv_type("cache-type-v", a.require("cache-type-v"))
+                                       : both;
 }
 
 sched::PlanOptions plan_options_from(const Args& a) {

@@ -13,6 +13,7 @@ std::vector<Option> placement_options();
 // Budget (default: 0 = CPU only when no GPU is usable), gpu_layers ("all" = n_layer + 1 is
 // resolved by the planner's caller) and overrides from the command line.
 sched::PlanOptions plan_options_from(const Args& a);
-sched::KvType parse_kv_type(const std::string& s);
+// --kv-type (both caches), --cache-type-k/-ctk and --cache-type-v/-ctv (one each, over --kv-type).
+void set_plan_kv_types(const Args& a, sched::PlanOptions& po);
 
 }  // namespace straw::cli

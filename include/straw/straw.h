@@ -31,10 +31,11 @@
 
 namespace straw {
 
-// KV cache element type. Q8_0 (llama.cpp's -ctk/-ctv q8_0) halves the cache's memory and the
-// bytes attention reads per token, at a small accuracy cost; it needs head sizes that are
-// multiples of 32 and, for now, the CPU (a GPU placement with it is refused).
-enum class KvCacheType { F16, F32, Q8_0 };
+// KV cache element type, for keys and values separately (llama.cpp's -ctk / -ctv). Q8_0 halves
+// the cache's memory and the bytes attention reads per token at a small accuracy cost, Q4_0
+// quarters them at a larger one (golden_test.cpp states both); the quantized types need head sizes
+// that are multiples of 32 and, for now, the CPU (a GPU placement with them is refused).
+enum class KvCacheType { F16, F32, Q8_0, Q4_0 };
 
 // Where a model runs. Auto: on the GPU as far as the VRAM budget allows when straw was built with
 // CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
@@ -71,7 +72,8 @@ struct ModelOptions {
   int threads = 0;   // worker threads; 0: the number of physical cores
   int ctx = 0;       // context length of new sessions; 0: min(model's context, 4096)
   int ubatch = 512;  // micro-batch: prompt tokens evaluated per forward pass
-  KvCacheType kv_type = KvCacheType::F16;
+  KvCacheType kv_type_k = KvCacheType::F16;  // K cache (--cache-type-k)
+  KvCacheType kv_type_v = KvCacheType::F16;  // V cache (--cache-type-v)
   CpuKernels cpu_kernels = CpuKernels::Auto;
 
   // Placement (used when straw is built with CUDA and a GPU is present).

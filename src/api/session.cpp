@@ -20,7 +20,8 @@ struct Session::Impl {
 
   Impl(Model& m, int64_t n_ctx)
       : model(m),
-        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices),
+        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type_k),
+           kv_type(m.impl().options.kv_type_v), m.impl().devices),
         rs(m.impl().hp, m.impl().devices) {}
 
   model::RecurrentState* state() { return rs.empty() ? nullptr : &rs; }

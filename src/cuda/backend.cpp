@@ -38,12 +38,13 @@ void check_supported(const ops::Weight& w, const char* what) {
          "those layers on the CPU (--gpu-layers) or use a file without this type");
 }
 
-// The CUDA attention kernels read F16 and F32 caches only; Model::load refuses a q8_0 cache with a
-// GPU placement, so reaching this is a placement bug.
-void require_float_kv(ops::KvType t) {
-  if (t != ops::KvType::F16 && t != ops::KvType::F32)
-    fail("internal error: a ", ops::kv_type_name(t),
-         " KV cache was placed on the GPU (the CUDA backend supports f16 and f32 caches)");
+// The CUDA attention kernels read F16 and F32 caches only, K and V of the same type; Model::load
+// refuses other caches with a GPU placement, so reaching this is a placement bug.
+void require_float_kv(const ops::KvLayer& kv) {
+  if ((kv.k_type != ops::KvType::F16 && kv.k_type != ops::KvType::F32) || kv.k_type != kv.v_type)
+    fail("internal error: a ", ops::kv_type_name(kv.k_type), " / ", ops::kv_type_name(kv.v_type),
+         " (K / V) KV cache was placed on the GPU (the CUDA backend supports f16 and f32 caches, "
+         "K and V of the same type)");
 }
 
 }  // namespace
@@ -410,14 +411,14 @@ void CudaBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* 
     fail("the context is full: positions ", pos0, "..", pos0 + n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
   if (pos0 + n_tokens > int64_t(INT32_MAX)) fail("CUDA backend: positions beyond 2^31");
-  require_float_kv(kv.type);
-  const size_t elt = kv.type == ops::KvType::F16 ? 2 : 4;
+  require_float_kv(kv);
+  const size_t elt = kv.k_type == ops::KvType::F16 ? 2 : 4;
   s.need_device(kv.k, size_t(kv.n_ctx) * k_width * elt, "K cache");
   s.need_device(kv.v, size_t(kv.n_ctx) * v_width * elt, "V cache");
   s.need_device(k, size_t(n_tokens) * k_width * sizeof(float), "K input");
   s.need_device(v, size_t(n_tokens) * v_width * sizeof(float), "V input");
   const StepPos pos = s.step_pos(pos0);
-  s.submit(KvStoreRec{kv.type == ops::KvType::F16, kv.k, kv.v, k, v, n_tokens, pos.dev, pos.add,
+  s.submit(KvStoreRec{kv.k_type == ops::KvType::F16, kv.k, kv.v, k, v, n_tokens, pos.dev, pos.add,
                       k_width, v_width});
 }
 
@@ -429,15 +430,15 @@ void CudaBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
   if (p.pos0 < 0 || p.pos0 + p.n_tokens > kv.n_ctx)
     fail("the context is full: positions ", p.pos0, "..", p.pos0 + p.n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
-  require_float_kv(kv.type);
-  const size_t elt = kv.type == ops::KvType::F16 ? 2 : 4;
+  require_float_kv(kv);
+  const size_t elt = kv.k_type == ops::KvType::F16 ? 2 : 4;
   s.need_device(q, size_t(p.n_tokens) * p.n_heads * p.head_dim * sizeof(float), "attention query");
   s.need_device(out, size_t(p.n_tokens) * p.n_heads * p.head_dim_v * sizeof(float),
                 "attention output");
   s.need_device(kv.k, size_t(kv.n_ctx) * p.n_kv_heads * p.head_dim * elt, "K cache");
   s.need_device(kv.v, size_t(kv.n_ctx) * p.n_kv_heads * p.head_dim_v * elt, "V cache");
   const StepPos pos = s.step_pos(p.pos0);
-  const AttentionRec r{q,         kv.k,         kv.v,       kv.type == ops::KvType::F16,
+  const AttentionRec r{q,         kv.k,         kv.v,       kv.k_type == ops::KvType::F16,
                        out,       p.n_tokens,   pos.dev,    pos.add,
                        p.n_heads, p.n_kv_heads, p.head_dim, p.head_dim_v,
                        p.scale,   kv.n_ctx};

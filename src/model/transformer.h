@@ -19,12 +19,14 @@ namespace straw::model {
 // memory of the backend that runs that layer's attention.
 class KvCache {
  public:
-  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices);
+  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvType v_type,
+          const DeviceMap& devices);
   const ops::KvLayer& layer(int i) const { return layers_[i]; }
   int64_t n_ctx() const { return n_ctx_; }
   size_t bytes() const;
   // Bytes one layer's cache of n_ctx positions takes (for planning before allocation).
-  static size_t layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type);
+  static size_t layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType k_type,
+                            ops::KvType v_type);
 
  private:
   int64_t n_ctx_;

@@ -30,9 +30,20 @@ double kv_bytes_per_element(KvType t) {
   return 2.0;
 }
 
-uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t) {
-  const double per_pos = double(s.n_head_kv) * (s.head_dim + s.head_dim_v) * kv_bytes_per_element(t);
-  return static_cast<uint64_t>(std::ceil(per_pos * double(ctx)));
+uint64_t kv_row_bytes(KvType t, int64_t width) {
+  const uint64_t blocks = uint64_t(width + 31) / 32;
+  switch (t) {
+    case KvType::F16: return uint64_t(width) * 2;
+    case KvType::Q8_0: return blocks * 34;
+    case KvType::Q4_0: return blocks * 18;
+    case KvType::F32: return uint64_t(width) * 4;
+  }
+  return uint64_t(width) * 2;
+}
+
+uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType k, KvType v) {
+  return uint64_t(ctx) * (kv_row_bytes(k, int64_t(s.n_head_kv) * s.head_dim) +
+                          kv_row_bytes(v, int64_t(s.n_head_kv) * s.head_dim_v));
 }
 
 namespace {
@@ -153,7 +164,7 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
         m.units.back().flops_per_token += 2.0 * double(t.n_elements);
       }
   }
-  const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type);
+  const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type_k, o.kv_type_v);
   for (int i = 0; i < s.n_layer; ++i) {
     Unit& u = m.units[2 * i];
     if (s.is_recurrent(i)) {
