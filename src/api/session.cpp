@@ -47,9 +47,9 @@ model::Transformer& Model::Impl::transformer() {
 
 Session::Session(Model& model, int64_t ctx) {
   const int64_t n_ctx = ctx > 0 ? ctx : model.impl().n_ctx;
-  if (n_ctx > model.impl().hp.n_ctx_train)
+  if (n_ctx > model.impl().hp.n_ctx_max())
     fail("the context length ", n_ctx, " exceeds the model's trained context of ",
-         model.impl().hp.n_ctx_train, " tokens");
+         model.impl().hp.n_ctx_max(), " tokens");
   impl_ = std::make_unique<Impl>(model, n_ctx);
 }
 Session::~Session() = default;

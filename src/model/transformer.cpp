@@ -178,7 +178,7 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
            "state");
     if (s.pos0 + n > s.kv->n_ctx())
       fail("the context is full: ", s.pos0 + n, " tokens do not fit the context of ", s.kv->n_ctx(),
-           " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
+           " (use a larger --ctx, at most the model's ", hp_.n_ctx_max(), ")");
     rows_.push_back({static_cast<int>(ids.size()), n, s.pos0, s.kv, s.rs, s.snapshot_after});
     row_steps_.push_back(&s);
     ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());

@@ -36,13 +36,25 @@ enum class RopeMode {
   Neox,  // rotate (x[i], x[i + n_rot/2]): qwen2, qwen3
 };
 
-// RoPE parameters. theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
+// RoPE parameters. Pair i (0 <= i < n_rot/2) of a head at position pos turns by
+//   theta_i = pos * f_i,   f_i = base^(-2i/n_rot) / freq_factors[i] * (s * (1 - r_i) + r_i)
+// with s = freq_scale and r_i = ext_factor * ramp_i, the YaRN ramp
+//   ramp_i = 1 - clamp((i - yarn_low) / max(0.001, yarn_high - yarn_low), 0, 1)
+// (1 for the fast pairs below yarn_low: extrapolated; 0 above yarn_high: interpolated by s), and
+// the rotated pair is scaled by mscale (YaRN's attention factor). Without YaRN (ext_factor 0,
+// mscale 1) this is plain RoPE with linear scaling s.
 struct RopeParams {
   RopeMode mode = RopeMode::Norm;
   int n_rot = 0;            // rotated dims per head (<= head_dim); the rest pass through
   float base = 10000.0f;    // rope.freq_base
-  float freq_scale = 1.0f;  // 1 / rope.scaling.factor for linear scaling
+  float freq_scale = 1.0f;  // 1 / rope.scaling.factor for linear and YaRN scaling
   const float* freq_factors = nullptr;  // [n_rot/2] (Llama 3.1 rope_freqs.weight) or null
+  float ext_factor = 0.0f;  // YaRN: 1 (0: no ramp, every pair interpolated by freq_scale)
+  float yarn_low = 0.0f;    // YaRN correction range, in pairs (llama.cpp's corr_dims)
+  float yarn_high = 0.0f;
+  float mscale = 1.0f;      // multiplies cos and sin: YaRN's attention factor
+
+  bool yarn() const { return ext_factor != 0.0f || mscale != 1.0f; }
 };
 
 // Attention over a KV cache layer. Cache rows hold post-RoPE keys and values for positions
