@@ -97,6 +97,25 @@ TEST(LoadCli, OneProgressLineWhenStderrIsNotATerminal) {
 
 // A 32B model (header only: the data is a sparse hole) against a 4 GiB RAM limit: `straw run`
 // refuses before repacking anything, with the numbers; `straw plan` says the same.
+// straw run --context-shift (--keep N) goes on past the context; without it generation stops
+// there and says how to go on; quantized K and V types apart with llama.cpp's flags.
+TEST(RunCli, ContextShiftGoesOnPastTheContext) {
+  REQUIRE_CLI();
+  const std::string path = small_model("cli-shift.gguf");
+  const std::string base = "run -m " + path + " -p hi -n 100 -t 1 --temp 0 --ctx 32 -q";
+  const Result off = straw("", base);
+  ASSERT_EQ(off.code, 0) << off.out;
+  EXPECT_NE(off.out.find("the context is full (32 tokens)"), std::string::npos) << off.out;
+  EXPECT_NE(off.out.find("--context-shift"), std::string::npos) << off.out;
+  const Result on = straw("", base + " --context-shift --keep 1 -ctk q4_0 -ctv q8_0");
+  ASSERT_EQ(on.code, 0) << on.out;
+  EXPECT_NE(on.out.find("generated 100 tokens"), std::string::npos) << on.out;
+  EXPECT_NE(on.out.find("context shifts"), std::string::npos) << on.out;
+  EXPECT_EQ(straw("", base + " --keep 1").code, 2);
+  EXPECT_EQ(straw("", base + " --context-shift --keep -2").code, 2);
+  std::filesystem::remove(path);
+}
+
 TEST(LoadCli, RefusesAModelLargerThanRam) {
   REQUIRE_CLI();
   const std::string path = straw::test::temp_path("cli-32b-nodata.gguf").string();

@@ -215,6 +215,12 @@ class Session {
   // proposals. The last eval's logits of the kept tokens stay: when it evaluated the new last
   // token with all_logits, logits() is that token's row afterwards (otherwise none are left).
   void truncate(int64_t n_keep);
+  // Context shift (llama.cpp's): forgets tokens [n_keep, n_keep + n_discard) and moves the later
+  // ones down by n_discard positions, turning their cached keys to the new positions by RoPE's
+  // rotation (no re-evaluation). The next eval continues at n_past() - n_discard. The last eval's
+  // logits rows of the forgotten tokens go; logits() stays the last token's. Models with
+  // linear-attention layers (qwen35) refuse: their recurrent state cannot forget tokens.
+  void shift(int64_t n_keep, int64_t n_discard);
   Model& model() const;
 
  private:
@@ -378,6 +384,11 @@ struct GenerateOptions {
   // Speculative decoding with this sequence's speculator (not owned; keep one per conversation so
   // that a draft model's cache is reused across turns); null: plain decoding.
   Speculator* speculator = nullptr;
+  // Context shift (llama.cpp's --context-shift): when the prompt or the next token does not fit,
+  // keep the first n_keep tokens and drop the oldest half of the rest (shift_context), and go on.
+  // false: a prompt that does not fit throws, and generation stops with Stop::Context.
+  bool context_shift = false;
+  int64_t n_keep = 0;  // llama.cpp's --keep: tokens at the start that a shift never drops
 };
 
 struct GenerateResult {
@@ -387,12 +398,18 @@ struct GenerateResult {
   double generate_seconds = 0;  // time generating (sampling + decode)
   enum class Stop { Length, EndOfGeneration, Callback, Context } stop = Stop::Length;
   int64_t decode_steps = 0;      // target evaluations while generating (verifications included)
+  int64_t context_shifts = 0;    // context shifts made (GenerateOptions::context_shift)
   SpeculationStats speculation;  // this call's share of the speculator's statistics
 };
 
 // Called with each new piece of text (always whole UTF-8 characters) and the token that completed
 // it; return false to stop generating.
 using TokenCallback = std::function<bool(std::string_view text, int32_t token)>;
+
+// Shifts the session's context (Session::shift) until n_tokens more fit: each shift keeps the first
+// n_keep tokens and drops the oldest half of the rest. Returns the number of shifts (0 when they
+// fit already); throws when they cannot fit (more than n_ctx() - n_keep tokens).
+int shift_context(Session& session, int64_t n_tokens, int64_t n_keep);
 
 // Evaluates `prompt` after what the session already holds, then samples up to n_predict tokens.
 // Each generated token is evaluated too, so afterwards the session holds the prompt and every

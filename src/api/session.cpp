@@ -75,7 +75,8 @@ void eval_batch(std::span<const BatchItem> items) {
     const int64_t n_past = int64_t(s.tokens.size());
     if (n_past + int64_t(it.tokens.size()) > s.kv.n_ctx())
       fail("the context is full: ", n_past, " tokens in the cache + ", it.tokens.size(),
-           " new ones exceed the context of ", s.kv.n_ctx(), " (use a larger --ctx)");
+           " new ones exceed the context of ", s.kv.n_ctx(),
+           " (use a larger --ctx, or --context-shift to drop old tokens)");
     const int64_t n_vocab = model.n_vocab();
     for (size_t t = 0; t < it.tokens.size(); ++t)
       if (it.tokens[t] < 0 || it.tokens[t] >= n_vocab)
@@ -209,6 +210,26 @@ void Session::truncate(int64_t n_keep) {
   s.tokens.resize(size_t(from));
   s.advance(redo);
   s.rs.save(n_keep);
+}
+
+void Session::shift(int64_t n_keep, int64_t n_discard) {
+  Impl& s = *impl_;
+  if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past())
+    fail("shift(", n_keep, ", ", n_discard, "): the session holds ", n_past(),
+         " tokens (keep 0 or more, drop 1 or more, within them)");
+  const int64_t src = n_keep + n_discard;
+  s.model.impl().transformer().shift(s.kv, n_keep, n_discard, n_past());
+  s.tokens.erase(s.tokens.begin() + n_keep, s.tokens.begin() + src);
+  // Logits rows of positions [n_keep, src) go; the rows before and after end up adjacent.
+  const int64_t first = std::clamp(n_keep - s.row0_pos, int64_t(0), s.n_rows);
+  const int64_t last = std::clamp(src - s.row0_pos, int64_t(0), s.n_rows);
+  const int64_t n_vocab = s.model.n_vocab();
+  if (last > first) {
+    s.logits.erase(s.logits.begin() + first * n_vocab, s.logits.begin() + last * n_vocab);
+    s.n_rows -= last - first;
+  }
+  if (s.row0_pos >= src) s.row0_pos -= n_discard;
+  else if (s.row0_pos >= n_keep) s.row0_pos = n_keep;
 }
 
 Model& Session::model() const {

@@ -3,7 +3,9 @@
 // one (token, head) pair per work item.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "cpu/cpu_backend.h"
 #include "quant/f16.h"
@@ -103,6 +105,37 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
     store_row(kv.k_type, kv.k, pos0 + t, k + t * k_width, k_width, vk);
     store_row(kv.v_type, kv.v, pos0 + t, v + t * v_width, v_width, vk);
   }
+}
+
+void CpuBackend::kv_shift(const ops::KvLayer& kv, const ops::KvShiftParams& p) {
+  if (p.n <= 0) return;
+  if (p.dst < 0 || p.dst >= p.src || p.src + p.n > kv.n_ctx)
+    fail("internal error: kv_shift of rows ", p.src, "..", p.src + p.n - 1, " to ", p.dst,
+         " in a cache of ", kv.n_ctx, " rows");
+  const int64_t k_width = int64_t(p.n_kv_heads) * p.head_dim;
+  const int64_t v_width = int64_t(p.n_kv_heads) * p.head_dim_v;
+  const VecKernels* vk = vec_kernels(isa_);
+  // Keys in chunks of rows, ascending: a row is written below where it is read, after every row
+  // that overlaps its destination has been read.
+  ops::RopeParams turn = p.rope;
+  turn.mscale = 1.0f;
+  constexpr int64_t kChunk = 64;
+  std::vector<float> buf(size_t(kChunk * k_width));
+  for (int64_t r0 = 0; r0 < p.n; r0 += kChunk) {
+    const int64_t n = std::min(kChunk, p.n - r0);
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row =
+          cache_slice(kv.k_type, kv.k, p.src + r0 + r, k_width, 0, k_width, buf.data() + r * k_width);
+      if (row != buf.data() + r * k_width) std::copy_n(row, k_width, buf.data() + r * k_width);
+    }
+    // Every head of every row turns by the same angle: one "token" at position dst - src.
+    rope(buf.data(), 1, int(n * p.n_kv_heads), p.head_dim, p.dst - p.src, turn);
+    for (int64_t r = 0; r < n; ++r)
+      store_row(kv.k_type, kv.k, p.dst + r0 + r, buf.data() + r * k_width, k_width, vk);
+  }
+  const size_t v_row = ops::kv_row_bytes(kv.v_type, v_width);
+  auto* v = static_cast<uint8_t*>(kv.v);
+  std::memmove(v + p.dst * v_row, v + p.src * v_row, size_t(p.n) * v_row);
 }
 
 void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,

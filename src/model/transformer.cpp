@@ -52,6 +52,29 @@ KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvTy
   }
 }
 
+void Transformer::shift(KvCache& kv, int64_t n_keep, int64_t n_discard, int64_t n_past) {
+  if (hp_.has_recurrent())
+    fail("context shift is not possible for ", hp_.arch_name,
+         " models: their linear-attention layers keep a recurrent state that cannot forget "
+         "tokens; use a larger --ctx");
+  if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past || n_past > kv.n_ctx())
+    fail("internal error: context shift keeping ", n_keep, " and dropping ", n_discard, " of ",
+         n_past, " tokens");
+  for (int il = 0; il < hp_.n_layer; ++il) {
+    ops::KvShiftParams p;
+    p.dst = n_keep;
+    p.src = n_keep + n_discard;
+    p.n = n_past - p.src;
+    p.n_kv_heads = hp_.n_head_kv;
+    p.head_dim = hp_.head_dim;
+    p.head_dim_v = hp_.head_dim_v;
+    p.rope = hp_.rope;
+    const ops::Weight& ff = w_.layers[size_t(il)].rope_freqs;
+    if (ff) p.rope.freq_factors = static_cast<const float*>(ff.data);
+    devices_.attn[size_t(il)]->kv_shift(kv.layer(il), p);
+  }
+}
+
 size_t KvCache::bytes() const {
   size_t b = 0;
   for (const auto& s : storage_) b += s->size();

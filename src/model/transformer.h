@@ -140,6 +140,11 @@ class Transformer {
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                bool all_logits, RecurrentState* rs = nullptr);
 
+  // Context shift of one sequence holding n_past positions: positions [n_keep, n_keep + n_discard)
+  // leave its cache, those after move down by n_discard with their keys turned to their new
+  // positions (no re-evaluation). Attention-only models (a recurrent state cannot forget tokens).
+  void shift(KvCache& kv, int64_t n_keep, int64_t n_discard, int64_t n_past);
+
   int max_batch() const { return max_batch_; }
   // Moves the residual stream x of the current batch from c.be to `to` (BlockContext::enter).
   void move_to(BlockContext& c, ops::Backend* to);

@@ -105,6 +105,21 @@ struct KvLayer {
   int64_t n_ctx = 0;
 };
 
+// Context shift: cache rows [src, src + n) move to [dst, dst + n) (dst < src), keys turned by the
+// position change dst - src. RoPE turns pair i by pos * f_i, so a key rotated for position p
+// becomes the key of position p + (dst - src) by a further rotation of (dst - src) * f_i; the
+// attention factor (RopeParams::mscale) is already in the key and is not applied again. A
+// quantized K row is converted to floats, turned and quantized again; V rows move as they are.
+struct KvShiftParams {
+  int64_t dst = 0;  // first row written
+  int64_t src = 0;  // first row moved (> dst)
+  int64_t n = 0;    // rows moved
+  int n_kv_heads = 0;
+  int head_dim = 0;    // of k
+  int head_dim_v = 0;  // of v
+  RopeParams rope;     // the layer's RoPE (frequency factors included)
+};
+
 struct AttentionParams {
   int n_tokens = 0;  // query rows in this batch, at positions pos0 .. pos0 + n_tokens - 1
   int64_t pos0 = 0;  // position of the first query; keys 0..pos0+t are visible to query t
@@ -228,6 +243,10 @@ class Backend {
                          const AttentionParams& p) = 0;
 
   // out[i] = silu(gate[i]) * up[i]   (SwiGLU); out may alias gate or up
+  // Moves cache rows down and turns their keys (KvShiftParams). Optional: the default refuses
+  // (context shift runs on the CPU only so far).
+  virtual void kv_shift(const KvLayer& kv, const KvShiftParams& p);
+
   virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
 
   // x[i] += y[i]   (residual connection)
