@@ -317,9 +317,9 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
     const std::vector<float> v = random(size_t(n_fill * kw), -2.0f, 2.0f);
     const std::vector<float> q = random(size_t(c.n_tokens) * c.n_heads * c.head_dim, -2.0f, 2.0f);
     std::vector<uint8_t> kc(size_t(n_ctx * kw) * elt), vc(kc.size());
-    const ops::KvLayer cpu_kv{c.kv, kc.data(), vc.data(), n_ctx};
+    const ops::KvLayer cpu_kv{c.kv, c.kv, kc.data(), vc.data(), n_ctx};
     auto kcd = gpu_->alloc(kc.size()), vcd = gpu_->alloc(vc.size());
-    const ops::KvLayer gpu_kv{c.kv, kcd->data(), vcd->data(), n_ctx};
+    const ops::KvLayer gpu_kv{c.kv, c.kv, kcd->data(), vcd->data(), n_ctx};
     auto kd = up(k), vd = up(v), qd = up(q);
     // Two stores: the history, then the batch's own rows at pos0.
     cpu_.kv_store(cpu_kv, k.data(), v.data(), int(c.pos0), 0, kw, kw);
