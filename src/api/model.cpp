@@ -141,6 +141,9 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   info.weight_bytes = tensor_bytes;
   info.vram_bytes = impl->gpu ? impl->plan.vram_bytes : 0;
   info.vram_shared_bytes = impl->gpu ? std::min(info.vram_bytes, sched::kCudaContextBytes) : 0;
+  info.context_shift = !impl->hp.has_recurrent() &&
+                       std::all_of(impl->devices.attn.begin(), impl->devices.attn.end(),
+                                   [&](const ops::Backend* b) { return b == impl->cpu.get(); });
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 
