@@ -1,6 +1,6 @@
-// Context shift (Session::shift, GenerateOptions::context_shift): the keys kept in the cache, turned
-// to their new positions, give the logits a fresh evaluation of the kept tokens gives, for both
-// RoPE modes and every KV cache type; generation goes on past the context size.
+// Context shift (Session::shift, GenerateOptions::context_shift): the keys kept in the cache,
+// turned to their new positions, give the logits a fresh evaluation of the kept tokens gives, for
+// both RoPE modes and every KV cache type; generation goes on past the context size.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -41,9 +41,9 @@ std::filesystem::path one_layer_model(straw::model::Arch arch, const std::string
   o.type = straw::model::FileType::F16;
   o.seed = 11;
   o.threads = 1;
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("straw-shift-" + std::string(straw::model::arch_name(arch)) + rope_scaling +
-                     ".gguf");
+  const auto path =
+      std::filesystem::temp_directory_path() /
+      ("straw-shift-" + std::string(straw::model::arch_name(arch)) + rope_scaling + ".gguf");
   straw::model::synthesize(path.string(), o);
   return path;
 }

@@ -68,8 +68,8 @@ struct KvBound {
 
 // llama.cpp's max nrmse against exact math for a model and K/V types (tests/data/kv_quant).
 double llamacpp_kv_nrmse(const std::string& model, const std::string& types) {
-  const std::string j =
-      slurp(std::filesystem::path(STRAW_SOURCE_DIR) / "tests" / "data" / "kv_quant" / "llamacpp.json");
+  const std::string j = slurp(std::filesystem::path(STRAW_SOURCE_DIR) / "tests" / "data" /
+                              "kv_quant" / "llamacpp.json");
   const size_t at = j.find("\"" + model + "\"");
   if (at == std::string::npos) return 0;
   return std::stod(json_field(j.substr(at, j.find('}', at) - at), types));

@@ -57,8 +57,8 @@ TEST(Hybrid, SplitAcrossTwoBackendsEqualsOneBackend) {
   }
 }
 
-// The planner's KV bytes (what straw plan prints and Model::load's memory check counts) equal what a
-// session's cache allocates, for every pair of K and V types.
+// The planner's KV bytes (what straw plan prints and Model::load's memory check counts) equal what
+// a session's cache allocates, for every pair of K and V types.
 TEST(KvCache, AllocationEqualsThePlan) {
   STRAW_REQUIRE_TESTDATA();
   auto r = gguf::Reader::open((test::testdata_dir() / "models" / "qwen3-tiny-f16.gguf").string());
@@ -74,8 +74,8 @@ TEST(KvCache, AllocationEqualsThePlan) {
     for (const auto& [ov, sv] : types) {
       const int64_t ctx = 1000;
       const model::KvCache kv(hp, ctx, ok, ov, d);
-      EXPECT_EQ(kv.bytes(), hp.n_layer * sched::kv_layer_bytes(model::plan_shape(hp, hp.n_vocab),
-                                                               ctx, sk, sv))
+      EXPECT_EQ(kv.bytes(),
+                hp.n_layer * sched::kv_layer_bytes(model::plan_shape(hp, hp.n_vocab), ctx, sk, sv))
           << ops::kv_type_name(ok) << " / " << ops::kv_type_name(ov);
     }
 }

@@ -207,7 +207,8 @@ TEST(Qwen35, PlannerAccountsTheRecurrentStateAndFillsTheBudget) {
           EXPECT_EQ(l.state_bytes, layer_state) << l.index;
         } else {
           EXPECT_EQ(l.state_bytes, 0u) << l.index;
-          EXPECT_EQ(l.kv_bytes, straw::sched::kv_layer_bytes(shape, ctx, o.kv_type_k, o.kv_type_v)) << l.index;
+          EXPECT_EQ(l.kv_bytes, straw::sched::kv_layer_bytes(shape, ctx, o.kv_type_k, o.kv_type_v))
+              << l.index;
         }
         state += l.state_bytes;
         kv += l.kv_bytes;

@@ -272,7 +272,8 @@ int run_plan(const Args& a) {
 
 const Command kPlan = {
     "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
-    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [-ctk TYPE] [-ctv TYPE] [--ubatch N] "
+    "plan -m MODEL [--vram-budget SIZE] [--ctx N] [--kv-type f16|q8_0|q4_0] [-ctk TYPE] [-ctv "
+    "TYPE] [--ubatch N] "
     "[--no-repack] [--model-draft FILE [--draft-max N]] [-o json]",
     plan_options, run_plan};
 

@@ -30,7 +30,8 @@ std::vector<Option> serve_options() {
       {"context-shift", 0, false,
        "when a slot's context fills, drop the oldest half of its tokens after --keep and go on "
        "(default: finish with \"length\")"},
-      {"keep", 0, true, "N  with --context-shift: tokens at the start a shift never drops (default 0)"},
+      {"keep", 0, true,
+       "N  with --context-shift: tokens at the start a shift never drops (default 0)"},
       {"timeout", 0, true, "S  seconds a request body may take to arrive (default 15)"},
       {"shutdown-grace", 0, true,
        "S  on SIGINT/SIGTERM, seconds running requests get to finish (default 5)"},
@@ -56,7 +57,8 @@ int run_serve(const Args& a) {
   so.engine.cache_prompt = !a.has("no-cache-prompt");
   so.engine.context_shift = a.has("context-shift");
   so.engine.n_keep = a.get_int("keep", 0);
-  if (a.has("keep") && !so.engine.context_shift) throw UsageError("--keep goes with --context-shift");
+  if (a.has("keep") && !so.engine.context_shift)
+    throw UsageError("--keep goes with --context-shift");
   if (so.engine.n_keep < 0) throw UsageError("--keep must be >= 0");
   so.api_key = a.get_or("api-key", "");
   so.alias = a.get_or("alias", "");

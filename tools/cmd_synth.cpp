@@ -114,7 +114,8 @@ int run_synth(const Args& a) {
     if (rs != "none" && rs != "linear" && rs != "yarn")
       throw UsageError("--rope-scaling must be none, linear or yarn, got '" + rs + "'");
     const double f = a.get_float("rope-scale", 0.0);
-    if (rs != "none" && !(f > 0.0)) throw UsageError("--rope-scaling needs a positive --rope-scale");
+    if (rs != "none" && !(f > 0.0))
+      throw UsageError("--rope-scaling needs a positive --rope-scale");
     o.shape.rope_scaling = rs;
     o.shape.rope_scaling_factor = static_cast<float>(f);
     if (a.has("yarn-orig-ctx")) o.shape.rope_scaling_orig_ctx = positive_int(a, "yarn-orig-ctx");

@@ -51,10 +51,10 @@ KvCacheType kv_type_named(const std::string& option, const std::string& name) {
 
 void set_kv_types(const Args& args, ModelOptions& o) {
   const KvCacheType both = kv_type_named("kv-type", args.get_or("kv-type", "f16"));
-  o.kv_type_k = args.has("cache-type-k") ? kv_type_named("cache-type-k", args.require("cache-type-k"))
-                                         : both;
-  o.kv_type_v = args.has("cache-type-v") ? kv_type_named("cache-type-v", args.require("cache-type-v"))
-                                         : both;
+  o.kv_type_k =
+      args.has("cache-type-k") ? kv_type_named("cache-type-k", args.require("cache-type-k")) : both;
+  o.kv_type_v =
+      args.has("cache-type-v") ? kv_type_named("cache-type-v", args.require("cache-type-v")) : both;
 }
 
 Option cpu_kernels_option() {

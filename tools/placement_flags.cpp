@@ -24,10 +24,10 @@ sched::KvType parse_kv_type(const std::string& option, const std::string& s) {
 
 void set_plan_kv_types(const Args& a, sched::PlanOptions& po) {
   const sched::KvType both = parse_kv_type("kv-type", a.get_or("kv-type", "f16"));
-  po.kv_type_k = a.has("cache-type-k") ? parse_kv_type("cache-type-k", a.require("cache-type-k"))
-                                       : both;
-  po.kv_type_v = a.has("cache-type-v") ? parse_kv_type("cache-type-v", a.require("cache-type-v"))
-                                       : both;
+  po.kv_type_k =
+      a.has("cache-type-k") ? parse_kv_type("cache-type-k", a.require("cache-type-k")) : both;
+  po.kv_type_v =
+      a.has("cache-type-v") ? parse_kv_type("cache-type-v", a.require("cache-type-v")) : both;
 }
 
 sched::PlanOptions plan_options_from(const Args& a) {

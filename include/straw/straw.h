@@ -122,8 +122,8 @@ struct ModelInfo {
   uint64_t vram_bytes = 0;     // GPU memory the placement uses (0: on the CPU)
   uint64_t vram_shared_bytes = 0;  // of vram_bytes, what every model of the process shares (the
                                    // CUDA context): a second model's budget needs it only once
-  bool context_shift = false;  // Session::shift works: no linear-attention layers (qwen35) and
-                               // every KV cache on the CPU
+  bool context_shift = false;      // Session::shift works: no linear-attention layers (qwen35) and
+                                   // every KV cache on the CPU
 };
 
 struct ChatMessage {

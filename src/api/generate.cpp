@@ -34,8 +34,8 @@ int shift_context(Session& session, int64_t n_tokens, int64_t n_keep) {
     const int64_t keep = std::min(n_keep, session.n_past());
     const int64_t discard = (session.n_past() - keep) / 2;
     if (discard <= 0 || n_tokens > session.n_ctx() - keep)
-      fail("the context is full and a context shift cannot make room: ", n_tokens,
-           " new tokens, ", keep, " kept (--keep), a context of ", session.n_ctx(),
+      fail("the context is full and a context shift cannot make room: ", n_tokens, " new tokens, ",
+           keep, " kept (--keep), a context of ", session.n_ctx(),
            " (use a larger --ctx or a smaller --keep)");
     session.shift(keep, discard);
     ++shifts;

@@ -120,10 +120,11 @@ void choose_backends(Model::Impl& m) {
   if (m.hp.rope.yarn() &&
       std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
                   [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))
-    fail(m.reader->path(),
-         ": this model uses YaRN RoPE scaling (rope.scaling.type yarn or rope.scaling.attn_factor), "
-         "which runs on the CPU only so far, and this placement puts attention on the GPU: use "
-         "--device cpu");
+    fail(
+        m.reader->path(),
+        ": this model uses YaRN RoPE scaling (rope.scaling.type yarn or rope.scaling.attn_factor), "
+        "which runs on the CPU only so far, and this placement puts attention on the GPU: use "
+        "--device cpu");
   if (!gpu_kv_ok &&
       std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
                   [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))

@@ -228,8 +228,10 @@ void Session::shift(int64_t n_keep, int64_t n_discard) {
     s.logits.erase(s.logits.begin() + first * n_vocab, s.logits.begin() + last * n_vocab);
     s.n_rows -= last - first;
   }
-  if (s.row0_pos >= src) s.row0_pos -= n_discard;
-  else if (s.row0_pos >= n_keep) s.row0_pos = n_keep;
+  if (s.row0_pos >= src)
+    s.row0_pos -= n_discard;
+  else if (s.row0_pos >= n_keep)
+    s.row0_pos = n_keep;
 }
 
 Model& Session::model() const {

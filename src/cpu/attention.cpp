@@ -124,8 +124,8 @@ void CpuBackend::kv_shift(const ops::KvLayer& kv, const ops::KvShiftParams& p) {
   for (int64_t r0 = 0; r0 < p.n; r0 += kChunk) {
     const int64_t n = std::min(kChunk, p.n - r0);
     for (int64_t r = 0; r < n; ++r) {
-      const float* row =
-          cache_slice(kv.k_type, kv.k, p.src + r0 + r, k_width, 0, k_width, buf.data() + r * k_width);
+      const float* row = cache_slice(kv.k_type, kv.k, p.src + r0 + r, k_width, 0, k_width,
+                                     buf.data() + r * k_width);
       if (row != buf.data() + r * k_width) std::copy_n(row, k_width, buf.data() + r * k_width);
     }
     // Every head of every row turns by the same angle: one "token" at position dst - src.
@@ -218,8 +218,8 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       std::fill_n(o, p.head_dim_v, 0.0f);
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj =
-            cache_slice(kv.v_type, kv.v, j, v_width, int64_t(kvh) * p.head_dim_v, p.head_dim_v, vbuf);
+        const float* vj = cache_slice(kv.v_type, kv.v, j, v_width, int64_t(kvh) * p.head_dim_v,
+                                      p.head_dim_v, vbuf);
         const float w = scores[j] * inv;
         for (int d = 0; d < p.head_dim_v; ++d) o[d] += w * vj[d];
       }

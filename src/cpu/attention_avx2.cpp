@@ -261,7 +261,8 @@ void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
     else
       scores_tiled(c, rows, j0, kb, kbuf, Kt, S);
     for (int j = 0; j < kb; ++j)
-      load_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv, V + size_t(j) * c.Dv);
+      load_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
+               V + size_t(j) * c.Dv);
 
     // Online softmax per row; S becomes the probabilities (0 for masked keys).
     int max_vis = 0;

@@ -77,7 +77,8 @@ void CpuBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t
       if (p.freq_factors) f /= double(p.freq_factors[i]);
       double mix = 0.0;  // YaRN: the share of the extrapolated (unscaled) frequency
       if (p.ext_factor != 0.0f) {
-        const double y = (i - double(p.yarn_low)) / std::max(0.001, double(p.yarn_high - p.yarn_low));
+        const double y =
+            (i - double(p.yarn_low)) / std::max(0.001, double(p.yarn_high - p.yarn_low));
         mix = (1.0 - std::clamp(y, 0.0, 1.0)) * double(p.ext_factor);
       }
       freq[i] = f * (double(p.freq_scale) * (1.0 - mix) + mix);

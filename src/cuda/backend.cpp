@@ -392,8 +392,9 @@ void CudaBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_
   Impl& s = *impl_;
   if (n_tokens <= 0 || p.n_rot <= 0) return;
   if (p.yarn())
-    fail("internal error: YaRN RoPE scaling reached the CUDA backend, which does not implement it "
-         "(Model::load keeps such models' attention on the CPU)");
+    fail(
+        "internal error: YaRN RoPE scaling reached the CUDA backend, which does not implement it "
+        "(Model::load keeps such models' attention on the CPU)");
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
   s.need_device(x, size_t(n_tokens) * n_heads * head_dim * sizeof(float), "rope input");
   const float* ff = p.freq_factors;

@@ -58,7 +58,8 @@ void read_yarn(const gguf::Reader& r, HParams& hp, float factor) {
   const std::string a = hp.arch_name + ".";
   const auto key = [&](const char* k) { return a + k; };
   if (factor <= 0.0f)
-    fail(r.path(), ": rope.scaling.type is yarn but rope.scaling.factor is missing or not positive");
+    fail(r.path(),
+         ": rope.scaling.type is yarn but rope.scaling.factor is missing or not positive");
   const int64_t n_ctx_orig =
       r.find_u32(key("rope.scaling.original_context_length")).value_or(uint32_t(hp.n_ctx_train));
   if (n_ctx_orig <= 0)
@@ -71,7 +72,8 @@ void read_yarn(const gguf::Reader& r, HParams& hp, float factor) {
   p.freq_scale = 1.0f / factor;
   p.ext_factor = 1.0f;
   const auto pair_of = [&](float beta) {
-    return float(p.n_rot) * std::log(float(n_ctx_orig) / (beta * 2.0f * std::numbers::pi_v<float>)) /
+    return float(p.n_rot) *
+           std::log(float(n_ctx_orig) / (beta * 2.0f * std::numbers::pi_v<float>)) /
            (2.0f * std::log(p.base));
   };
   p.yarn_low = std::max(0.0f, std::floor(pair_of(beta_fast)));

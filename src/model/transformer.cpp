@@ -26,7 +26,7 @@ DeviceMap DeviceMap::single(ops::Backend& be, int n_layer) {
 }
 
 size_t KvCache::layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType k_type,
-                           ops::KvType v_type) {
+                            ops::KvType v_type) {
   return size_t(n_ctx) *
          (kv_row_bytes(hp, k_type, hp.head_dim) + kv_row_bytes(hp, v_type, hp.head_dim_v));
 }

@@ -52,7 +52,7 @@ struct RopeParams {
   float ext_factor = 0.0f;  // YaRN: 1 (0: no ramp, every pair interpolated by freq_scale)
   float yarn_low = 0.0f;    // YaRN correction range, in pairs (llama.cpp's corr_dims)
   float yarn_high = 0.0f;
-  float mscale = 1.0f;      // multiplies cos and sin: YaRN's attention factor
+  float mscale = 1.0f;  // multiplies cos and sin: YaRN's attention factor
 
   bool yarn() const { return ext_factor != 0.0f || mscale != 1.0f; }
 };
@@ -65,7 +65,9 @@ struct RopeParams {
 // of 32 so that every head starts a block.
 enum class KvType { F32, F16, Q8_0, Q4_0 };
 
-inline bool kv_quantized(KvType t) { return t == KvType::Q8_0 || t == KvType::Q4_0; }
+inline bool kv_quantized(KvType t) {
+  return t == KvType::Q8_0 || t == KvType::Q4_0;
+}
 
 // Bytes of one cache row of `width` elements (a multiple of 32 for Q8_0 and Q4_0); also the byte
 // offset of element `width` inside a row.

@@ -33,10 +33,14 @@ double kv_bytes_per_element(KvType t) {
 uint64_t kv_row_bytes(KvType t, int64_t width) {
   const uint64_t blocks = uint64_t(width + 31) / 32;
   switch (t) {
-    case KvType::F16: return uint64_t(width) * 2;
-    case KvType::Q8_0: return blocks * 34;
-    case KvType::Q4_0: return blocks * 18;
-    case KvType::F32: return uint64_t(width) * 4;
+    case KvType::F16:
+      return uint64_t(width) * 2;
+    case KvType::Q8_0:
+      return blocks * 34;
+    case KvType::Q4_0:
+      return blocks * 18;
+    case KvType::F32:
+      return uint64_t(width) * 4;
   }
   return uint64_t(width) * 2;
 }
