@@ -30,6 +30,18 @@ void set_plan_kv_types(const Args& a, sched::PlanOptions& po) {
       a.has("cache-type-v") ? parse_kv_type("cache-type-v", a.require("cache-type-v")) : both;
 }
 
+std::vector<sched::KvType> plan_kv_type_list(const Args& a) {
+  std::vector<sched::KvType> out;
+  const std::string v = a.get_or("kv-type", "f16");
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = v.find(',', start);
+    out.push_back(parse_kv_type("kv-type", v.substr(start, comma - start)));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
 sched::PlanOptions plan_options_from(const Args& a) {
   sched::PlanOptions po;
   po.vram_budget = a.has("vram-budget") ? parse_size(a.require("vram-budget")) : 0;

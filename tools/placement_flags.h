@@ -15,5 +15,7 @@ std::vector<Option> placement_options();
 sched::PlanOptions plan_options_from(const Args& a);
 // --kv-type (both caches), --cache-type-k/-ctk and --cache-type-v/-ctv (one each, over --kv-type).
 void set_plan_kv_types(const Args& a, sched::PlanOptions& po);
+// straw plan's --kv-type A,B,..: the types to compare (one entry without a comma).
+std::vector<sched::KvType> plan_kv_type_list(const Args& a);
 
 }  // namespace straw::cli

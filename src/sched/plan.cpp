@@ -125,6 +125,7 @@ struct Unit {
   uint64_t read_bytes = 0;     // bytes read per decoded token
   double flops_per_token = 0;  // prefill FLOPs per prompt token (weights, recurrence)
   bool recurrent = false;      // a linear-attention unit: no attention over the context
+  bool cpu_only = false;       // the GPU cannot run it (PlanOptions::cpu_attention)
   Device device = Device::Cpu;
   uint64_t vram() const { return weight_bytes + kv_bytes + state_bytes; }
 };
@@ -142,6 +143,7 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   m.units.resize(size_t(2 * s.n_layer + 1));
   for (int i = 0; i < s.n_layer; ++i) {
     m.units[2 * i] = {i, Part::Attn};
+    m.units[2 * i].cpu_only = o.cpu_attention;
     m.units[2 * i + 1] = {i, Part::Ffn};
   }
   m.units.back() = {-1, Part::Output};
@@ -230,7 +232,7 @@ double prefill_seconds(const std::vector<Unit>& units, const ModelShape& s, int 
 void apply_gpu_layers(Model& m, int n) {
   const int first = std::max(0, m.n_layer - n);
   for (int i = first; i < m.n_layer; ++i) {
-    m.units[2 * i].device = Device::Gpu;
+    if (!m.units[2 * i].cpu_only) m.units[2 * i].device = Device::Gpu;
     m.units[2 * i + 1].device = Device::Gpu;
   }
   if (n > m.n_layer) m.units.back().device = Device::Gpu;
@@ -246,7 +248,8 @@ void greedy_place(Model& m, uint64_t available, const Speeds& sp) {
     double best_gain = 0;
     for (int i = int(m.units.size()) - 1; i >= 0; --i) {
       Unit& u = m.units[i];
-      if (u.device == Device::Gpu || used + u.vram() > available || u.vram() == 0) continue;
+      if (u.device == Device::Gpu || u.cpu_only || used + u.vram() > available || u.vram() == 0)
+        continue;
       u.device = Device::Gpu;
       const double gain = (base - decode_seconds(m.units, sp)) / double(u.vram());
       u.device = Device::Cpu;
