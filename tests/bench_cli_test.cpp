@@ -94,6 +94,8 @@ TEST(BenchCli, JsonHasTheFields) {
   const CliRun split =
       run("bench -m " + path.string() + " -p 0 -n 2 -d 8 -r 1 -t 1 -ctk q4_0 -ctv q8_0 -o json");
   ASSERT_EQ(split.code, 0) << split.out;
+  EXPECT_NE(split.out.find("\"type_k\": \"q4_0\""), std::string::npos) << split.out;
+  EXPECT_NE(split.out.find("\"type_v\": \"q8_0\""), std::string::npos) << split.out;
   EXPECT_EQ(run("bench -m " + path.string() + " --kv-type q4_1").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " --cache-type-v q5_1").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -o xml").code, 2);

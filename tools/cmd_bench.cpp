@@ -201,6 +201,11 @@ int run_bench(const Args& a) {
   bench::ReportOptions report;
   report.cpu_info = bench::cpu_info();
   report.cpu_kernels = cpu::isa_name(cpu_isa(cpu_kernels_from(a)).value_or(cpu::best_isa()));
+  if (a.has("model")) {
+    const ModelOptions kv = base_options(a);
+    report.type_k = ops::kv_type_name(kv_type(kv.kv_type_k));
+    report.type_v = ops::kv_type_name(kv_type(kv.kv_type_v));
+  }
 
   // With a model loaded, its workers fall asleep after a few idle milliseconds (cpu/thread_pool.h),
   // long before the passes start (the buffer is filled first): they do not compete.

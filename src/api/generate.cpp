@@ -50,6 +50,9 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
     fail("context shift is not possible for ", model.impl().hp.arch_name,
          " models: their linear-attention layers keep a recurrent state that cannot forget "
          "tokens; use a larger --ctx without --context-shift");
+  if (options.context_shift && !model.info().context_shift)
+    fail("context shift runs on the CPU only so far, and this model keeps KV caches on the GPU: "
+         "load it with --device cpu, or use a larger --ctx without --context-shift");
   Sampler sampler(model, options.sampling);
   // The prompt (or its tail already in the cache) feeds the repetition-penalty window.
   for (int32_t t : prompt) sampler.accept(t);

@@ -217,6 +217,10 @@ void Session::shift(int64_t n_keep, int64_t n_discard) {
   if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past())
     fail("shift(", n_keep, ", ", n_discard, "): the session holds ", n_past(),
          " tokens (keep 0 or more, drop 1 or more, within them)");
+  const Model::Impl& m = s.model.impl();
+  if (!m.info.context_shift && !m.hp.has_recurrent())
+    fail("context shift runs on the CPU only so far, and this model keeps KV caches on the GPU: "
+         "load it with --device cpu, or use a larger --ctx without --context-shift");
   const int64_t src = n_keep + n_discard;
   s.model.impl().transformer().shift(s.kv, n_keep, n_discard, n_past());
   s.tokens.erase(s.tokens.begin() + n_keep, s.tokens.begin() + src);
