@@ -265,6 +265,18 @@ TEST_F(CudaKernels, RopeMatchesTheCpu) {
               << (mode == ops::RopeMode::Neox ? "neox" : "norm") << " n_rot " << n_rot << " pos "
               << pos0 << (factors ? " with factors" : "");
         }
+  // YaRN (factor 4, correction range 3..20 of 64 pairs, attention factor 1.139).
+  for (ops::RopeMode mode : {ops::RopeMode::Norm, ops::RopeMode::Neox})
+    for (int64_t pos0 : {int64_t(0), int64_t(5000), int64_t(100000)}) {
+      ops::RopeParams p;
+      p.mode = mode, p.n_rot = 128, p.base = 1e6f, p.freq_scale = 0.25f;
+      p.ext_factor = 1.0f, p.yarn_low = 3.0f, p.yarn_high = 20.0f, p.mscale = 1.1386f;
+      std::vector<float> x = random(size_t(T) * H * D, -2.0f, 2.0f);
+      auto xd = up(x);
+      cpu_.rope(x.data(), T, H, D, pos0, p);
+      gpu_->rope(static_cast<float*>(xd->data()), T, H, D, pos0, p);
+      EXPECT_LE(nrmse(down(*xd, x.size()), x), 1e-6) << "yarn pos " << pos0;
+    }
 }
 
 TEST_F(CudaKernels, ElementWiseOpsMatchTheCpu) {

@@ -68,7 +68,7 @@ TEST(Planner, CpuOnlyWithZeroBudget) {
   EXPECT_GT(p.predicted_tg_tps, 0);
 }
 
-// A KV cache the GPU cannot hold (quantized; YaRN likewise) keeps every attention unit on the CPU,
+// A KV cache the GPU cannot hold (quantized) keeps every attention unit on the CPU,
 // automatic or with --gpu-layers, while the FFNs still use the budget.
 TEST(Planner, CpuAttentionKeepsAttentionAndItsCacheOnTheCpu) {
   ModelShape s = qwen32b();

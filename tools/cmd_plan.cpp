@@ -289,12 +289,12 @@ int run_plan(const Args& a) {
     spec->target_budget = sched::budget_after_draft(spec->draft, po.vram_budget);
     po.vram_budget = spec->target_budget;
   }
-  // As Model::load: attention the GPU cannot run (a quantized or mixed KV cache, YaRN) stays on
-  // the CPU with its cache.
+  // As Model::load: attention with a cache the GPU cannot hold (quantized, or K and V of different
+  // types) stays on the CPU with its cache.
   const auto cpu_attention = [&](sched::PlanOptions o) {
     const bool gpu_kv_ok = o.kv_type_k == o.kv_type_v && (o.kv_type_k == sched::KvType::F16 ||
                                                          o.kv_type_k == sched::KvType::F32);
-    o.cpu_attention = !gpu_kv_ok || in.hp.rope.yarn();
+    o.cpu_attention = !gpu_kv_ok;
     return o;
   };
   const sched::Plan p = sched::make_plan(in.shape, in.tensors, cpu_attention(po), speeds);

@@ -37,12 +37,11 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
     if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
     for (const TensorOverride& o : m.options.tensor_overrides)
       po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
-    // The CUDA attention reads f16 or f32 caches (K and V of one type) and has no YaRN RoPE:
-    // otherwise attention and its cache stay on the CPU (the FFNs may still go to the GPU). An
-    // override that puts attention tensors on the GPU is refused by choose_backends.
-    const bool gpu_kv_ok = !ops::kv_quantized(kv_type(m.options.kv_type_k)) &&
-                           m.options.kv_type_k == m.options.kv_type_v;
-    po.cpu_attention = !gpu_kv_ok || m.hp.rope.yarn();
+    // The CUDA attention reads f16 or f32 caches (K and V of one type): otherwise attention and
+    // its cache stay on the CPU (the FFNs may still go to the GPU). An override that puts
+    // attention tensors on the GPU is refused by choose_backends.
+    po.cpu_attention = ops::kv_quantized(kv_type(m.options.kv_type_k)) ||
+                       m.options.kv_type_k != m.options.kv_type_v;
   }
   return sched::make_plan(model::plan_shape(m.hp, m.hp.n_vocab), tensors, po,
                           sched::load_speeds(sched::calibration_path()));
@@ -123,14 +122,6 @@ void choose_backends(Model::Impl& m) {
   if (all_gpu) m.devices.embed = gpu.get();
   // The CUDA kernels read f16 or f32 caches, K and V of one type.
   const bool gpu_kv_ok = !ops::kv_quantized(kv_type(o.kv_type_k)) && o.kv_type_k == o.kv_type_v;
-  if (m.hp.rope.yarn() &&
-      std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
-                  [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))
-    fail(
-        m.reader->path(),
-        ": this model uses YaRN RoPE scaling (rope.scaling.type yarn or rope.scaling.attn_factor), "
-        "which runs on the CPU only so far, and this placement puts attention on the GPU: use "
-        "--device cpu");
   if (!gpu_kv_ok &&
       std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
                   [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))

@@ -391,10 +391,6 @@ void CudaBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_
                        const ops::RopeParams& p) {
   Impl& s = *impl_;
   if (n_tokens <= 0 || p.n_rot <= 0) return;
-  if (p.yarn())
-    fail(
-        "internal error: YaRN RoPE scaling reached the CUDA backend, which does not implement it "
-        "(Model::load keeps such models' attention on the CPU)");
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
   s.need_device(x, size_t(n_tokens) * n_heads * head_dim * sizeof(float), "rope input");
   const float* ff = p.freq_factors;
@@ -403,7 +399,8 @@ void CudaBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_
     ff = static_cast<const float*>(s.device_copy(ff, ff_bytes));
   const StepPos pos = s.step_pos(pos0);
   s.submit(RopeRec{x, n_tokens, n_heads, head_dim, pos.dev, pos.add, p.mode == ops::RopeMode::Neox,
-                   p.n_rot, p.base, p.freq_scale, ff});
+                   p.n_rot, p.base, p.freq_scale, ff, p.ext_factor, p.yarn_low, p.yarn_high,
+                   p.mscale});
 }
 
 void CudaBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v, int n_tokens,

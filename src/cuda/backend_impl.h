@@ -118,6 +118,7 @@ struct RopeRec {
   int n_rot;
   float base, freq_scale;
   const float* freq_factors;
+  float ext_factor, yarn_low, yarn_high, mscale;  // YaRN (ops::RopeParams)
   bool operator==(const RopeRec&) const = default;
 };
 struct KvStoreRec {

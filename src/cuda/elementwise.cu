@@ -44,11 +44,18 @@ __global__ void k_rope(RopeArgs a) {
   const int half = a.n_rot / 2;
   const double pos = double(step_pos(a.pos) + t);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double theta = pos * double(a.freq_scale) * pow(double(a.base), -2.0 * i / a.n_rot);
-    if (a.freq_factors) theta /= double(a.freq_factors[i]);
+    // f_i of ops::RopeParams: the YaRN ramp mixes the interpolated and the original frequency.
+    double f = pow(double(a.base), -2.0 * i / a.n_rot);
+    if (a.freq_factors) f /= double(a.freq_factors[i]);
+    double mix = 0.0;
+    if (a.ext_factor != 0.0f) {
+      const double y = (i - double(a.yarn_low)) / fmax(0.001, double(a.yarn_high - a.yarn_low));
+      mix = (1.0 - fmin(fmax(y, 0.0), 1.0)) * double(a.ext_factor);
+    }
+    const double theta = pos * (f * (double(a.freq_scale) * (1.0 - mix) + mix));
     double s, c;
     sincos(theta, &s, &c);
-    cs[i] = make_float2(float(c), float(s));
+    cs[i] = make_float2(float(c * double(a.mscale)), float(s * double(a.mscale)));
   }
   __syncthreads();
   float* xt = a.x + int64_t(t) * a.n_heads * a.head_dim;

@@ -123,6 +123,8 @@ void CudaBackend::Impl::issue(const OpRec& r) {
                    a.pos = {p.pos_dev, p.pos_add};
                    a.neox = p.neox, a.n_rot = p.n_rot, a.base = p.base, a.freq_scale = p.freq_scale;
                    a.freq_factors = p.freq_factors;
+                   a.ext_factor = p.ext_factor, a.yarn_low = p.yarn_low;
+                   a.yarn_high = p.yarn_high, a.mscale = p.mscale;
                    cuda::rope(a, stream);
                  },
                  [&](const KvStoreRec& k) {

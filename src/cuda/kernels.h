@@ -88,6 +88,10 @@ struct RopeArgs {
   float base = 10000.0f;
   float freq_scale = 1.0f;
   const float* freq_factors = nullptr;  // device [n_rot / 2] or null
+  float ext_factor = 0.0f;  // YaRN (ops::RopeParams): ramp weight, correction range, attention
+  float yarn_low = 0.0f;    // factor
+  float yarn_high = 0.0f;
+  float mscale = 1.0f;
 };
 void rope(const RopeArgs& a, Stream stream);
 

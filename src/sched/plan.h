@@ -79,7 +79,7 @@ struct PlanOptions {
   KvType kv_type_k = KvType::F16;  // K cache element type (llama.cpp's -ctk)
   KvType kv_type_v = KvType::F16;  // V cache element type (llama.cpp's -ctv)
   bool cpu_attention = false;      // attention (and its KV cache) stays on the CPU: the GPU cannot
-                                   // run it (a quantized or mixed KV cache, YaRN RoPE)
+                                   // run it (a quantized or mixed KV cache)
   int ubatch = 512;               // micro-batch for prompt processing
   std::optional<int> gpu_layers;  // llama.cpp's -ngl: the last N repeating layers on the GPU, and
                                   // the output layer too when N > n_layer; unset: automatic
