@@ -123,6 +123,7 @@ struct RopeRec {
 };
 struct KvStoreRec {
   bool f16;
+  KvQuant k_quant, v_quant;
   void* k_cache;
   void* v_cache;
   const float* k;
@@ -138,6 +139,7 @@ struct AttentionRec {
   const void* k;
   const void* v;
   bool f16;
+  KvQuant k_quant, v_quant;
   float* out;
   int n_tokens;
   const int32_t* pos_dev;
