@@ -76,7 +76,7 @@ void BM_Attention(benchmark::State& state) {
   cpu::CpuBackend be(options(threads));
   const int64_t n_ctx = pos0 + tokens, width = int64_t(kv_heads) * dim;
   auto kbuf = be.alloc(size_t(n_ctx * width) * 2), vbuf = be.alloc(size_t(n_ctx * width) * 2);
-  ops::KvLayer kv{ops::KvType::F16, kbuf->data(), vbuf->data(), n_ctx};
+  ops::KvLayer kv{ops::KvType::F16, ops::KvType::F16, kbuf->data(), vbuf->data(), n_ctx};
   const std::vector<float> k = random_floats(n_ctx * width), v = random_floats(n_ctx * width);
   be.kv_store(kv, k.data(), v.data(), int(n_ctx), 0, width, width);
   const std::vector<float> q = random_floats(size_t(tokens) * heads * dim);

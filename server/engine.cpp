@@ -54,6 +54,13 @@ Engine::Engine(Model& model, const EngineOptions& options) : model_(model), opti
     throw Error("--parallel must be at least 1, got " + std::to_string(options.parallel));
   if (options.prefill_chunk < 1) throw Error("the prefill chunk must be at least 1 token");
   n_ctx_ = options.ctx > 0 ? options.ctx : model.options().ctx;
+  if (options.context_shift && !model.info().context_shift)
+    throw Error("--context-shift is not possible with this model: " + model.info().architecture +
+                " models with linear-attention layers keep a recurrent state that cannot forget "
+                "tokens, and KV caches on the GPU cannot shift yet");
+  if (options.context_shift && (options.n_keep < 0 || options.n_keep >= n_ctx_))
+    throw Error("--keep must be 0 .. the context - 1 (" + std::to_string(n_ctx_ - 1) + "), got " +
+                std::to_string(options.n_keep));
   slots_.resize(size_t(options.parallel));
   for (Slot& s : slots_) {
     s.session = std::make_unique<Session>(model, n_ctx_);
@@ -372,8 +379,12 @@ bool Engine::take(Slot& s, int32_t token, std::span<const float> logits, bool in
   }
   // A token the target picked is evaluated in the next step: it needs a free position.
   if (!in_cache && s.session->n_past() >= s.session->n_ctx()) {
-    finish(s, "length");
-    return false;
+    if (!options_.context_shift) {
+      finish(s, "length");
+      return false;
+    }
+    shift_context(*s.session, 1, options_.n_keep);
+    ++s.usage.context_shifts;
   }
   return true;
 }

@@ -60,6 +60,7 @@ struct Usage {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;  // prompt tokens reused from a slot's cache
   int64_t completion_tokens = 0;
+  int64_t context_shifts = 0;  // context shifts while generating (EngineOptions::context_shift)
 };
 
 struct Timings {
@@ -110,6 +111,11 @@ struct EngineOptions {
   // Speculative decoding for every slot (method None: off). A draft model is shared by the slots
   // (each has its own session of it) and must outlive the engine.
   SpeculativeOptions speculative;
+  // Context shift (llama-server's --context-shift): a slot whose context fills keeps its first
+  // n_keep tokens, drops the oldest half of the rest and goes on (straw::shift_context); off: the
+  // request finishes with "length". Models without ModelInfo::context_shift refuse it.
+  bool context_shift = false;
+  int64_t n_keep = 0;
 };
 
 // Counters for /metrics (monotonic totals, and the state now).

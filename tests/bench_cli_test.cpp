@@ -101,7 +101,14 @@ TEST(BenchCli, JsonHasTheFields) {
   ASSERT_EQ(depth.code, 0) << depth.out;
   EXPECT_NE(depth.out.find("\"n_depth\": 8"), std::string::npos) << depth.out;
   EXPECT_NE(depth.out.find("\"test\": \"tg2 @ d8\""), std::string::npos) << depth.out;
+  // K and V types apart, with llama.cpp's one-dash names.
+  const CliRun split =
+      run("bench -m " + path.string() + " -p 0 -n 2 -d 8 -r 1 -t 1 -ctk q4_0 -ctv q8_0 -o json");
+  ASSERT_EQ(split.code, 0) << split.out;
+  EXPECT_NE(split.out.find("\"type_k\": \"q4_0\""), std::string::npos) << split.out;
+  EXPECT_NE(split.out.find("\"type_v\": \"q8_0\""), std::string::npos) << split.out;
   EXPECT_EQ(run("bench -m " + path.string() + " --kv-type q4_1").code, 2);
+  EXPECT_EQ(run("bench -m " + path.string() + " --cache-type-v q5_1").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -o xml").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -t 0").code, 2);
   const CliRun bw = run("bench --bandwidth -t 1 --bandwidth-buffer 64MiB -o json");

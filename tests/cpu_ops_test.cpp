@@ -105,24 +105,37 @@ TEST(CpuOps, RopeTableMatchesDirectComputation) {
 struct AttnCase {
   int n_tokens, n_heads, n_kv_heads, head_dim, head_dim_v;
   int64_t pos0;
-  ops::KvType kv_type;
+  ops::KvType k_type;
+  ops::KvType v_type;
 };
 
 TEST(CpuOps, AttentionMatchesTheScalarBackend) {
+  using ops::KvType;
   const AttnCase cases[] = {
-      {1, 12, 2, 128, 128, 0, ops::KvType::F16},
-      {1, 12, 2, 128, 128, 200, ops::KvType::F16},
-      {37, 12, 2, 64, 64, 5, ops::KvType::F16},
-      {20, 4, 4, 8, 16, 70, ops::KvType::F32},
-      {3, 6, 2, 32, 24, 130, ops::KvType::F32},
-      {70, 8, 1, 16, 16, 0, ops::KvType::F16},
-      {1, 4, 2, 40, 40, 64, ops::KvType::F16},
-      {1, 12, 2, 128, 128, 100, ops::KvType::Q8_0},
-      {19, 8, 2, 64, 32, 40, ops::KvType::Q8_0},
+      {1, 12, 2, 128, 128, 0, KvType::F16, KvType::F16},
+      {1, 12, 2, 128, 128, 200, KvType::F16, KvType::F16},
+      {37, 12, 2, 64, 64, 5, KvType::F16, KvType::F16},
+      {20, 4, 4, 8, 16, 70, KvType::F32, KvType::F32},
+      {3, 6, 2, 32, 24, 130, KvType::F32, KvType::F32},
+      {70, 8, 1, 16, 16, 0, KvType::F16, KvType::F16},
+      {1, 4, 2, 40, 40, 64, KvType::F16, KvType::F16},
+      {1, 12, 2, 128, 128, 100, KvType::Q8_0, KvType::Q8_0},
+      {19, 8, 2, 64, 32, 40, KvType::Q8_0, KvType::Q8_0},
+      {1, 12, 2, 128, 128, 100, KvType::Q4_0, KvType::Q4_0},
+      {19, 8, 2, 64, 32, 40, KvType::Q4_0, KvType::Q4_0},
+      {5, 7, 1, 64, 64, 61, KvType::Q4_0, KvType::Q4_0},  // GQA 7:1, a tail of 2 keys past 64
+      // K and V of different types (llama.cpp's -ctk / -ctv).
+      {1, 8, 4, 64, 64, 33, KvType::Q8_0, KvType::Q4_0},
+      {17, 14, 2, 64, 64, 70, KvType::F16, KvType::Q4_0},
+      {3, 6, 2, 32, 32, 9, KvType::Q4_0, KvType::F32},
       // Decode over long contexts: the keys split into ranges across threads, then merged.
-      {1, 12, 2, 128, 128, 1000, ops::KvType::F16},
-      {1, 8, 8, 64, 64, 1500, ops::KvType::Q8_0},
-      {1, 6, 1, 32, 32, 700, ops::KvType::F32},
+      {1, 12, 2, 128, 128, 1000, KvType::F16, KvType::F16},
+      {1, 8, 8, 64, 64, 1500, KvType::Q8_0, KvType::Q8_0},
+      {1, 6, 1, 32, 32, 700, KvType::F32, KvType::F32},
+      {1, 16, 2, 128, 128, 1333, KvType::Q4_0, KvType::Q4_0},
+      // Depth 32K (decode and a short prefill), a small model's heads so that it stays fast.
+      {1, 8, 2, 64, 64, 32767, KvType::Q4_0, KvType::Q4_0},
+      {3, 4, 1, 32, 32, 32700, KvType::Q8_0, KvType::Q4_0},
   };
   std::mt19937 rng(21);
   CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});
@@ -132,16 +145,16 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       const int64_t n_ctx = c.pos0 + c.n_tokens + 3;
       const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim,
                     vw = int64_t(c.n_kv_heads) * c.head_dim_v;
-      std::vector<uint8_t> kbuf(n_ctx * ops::kv_row_bytes(c.kv_type, kw)),
-          vbuf(n_ctx * ops::kv_row_bytes(c.kv_type, vw));
-      ops::KvLayer kv{c.kv_type, kbuf.data(), vbuf.data(), n_ctx};
+      std::vector<uint8_t> kbuf(n_ctx * ops::kv_row_bytes(c.k_type, kw)),
+          vbuf(n_ctx * ops::kv_row_bytes(c.v_type, vw));
+      ops::KvLayer kv{c.k_type, c.v_type, kbuf.data(), vbuf.data(), n_ctx};
       // Fill the cache (earlier positions) through kv_store of the reference backend.
       const std::vector<float> k = random_floats(rng, (c.pos0 + c.n_tokens) * kw, 1.0f);
       const std::vector<float> v = random_floats(rng, (c.pos0 + c.n_tokens) * vw, 1.0f);
       ref.kv_store(kv, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
       // The SIMD kv_store writes the same bytes.
       std::vector<uint8_t> kbuf2(kbuf.size()), vbuf2(vbuf.size());
-      ops::KvLayer kv2{c.kv_type, kbuf2.data(), vbuf2.data(), n_ctx};
+      ops::KvLayer kv2{c.k_type, c.v_type, kbuf2.data(), vbuf2.data(), n_ctx};
       be.kv_store(kv2, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
       ASSERT_EQ(kbuf, kbuf2);
       ASSERT_EQ(vbuf, vbuf2);
@@ -160,7 +173,8 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       be.attention(q.data(), kv, b.data(), p);
       expect_close(b, a, 2e-5f, 2e-6f,
                    "attention " + std::string(cpu::isa_name(isa)) + " tokens " +
-                       std::to_string(c.n_tokens) + " pos0 " + std::to_string(c.pos0));
+                       std::to_string(c.n_tokens) + " pos0 " + std::to_string(c.pos0) + " K " +
+                       ops::kv_type_name(c.k_type) + " V " + ops::kv_type_name(c.v_type));
     }
   }
 }

@@ -265,6 +265,18 @@ TEST_F(CudaKernels, RopeMatchesTheCpu) {
               << (mode == ops::RopeMode::Neox ? "neox" : "norm") << " n_rot " << n_rot << " pos "
               << pos0 << (factors ? " with factors" : "");
         }
+  // YaRN (factor 4, correction range 3..20 of 64 pairs, attention factor 1.139).
+  for (ops::RopeMode mode : {ops::RopeMode::Norm, ops::RopeMode::Neox})
+    for (int64_t pos0 : {int64_t(0), int64_t(5000), int64_t(100000)}) {
+      ops::RopeParams p;
+      p.mode = mode, p.n_rot = 128, p.base = 1e6f, p.freq_scale = 0.25f;
+      p.ext_factor = 1.0f, p.yarn_low = 3.0f, p.yarn_high = 20.0f, p.mscale = 1.1386f;
+      std::vector<float> x = random(size_t(T) * H * D, -2.0f, 2.0f);
+      auto xd = up(x);
+      cpu_.rope(x.data(), T, H, D, pos0, p);
+      gpu_->rope(static_cast<float*>(xd->data()), T, H, D, pos0, p);
+      EXPECT_LE(nrmse(down(*xd, x.size()), x), 1e-6) << "yarn pos " << pos0;
+    }
 }
 
 TEST_F(CudaKernels, ElementWiseOpsMatchTheCpu) {
@@ -307,19 +319,23 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
       {8, 2, 64, 70, 33, ops::KvType::F32},    {28, 4, 128, 0, 100, ops::KvType::F16},
       {28, 4, 128, 200, 77, ops::KvType::F16}, {4, 2, 256, 10, 40, ops::KvType::F16},
       {6, 2, 80, 3, 20, ops::KvType::F16},
+      // Quantized caches (flash-decoding kernel for every batch size).
+      {8, 2, 64, 37, 1, ops::KvType::Q8_0},    {28, 4, 128, 1000, 1, ops::KvType::Q4_0},
+      {8, 2, 64, 70, 33, ops::KvType::Q4_0},   {28, 4, 128, 200, 77, ops::KvType::Q8_0},
+      {6, 2, 96, 3, 20, ops::KvType::Q4_0},
   };
   for (const AttnCase& c : cases) {
     const int64_t n_ctx = c.pos0 + c.n_tokens + 5;
     const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim;
-    const size_t elt = c.kv == ops::KvType::F16 ? 2 : 4;
+    const size_t row_bytes = ops::kv_row_bytes(c.kv, kw);
     const int64_t n_fill = c.pos0 + c.n_tokens;
     const std::vector<float> k = random(size_t(n_fill * kw), -2.0f, 2.0f);
     const std::vector<float> v = random(size_t(n_fill * kw), -2.0f, 2.0f);
     const std::vector<float> q = random(size_t(c.n_tokens) * c.n_heads * c.head_dim, -2.0f, 2.0f);
-    std::vector<uint8_t> kc(size_t(n_ctx * kw) * elt), vc(kc.size());
-    const ops::KvLayer cpu_kv{c.kv, kc.data(), vc.data(), n_ctx};
+    std::vector<uint8_t> kc(size_t(n_ctx) * row_bytes), vc(kc.size());
+    const ops::KvLayer cpu_kv{c.kv, c.kv, kc.data(), vc.data(), n_ctx};
     auto kcd = gpu_->alloc(kc.size()), vcd = gpu_->alloc(vc.size());
-    const ops::KvLayer gpu_kv{c.kv, kcd->data(), vcd->data(), n_ctx};
+    const ops::KvLayer gpu_kv{c.kv, c.kv, kcd->data(), vcd->data(), n_ctx};
     auto kd = up(k), vd = up(v), qd = up(q);
     // Two stores: the history, then the batch's own rows at pos0.
     cpu_.kv_store(cpu_kv, k.data(), v.data(), int(c.pos0), 0, kw, kw);
@@ -331,7 +347,7 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
                    static_cast<float*>(vd->data()) + c.pos0 * kw, c.n_tokens, c.pos0, kw, kw);
     std::vector<uint8_t> kc_gpu(kc.size());
     gpu_->to_host(kcd->data(), kc_gpu.data(), kc_gpu.size());
-    EXPECT_EQ(std::memcmp(kc_gpu.data(), kc.data(), size_t(n_fill * kw) * elt), 0)
+    EXPECT_EQ(std::memcmp(kc_gpu.data(), kc.data(), size_t(n_fill) * row_bytes), 0)
         << "K cache rows differ";
 
     ops::AttentionParams p;
@@ -343,10 +359,11 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
     auto od = poisoned(ref.size());
     gpu_->attention(static_cast<float*>(qd->data()), gpu_kv, static_cast<float*>(od->data()), p);
     // The tiled (tensor-core) kernel rounds q and the probabilities to binary16.
-    const bool tiled = c.n_tokens > cuda::kMaxMatvecTokens && c.head_dim != 80;
+    const bool tiled = c.n_tokens > cuda::kMaxMatvecTokens && c.head_dim != 80 &&
+                       !ops::kv_quantized(c.kv);
     EXPECT_LE(nrmse(down(*od, ref.size()), ref), tiled ? 5e-3 : 1e-5)
         << c.n_heads << "/" << c.n_kv_heads << " heads of " << c.head_dim << ", pos " << c.pos0
-        << ", " << c.n_tokens << " tokens, " << (c.kv == ops::KvType::F16 ? "F16" : "F32");
+        << ", " << c.n_tokens << " tokens, " << ops::kv_type_name(c.kv);
   }
 }
 

@@ -8,6 +8,7 @@
 #include "model/hparams.h"
 #include "model/transformer.h"
 #include "model/weights.h"
+#include "sched/plan.h"
 #include "test_util.h"
 
 namespace {
@@ -18,7 +19,7 @@ std::vector<float> run(const model::HParams& hp, const gguf::Reader& r, const mo
                        const std::vector<int32_t>& prompt) {
   model::Weights w = model::bind_weights(r, hp);
   model::prepare_weights(w, d);
-  model::KvCache kv(hp, 64, ops::KvType::F16, d);
+  model::KvCache kv(hp, 64, ops::KvType::F16, ops::KvType::F16, d);
   model::Transformer tf(hp, w, d, 8);
   std::vector<float> logits(size_t(hp.n_vocab) * (prompt.size() + 2));
   // The prompt in two micro-batches (8 + rest), then two single-token decode steps.
@@ -54,6 +55,29 @@ TEST(Hybrid, SplitAcrossTwoBackendsEqualsOneBackend) {
     ASSERT_EQ(got.size(), ref.size());
     for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(got[i], ref[i]) << name << " at " << i;
   }
+}
+
+// The planner's KV bytes (what straw plan prints and Model::load's memory check counts) equal what
+// a session's cache allocates, for every pair of K and V types.
+TEST(KvCache, AllocationEqualsThePlan) {
+  STRAW_REQUIRE_TESTDATA();
+  auto r = gguf::Reader::open((test::testdata_dir() / "models" / "qwen3-tiny-f16.gguf").string());
+  model::HParams hp = model::read_hparams(*r);
+  hp.n_vocab = r->tensor("token_embd.weight").n_rows();
+  cpu::CpuBackend be(1);
+  const model::DeviceMap d = model::DeviceMap::single(be, hp.n_layer);
+  const std::pair<ops::KvType, sched::KvType> types[] = {{ops::KvType::F32, sched::KvType::F32},
+                                                         {ops::KvType::F16, sched::KvType::F16},
+                                                         {ops::KvType::Q8_0, sched::KvType::Q8_0},
+                                                         {ops::KvType::Q4_0, sched::KvType::Q4_0}};
+  for (const auto& [ok, sk] : types)
+    for (const auto& [ov, sv] : types) {
+      const int64_t ctx = 1000;
+      const model::KvCache kv(hp, ctx, ok, ov, d);
+      EXPECT_EQ(kv.bytes(),
+                hp.n_layer * sched::kv_layer_bytes(model::plan_shape(hp, hp.n_vocab), ctx, sk, sv))
+          << ops::kv_type_name(ok) << " / " << ops::kv_type_name(ov);
+    }
 }
 
 }  // namespace

@@ -97,6 +97,44 @@ TEST(LoadCli, OneProgressLineWhenStderrIsNotATerminal) {
 
 // A 32B model (header only: the data is a sparse hole) against a 4 GiB RAM limit: `straw run`
 // refuses before repacking anything, with the numbers; `straw plan` says the same.
+// straw run --context-shift (--keep N) goes on past the context; without it generation stops
+// there and says how to go on; quantized K and V types apart with llama.cpp's flags.
+TEST(RunCli, ContextShiftGoesOnPastTheContext) {
+  REQUIRE_CLI();
+  const std::string path = small_model("cli-shift.gguf");
+  const std::string base = "run -m " + path + " -p hi -n 100 -t 1 --temp 0 --ctx 32 -q";
+  const Result off = straw("", base);
+  ASSERT_EQ(off.code, 0) << off.out;
+  EXPECT_NE(off.out.find("the context is full (32 tokens)"), std::string::npos) << off.out;
+  EXPECT_NE(off.out.find("--context-shift"), std::string::npos) << off.out;
+  const Result on = straw("", base + " --context-shift --keep 1 -ctk q4_0 -ctv q8_0");
+  ASSERT_EQ(on.code, 0) << on.out;
+  EXPECT_NE(on.out.find("generated 100 tokens"), std::string::npos) << on.out;
+  EXPECT_NE(on.out.find("context shifts"), std::string::npos) << on.out;
+  EXPECT_EQ(straw("", base + " --keep 1").code, 2);
+  EXPECT_EQ(straw("", base + " --context-shift --keep -2").code, 2);
+  std::filesystem::remove(path);
+}
+
+// straw plan --kv-type A,B: every type's plan side by side (table and JSON); -ctk/-ctv apart.
+TEST(PlanCli, KvTypesSideBySide) {
+  REQUIRE_CLI();
+  const std::string path = small_model("cli-plan-kv.gguf");
+  const std::string base = "plan -m " + path + " --ctx 256 --vram-budget 2GiB";
+  const Result t = straw("", base + " --kv-type q4_0,q8_0,f16", true);
+  ASSERT_EQ(t.code, 0) << t.out;
+  EXPECT_NE(t.out.find("KV cache types at ctx 256"), std::string::npos) << t.out;
+  for (const char* type : {"  q4_0 ", "  q8_0 ", "  f16 "})
+    EXPECT_NE(t.out.find(type), std::string::npos) << type << " in\n" << t.out;
+  const Result j = straw("", base + " --kv-type q4_0,f16 -o json", true);
+  ASSERT_EQ(j.code, 0) << j.out;
+  EXPECT_NE(j.out.find("\"kv_types\": [{\"kv_type\": \"q4_0\""), std::string::npos) << j.out;
+  EXPECT_EQ(straw("", base + " -ctk q4_0 -ctv q8_0").code, 0);
+  EXPECT_EQ(straw("", base + " --kv-type q4_0,f16 -ctk q8_0").code, 2);
+  EXPECT_EQ(straw("", base + " --kv-type q4_0,q5_1").code, 2);
+  std::filesystem::remove(path);
+}
+
 TEST(LoadCli, RefusesAModelLargerThanRam) {
   REQUIRE_CLI();
   const std::string path = straw::test::temp_path("cli-32b-nodata.gguf").string();

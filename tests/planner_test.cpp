@@ -1,6 +1,8 @@
 // The placement planner: budgets, forced placements, the cost model's direction.
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "sched/plan.h"
 #include "straw/error.h"
 
@@ -66,6 +68,31 @@ TEST(Planner, CpuOnlyWithZeroBudget) {
   EXPECT_GT(p.predicted_tg_tps, 0);
 }
 
+// A KV cache the GPU cannot hold (quantized) keeps every attention unit on the CPU,
+// automatic or with --gpu-layers, while the FFNs still use the budget.
+TEST(Planner, CpuAttentionKeepsAttentionAndItsCacheOnTheCpu) {
+  ModelShape s = qwen32b();
+  for (const std::optional<int> ngl : {std::optional<int>(), std::optional<int>(10)}) {
+    PlanOptions o;
+    o.vram_budget = 8 * kGiB;
+    o.ctx = 32768;
+    o.kv_type_k = o.kv_type_v = KvType::Q4_0;
+    o.cpu_attention = true;
+    o.gpu_layers = ngl;
+    const Plan p = make_plan(s, tensors_of(s), o, Speeds{});
+    EXPECT_EQ(p.kv_gpu_bytes, 0u);
+    EXPECT_EQ(p.kv_cpu_bytes, 64 * kv_layer_bytes(s, 32768, KvType::Q4_0));
+    EXPECT_GT(p.gpu_weight_bytes, 0u);
+    EXPECT_LE(p.vram_bytes, o.vram_budget);
+    for (const auto& l : p.layers) EXPECT_EQ(l.attn, Device::Cpu) << l.index;
+    for (const auto& t : p.tensors) {
+      if (t.name.find(".attn_") != std::string::npos) {
+        EXPECT_EQ(t.device, Device::Cpu) << t.name;
+      }
+    }
+  }
+}
+
 TEST(Planner, Qwen32BInEightGiBUsesMostOfTheBudgetAndNeverMore) {
   ModelShape s = qwen32b();
   for (KvType kv : {KvType::F16, KvType::Q8_0, KvType::Q4_0}) {
@@ -73,7 +100,7 @@ TEST(Planner, Qwen32BInEightGiBUsesMostOfTheBudgetAndNeverMore) {
       PlanOptions o;
       o.vram_budget = 8 * kGiB;
       o.ctx = 8192;
-      o.kv_type = kv;
+      o.kv_type_k = o.kv_type_v = kv;
       o.ubatch = ub;
       Plan p = make_plan(s, tensors_of(s), o, Speeds{});
       EXPECT_LE(p.vram_bytes, o.vram_budget);

@@ -207,13 +207,14 @@ TEST(Qwen35, PlannerAccountsTheRecurrentStateAndFillsTheBudget) {
           EXPECT_EQ(l.state_bytes, layer_state) << l.index;
         } else {
           EXPECT_EQ(l.state_bytes, 0u) << l.index;
-          EXPECT_EQ(l.kv_bytes, straw::sched::kv_layer_bytes(shape, ctx, o.kv_type)) << l.index;
+          EXPECT_EQ(l.kv_bytes, straw::sched::kv_layer_bytes(shape, ctx, o.kv_type_k, o.kv_type_v))
+              << l.index;
         }
         state += l.state_bytes;
         kv += l.kv_bytes;
       }
       EXPECT_EQ(state, 48 * layer_state);
-      EXPECT_EQ(kv, 16 * straw::sched::kv_layer_bytes(shape, ctx, o.kv_type));
+      EXPECT_EQ(kv, 16 * straw::sched::kv_layer_bytes(shape, ctx, o.kv_type_k, o.kv_type_v));
       EXPECT_EQ(p.state_gpu_bytes + p.state_cpu_bytes, state);
       EXPECT_EQ(p.kv_gpu_bytes + p.kv_cpu_bytes, kv);
       EXPECT_EQ(p.state_checkpoint_bytes, 3 * state / 2);  // 3 copies without the snapshot

@@ -237,6 +237,27 @@ TEST(ServerEngine, StopStringsAndEndOfGeneration) {
   EXPECT_TRUE(open.done.finish_reason == "stop" || open.done.finish_reason == "length");
 }
 
+// --context-shift: a slot whose context fills drops the oldest half of its tokens after n_keep and
+// goes on; without it the request finishes with "length" at the context.
+TEST(ServerEngine, ContextShiftGoesOnPastTheContext) {
+  auto model = bundled();
+  {
+    Engine engine(*model, {.parallel = 2, .ctx = 48});
+    const Result r = collect(*engine.submit(greedy(*model, "Once upon a time", 200)));
+    EXPECT_EQ(r.done.finish_reason, "length");
+    EXPECT_LT(r.done.usage.completion_tokens, 48);
+    EXPECT_EQ(r.done.usage.context_shifts, 0);
+  }
+  Engine engine(*model, {.parallel = 2, .ctx = 48, .context_shift = true, .n_keep = 4});
+  GenRequest g = greedy(*model, "Once upon a time", 150);
+  g.ignore_eos = true;
+  const Result r = collect(*engine.submit(std::move(g)));
+  EXPECT_EQ(r.done.finish_reason, "length");
+  EXPECT_EQ(r.done.usage.completion_tokens, 150);
+  EXPECT_GE(r.done.usage.context_shifts, 3);
+  EXPECT_THROW(Engine(*model, {.ctx = 48, .context_shift = true, .n_keep = 48}), Error);
+}
+
 TEST(ServerEngine, SeededSamplingReproducesAndLogprobsComeWithTokens) {
   auto model = bundled();
   Engine engine(*model, {.parallel = 2});

@@ -56,6 +56,8 @@ Fields fields(const Row& w, const ReportOptions& o) {
       {"n_prompt", std::to_string(r.spec.n_prompt)},
       {"n_gen", std::to_string(r.spec.n_gen)},
       {"n_depth", std::to_string(r.spec.n_depth)},
+      {"type_k", json_string(o.type_k)},
+      {"type_v", json_string(o.type_v)},
       {"test", json_string(r.spec.name())},
       {"avg_ns", fmt("%.0f", r.avg_ns)},
       {"stddev_ns", fmt("%.0f", r.stddev_ns)},

@@ -29,6 +29,8 @@ struct Row {
 struct ReportOptions {
   std::string cpu_info;      // /proc/cpuinfo model name
   std::string cpu_kernels;   // the CPU kernel level used: avx512, avx-vnni, avx2 or scalar
+  std::string type_k = "f16";  // KV cache types (llama-bench's type_k / type_v)
+  std::string type_v = "f16";
   bool show_ubatch = false;  // md: an n_ubatch column
   bool show_ngl = false;     // md: an ngl column
 };

@@ -99,12 +99,12 @@ ModelFacts model_facts(const Model& m) {
     f.weight_bytes_per_token += quant::row_bytes(embd->type, embd->ne[0]);
     if (tied) f.weight_bytes_per_token += embd->bytes;
   }
-  const ops::KvType kv = kv_type(im.options.kv_type);
+  const ops::KvType kv_k = kv_type(im.options.kv_type_k), kv_v = kv_type(im.options.kv_type_v);
   int n_linear = 0;
   for (int il = 0; il < hp.n_layer; ++il) n_linear += hp.is_recurrent(il);
   f.kv_bytes_per_position = static_cast<uint64_t>(hp.n_layer - n_linear) *
-                            (ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim) +
-                             ops::kv_row_bytes(kv, int64_t(hp.n_head_kv) * hp.head_dim_v));
+                            (ops::kv_row_bytes(kv_k, int64_t(hp.n_head_kv) * hp.head_dim) +
+                             ops::kv_row_bytes(kv_v, int64_t(hp.n_head_kv) * hp.head_dim_v));
   f.state_bytes_per_token = 2 * static_cast<uint64_t>(n_linear) * hp.recurrent_layer_bytes();
   std::string ftype = "unknown type";
   if (auto id = r.find_u32("general.file_type")) ftype = file_type_description(*id);

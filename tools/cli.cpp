@@ -20,6 +20,11 @@ Args::Args(const std::vector<Option>& options, int argc, char** argv, int first)
       if (o.short_name == c) return &o;
     return nullptr;
   };
+  auto find_dash = [&](const std::string& n) -> const Option* {
+    for (const Option& o : options)
+      if (!o.dash_name.empty() && o.dash_name == n) return &o;
+    return nullptr;
+  };
   for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     const Option* opt = nullptr;
@@ -36,9 +41,12 @@ Args::Args(const std::vector<Option>& options, int argc, char** argv, int first)
       opt = find_long(name);
       if (!opt) throw UsageError("unknown option '--" + name + "'");
     } else if (a.size() >= 2 && a[0] == '-' && !std::isdigit(static_cast<unsigned char>(a[1]))) {
-      if (a.size() != 2)
-        throw UsageError("unknown option '" + a + "' (short options take one letter)");
-      opt = find_short(a[1]);
+      if (a.size() != 2) {
+        opt = find_dash(a.substr(1));
+        if (!opt) throw UsageError("unknown option '" + a + "' (short options take one letter)");
+      } else {
+        opt = find_short(a[1]);
+      }
       if (!opt) throw UsageError("unknown option '" + a + "'");
     } else {
       positional_.push_back(a);
@@ -107,6 +115,7 @@ std::string format_options(const std::vector<Option>& options) {
     std::string left = "  ";
     left += o.short_name ? std::string("-") + o.short_name + ", " : "    ";
     left += "--" + o.name;
+    if (!o.dash_name.empty()) left += ", -" + o.dash_name;
     std::string help = o.help;
     if (o.takes_value) {
       // The help starts with the value's name ("N  threads"); show it after the option.

@@ -23,6 +23,7 @@ struct Option {
   char short_name;    // 't', or 0
   bool takes_value;   // --threads 4 / -t 4 / --threads=4
   std::string help;   // one line; for valued options start with the value's name: "N  threads to use"
+  std::string dash_name = {};  // one-dash multi-letter name (llama.cpp's -ctk), or empty
 };
 
 // Parsed command line of one subcommand.

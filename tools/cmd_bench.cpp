@@ -50,7 +50,6 @@ std::vector<Option> bench_options() {
       {"ubatch", 0, true, "N[,N..]  prompt tokens per forward pass (default 512)"},
       {"ctx", 'c', true,
        "N  context the KV cache and the plan are sized for (default: the longest test)"},
-      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), f32 or q8_0 (CPU only)"},
       {"device", 0, true, "DEV  auto (default), cpu or gpu"},
       cpu_kernels_option(),
       {"gpu-layers", 0, true, "N[,N..]  llama.cpp's -ngl: the last N layers on the GPU, or 'all'"},
@@ -75,6 +74,8 @@ std::vector<Option> bench_options() {
   };
   std::vector<Option> spec = spec_options();
   o.insert(o.end(), spec.begin(), spec.end());
+  std::vector<Option> kv = kv_type_options();
+  o.insert(o.end(), kv.begin(), kv.end());
   return o;
 }
 
@@ -108,7 +109,7 @@ std::vector<int> int_list(const Args& a, const std::string& name, const std::str
 ModelOptions base_options(const Args& a) {
   ModelOptions o;
   o.path = a.require("model");
-  o.kv_type = kv_type_from(a);
+  set_kv_types(a, o);
   o.cpu_kernels = cpu_kernels_from(a);
   const std::string dev = a.get_or("device", "auto");
   if (dev == "cpu")
@@ -210,6 +211,11 @@ int run_bench(const Args& a) {
   bench::ReportOptions report;
   report.cpu_info = bench::cpu_info();
   report.cpu_kernels = cpu::isa_name(cpu_isa(cpu_kernels_from(a)).value_or(cpu::best_isa()));
+  if (a.has("model")) {
+    const ModelOptions kv = base_options(a);
+    report.type_k = ops::kv_type_name(kv_type(kv.kv_type_k));
+    report.type_v = ops::kv_type_name(kv_type(kv.kv_type_v));
+  }
 
   // With a model loaded, its workers fall asleep after a few idle milliseconds (cpu/thread_pool.h),
   // long before the passes start (the buffer is filled first): they do not compete.

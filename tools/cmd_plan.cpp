@@ -24,7 +24,6 @@ std::vector<Option> plan_options() {
   std::vector<Option> o = {
       {"model", 'm', true, "FILE  GGUF model"},
       {"ctx", 'c', true, "N  context length (default: min(model context, 4096))"},
-      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), q8_0, q4_0, f32"},
       {"ubatch", 0, true, "N  micro-batch for prompt processing (default 512)"},
       {"output", 'o', true, "FORMAT  table (default) or json"},
       {"model-draft", 0, true,
@@ -35,6 +34,8 @@ std::vector<Option> plan_options() {
   };
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
+  std::vector<Option> kv = kv_type_options();
+  o.insert(o.end(), kv.begin(), kv.end());
   return o;
 }
 
@@ -256,6 +257,38 @@ std::string spec_json(const SpecPrediction& s) {
   return j + "]}";
 }
 
+// One plan per KV cache type (--kv-type A,B,..), side by side.
+void print_kv_list_table(const std::vector<std::pair<sched::KvType, sched::Plan>>& by_kv,
+                         int64_t ctx) {
+  std::printf(
+      "\nKV cache types at ctx %lld (K and V of the type; quantized caches keep attention on the "
+      "CPU, the GPU has none yet):\n",
+      static_cast<long long>(ctx));
+  std::printf("  %-5s  %11s  %11s  %14s  %11s  %10s  %10s\n", "type", "KV on GPU", "KV on CPU",
+              "weights on GPU", "VRAM", "tg t/s", "pp t/s");
+  for (const auto& [t, p] : by_kv)
+    std::printf("  %-5s  %11s  %11s  %14s  %11s  %10.2f  %10.1f\n", sched::kv_type_name(t),
+                human_bytes(p.kv_gpu_bytes).c_str(), human_bytes(p.kv_cpu_bytes).c_str(),
+                human_bytes(p.gpu_weight_bytes).c_str(), human_bytes(p.vram_bytes).c_str(),
+                p.predicted_tg_tps, p.predicted_pp_tps);
+}
+
+std::string kv_list_json(const std::vector<std::pair<sched::KvType, sched::Plan>>& by_kv) {
+  if (by_kv.empty()) return "";
+  std::string j = ", \"kv_types\": [";
+  for (size_t i = 0; i < by_kv.size(); ++i) {
+    const sched::Plan& p = by_kv[i].second;
+    j += std::string(i ? ", " : "") + "{\"kv_type\": " + json_string(kv_type_name(by_kv[i].first)) +
+         ", \"kv_gpu_bytes\": " + std::to_string(p.kv_gpu_bytes) +
+         ", \"kv_cpu_bytes\": " + std::to_string(p.kv_cpu_bytes) +
+         ", \"gpu_weight_bytes\": " + std::to_string(p.gpu_weight_bytes) +
+         ", \"vram_bytes\": " + std::to_string(p.vram_bytes) +
+         ", \"predicted_tg_tps\": " + json_number(p.predicted_tg_tps) +
+         ", \"predicted_pp_tps\": " + json_number(p.predicted_pp_tps) + "}";
+  }
+  return j + "]";
+}
+
 int run_plan(const Args& a) {
   const std::string path = a.require("model");
   sched::PlanOptions po = plan_options_from(a);  // usage errors before the file is read
@@ -263,7 +296,15 @@ int run_plan(const Args& a) {
 
   po.ctx = a.get_int("ctx", std::min<int64_t>(in.hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
-  po.kv_type = parse_kv_type(a.get_or("kv-type", "f16"));
+  // --kv-type A,B,..: the first type's plan in full, then every type's side by side.
+  const std::vector<sched::KvType> kv_list = plan_kv_type_list(a);
+  if (kv_list.size() > 1) {
+    if (a.has("cache-type-k") || a.has("cache-type-v") || a.has("model-draft"))
+      throw UsageError("a list of --kv-type goes without -ctk/-ctv and --model-draft");
+    po.kv_type_k = po.kv_type_v = kv_list[0];
+  } else {
+    set_plan_kv_types(a, po);
+  }
   const sched::Speeds speeds = sched::load_speeds(sched::calibration_path());
   std::optional<SpecPrediction> spec;
   if (a.has("model-draft")) {
@@ -284,24 +325,41 @@ int run_plan(const Args& a) {
     dpo.vram_budget = po.vram_budget;
     dpo.ctx = std::min(po.ctx, d.hp.n_ctx_train);
     dpo.ubatch = po.ubatch;
-    dpo.kv_type = po.kv_type;
+    dpo.kv_type_k = po.kv_type_k;
+    dpo.kv_type_v = po.kv_type_v;
     spec->draft = sched::make_plan(d.shape, d.tensors, dpo, speeds);
     spec->target_budget = sched::budget_after_draft(spec->draft, po.vram_budget);
     po.vram_budget = spec->target_budget;
   }
-  const sched::Plan p = sched::make_plan(in.shape, in.tensors, po, speeds);
+  // As Model::load: attention with a cache the GPU cannot hold (quantized, or K and V of different
+  // types) stays on the CPU with its cache.
+  const auto cpu_attention = [&](sched::PlanOptions o) {
+    const bool gpu_kv_ok = o.kv_type_k == o.kv_type_v && (o.kv_type_k == sched::KvType::F16 ||
+                                                         o.kv_type_k == sched::KvType::F32);
+    o.cpu_attention = !gpu_kv_ok;
+    return o;
+  };
+  const sched::Plan p = sched::make_plan(in.shape, in.tensors, cpu_attention(po), speeds);
   if (spec) {
     const sched::SpecCost cost = sched::predicted_cost(p, &spec->draft, spec->draft_max + 1);
     for (double acc : kAcceptance)
       spec->choices.push_back(sched::best_draft_length(cost, acc, 1, spec->draft_max));
   }
   const RamCheck c = check_ram(*in.reader, p, po.ctx, cpu::best_isa(), !a.has("no-repack"));
+  std::vector<std::pair<sched::KvType, sched::Plan>> by_kv;
+  if (kv_list.size() > 1)
+    for (sched::KvType t : kv_list) {
+      sched::PlanOptions o = po;
+      o.kv_type_k = o.kv_type_v = t;
+      by_kv.emplace_back(t, sched::make_plan(in.shape, in.tensors, cpu_attention(o), speeds));
+    }
   const std::string fmt = a.get_or("output", "table");
   if (fmt == "json") {
-    print_json(p, c, spec ? spec_json(*spec) : "");
+    print_json(p, c, (spec ? spec_json(*spec) : "") + kv_list_json(by_kv));
   } else if (fmt == "table") {
     print_table(p, c, path, in.hp);
     if (spec) print_spec_table(*spec, p);
+    if (!by_kv.empty()) print_kv_list_table(by_kv, po.ctx);
   } else {
     throw UsageError("-o must be table or json");
   }
@@ -313,7 +371,7 @@ int run_plan(const Args& a) {
 const Command kPlan = {
     "plan", "show where each tensor would live under a VRAM budget, and the predicted speed",
     "plan -m MODEL [--vram-budget SIZE] [--gpu-layers N] [--cpu-moe | --n-cpu-moe N] [--ctx N] "
-    "[--kv-type f16|q8_0|q4_0] [--ubatch N] "
+    "[--kv-type f16|q8_0|q4_0[,..]] [-ctk TYPE] [-ctv TYPE] [--ubatch N] "
     "[--no-repack] [--model-draft FILE [--draft-max N]] [-o json]",
     plan_options, run_plan};
 

@@ -1,5 +1,6 @@
 // straw run: generate text from a prompt, or chat interactively (--chat).
 // stdout carries only the generated text; load progress and speeds go to stderr.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -46,6 +47,12 @@ std::vector<Option> run_options() {
       {"chat", 0, false, "interactive multi-turn chat with the model's template"},
       {"system", 0, true, "TEXT  system message for --chat"},
       {"no-special", 0, false, "do not parse special tokens written in the prompt"},
+      {"context-shift", 0, false,
+       "when the context fills, drop the oldest half of the tokens after --keep and go on "
+       "(default: stop)"},
+      {"keep", 0, true,
+       "N  with --context-shift: prompt tokens a shift never drops (default 0; -1: the whole "
+       "first prompt; the BOS token is kept besides)"},
   };
   o.insert(o.end(), more.begin(), more.end());
   std::vector<Option> spec = spec_options();
@@ -101,17 +108,47 @@ void print_speculation(const GenerateOptions& gen, const GenerateResult& r) {
   print_spec_stats(c.method_name(), r.speculation);
 }
 
-int run_completion(Model& model, const Args& a, const GenerateOptions& gen) {
+// --context-shift and --keep (llama.cpp's: N prompt tokens besides the BOS; -1: the whole first
+// prompt).
+void set_keep(const Model& model, const Args& a, std::span<const int32_t> first_prompt,
+              GenerateOptions& gen) {
+  gen.context_shift = a.has("context-shift");
+  const int64_t keep = a.get_int("keep", 0);
+  if (keep < -1) throw UsageError("--keep must be -1 or more");
+  if (!gen.context_shift) {
+    if (a.has("keep")) throw UsageError("--keep goes with --context-shift");
+    return;
+  }
+  const bool bos = !first_prompt.empty() && !model.tokenize("", true, false).empty() &&
+                   first_prompt[0] == model.tokenize("", true, false)[0];
+  gen.n_keep = keep < 0 ? int64_t(first_prompt.size())
+                        : std::min<int64_t>(keep + (bos ? 1 : 0), int64_t(first_prompt.size()));
+}
+
+void print_shifts(const GenerateResult& r) {
+  if (r.context_shifts > 0)
+    std::fprintf(stderr, "straw: %lld context shift%s\n", static_cast<long long>(r.context_shifts),
+                 r.context_shifts == 1 ? "" : "s");
+}
+
+int run_completion(Model& model, const Args& a, GenerateOptions gen) {
   std::string prompt = read_prompt(a);
   if (prompt.empty()) throw UsageError("a prompt is required (-p TEXT or -f FILE)");
   std::vector<int32_t> tokens = model.tokenize(prompt, true, !a.has("no-special"));
   Session session(model);
+  set_keep(model, a, tokens, gen);
   g_generating.store(true);
   GenerateResult r = generate(session, tokens, gen, stream_text);
   g_generating.store(false);
   std::fputc('\n', stdout);
   print_speeds(r);
   print_speculation(gen, r);
+  print_shifts(r);
+  if (r.stop == GenerateResult::Stop::Context)
+    std::fprintf(stderr,
+                 "straw: the context is full (%lld tokens): use a larger --ctx, or "
+                 "--context-shift\n",
+                 static_cast<long long>(session.n_ctx()));
   return 0;
 }
 
@@ -150,6 +187,7 @@ int run_chat(Model& model, const Args& a, GenerateOptions gen) {
     }
     // BOS only at the start of the conversation; later turns continue the same cache.
     std::vector<int32_t> tokens = model.tokenize(text, first, true);
+    if (first) set_keep(model, a, tokens, gen);
     g_interrupted.store(false);
     g_generating.store(true);
     GenerateResult r = generate(session, tokens, gen, stream_text);
@@ -157,15 +195,18 @@ int run_chat(Model& model, const Args& a, GenerateOptions gen) {
     std::fputc('\n', stdout);
     std::fflush(stdout);
     print_speculation(gen, r);
+    print_shifts(r);
     if (r.stop == GenerateResult::Stop::Context) {
       std::fprintf(stderr,
-                   "straw: the context is full (%lld tokens); restart with a larger --ctx\n",
+                   "straw: the context is full (%lld tokens); restart with a larger --ctx, or "
+                   "with --context-shift\n",
                    static_cast<long long>(session.n_ctx()));
       break;
     }
     if (templated) {
       std::vector<int32_t> end =
           model.tokenize(model::assistant_terminator(m.chat_template), false, true);
+      if (gen.context_shift) shift_context(session, int64_t(end.size()), gen.n_keep);
       if (session.n_past() + int64_t(end.size()) > session.n_ctx()) break;
       if (!end.empty()) session.eval(end);
     }

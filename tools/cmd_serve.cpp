@@ -27,6 +27,11 @@ std::vector<Option> serve_options() {
       {"prefill-chunk", 0, true,
        "N  prompt tokens per step while other requests decode (default 256)"},
       {"no-cache-prompt", 0, false, "always evaluate whole prompts (no reuse of slot caches)"},
+      {"context-shift", 0, false,
+       "when a slot's context fills, drop the oldest half of its tokens after --keep and go on "
+       "(default: finish with \"length\")"},
+      {"keep", 0, true,
+       "N  with --context-shift: tokens at the start a shift never drops (default 0)"},
       {"timeout", 0, true, "S  seconds a request body may take to arrive (default 15)"},
       {"shutdown-grace", 0, true,
        "S  on SIGINT/SIGTERM, seconds running requests get to finish (default 5)"},
@@ -50,6 +55,11 @@ int run_serve(const Args& a) {
   so.engine.prefill_chunk = int(a.get_int("prefill-chunk", 256));
   if (so.engine.prefill_chunk < 1) throw UsageError("--prefill-chunk must be >= 1");
   so.engine.cache_prompt = !a.has("no-cache-prompt");
+  so.engine.context_shift = a.has("context-shift");
+  so.engine.n_keep = a.get_int("keep", 0);
+  if (a.has("keep") && !so.engine.context_shift)
+    throw UsageError("--keep goes with --context-shift");
+  if (so.engine.n_keep < 0) throw UsageError("--keep must be >= 0");
   so.api_key = a.get_or("api-key", "");
   so.alias = a.get_or("alias", "");
   if (a.has("max-body")) so.max_body = size_t(parse_size(a.require("max-body")));

@@ -36,6 +36,11 @@ std::vector<Option> synth_options() {
       {"no-data", 0, false, "write the header only; the data is a sparse hole of zeros"},
       {"threads", 't', true, "N  generator threads (default: all hardware threads)"},
       {"list", 0, false, "list the presets and exit"},
+      {"ctx-train", 0, true, "N  the context_length written (default: the shape's)"},
+      {"rope-scaling", 0, true, "TYPE  write RoPE scaling metadata: none, linear or yarn"},
+      {"rope-scale", 0, true, "F  with --rope-scaling: rope.scaling.factor"},
+      {"yarn-orig-ctx", 0, true,
+       "N  with --rope-scaling: rope.scaling.original_context_length (default: none written)"},
   };
 }
 
@@ -111,6 +116,20 @@ int run_synth(const Args& a) {
     const int64_t mtp = a.get_int("mtp", 0);
     if (mtp < 0 || mtp > 8) throw UsageError("--mtp must be 0..8");
     o.shape.n_mtp = static_cast<int>(mtp);
+  }
+  if (a.has("ctx-train")) o.shape.n_ctx_train = positive_int(a, "ctx-train");
+  if (a.has("rope-scaling")) {
+    const std::string rs = a.require("rope-scaling");
+    if (rs != "none" && rs != "linear" && rs != "yarn")
+      throw UsageError("--rope-scaling must be none, linear or yarn, got '" + rs + "'");
+    const double f = a.get_float("rope-scale", 0.0);
+    if (rs != "none" && !(f > 0.0))
+      throw UsageError("--rope-scaling needs a positive --rope-scale");
+    o.shape.rope_scaling = rs;
+    o.shape.rope_scaling_factor = static_cast<float>(f);
+    if (a.has("yarn-orig-ctx")) o.shape.rope_scaling_orig_ctx = positive_int(a, "yarn-orig-ctx");
+  } else if (a.has("rope-scale") || a.has("yarn-orig-ctx")) {
+    throw UsageError("--rope-scale and --yarn-orig-ctx go with --rope-scaling");
   }
   const std::string type = a.require("type");
   const auto ft = model::file_type_from_name(type);

@@ -15,7 +15,6 @@ std::vector<Option> model_options() {
       {"threads", 't', true, "N  worker threads (default: physical cores)"},
       {"ctx", 'c', true, "N  context length (default: min(model context, 4096))"},
       {"ubatch", 0, true, "N  prompt tokens per forward pass (default 512)"},
-      {"kv-type", 0, true, "TYPE  KV cache type: f16 (default), f32 or q8_0 (CPU only)"},
       {"device", 0, true, "DEV  auto (default: GPU when built with CUDA and present), cpu, gpu"},
       {"no-cuda-graphs", 0, false, "launch the decode step's kernels one by one (for comparison)"},
       cpu_kernels_option(),
@@ -24,15 +23,38 @@ std::vector<Option> model_options() {
   };
   std::vector<Option> p = placement_options();
   o.insert(o.end(), p.begin(), p.end());
+  std::vector<Option> kv = kv_type_options();
+  o.insert(o.end(), kv.begin(), kv.end());
   return o;
 }
 
-KvCacheType kv_type_from(const Args& args) {
-  const std::string kv = args.get_or("kv-type", "f16");
-  if (kv == "f16") return KvCacheType::F16;
-  if (kv == "f32") return KvCacheType::F32;
-  if (kv == "q8_0") return KvCacheType::Q8_0;
-  throw UsageError("--kv-type must be f16, f32 or q8_0, got '" + kv + "'");
+std::vector<Option> kv_type_options() {
+  return {
+      {"kv-type", 0, true,
+       "TYPE  K and V cache type: f16 (default), f32, q8_0 or q4_0 (quantized: CPU only)"},
+      {"cache-type-k", 0, true, "TYPE  K cache type (over --kv-type)", "ctk"},
+      {"cache-type-v", 0, true, "TYPE  V cache type (over --kv-type)", "ctv"},
+  };
+}
+
+namespace {
+
+KvCacheType kv_type_named(const std::string& option, const std::string& name) {
+  if (name == "f16") return KvCacheType::F16;
+  if (name == "f32") return KvCacheType::F32;
+  if (name == "q8_0") return KvCacheType::Q8_0;
+  if (name == "q4_0") return KvCacheType::Q4_0;
+  throw UsageError("--" + option + " must be f16, f32, q8_0 or q4_0, got '" + name + "'");
+}
+
+}  // namespace
+
+void set_kv_types(const Args& args, ModelOptions& o) {
+  const KvCacheType both = kv_type_named("kv-type", args.get_or("kv-type", "f16"));
+  o.kv_type_k =
+      args.has("cache-type-k") ? kv_type_named("cache-type-k", args.require("cache-type-k")) : both;
+  o.kv_type_v =
+      args.has("cache-type-v") ? kv_type_named("cache-type-v", args.require("cache-type-v")) : both;
 }
 
 Option cpu_kernels_option() {
@@ -75,7 +97,7 @@ ModelOptions model_options_from(const Args& args) {
   if (o.threads < 0) throw UsageError("--threads must be >= 0");
   if (o.ctx < 0) throw UsageError("--ctx must be >= 0");
   if (o.ubatch < 1) throw UsageError("--ubatch must be >= 1");
-  o.kv_type = kv_type_from(args);
+  set_kv_types(args, o);
   o.cpu_kernels = cpu_kernels_from(args);
   std::string dev = a_device(args);
   if (dev == "auto")

@@ -18,8 +18,10 @@ Option no_repack_option();
 // --quiet: no load progress and no load report on stderr.
 Option quiet_option();
 
-// --kv-type f16|f32|q8_0.
-KvCacheType kv_type_from(const Args& args);
+// --kv-type TYPE (both caches), --cache-type-k/-ctk TYPE and --cache-type-v/-ctv TYPE (one each,
+// over --kv-type); TYPE: f16, f32, q8_0, q4_0 (llama.cpp's names).
+std::vector<Option> kv_type_options();
+void set_kv_types(const Args& args, ModelOptions& o);
 
 // --cpu-kernels auto|avx512|avx-vnni|avx2|scalar (run, eval, perplexity, bench).
 Option cpu_kernels_option();

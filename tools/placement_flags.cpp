@@ -35,20 +35,46 @@ int n_cpu_moe_from(const Args& a) {
   return static_cast<int>(std::min<int64_t>(n, std::numeric_limits<int>::max()));
 }
 
-sched::KvType parse_kv_type(const std::string& s) {
+namespace {
+
+sched::KvType parse_kv_type(const std::string& option, const std::string& s) {
   if (s == "f16") return sched::KvType::F16;
   if (s == "q8_0") return sched::KvType::Q8_0;
   if (s == "q4_0") return sched::KvType::Q4_0;
   if (s == "f32") return sched::KvType::F32;
-  throw UsageError("--kv-type must be f16, q8_0, q4_0 or f32, got '" + s + "'");
+  throw UsageError("--" + option + " must be f16, q8_0, q4_0 or f32, got '" + s + "'");
+}
+
+}  // namespace
+
+void set_plan_kv_types(const Args& a, sched::PlanOptions& po) {
+  const sched::KvType both = parse_kv_type("kv-type", a.get_or("kv-type", "f16"));
+  po.kv_type_k =
+      a.has("cache-type-k") ? parse_kv_type("cache-type-k", a.require("cache-type-k")) : both;
+  po.kv_type_v =
+      a.has("cache-type-v") ? parse_kv_type("cache-type-v", a.require("cache-type-v")) : both;
+}
+
+std::vector<sched::KvType> plan_kv_type_list(const Args& a) {
+  std::vector<sched::KvType> out;
+  const std::string v = a.get_or("kv-type", "f16");
+  size_t start = 0;
+  for (;;) {
+    const size_t comma = v.find(',', start);
+    out.push_back(parse_kv_type("kv-type", v.substr(start, comma - start)));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
 }
 
 sched::PlanOptions plan_options_from(const Args& a) {
   sched::PlanOptions po;
   po.vram_budget = a.has("vram-budget") ? parse_size(a.require("vram-budget")) : 0;
   if (auto n = a.get("gpu-layers")) {
-    if (*n == "all") po.gpu_layers = 1 << 30;
-    else po.gpu_layers = static_cast<int>(a.get_int("gpu-layers", 0));
+    if (*n == "all")
+      po.gpu_layers = 1 << 30;
+    else
+      po.gpu_layers = static_cast<int>(a.get_int("gpu-layers", 0));
     if (*po.gpu_layers < 0) throw UsageError("--gpu-layers must be >= 0 or 'all'");
   }
   po.n_cpu_moe = n_cpu_moe_from(a);
@@ -65,9 +91,12 @@ sched::PlanOptions plan_options_from(const Args& a) {
         throw UsageError("--override-tensor expects REGEX=gpu|cpu, got '" + item + "'");
       const std::string dev = item.substr(eq + 1);
       sched::Device d;
-      if (dev == "gpu" || dev == "cuda" || dev == "CUDA0") d = sched::Device::Gpu;
-      else if (dev == "cpu" || dev == "CPU") d = sched::Device::Cpu;
-      else throw UsageError("--override-tensor: device must be gpu or cpu, got '" + dev + "'");
+      if (dev == "gpu" || dev == "cuda" || dev == "CUDA0")
+        d = sched::Device::Gpu;
+      else if (dev == "cpu" || dev == "CPU")
+        d = sched::Device::Cpu;
+      else
+        throw UsageError("--override-tensor: device must be gpu or cpu, got '" + dev + "'");
       po.overrides.push_back({item.substr(0, eq), d});
       start = comma + 1;
     }

@@ -17,6 +17,9 @@ sched::PlanOptions plan_options_from(const Args& a);
 // own (bench): the number of leading layers whose experts stay on the CPU (INT_MAX: all).
 std::vector<Option> moe_options();
 int n_cpu_moe_from(const Args& a);
-sched::KvType parse_kv_type(const std::string& s);
+// --kv-type (both caches), --cache-type-k/-ctk and --cache-type-v/-ctv (one each, over --kv-type).
+void set_plan_kv_types(const Args& a, sched::PlanOptions& po);
+// straw plan's --kv-type A,B,..: the types to compare (one entry without a comma).
+std::vector<sched::KvType> plan_kv_type_list(const Args& a);
 
 }  // namespace straw::cli

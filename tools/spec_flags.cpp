@@ -74,7 +74,8 @@ std::unique_ptr<Model> load_draft_model(const ModelOptions& target, const SpecCh
   d.threads = target.threads;
   d.ctx = target.ctx;
   d.ubatch = target.ubatch;
-  d.kv_type = target.kv_type;
+  d.kv_type_k = target.kv_type_k;
+  d.kv_type_v = target.kv_type_v;
   d.cpu_kernels = target.cpu_kernels;
   d.device = target.device;
   d.vram_budget = target.vram_budget;

@@ -31,10 +31,11 @@
 
 namespace straw {
 
-// KV cache element type. Q8_0 (llama.cpp's -ctk/-ctv q8_0) halves the cache's memory and the
-// bytes attention reads per token, at a small accuracy cost; it needs head sizes that are
-// multiples of 32 and, for now, the CPU (a GPU placement with it is refused).
-enum class KvCacheType { F16, F32, Q8_0 };
+// KV cache element type, for keys and values separately (llama.cpp's -ctk / -ctv). Q8_0 halves
+// the cache's memory and the bytes attention reads per token at a small accuracy cost, Q4_0
+// quarters them at a larger one (golden_test.cpp states both); the quantized types need head sizes
+// that are multiples of 32 and, for now, the CPU (a GPU placement with them is refused).
+enum class KvCacheType { F16, F32, Q8_0, Q4_0 };
 
 // Where a model runs. Auto: on the GPU as far as the VRAM budget allows when straw was built with
 // CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
@@ -71,7 +72,8 @@ struct ModelOptions {
   int threads = 0;   // worker threads; 0: the number of physical cores
   int ctx = 0;       // context length of new sessions; 0: min(model's context, 4096)
   int ubatch = 512;  // micro-batch: prompt tokens evaluated per forward pass
-  KvCacheType kv_type = KvCacheType::F16;
+  KvCacheType kv_type_k = KvCacheType::F16;  // K cache (--cache-type-k)
+  KvCacheType kv_type_v = KvCacheType::F16;  // V cache (--cache-type-v)
   CpuKernels cpu_kernels = CpuKernels::Auto;
 
   // Placement (used when straw is built with CUDA and a GPU is present).
@@ -137,6 +139,8 @@ struct ModelInfo {
   uint64_t vram_bytes = 0;     // GPU memory the placement uses (0: on the CPU)
   uint64_t vram_shared_bytes = 0;  // of vram_bytes, what every model of the process shares (the
                                    // CUDA context): a second model's budget needs it only once
+  bool context_shift = false;      // Session::shift works: no linear-attention layers (qwen35) and
+                                   // every KV cache on the CPU
 };
 
 struct ChatMessage {
@@ -235,6 +239,12 @@ class Session {
   // proposals. The last eval's logits of the kept tokens stay: when it evaluated the new last
   // token with all_logits, logits() is that token's row afterwards (otherwise none are left).
   void truncate(int64_t n_keep);
+  // Context shift (llama.cpp's): forgets tokens [n_keep, n_keep + n_discard) and moves the later
+  // ones down by n_discard positions, turning their cached keys to the new positions by RoPE's
+  // rotation (no re-evaluation). The next eval continues at n_past() - n_discard. The last eval's
+  // logits rows of the forgotten tokens go; logits() stays the last token's. Models with
+  // linear-attention layers (qwen35) refuse: their recurrent state cannot forget tokens.
+  void shift(int64_t n_keep, int64_t n_discard);
   Model& model() const;
 
  private:
@@ -398,6 +408,11 @@ struct GenerateOptions {
   // Speculative decoding with this sequence's speculator (not owned; keep one per conversation so
   // that a draft model's cache is reused across turns); null: plain decoding.
   Speculator* speculator = nullptr;
+  // Context shift (llama.cpp's --context-shift): when the prompt or the next token does not fit,
+  // keep the first n_keep tokens and drop the oldest half of the rest (shift_context), and go on.
+  // false: a prompt that does not fit throws, and generation stops with Stop::Context.
+  bool context_shift = false;
+  int64_t n_keep = 0;  // llama.cpp's --keep: tokens at the start that a shift never drops
 };
 
 struct GenerateResult {
@@ -407,12 +422,18 @@ struct GenerateResult {
   double generate_seconds = 0;  // time generating (sampling + decode)
   enum class Stop { Length, EndOfGeneration, Callback, Context } stop = Stop::Length;
   int64_t decode_steps = 0;      // target evaluations while generating (verifications included)
+  int64_t context_shifts = 0;    // context shifts made (GenerateOptions::context_shift)
   SpeculationStats speculation;  // this call's share of the speculator's statistics
 };
 
 // Called with each new piece of text (always whole UTF-8 characters) and the token that completed
 // it; return false to stop generating.
 using TokenCallback = std::function<bool(std::string_view text, int32_t token)>;
+
+// Shifts the session's context (Session::shift) until n_tokens more fit: each shift keeps the first
+// n_keep tokens and drops the oldest half of the rest. Returns the number of shifts (0 when they
+// fit already); throws when they cannot fit (more than n_ctx() - n_keep tokens).
+int shift_context(Session& session, int64_t n_tokens, int64_t n_keep);
 
 // Evaluates `prompt` after what the session already holds, then samples up to n_predict tokens.
 // Each generated token is evaluated too, so afterwards the session holds the prompt and every

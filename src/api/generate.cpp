@@ -1,4 +1,5 @@
 // straw::generate: prompt evaluation, then sample -> decode until a stop condition.
+#include <algorithm>
 #include <chrono>
 
 #include "api/model_impl.h"
@@ -26,9 +27,32 @@ SpeculationStats minus(const SpeculationStats& a, const SpeculationStats& b) {
 
 }  // namespace
 
+int shift_context(Session& session, int64_t n_tokens, int64_t n_keep) {
+  if (n_keep < 0) fail("context shift: n_keep (--keep) must be >= 0, got ", n_keep);
+  int shifts = 0;
+  while (session.n_ctx() - session.n_past() < n_tokens) {
+    const int64_t keep = std::min(n_keep, session.n_past());
+    const int64_t discard = (session.n_past() - keep) / 2;
+    if (discard <= 0 || n_tokens > session.n_ctx() - keep)
+      fail("the context is full and a context shift cannot make room: ", n_tokens, " new tokens, ",
+           keep, " kept (--keep), a context of ", session.n_ctx(),
+           " (use a larger --ctx or a smaller --keep)");
+    session.shift(keep, discard);
+    ++shifts;
+  }
+  return shifts;
+}
+
 GenerateResult generate(Session& session, std::span<const int32_t> prompt,
                         const GenerateOptions& options, const TokenCallback& on_token) {
   Model& model = session.model();
+  if (options.context_shift && model.impl().hp.has_recurrent())
+    fail("context shift is not possible for ", model.impl().hp.arch_name,
+         " models: their linear-attention layers keep a recurrent state that cannot forget "
+         "tokens; use a larger --ctx without --context-shift");
+  if (options.context_shift && !model.info().context_shift)
+    fail("context shift runs on the CPU only so far, and this model keeps KV caches on the GPU: "
+         "load it with --device cpu, or use a larger --ctx without --context-shift");
   Sampler sampler(model, options.sampling);
   // The prompt (or its tail already in the cache) feeds the repetition-penalty window.
   for (int32_t t : prompt) sampler.accept(t);
@@ -38,6 +62,8 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
   GenerateResult result;
   result.prompt_tokens = int64_t(prompt.size());
   auto t0 = std::chrono::steady_clock::now();
+  if (options.context_shift && !prompt.empty())
+    result.context_shifts += shift_context(session, int64_t(prompt.size()), options.n_keep);
   if (!prompt.empty()) session.eval(prompt);
   result.prompt_seconds = seconds_since(t0);
 
@@ -89,8 +115,11 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
     // The target's own token: the proposals after it are rejected.
     drop_unused_rows();
     if (session.n_past() >= session.n_ctx()) {
-      result.stop = GenerateResult::Stop::Context;
-      break;
+      if (!options.context_shift) {
+        result.stop = GenerateResult::Stop::Context;
+        break;
+      }
+      result.context_shifts += shift_context(session, 1, options.n_keep);
     }
     batch.assign(1, token);
     if (spec && go_on) {

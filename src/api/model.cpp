@@ -120,9 +120,9 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
 
   const int64_t ctx_default = std::min<int64_t>(impl->hp.n_ctx_train, 4096);
   impl->n_ctx = options.ctx > 0 ? options.ctx : ctx_default;
-  if (impl->n_ctx > impl->hp.n_ctx_train)
+  if (impl->n_ctx > impl->hp.n_ctx_max())
     fail("the context length ", impl->n_ctx, " exceeds the model's trained context of ",
-         impl->hp.n_ctx_train, " tokens");
+         impl->hp.n_ctx_max(), " tokens", impl->hp.n_ctx_yarn ? " (with YaRN scaling)" : "");
   impl->options.ctx = static_cast<int>(impl->n_ctx);
   impl->options.threads = options.threads > 0 ? options.threads : cpu::physical_cores();
   choose_backends(*impl);  // refuses here when the model does not fit (api/memory.h)
@@ -153,6 +153,9 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   info.weight_bytes = tensor_bytes;
   info.vram_bytes = impl->gpu ? impl->plan.vram_bytes : 0;
   info.vram_shared_bytes = impl->gpu ? std::min(info.vram_bytes, sched::kCudaContextBytes) : 0;
+  info.context_shift = !impl->hp.has_recurrent() &&
+                       std::all_of(impl->devices.attn.begin(), impl->devices.attn.end(),
+                                   [&](const ops::Backend* b) { return b == impl->cpu.get(); });
   return std::unique_ptr<Model>(new Model(std::move(impl)));
 }
 

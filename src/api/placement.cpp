@@ -28,9 +28,8 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   sched::PlanOptions po;
   po.vram_budget = vram_budget;
   po.ctx = m.n_ctx;
-  po.kv_type = m.options.kv_type == KvCacheType::F32    ? sched::KvType::F32
-               : m.options.kv_type == KvCacheType::Q8_0 ? sched::KvType::Q8_0
-                                                        : sched::KvType::F16;
+  po.kv_type_k = plan_kv_type(m.options.kv_type_k);
+  po.kv_type_v = plan_kv_type(m.options.kv_type_v);
   po.ubatch = m.options.ubatch;
   po.n_cpu_moe = m.options.n_cpu_moe;
   // po.gpu_moe stays false: the CUDA backend has no mixture-of-experts ops yet
@@ -41,6 +40,11 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
     if (m.options.gpu_layers) po.gpu_layers = *m.options.gpu_layers;
     for (const TensorOverride& o : m.options.tensor_overrides)
       po.overrides.push_back({o.pattern, o.gpu ? sched::Device::Gpu : sched::Device::Cpu});
+    // The CUDA attention reads f16 or f32 caches (K and V of one type): otherwise attention and
+    // its cache stay on the CPU (the FFNs may still go to the GPU). An override that puts
+    // attention tensors on the GPU is refused by choose_backends.
+    po.cpu_attention = ops::kv_quantized(kv_type(m.options.kv_type_k)) ||
+                       m.options.kv_type_k != m.options.kv_type_v;
   }
   return sched::make_plan(model::plan_shape(m.hp, m.hp.n_vocab), tensors, po,
                           sched::load_speeds(sched::calibration_path()));
@@ -124,12 +128,16 @@ void choose_backends(Model::Impl& m) {
         return l.attn == sched::Device::Gpu && l.ffn == sched::Device::Gpu;
       });
   if (all_gpu) m.devices.embed = gpu.get();
-  if (o.kv_type == KvCacheType::Q8_0 &&
+  // The CUDA kernels read f16 or f32 caches, K and V of one type.
+  const bool gpu_kv_ok = !ops::kv_quantized(kv_type(o.kv_type_k)) && o.kv_type_k == o.kv_type_v;
+  if (!gpu_kv_ok &&
       std::any_of(m.plan.layers.begin(), m.plan.layers.end(),
                   [](const sched::LayerPlacement& l) { return l.attn == sched::Device::Gpu; }))
-    fail(
-        "--kv-type q8_0 runs on the CPU only so far, and this placement puts attention on the "
-        "GPU: use --kv-type f16, or --device cpu");
+    fail("a ", ops::kv_type_name(kv_type(o.kv_type_k)), " / ",
+         ops::kv_type_name(kv_type(o.kv_type_v)),
+         " (K / V) KV cache runs on the CPU only so far (the GPU reads f16 or f32 caches, K and V "
+         "of one type), and this placement puts attention on the GPU: use --kv-type f16, or "
+         "--device cpu");
   check_memory(m);
   // One device arena for every weight the plan puts on the GPU, sized before anything is uploaded.
   uint64_t arena = 0;

@@ -20,7 +20,8 @@ struct Session::Impl {
 
   Impl(Model& m, int64_t n_ctx)
       : model(m),
-        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type), m.impl().devices),
+        kv(m.impl().hp, n_ctx, kv_type(m.impl().options.kv_type_k),
+           kv_type(m.impl().options.kv_type_v), m.impl().devices),
         rs(m.impl().hp, m.impl().devices) {}
 
   model::RecurrentState* state() { return rs.empty() ? nullptr : &rs; }
@@ -46,9 +47,9 @@ model::Transformer& Model::Impl::transformer() {
 
 Session::Session(Model& model, int64_t ctx) {
   const int64_t n_ctx = ctx > 0 ? ctx : model.impl().n_ctx;
-  if (n_ctx > model.impl().hp.n_ctx_train)
+  if (n_ctx > model.impl().hp.n_ctx_max())
     fail("the context length ", n_ctx, " exceeds the model's trained context of ",
-         model.impl().hp.n_ctx_train, " tokens");
+         model.impl().hp.n_ctx_max(), " tokens");
   impl_ = std::make_unique<Impl>(model, n_ctx);
 }
 Session::~Session() = default;
@@ -74,7 +75,8 @@ void eval_batch(std::span<const BatchItem> items) {
     const int64_t n_past = int64_t(s.tokens.size());
     if (n_past + int64_t(it.tokens.size()) > s.kv.n_ctx())
       fail("the context is full: ", n_past, " tokens in the cache + ", it.tokens.size(),
-           " new ones exceed the context of ", s.kv.n_ctx(), " (use a larger --ctx)");
+           " new ones exceed the context of ", s.kv.n_ctx(),
+           " (use a larger --ctx, or --context-shift to drop old tokens)");
     const int64_t n_vocab = model.n_vocab();
     for (size_t t = 0; t < it.tokens.size(); ++t)
       if (it.tokens[t] < 0 || it.tokens[t] >= n_vocab)
@@ -208,6 +210,32 @@ void Session::truncate(int64_t n_keep) {
   s.tokens.resize(size_t(from));
   s.advance(redo);
   s.rs.save(n_keep);
+}
+
+void Session::shift(int64_t n_keep, int64_t n_discard) {
+  Impl& s = *impl_;
+  if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past())
+    fail("shift(", n_keep, ", ", n_discard, "): the session holds ", n_past(),
+         " tokens (keep 0 or more, drop 1 or more, within them)");
+  const Model::Impl& m = s.model.impl();
+  if (!m.info.context_shift && !m.hp.has_recurrent())
+    fail("context shift runs on the CPU only so far, and this model keeps KV caches on the GPU: "
+         "load it with --device cpu, or use a larger --ctx without --context-shift");
+  const int64_t src = n_keep + n_discard;
+  s.model.impl().transformer().shift(s.kv, n_keep, n_discard, n_past());
+  s.tokens.erase(s.tokens.begin() + n_keep, s.tokens.begin() + src);
+  // Logits rows of positions [n_keep, src) go; the rows before and after end up adjacent.
+  const int64_t first = std::clamp(n_keep - s.row0_pos, int64_t(0), s.n_rows);
+  const int64_t last = std::clamp(src - s.row0_pos, int64_t(0), s.n_rows);
+  const int64_t n_vocab = s.model.n_vocab();
+  if (last > first) {
+    s.logits.erase(s.logits.begin() + first * n_vocab, s.logits.begin() + last * n_vocab);
+    s.n_rows -= last - first;
+  }
+  if (s.row0_pos >= src)
+    s.row0_pos -= n_discard;
+  else if (s.row0_pos >= n_keep)
+    s.row0_pos = n_keep;
 }
 
 Model& Session::model() const {

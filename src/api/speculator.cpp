@@ -127,7 +127,7 @@ Speculator::Speculator(Model& target, const SpeculativeOptions& options, int64_t
           "model as its own draft (each model evaluates one thing at a time)");
     check_same_vocabulary(target, d);
     const int64_t want = ctx > 0 ? ctx : target.impl().n_ctx;
-    s.draft = std::make_unique<Session>(d, std::min(want, d.impl().hp.n_ctx_train));
+    s.draft = std::make_unique<Session>(d, std::min(want, d.impl().hp.n_ctx_max()));
     draft_plan = &d.impl().plan;
   }
   s.predicted = sched::predicted_cost(target.impl().plan, draft_plan, options.draft_max + 1);

@@ -3,7 +3,9 @@
 // one (token, head) pair per work item.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <vector>
 
 #include "cpu/cpu_backend.h"
 #include "quant/f16.h"
@@ -14,13 +16,14 @@ namespace straw::cpu {
 
 namespace {
 
-// Elements [offset, offset + n) of cache row p (row length `width`) as floats; F16 and Q8_0
-// caches are converted into `tmp` (for Q8_0, offset and n are multiples of 32: whole blocks).
-const float* cache_slice(const ops::KvLayer& kv, const void* base, int64_t p, int64_t width,
-                         int64_t offset, int64_t n, float* tmp) {
-  const uint8_t* row = static_cast<const uint8_t*>(base) + p * ops::kv_row_bytes(kv.type, width);
-  const uint8_t* src = row + ops::kv_row_bytes(kv.type, offset);
-  switch (kv.type) {
+// Elements [offset, offset + n) of cache row p (row length `width`, element type t) as floats; F16,
+// Q8_0 and Q4_0 caches are converted into `tmp` (for the quantized types, offset and n are
+// multiples of 32: whole blocks).
+const float* cache_slice(ops::KvType t, const void* base, int64_t p, int64_t width, int64_t offset,
+                         int64_t n, float* tmp) {
+  const uint8_t* row = static_cast<const uint8_t*>(base) + p * ops::kv_row_bytes(t, width);
+  const uint8_t* src = row + ops::kv_row_bytes(t, offset);
+  switch (t) {
     case ops::KvType::F32:
       return reinterpret_cast<const float*>(src);
     case ops::KvType::F16:
@@ -30,8 +33,37 @@ const float* cache_slice(const ops::KvLayer& kv, const void* base, int64_t p, in
     case ops::KvType::Q8_0:
       quant::dequantize_row(quant::Type::Q8_0, src, tmp, n);
       return tmp;
+    case ops::KvType::Q4_0:
+      quant::dequantize_row(quant::Type::Q4_0, src, tmp, n);
+      return tmp;
   }
   return tmp;
+}
+
+// Stores `width` floats as cache row p of type t. Quantized rows use llama.cpp's reference rounding
+// (quantize_row_q8_0_ref / quantize_row_q4_0_ref), so that a cache holds what llama.cpp's would.
+void store_row(ops::KvType t, void* base, int64_t p, const float* x, int64_t width,
+               const VecKernels* vk) {
+  uint8_t* dst = static_cast<uint8_t*>(base) + p * ops::kv_row_bytes(t, width);
+  switch (t) {
+    case ops::KvType::F32:
+      std::copy_n(x, width, reinterpret_cast<float*>(dst));
+      return;
+    case ops::KvType::F16:
+      if (vk) {
+        vk->f32_to_f16(x, reinterpret_cast<uint16_t*>(dst), width);
+      } else {
+        for (int64_t i = 0; i < width; ++i)
+          reinterpret_cast<uint16_t*>(dst)[i] = quant::fp32_to_fp16(x[i]);
+      }
+      return;
+    case ops::KvType::Q8_0:
+      quant::quantize_row(quant::Type::Q8_0, x, dst, width);
+      return;
+    case ops::KvType::Q4_0:
+      quant::quantize_row(quant::Type::Q4_0, x, dst, width);
+      return;
+  }
 }
 
 // Query tokens per work item of the SIMD kernel when a batch has many (prefill).
@@ -70,26 +102,40 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
   const VecKernels* vk = vec_kernels(isa_);
   for (int t = 0; t < n_tokens; ++t) {
-    const int64_t p = pos0 + t;
-    if (kv.type == ops::KvType::Q8_0) {
-      // llama.cpp's rounding (quantize_row_q8_0_ref): d = max|x| / 127, q = roundf(x * (1 / d)).
-      auto* kd = static_cast<uint8_t*>(kv.k) + p * ops::kv_row_bytes(kv.type, k_width);
-      auto* vd = static_cast<uint8_t*>(kv.v) + p * ops::kv_row_bytes(kv.type, v_width);
-      quant::quantize_row(quant::Type::Q8_0, k + t * k_width, kd, k_width);
-      quant::quantize_row(quant::Type::Q8_0, v + t * v_width, vd, v_width);
-    } else if (kv.type == ops::KvType::F32) {
-      std::copy_n(k + t * k_width, k_width, static_cast<float*>(kv.k) + p * k_width);
-      std::copy_n(v + t * v_width, v_width, static_cast<float*>(kv.v) + p * v_width);
-    } else if (vk) {
-      vk->f32_to_f16(k + t * k_width, static_cast<uint16_t*>(kv.k) + p * k_width, k_width);
-      vk->f32_to_f16(v + t * v_width, static_cast<uint16_t*>(kv.v) + p * v_width, v_width);
-    } else {
-      uint16_t* kd = static_cast<uint16_t*>(kv.k) + p * k_width;
-      uint16_t* vd = static_cast<uint16_t*>(kv.v) + p * v_width;
-      for (int64_t i = 0; i < k_width; ++i) kd[i] = quant::fp32_to_fp16(k[t * k_width + i]);
-      for (int64_t i = 0; i < v_width; ++i) vd[i] = quant::fp32_to_fp16(v[t * v_width + i]);
-    }
+    store_row(kv.k_type, kv.k, pos0 + t, k + t * k_width, k_width, vk);
+    store_row(kv.v_type, kv.v, pos0 + t, v + t * v_width, v_width, vk);
   }
+}
+
+void CpuBackend::kv_shift(const ops::KvLayer& kv, const ops::KvShiftParams& p) {
+  if (p.n <= 0) return;
+  if (p.dst < 0 || p.dst >= p.src || p.src + p.n > kv.n_ctx)
+    fail("internal error: kv_shift of rows ", p.src, "..", p.src + p.n - 1, " to ", p.dst,
+         " in a cache of ", kv.n_ctx, " rows");
+  const int64_t k_width = int64_t(p.n_kv_heads) * p.head_dim;
+  const int64_t v_width = int64_t(p.n_kv_heads) * p.head_dim_v;
+  const VecKernels* vk = vec_kernels(isa_);
+  // Keys in chunks of rows, ascending: a row is written below where it is read, after every row
+  // that overlaps its destination has been read.
+  ops::RopeParams turn = p.rope;
+  turn.mscale = 1.0f;
+  constexpr int64_t kChunk = 64;
+  std::vector<float> buf(size_t(kChunk * k_width));
+  for (int64_t r0 = 0; r0 < p.n; r0 += kChunk) {
+    const int64_t n = std::min(kChunk, p.n - r0);
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = cache_slice(kv.k_type, kv.k, p.src + r0 + r, k_width, 0, k_width,
+                                     buf.data() + r * k_width);
+      if (row != buf.data() + r * k_width) std::copy_n(row, k_width, buf.data() + r * k_width);
+    }
+    // Every head of every row turns by the same angle: one "token" at position dst - src.
+    rope(buf.data(), 1, int(n * p.n_kv_heads), p.head_dim, p.dst - p.src, turn);
+    for (int64_t r = 0; r < n; ++r)
+      store_row(kv.k_type, kv.k, p.dst + r0 + r, buf.data() + r * k_width, k_width, vk);
+  }
+  const size_t v_row = ops::kv_row_bytes(kv.v_type, v_width);
+  auto* v = static_cast<uint8_t*>(kv.v);
+  std::memmove(v + p.dst * v_row, v + p.src * v_row, size_t(p.n) * v_row);
 }
 
 void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
@@ -159,7 +205,7 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       float max_s = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < n_keys; ++j) {
         const float* kj =
-            cache_slice(kv, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
+            cache_slice(kv.k_type, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
         scores[j] = dot_f32(qh, kj, p.head_dim) * p.scale;
         max_s = std::max(max_s, scores[j]);
       }
@@ -172,8 +218,8 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       std::fill_n(o, p.head_dim_v, 0.0f);
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj =
-            cache_slice(kv, kv.v, j, v_width, int64_t(kvh) * p.head_dim_v, p.head_dim_v, vbuf);
+        const float* vj = cache_slice(kv.v_type, kv.v, j, v_width, int64_t(kvh) * p.head_dim_v,
+                                      p.head_dim_v, vbuf);
         const float w = scores[j] * inv;
         for (int d = 0; d < p.head_dim_v; ++d) o[d] += w * vj[d];
       }

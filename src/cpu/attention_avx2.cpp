@@ -27,13 +27,14 @@ namespace {
 
 constexpr int KB = kAttnKeyBlock;
 
-// Row j of one head's slice of the cache (K or V), `dim` elements from `offset`, as floats (for
-// Q8_0, offset and dim are multiples of 32: whole blocks of an fp16 scale and 32 int8 levels).
-inline void load_row(const ops::KvLayer& kv, const void* base, int64_t width, int64_t offset,
-                     int64_t j, int dim, float* dst) {
-  const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(kv.type, width) +
-                       ops::kv_row_bytes(kv.type, offset);
-  switch (kv.type) {
+// Row j of one head's slice of the cache (K or V, element type t), `dim` elements from `offset`,
+// as floats (for Q8_0 and Q4_0, offset and dim are multiples of 32: whole blocks of an fp16 scale
+// and 32 levels).
+inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t offset, int64_t j,
+                     int dim, float* dst) {
+  const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(t, width) +
+                       ops::kv_row_bytes(t, offset);
+  switch (t) {
     case ops::KvType::F32:
       std::memcpy(dst, src, size_t(dim) * 4);
       return;
@@ -52,6 +53,25 @@ inline void load_row(const ops::KvLayer& kv, const void* base, int64_t width, in
         for (int i = 0; i < 4; ++i) {
           const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 2 + 8 * i));
           const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+          _mm256_storeu_ps(dst + 32 * b + 8 * i, _mm256_mul_ps(f, scale));
+        }
+      }
+      return;
+    case ops::KvType::Q4_0:
+      // 16 bytes of nibbles: the low ones are elements 0..15, the high ones 16..31; value
+      // (level - 8) * d.
+      for (int b = 0; b < dim / 32; ++b, src += 18) {
+        uint16_t h;
+        std::memcpy(&h, src, 2);
+        const __m256 scale = _mm256_set1_ps(quant::fp16_to_fp32(h));
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
+        const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
+        const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i]));
           _mm256_storeu_ps(dst + 32 * b + 8 * i, _mm256_mul_ps(f, scale));
         }
       }
@@ -85,7 +105,7 @@ inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 void scores_direct(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* S) {
   const __m128 scale = _mm_set1_ps(c.p->scale);
   for (int j = 0; j < kb; ++j) {
-    load_row(*c.kv, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + j, c.D, kbuf);
+    load_row(c.kv->k_type, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + j, c.D, kbuf);
     for (int r0 = 0; r0 < rows; r0 += 4) {
       const int nr = std::min(4, rows - r0);
       const float* q0 = c.qrow(r0);
@@ -134,7 +154,7 @@ void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float
     // Eight key rows as floats (zero past the block), then 8x8 transposes into Kt.
     for (int j = 0; j < 8; ++j) {
       if (jb + j < kb)
-        load_row(*c.kv, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + jb + j, c.D,
+        load_row(c.kv->k_type, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + jb + j, c.D,
                  kbuf + size_t(j) * c.D);
       else
         std::fill_n(kbuf + size_t(j) * c.D, c.D, 0.0f);
@@ -241,7 +261,8 @@ void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
     else
       scores_tiled(c, rows, j0, kb, kbuf, Kt, S);
     for (int j = 0; j < kb; ++j)
-      load_row(kv, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv, V + size_t(j) * c.Dv);
+      load_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
+               V + size_t(j) * c.Dv);
 
     // Online softmax per row; S becomes the probabilities (0 for masked keys).
     int max_vis = 0;

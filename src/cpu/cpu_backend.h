@@ -87,6 +87,7 @@ class CpuBackend final : public ops::Backend {
             const ops::RopeParams& p) override;
   void kv_store(const ops::KvLayer& kv, const float* k, const float* v, int n_tokens, int64_t pos0,
                 int64_t k_width, int64_t v_width) override;
+  void kv_shift(const ops::KvLayer& kv, const ops::KvShiftParams& p) override;
   void attention(const float* q, const ops::KvLayer& kv, float* out,
                  const ops::AttentionParams& p) override;
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override;

@@ -16,7 +16,9 @@ constexpr int64_t kParallelMin = int64_t(1) << 15;
 
 bool same_rope(const ops::RopeParams& a, const ops::RopeParams& b) {
   return a.mode == b.mode && a.n_rot == b.n_rot && a.base == b.base &&
-         a.freq_scale == b.freq_scale && a.freq_factors == b.freq_factors;
+         a.freq_scale == b.freq_scale && a.freq_factors == b.freq_factors &&
+         a.ext_factor == b.ext_factor && a.yarn_low == b.yarn_low && a.yarn_high == b.yarn_high &&
+         a.mscale == b.mscale;
 }
 
 }  // namespace
@@ -68,16 +70,27 @@ void CpuBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_t
   if (!tab) {
     tab = &rope_tables_[rope_next_++ % rope_tables_.size()];
     tab->cs.resize(size_t(n_tokens) * half * 2);
-    std::vector<double> inv_freq(half);
-    for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(double(p.base), -2.0 * i / p.n_rot);
+    // f_i of ops::RopeParams, in double so that large positions keep their precision.
+    std::vector<double> freq(half);
+    for (int i = 0; i < half; ++i) {
+      double f = std::pow(double(p.base), -2.0 * i / p.n_rot);
+      if (p.freq_factors) f /= double(p.freq_factors[i]);
+      double mix = 0.0;  // YaRN: the share of the extrapolated (unscaled) frequency
+      if (p.ext_factor != 0.0f) {
+        const double y =
+            (i - double(p.yarn_low)) / std::max(0.001, double(p.yarn_high - p.yarn_low));
+        mix = (1.0 - std::clamp(y, 0.0, 1.0)) * double(p.ext_factor);
+      }
+      freq[i] = f * (double(p.freq_scale) * (1.0 - mix) + mix);
+    }
+    const double mscale = p.mscale;
     auto fill = [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) {
         const double pos = double(pos0 + t);
         for (int i = 0; i < half; ++i) {
-          double theta = pos * double(p.freq_scale) * inv_freq[i];
-          if (p.freq_factors) theta /= double(p.freq_factors[i]);
-          tab->cs[(t * half + i) * 2] = static_cast<float>(std::cos(theta));
-          tab->cs[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(theta));
+          const double theta = pos * freq[i];
+          tab->cs[(t * half + i) * 2] = static_cast<float>(std::cos(theta) * mscale);
+          tab->cs[(t * half + i) * 2 + 1] = static_cast<float>(std::sin(theta) * mscale);
         }
       }
     };

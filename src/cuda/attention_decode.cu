@@ -27,11 +27,38 @@ constexpr int kMaxHeads = 16;  // query heads per block
 constexpr int kMaxItems = 8;   // float2 outputs per thread: hb * head_dim_v <= 2 * 128 * 8
 constexpr int kMaxSplits = 64;
 
-template <bool F16>
-__device__ __forceinline__ float2 load2(const void* base, int64_t i) {
-  if (F16)
-    return __half22float2(*reinterpret_cast<const __half2*>(static_cast<const __half*>(base) + i));
-  return *reinterpret_cast<const float2*>(static_cast<const float*>(base) + i);
+// Cache element formats (template arguments of the kernel).
+enum : int { kF32 = 0, kF16 = 1, kQ8 = 2, kQ4 = 3 };
+
+int format_of(bool f16, KvQuant q) {
+  return q == KvQuant::Q8_0 ? kQ8 : q == KvQuant::Q4_0 ? kQ4 : f16 ? kF16 : kF32;
+}
+
+// Elements e, e + 1 (e even) of cache row `row` (rows of `width` elements) as floats. Quantized
+// rows are blocks of an fp16 scale and 32 levels: q8_0 int8 (34 bytes), q4_0 nibbles (18 bytes:
+// element j < 16 in the low nibble of byte j, element j + 16 in its high nibble; level - 8).
+template <int T>
+__device__ __forceinline__ float2 load2(const void* base, int64_t row, int64_t width, int64_t e) {
+  if constexpr (T == kF32) {
+    return *reinterpret_cast<const float2*>(static_cast<const float*>(base) + row * width + e);
+  } else if constexpr (T == kF16) {
+    return __half22float2(
+        *reinterpret_cast<const __half2*>(static_cast<const __half*>(base) + row * width + e));
+  } else {
+    constexpr int kBytes = T == kQ8 ? 34 : 18;
+    const uint8_t* b =
+        static_cast<const uint8_t*>(base) + (row * (width / 32) + e / 32) * kBytes;
+    const float d = __half2float(*reinterpret_cast<const __half*>(b));
+    const int w = int(e % 32);
+    if constexpr (T == kQ8) {
+      const int8_t* q = reinterpret_cast<const int8_t*>(b + 2);
+      return make_float2(d * float(q[w]), d * float(q[w + 1]));
+    } else {
+      const uint8_t* q = b + 2;
+      if (w < 16) return make_float2(d * float((q[w] & 15) - 8), d * float((q[w + 1] & 15) - 8));
+      return make_float2(d * float((q[w - 16] >> 4) - 8), d * float((q[w - 15] >> 4) - 8));
+    }
+  }
 }
 
 int heads_per_block(int group, int head_dim_v) {
@@ -40,7 +67,7 @@ int heads_per_block(int group, int head_dim_v) {
   return 1;
 }
 
-template <bool F16>
+template <int KT, int VT>
 __global__ void __launch_bounds__(kThreads)
     k_attn_split(AttnArgs a, int n_splits, int hb, float* __restrict__ part) {
   extern __shared__ float smem[];
@@ -93,7 +120,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
         for (int i = 0; i < kMaxHeads; ++i) p[i] = 0.0f;
         for (int d2 = lane; d2 < D / 2; d2 += 32) {
-          const float2 kv = load2<F16>(a.k, j * k_row + k_off + 2 * d2);
+          const float2 kv = load2<KT>(a.k, j, k_row, k_off + 2 * d2);
 #pragma unroll
           for (int i = 0; i < kMaxHeads; ++i)
             if (i < hb) p[i] += qs[i * D + 2 * d2] * kv.x + qs[i * D + 2 * d2 + 1] * kv.y;
@@ -136,7 +163,7 @@ __global__ void __launch_bounds__(kThreads)
         float2 o = make_float2(acc[r].x * alpha, acc[r].y * alpha);
         for (int jl = 0; jl < nk; ++jl) {
           const float pj = sc[i * kTile + jl];
-          const float2 vv = load2<F16>(a.v, (kt + jl) * v_row + v_off + 2 * d2);
+          const float2 vv = load2<VT>(a.v, kt + jl, v_row, v_off + 2 * d2);
           o.x += pj * vv.x;
           o.y += pj * vv.y;
         }
@@ -193,6 +220,10 @@ void check_shape(const AttnArgs& a) {
   if (a.head_dim % 2 != 0 || a.head_dim_v % 2 != 0 || a.head_dim > 512 || a.head_dim_v > 512)
     fail("the CUDA backend supports even head sizes up to 512, not ", a.head_dim, " / ",
          a.head_dim_v);
+  if ((a.k_quant != KvQuant::None && a.head_dim % 32 != 0) ||
+      (a.v_quant != KvQuant::None && a.head_dim_v % 32 != 0))
+    fail("a quantized KV cache needs head sizes that are multiples of 32, not ", a.head_dim,
+         " / ", a.head_dim_v);
 }
 
 }  // namespace
@@ -213,6 +244,45 @@ size_t attention_partials_bytes(const AttnArgs& a, int n_splits) {
          sizeof(float);
 }
 
+namespace {
+
+// k_attn_split for the cache formats: float pairs (f32 / f16, K and V alike) and every pairing
+// with a quantized side.
+template <int KT>
+void launch_split_v(int vt, dim3 grid, size_t smem, Stream stream, const AttnArgs& a, int n_splits,
+                    int hb, float* partials) {
+  switch (vt) {
+    case kF32:
+      k_attn_split<KT, kF32><<<grid, kThreads, smem, stream>>>(a, n_splits, hb, partials);
+      return;
+    case kF16:
+      k_attn_split<KT, kF16><<<grid, kThreads, smem, stream>>>(a, n_splits, hb, partials);
+      return;
+    case kQ8:
+      k_attn_split<KT, kQ8><<<grid, kThreads, smem, stream>>>(a, n_splits, hb, partials);
+      return;
+    default:
+      k_attn_split<KT, kQ4><<<grid, kThreads, smem, stream>>>(a, n_splits, hb, partials);
+      return;
+  }
+}
+
+void launch_split(int kt, int vt, dim3 grid, size_t smem, Stream stream, const AttnArgs& a,
+                  int n_splits, int hb, float* partials) {
+  switch (kt) {
+    case kF32:
+      return launch_split_v<kF32>(vt, grid, smem, stream, a, n_splits, hb, partials);
+    case kF16:
+      return launch_split_v<kF16>(vt, grid, smem, stream, a, n_splits, hb, partials);
+    case kQ8:
+      return launch_split_v<kQ8>(vt, grid, smem, stream, a, n_splits, hb, partials);
+    default:
+      return launch_split_v<kQ4>(vt, grid, smem, stream, a, n_splits, hb, partials);
+  }
+}
+
+}  // namespace
+
 void attention_decode(const AttnArgs& a, int n_splits, float* partials, Stream stream) {
   check_shape(a);
   if (a.n_tokens <= 0) return;
@@ -226,10 +296,8 @@ void attention_decode(const AttnArgs& a, int n_splits, float* partials, Stream s
   const dim3 grid(unsigned(n_splits), unsigned(a.n_kv_heads * (group / hb)), unsigned(a.n_tokens));
   const size_t smem =
       (size_t(hb) * a.head_dim + size_t(hb) * kTile + 3 * size_t(hb)) * sizeof(float);
-  if (a.f16)
-    k_attn_split<true><<<grid, kThreads, smem, stream>>>(a, n_splits, hb, partials);
-  else
-    k_attn_split<false><<<grid, kThreads, smem, stream>>>(a, n_splits, hb, partials);
+  launch_split(format_of(a.f16, a.k_quant), format_of(a.f16, a.v_quant), grid, smem, stream, a,
+               n_splits, hb, partials);
   STRAW_CUDA_CHECK_LAUNCH();
   k_attn_combine<<<dim3(unsigned(a.n_heads), unsigned(a.n_tokens)), 128, 0, stream>>>(
       partials, n_splits, a.n_heads, a.head_dim_v, a.out);

@@ -194,7 +194,7 @@ void launch(const AttnArgs& a, Stream stream) {
 }  // namespace
 
 bool attention_prefill_supported(const AttnArgs& a) {
-  return a.head_dim == a.head_dim_v &&
+  return a.k_quant == KvQuant::None && a.v_quant == KvQuant::None && a.head_dim == a.head_dim_v &&
          (a.head_dim == 64 || a.head_dim == 128 || a.head_dim == 256) && a.n_kv_heads > 0 &&
          a.n_heads % a.n_kv_heads == 0;
 }

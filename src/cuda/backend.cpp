@@ -38,12 +38,26 @@ void check_supported(const ops::Weight& w, const char* what) {
          "those layers on the CPU (--gpu-layers) or use a file without this type");
 }
 
-// The CUDA attention kernels read F16 and F32 caches only; Model::load refuses a q8_0 cache with a
-// GPU placement, so reaching this is a placement bug.
-void require_float_kv(ops::KvType t) {
-  if (t != ops::KvType::F16 && t != ops::KvType::F32)
-    fail("internal error: a ", ops::kv_type_name(t),
-         " KV cache was placed on the GPU (the CUDA backend supports f16 and f32 caches)");
+// The CUDA caches: f16 or f32 rows (K and V of one float type, or one of them quantized), or
+// q8_0 / q4_0 blocks. The quantized ones run in the flash-decoding kernel only and have not run on
+// a GPU yet: Model::load keeps attention with them on the CPU (PlanOptions::cpu_attention), so
+// only the kernel tests reach them.
+struct GpuKv {
+  bool f16;
+  KvQuant k_quant, v_quant;
+};
+KvQuant kv_quant(ops::KvType t) {
+  return t == ops::KvType::Q8_0   ? KvQuant::Q8_0
+         : t == ops::KvType::Q4_0 ? KvQuant::Q4_0
+                                  : KvQuant::None;
+}
+GpuKv gpu_kv(const ops::KvLayer& kv) {
+  const bool k_f32 = kv.k_type == ops::KvType::F32, v_f32 = kv.v_type == ops::KvType::F32;
+  const bool k_f16 = kv.k_type == ops::KvType::F16, v_f16 = kv.v_type == ops::KvType::F16;
+  if ((k_f32 && v_f16) || (k_f16 && v_f32))
+    fail("internal error: a ", ops::kv_type_name(kv.k_type), " / ", ops::kv_type_name(kv.v_type),
+         " (K / V) KV cache was placed on the GPU (its float caches are f16 or f32 for both)");
+  return {!k_f32 && !v_f32, kv_quant(kv.k_type), kv_quant(kv.v_type)};
 }
 
 }  // namespace
@@ -398,7 +412,8 @@ void CudaBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_
     ff = static_cast<const float*>(s.device_copy(ff, ff_bytes));
   const StepPos pos = s.step_pos(pos0);
   s.submit(RopeRec{x, n_tokens, n_heads, head_dim, pos.dev, pos.add, p.mode == ops::RopeMode::Neox,
-                   p.n_rot, p.base, p.freq_scale, ff});
+                   p.n_rot, p.base, p.freq_scale, ff, p.ext_factor, p.yarn_low, p.yarn_high,
+                   p.mscale});
 }
 
 void CudaBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v, int n_tokens,
@@ -410,14 +425,13 @@ void CudaBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* 
     fail("the context is full: positions ", pos0, "..", pos0 + n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
   if (pos0 + n_tokens > int64_t(INT32_MAX)) fail("CUDA backend: positions beyond 2^31");
-  require_float_kv(kv.type);
-  const size_t elt = kv.type == ops::KvType::F16 ? 2 : 4;
-  s.need_device(kv.k, size_t(kv.n_ctx) * k_width * elt, "K cache");
-  s.need_device(kv.v, size_t(kv.n_ctx) * v_width * elt, "V cache");
+  const GpuKv g = gpu_kv(kv);
+  s.need_device(kv.k, size_t(kv.n_ctx) * ops::kv_row_bytes(kv.k_type, k_width), "K cache");
+  s.need_device(kv.v, size_t(kv.n_ctx) * ops::kv_row_bytes(kv.v_type, v_width), "V cache");
   s.need_device(k, size_t(n_tokens) * k_width * sizeof(float), "K input");
   s.need_device(v, size_t(n_tokens) * v_width * sizeof(float), "V input");
   const StepPos pos = s.step_pos(pos0);
-  s.submit(KvStoreRec{kv.type == ops::KvType::F16, kv.k, kv.v, k, v, n_tokens, pos.dev, pos.add,
+  s.submit(KvStoreRec{g.f16, g.k_quant, g.v_quant, kv.k, kv.v, k, v, n_tokens, pos.dev, pos.add,
                       k_width, v_width});
 }
 
@@ -429,21 +443,25 @@ void CudaBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
   if (p.pos0 < 0 || p.pos0 + p.n_tokens > kv.n_ctx)
     fail("the context is full: positions ", p.pos0, "..", p.pos0 + p.n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
-  require_float_kv(kv.type);
-  const size_t elt = kv.type == ops::KvType::F16 ? 2 : 4;
+  const GpuKv g = gpu_kv(kv);
   s.need_device(q, size_t(p.n_tokens) * p.n_heads * p.head_dim * sizeof(float), "attention query");
   s.need_device(out, size_t(p.n_tokens) * p.n_heads * p.head_dim_v * sizeof(float),
                 "attention output");
-  s.need_device(kv.k, size_t(kv.n_ctx) * p.n_kv_heads * p.head_dim * elt, "K cache");
-  s.need_device(kv.v, size_t(kv.n_ctx) * p.n_kv_heads * p.head_dim_v * elt, "V cache");
+  s.need_device(kv.k,
+                size_t(kv.n_ctx) * ops::kv_row_bytes(kv.k_type, int64_t(p.n_kv_heads) * p.head_dim),
+                "K cache");
+  s.need_device(
+      kv.v, size_t(kv.n_ctx) * ops::kv_row_bytes(kv.v_type, int64_t(p.n_kv_heads) * p.head_dim_v),
+      "V cache");
   const StepPos pos = s.step_pos(p.pos0);
-  const AttentionRec r{q,         kv.k,         kv.v,       kv.type == ops::KvType::F16,
-                       out,       p.n_tokens,   pos.dev,    pos.add,
-                       p.n_heads, p.n_kv_heads, p.head_dim, p.head_dim_v,
-                       p.scale,   kv.n_ctx};
+  const AttentionRec r{q,          kv.k,         kv.v,       g.f16,        g.k_quant,
+                       g.v_quant,  out,          p.n_tokens, pos.dev,      pos.add,
+                       p.n_heads,  p.n_kv_heads, p.head_dim, p.head_dim_v, p.scale,
+                       kv.n_ctx};
   AttnArgs a;
   a.n_tokens = r.n_tokens, a.n_heads = r.n_heads, a.n_kv_heads = r.n_kv_heads;
   a.head_dim = r.head_dim, a.head_dim_v = r.head_dim_v, a.n_ctx = r.n_ctx;
+  a.k_quant = r.k_quant, a.v_quant = r.v_quant;
   if (!(p.n_tokens > kMaxMatvecTokens && attention_prefill_supported(a)))
     s.ensure(s.attn_part, attention_partials_bytes(a, attention_splits(a, s.info.sm_count)),
              "attention partials");

@@ -118,10 +118,12 @@ struct RopeRec {
   int n_rot;
   float base, freq_scale;
   const float* freq_factors;
+  float ext_factor, yarn_low, yarn_high, mscale;  // YaRN (ops::RopeParams)
   bool operator==(const RopeRec&) const = default;
 };
 struct KvStoreRec {
   bool f16;
+  KvQuant k_quant, v_quant;
   void* k_cache;
   void* v_cache;
   const float* k;
@@ -137,6 +139,7 @@ struct AttentionRec {
   const void* k;
   const void* v;
   bool f16;
+  KvQuant k_quant, v_quant;
   float* out;
   int n_tokens;
   const int32_t* pos_dev;

@@ -27,6 +27,7 @@ bool overlaps(const void* a, size_t a_bytes, const float* x, int64_t n_in, int n
 AttnArgs attn_args(const AttentionRec& r) {
   AttnArgs a;
   a.q = r.q, a.k = r.k, a.v = r.v, a.f16 = r.f16, a.out = r.out;
+  a.k_quant = r.k_quant, a.v_quant = r.v_quant;
   a.n_tokens = r.n_tokens;
   a.pos = {r.pos_dev, r.pos_add};
   a.n_heads = r.n_heads, a.n_kv_heads = r.n_kv_heads;
@@ -123,12 +124,15 @@ void CudaBackend::Impl::issue(const OpRec& r) {
                    a.pos = {p.pos_dev, p.pos_add};
                    a.neox = p.neox, a.n_rot = p.n_rot, a.base = p.base, a.freq_scale = p.freq_scale;
                    a.freq_factors = p.freq_factors;
+                   a.ext_factor = p.ext_factor, a.yarn_low = p.yarn_low;
+                   a.yarn_high = p.yarn_high, a.mscale = p.mscale;
                    cuda::rope(a, stream);
                  },
                  [&](const KvStoreRec& k) {
                    invalidate_caches();
-                   cuda::kv_store(k.f16, k.k_cache, k.v_cache, k.k, k.v, k.n_tokens,
-                                  {k.pos_dev, k.pos_add}, k.k_width, k.v_width, stream);
+                   cuda::kv_store(k.f16, k.k_quant, k.v_quant, k.k_cache, k.v_cache, k.k, k.v,
+                                  k.n_tokens, {k.pos_dev, k.pos_add}, k.k_width, k.v_width,
+                                  stream);
                  },
                  [&](const AttentionRec& at) {
                    invalidate_caches();

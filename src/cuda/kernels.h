@@ -88,6 +88,10 @@ struct RopeArgs {
   float base = 10000.0f;
   float freq_scale = 1.0f;
   const float* freq_factors = nullptr;  // device [n_rot / 2] or null
+  float ext_factor = 0.0f;  // YaRN (ops::RopeParams): ramp weight, correction range, attention
+  float yarn_low = 0.0f;    // factor
+  float yarn_high = 0.0f;
+  float mscale = 1.0f;
 };
 void rope(const RopeArgs& a, Stream stream);
 
@@ -96,9 +100,12 @@ void add(float* x, const float* y, int64_t n, Stream stream);
 void add_bias(float* y, const float* b, int64_t n_rows, int64_t width, Stream stream);
 
 // Writes k [n_tokens][k_width] and v [n_tokens][v_width] into cache rows pos .. pos + n_tokens - 1
-// as binary16 (f16) or float32.
-void kv_store(bool f16, void* k_cache, void* v_cache, const float* k, const float* v, int n_tokens,
-              StepPos pos, int64_t k_width, int64_t v_width, Stream stream);
+// as binary16 (f16) or float32, or as q8_0 / q4_0 blocks (KvQuant; llama.cpp's reference rounding,
+// the bytes the CPU's kv_store writes).
+enum class KvQuant { None, Q8_0, Q4_0 };  // None: a float cache, binary16 or float32 as f16 says
+void kv_store(bool f16, KvQuant k_quant, KvQuant v_quant, void* k_cache, void* v_cache,
+              const float* k, const float* v, int n_tokens, StepPos pos, int64_t k_width,
+              int64_t v_width, Stream stream);
 
 // ---- attention ---------------------------------------------------------------------------------
 
@@ -106,7 +113,9 @@ struct AttnArgs {
   const float* q = nullptr;  // [n_tokens][n_heads][head_dim]
   const void* k = nullptr;   // cache [n_ctx][n_kv_heads][head_dim], binary16 or float32
   const void* v = nullptr;   // cache [n_ctx][n_kv_heads][head_dim_v]
-  bool f16 = true;
+  bool f16 = true;           // float caches: binary16 (else float32)
+  KvQuant k_quant = KvQuant::None;  // quantized caches: rows of q8_0 / q4_0 blocks (flash-decoding
+  KvQuant v_quant = KvQuant::None;  // kernel only; heads multiples of 32)
   float* out = nullptr;  // [n_tokens][n_heads][head_dim_v]
   int n_tokens = 0;
   StepPos pos;  // query t sees keys 0 .. pos + t
@@ -126,7 +135,7 @@ size_t attention_partials_bytes(const AttnArgs& a, int n_splits);
 void attention_decode(const AttnArgs& a, int n_splits, float* partials, Stream stream);
 
 // Tiled flash attention on tensor cores for prompt batches (head_dim == head_dim_v in {64, 128,
-// 256}); attention_decode serves every other shape.
+// 256}, float caches); attention_decode serves every other shape and the quantized caches.
 bool attention_prefill_supported(const AttnArgs& a);
 void attention_prefill(const AttnArgs& a, Stream stream);
 

@@ -1,6 +1,8 @@
 #include "model/hparams.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numbers>
 
 #include "gguf/gguf.h"
 #include "model/recurrent_state.h"
@@ -44,6 +46,42 @@ void check_imrope_sections(const gguf::Reader& r, const std::string& key, int n_
 }
 
 // qwen35: which layers are linear attention, and the Gated DeltaNet sizes.
+// YaRN (rope.scaling.type "yarn"), as llama.cpp applies it: frequencies interpolated by
+// 1/factor except the fast pairs, which a ramp over the correction range [yarn_low, yarn_high]
+// hands back to extrapolation; q and k scaled by 1 + 0.1 ln(factor) (times attn_factor).
+// The correction range: pair i turns n_ctx_orig * f_i / (2 pi) times over the original context;
+// the pairs that turn more than beta_fast times keep their frequency, those that turn less than
+// beta_slow times are interpolated. Solving base^(-2i/n_rot) * n_ctx_orig / (2 pi) = beta for i:
+//   i(beta) = n_rot * ln(n_ctx_orig / (2 pi beta)) / (2 ln base),
+// yarn_low = max(0, floor(i(beta_fast))), yarn_high = min(n_rot - 1, ceil(i(beta_slow))).
+void read_yarn(const gguf::Reader& r, HParams& hp, float factor) {
+  const std::string a = hp.arch_name + ".";
+  const auto key = [&](const char* k) { return a + k; };
+  if (factor <= 0.0f)
+    fail(r.path(),
+         ": rope.scaling.type is yarn but rope.scaling.factor is missing or not positive");
+  const int64_t n_ctx_orig =
+      r.find_u32(key("rope.scaling.original_context_length")).value_or(uint32_t(hp.n_ctx_train));
+  if (n_ctx_orig <= 0)
+    fail(r.path(), ": rope.scaling.original_context_length must be positive for yarn scaling");
+  // llama.cpp's defaults (its loader reads no beta keys for these architectures); a file that
+  // states them is taken at its word.
+  const float beta_fast = r.find_f32(key("rope.scaling.yarn_beta_fast")).value_or(32.0f);
+  const float beta_slow = r.find_f32(key("rope.scaling.yarn_beta_slow")).value_or(1.0f);
+  ops::RopeParams& p = hp.rope;
+  p.freq_scale = 1.0f / factor;
+  p.ext_factor = 1.0f;
+  const auto pair_of = [&](float beta) {
+    return float(p.n_rot) *
+           std::log(float(n_ctx_orig) / (beta * 2.0f * std::numbers::pi_v<float>)) /
+           (2.0f * std::log(p.base));
+  };
+  p.yarn_low = std::max(0.0f, std::floor(pair_of(beta_fast)));
+  p.yarn_high = std::min(float(p.n_rot - 1), std::ceil(pair_of(beta_slow)));
+  if (factor > 1.0f) p.mscale *= 1.0f + 0.1f * std::log(factor);
+  hp.n_ctx_yarn = static_cast<int64_t>(double(n_ctx_orig) * double(factor));
+}
+
 void read_qwen35(const gguf::Reader& r, HParams& hp, int n_layer_all) {
   const std::string& a = hp.arch_name;
   auto key = [&](const char* k) { return a + "." + k; };
@@ -156,11 +194,16 @@ HParams read_hparams(const gguf::Reader& r) {
       r.find_string(key("rope.scaling.type")).value_or("linear");  // llama.cpp's default
   float factor = r.find_f32(key("rope.scaling.factor")).value_or(0.0f);
   if (auto legacy = r.find_f32(key("rope.scale_linear"))) factor = *legacy;
+  // rope.scaling.attn_factor multiplies the rotated q and k (1 unless set), with any scaling type.
+  const float attn_factor = r.find_f32(key("rope.scaling.attn_factor")).value_or(1.0f);
+  hp.rope.mscale = attn_factor;
   if (scaling == "none" || scaling == "linear") {
     hp.rope.freq_scale = (scaling == "linear" && factor > 0.0f) ? 1.0f / factor : 1.0f;
+  } else if (scaling == "yarn") {
+    read_yarn(r, hp, factor);
   } else {
     fail(r.path(), ": rope scaling type '", scaling,
-         "' is not supported yet (supported: none, linear); YaRN and LongRoPE models cannot run");
+         "' is not supported yet (supported: none, linear, yarn); LongRoPE models cannot run");
   }
   if (hp.arch == Arch::Qwen35 || hp.arch == Arch::Qwen35Moe) read_qwen35(r, hp, n_layer_all);
   if (hp.arch == Arch::Qwen3Moe || hp.arch == Arch::Qwen35Moe) read_moe(r, hp);

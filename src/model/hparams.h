@@ -1,6 +1,7 @@
 // Hyperparameters of a decoder-only transformer, read from the `{arch}.*` GGUF metadata.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,7 +34,11 @@ struct HParams {
   int64_t n_ff = 0;         // {arch}.feed_forward_length
   float rms_eps = 1e-5f;    // {arch}.attention.layer_norm_rms_epsilon
   float attn_scale = 0;     // 1/sqrt(head_dim) unless {arch}.attention.scale is set
-  ops::RopeParams rope;     // mode from the architecture, n_rot, base, linear scaling
+  ops::RopeParams rope;     // mode from the architecture, n_rot, base, linear / YaRN scaling
+  int64_t n_ctx_yarn = 0;   // YaRN: rope.scaling.original_context_length x factor (0: no YaRN)
+
+  // The longest context a session may have: the trained one, or YaRN's extended one.
+  int64_t n_ctx_max() const { return std::max(n_ctx_train, n_ctx_yarn); }
 
   // qwen35 (Qwen3.5): gated attention layers and Gated DeltaNet (linear attention) layers.
   bool attn_output_gate = false;   // attn_q rows hold [q | gate] per head; o = attn * sigmoid(gate)

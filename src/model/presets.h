@@ -38,6 +38,11 @@ struct ModelShape {
   // Llama 3.1's "llama3" RoPE scaling, stored as rope_freqs.weight (the converter bakes it in):
   // factor 8, low/high frequency factors 1 and 4, original context 8192.
   bool llama3_rope_freqs = false;
+  // RoPE scaling metadata ({arch}.rope.scaling.type / .factor / .original_context_length), written
+  // when rope_scaling is set: "linear" or "yarn" (llama.cpp's names).
+  std::string rope_scaling;
+  float rope_scaling_factor = 0;
+  int64_t rope_scaling_orig_ctx = 0;  // 0: not written
   VocabStyle vocab = VocabStyle::Qwen;
 
   // qwen35 (Qwen3.5): every full_attention_interval-th layer is gated attention (attn_q gives q

@@ -369,6 +369,13 @@ void set_metadata(gguf::Writer& w, const ModelShape& s, FileType ft, uint64_t se
   w.set(key("attention.head_count"), Value::u32(static_cast<uint32_t>(s.n_head)));
   w.set(key("attention.head_count_kv"), Value::u32(static_cast<uint32_t>(s.n_head_kv)));
   w.set(key("rope.freq_base"), Value::f32(s.rope_base));
+  if (!s.rope_scaling.empty()) {
+    w.set(key("rope.scaling.type"), Value::str(s.rope_scaling));
+    w.set(key("rope.scaling.factor"), Value::f32(s.rope_scaling_factor));
+    if (s.rope_scaling_orig_ctx > 0)
+      w.set(key("rope.scaling.original_context_length"),
+            Value::u32(static_cast<uint32_t>(s.rope_scaling_orig_ctx)));
+  }
   w.set(key("attention.layer_norm_rms_epsilon"), Value::f32(s.rms_eps));
   if (s.arch != Arch::Qwen2 || s.head_dim != s.n_embd / s.n_head) {
     w.set(key("attention.key_length"), Value::u32(static_cast<uint32_t>(s.head_dim)));

@@ -25,23 +25,53 @@ DeviceMap DeviceMap::single(ops::Backend& be, int n_layer) {
   return m;
 }
 
-size_t KvCache::layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type) {
+size_t KvCache::layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType k_type,
+                            ops::KvType v_type) {
   return size_t(n_ctx) *
-         (kv_row_bytes(hp, type, hp.head_dim) + kv_row_bytes(hp, type, hp.head_dim_v));
+         (kv_row_bytes(hp, k_type, hp.head_dim) + kv_row_bytes(hp, v_type, hp.head_dim_v));
 }
 
-KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices)
+KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvType v_type,
+                 const DeviceMap& devices)
     : n_ctx_(n_ctx) {
-  if (type == ops::KvType::Q8_0 && (hp.head_dim % 32 != 0 || hp.head_dim_v % 32 != 0))
-    fail("a q8_0 KV cache needs head sizes that are multiples of 32; this model's are ",
-         hp.head_dim, " (keys) and ", hp.head_dim_v, " (values): use --kv-type f16");
-  const size_t k_bytes = size_t(n_ctx) * kv_row_bytes(hp, type, hp.head_dim);
+  if (ops::kv_quantized(k_type) && hp.head_dim % 32 != 0)
+    fail("a ", ops::kv_type_name(k_type),
+         " K cache needs a key head size that is a multiple of 32; this model's is ", hp.head_dim,
+         ": use --cache-type-k f16");
+  if (ops::kv_quantized(v_type) && hp.head_dim_v % 32 != 0)
+    fail("a ", ops::kv_type_name(v_type),
+         " V cache needs a value head size that is a multiple of 32; this model's is ",
+         hp.head_dim_v, ": use --cache-type-v f16");
+  const size_t k_bytes = size_t(n_ctx) * kv_row_bytes(hp, k_type, hp.head_dim);
   layers_.resize(hp.n_layer);
   for (int i = 0; i < hp.n_layer; ++i) {
     if (hp.is_recurrent(i)) continue;  // a linear layer: a recurrent state instead (no KV)
-    storage_.push_back(devices.attn[i]->alloc(layer_bytes(hp, n_ctx, type)));
+    storage_.push_back(devices.attn[i]->alloc(layer_bytes(hp, n_ctx, k_type, v_type)));
     uint8_t* base = static_cast<uint8_t*>(storage_.back()->data());
-    layers_[i] = {type, base, base + k_bytes, n_ctx};
+    layers_[i] = {k_type, v_type, base, base + k_bytes, n_ctx};
+  }
+}
+
+void Transformer::shift(KvCache& kv, int64_t n_keep, int64_t n_discard, int64_t n_past) {
+  if (hp_.has_recurrent())
+    fail("context shift is not possible for ", hp_.arch_name,
+         " models: their linear-attention layers keep a recurrent state that cannot forget "
+         "tokens; use a larger --ctx");
+  if (n_keep < 0 || n_discard <= 0 || n_keep + n_discard > n_past || n_past > kv.n_ctx())
+    fail("internal error: context shift keeping ", n_keep, " and dropping ", n_discard, " of ",
+         n_past, " tokens");
+  for (int il = 0; il < hp_.n_layer; ++il) {
+    ops::KvShiftParams p;
+    p.dst = n_keep;
+    p.src = n_keep + n_discard;
+    p.n = n_past - p.src;
+    p.n_kv_heads = hp_.n_head_kv;
+    p.head_dim = hp_.head_dim;
+    p.head_dim_v = hp_.head_dim_v;
+    p.rope = hp_.rope;
+    const ops::Weight& ff = w_.layers[size_t(il)].rope_freqs;
+    if (ff) p.rope.freq_factors = static_cast<const float*>(ff.data);
+    devices_.attn[size_t(il)]->kv_shift(kv.layer(il), p);
   }
 }
 
@@ -175,7 +205,7 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
            "state");
     if (s.pos0 + n > s.kv->n_ctx())
       fail("the context is full: ", s.pos0 + n, " tokens do not fit the context of ", s.kv->n_ctx(),
-           " (use a larger --ctx, at most the model's ", hp_.n_ctx_train, ")");
+           " (use a larger --ctx, at most the model's ", hp_.n_ctx_max(), ")");
     rows_.push_back({static_cast<int>(ids.size()), n, s.pos0, s.kv, s.rs, s.snapshot_after});
     row_steps_.push_back(&s);
     ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());

@@ -19,12 +19,14 @@ namespace straw::model {
 // memory of the backend that runs that layer's attention.
 class KvCache {
  public:
-  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType type, const DeviceMap& devices);
+  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvType v_type,
+          const DeviceMap& devices);
   const ops::KvLayer& layer(int i) const { return layers_[i]; }
   int64_t n_ctx() const { return n_ctx_; }
   size_t bytes() const;
   // Bytes one layer's cache of n_ctx positions takes (for planning before allocation).
-  static size_t layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType type);
+  static size_t layer_bytes(const HParams& hp, int64_t n_ctx, ops::KvType k_type,
+                            ops::KvType v_type);
 
  private:
   int64_t n_ctx_;
@@ -138,6 +140,11 @@ class Transformer {
   // else of the last one ([n_vocab]); logits == nullptr skips the LM head.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                bool all_logits, RecurrentState* rs = nullptr);
+
+  // Context shift of one sequence holding n_past positions: positions [n_keep, n_keep + n_discard)
+  // leave its cache, those after move down by n_discard with their keys turned to their new
+  // positions (no re-evaluation). Attention-only models (a recurrent state cannot forget tokens).
+  void shift(KvCache& kv, int64_t n_keep, int64_t n_discard, int64_t n_past);
 
   int max_batch() const { return max_batch_; }
   // Moves the residual stream x of the current batch from c.be to `to` (BlockContext::enter).

@@ -16,6 +16,11 @@ namespace {
 
 }  // namespace
 
+void Backend::kv_shift(const KvLayer&, const KvShiftParams&) {
+  fail(
+      "context shift runs on the CPU only so far, and this placement keeps a KV cache on the GPU: "
+      "use --device cpu, or a larger --ctx without --context-shift");
+}
 void Backend::copy_rows(const float*, int64_t, float*, int64_t, int64_t, int64_t) {
   missing("copy_rows");
 }

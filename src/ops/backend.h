@@ -36,23 +36,41 @@ enum class RopeMode {
   Neox,  // rotate (x[i], x[i + n_rot/2]): qwen2, qwen3
 };
 
-// RoPE parameters. theta_i = pos * freq_scale * base^(-2i/n_rot) / freq_factors[i].
+// RoPE parameters. Pair i (0 <= i < n_rot/2) of a head at position pos turns by
+//   theta_i = pos * f_i,   f_i = base^(-2i/n_rot) / freq_factors[i] * (s * (1 - r_i) + r_i)
+// with s = freq_scale and r_i = ext_factor * ramp_i, the YaRN ramp
+//   ramp_i = 1 - clamp((i - yarn_low) / max(0.001, yarn_high - yarn_low), 0, 1)
+// (1 for the fast pairs below yarn_low: extrapolated; 0 above yarn_high: interpolated by s), and
+// the rotated pair is scaled by mscale (YaRN's attention factor). Without YaRN (ext_factor 0,
+// mscale 1) this is plain RoPE with linear scaling s.
 struct RopeParams {
   RopeMode mode = RopeMode::Norm;
   int n_rot = 0;            // rotated dims per head (<= head_dim); the rest pass through
   float base = 10000.0f;    // rope.freq_base
-  float freq_scale = 1.0f;  // 1 / rope.scaling.factor for linear scaling
+  float freq_scale = 1.0f;  // 1 / rope.scaling.factor for linear and YaRN scaling
   const float* freq_factors = nullptr;  // [n_rot/2] (Llama 3.1 rope_freqs.weight) or null
+  float ext_factor = 0.0f;  // YaRN: 1 (0: no ramp, every pair interpolated by freq_scale)
+  float yarn_low = 0.0f;    // YaRN correction range, in pairs (llama.cpp's corr_dims)
+  float yarn_high = 0.0f;
+  float mscale = 1.0f;  // multiplies cos and sin: YaRN's attention factor
+
+  bool yarn() const { return ext_factor != 0.0f || mscale != 1.0f; }
 };
 
 // Attention over a KV cache layer. Cache rows hold post-RoPE keys and values for positions
-// 0..n_ctx-1; row p of K is [n_kv_heads][head_dim] (values: [n_kv_heads][head_dim_v]).
-// Q8_0: each row is a sequence of Q8_0 blocks (fp16 scale + 32 int8, 34 bytes); head sizes must be
-// multiples of 32 so that every head starts a block.
-enum class KvType { F32, F16, Q8_0 };
+// 0..n_ctx-1; row p of K is [n_kv_heads][head_dim] (values: [n_kv_heads][head_dim_v]). K and V
+// have a type each (llama.cpp's -ctk / -ctv).
+// Q8_0: each row is a sequence of Q8_0 blocks (fp16 scale + 32 int8, 34 bytes); Q4_0: of Q4_0
+// blocks (fp16 scale + 16 bytes of nibbles, 18 bytes). With either, head sizes must be multiples
+// of 32 so that every head starts a block.
+enum class KvType { F32, F16, Q8_0, Q4_0 };
 
-// Bytes of one cache row of `width` elements (a multiple of 32 for Q8_0); also the byte offset of
-// element `width` inside a row.
+inline bool kv_quantized(KvType t) {
+  return t == KvType::Q8_0 || t == KvType::Q4_0;
+}
+
+// Bytes of one cache row of `width` elements (a multiple of 32 for Q8_0 and Q4_0); also the byte
+// offset of element `width` inside a row.
 inline size_t kv_row_bytes(KvType t, int64_t width) {
   switch (t) {
     case KvType::F32:
@@ -61,19 +79,47 @@ inline size_t kv_row_bytes(KvType t, int64_t width) {
       return size_t(width) * 2;
     case KvType::Q8_0:
       return size_t(width) / 32 * 34;
+    case KvType::Q4_0:
+      return size_t(width) / 32 * 18;
   }
   return 0;
 }
 
 inline const char* kv_type_name(KvType t) {
-  return t == KvType::F32 ? "f32" : t == KvType::F16 ? "f16" : "q8_0";
+  switch (t) {
+    case KvType::F32:
+      return "f32";
+    case KvType::F16:
+      return "f16";
+    case KvType::Q8_0:
+      return "q8_0";
+    case KvType::Q4_0:
+      return "q4_0";
+  }
+  return "?";
 }
 
 struct KvLayer {
-  KvType type = KvType::F16;
-  void* k = nullptr;  // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim)
-  void* v = nullptr;  // [n_ctx] rows of kv_row_bytes(type, n_kv_heads * head_dim_v)
+  KvType k_type = KvType::F16;
+  KvType v_type = KvType::F16;
+  void* k = nullptr;  // [n_ctx] rows of kv_row_bytes(k_type, n_kv_heads * head_dim)
+  void* v = nullptr;  // [n_ctx] rows of kv_row_bytes(v_type, n_kv_heads * head_dim_v)
   int64_t n_ctx = 0;
+};
+
+// Context shift: cache rows [src, src + n) move to [dst, dst + n) (dst < src), keys turned by the
+// position change dst - src. RoPE turns pair i by pos * f_i, so a key rotated for position p
+// becomes the key of position p + (dst - src) by a further rotation of (dst - src) * f_i; the
+// attention factor (RopeParams::mscale) is already in the key and is not applied again. A
+// quantized K row is converted to floats, turned and quantized again; V rows move as they are.
+struct KvShiftParams {
+  int64_t dst = 0;  // first row written
+  int64_t src = 0;  // first row moved (> dst)
+  int64_t n = 0;    // rows moved
+  int n_kv_heads = 0;
+  int head_dim = 0;    // of k
+  int head_dim_v = 0;  // of v
+  RopeParams rope;     // the layer's RoPE (frequency factors included)
 };
 
 struct AttentionParams {
@@ -201,6 +247,10 @@ class Backend {
                          const AttentionParams& p) = 0;
 
   // out[i] = silu(gate[i]) * up[i]   (SwiGLU); out may alias gate or up
+  // Moves cache rows down and turns their keys (KvShiftParams). Optional: the default refuses
+  // (context shift runs on the CPU only so far).
+  virtual void kv_shift(const KvLayer& kv, const KvShiftParams& p);
+
   virtual void swiglu(const float* gate, const float* up, float* out, int64_t n) = 0;
 
   // x[i] += y[i]   (residual connection)

@@ -71,7 +71,14 @@ void ProfiledBackend::kv_store(const KvLayer& kv, const float* k, const float* v
 }
 void ProfiledBackend::attention(const float* q, const KvLayer& kv, float* out,
                                 const AttentionParams& p) {
-  timed("attention", kv_type_name(kv.type), 0, [&] { inner_.attention(q, kv, out, p); });
+  // "q8_0" when K and V share a type, else "q8_0/f16" (K/V).
+  const std::string kv_types =
+      kv.k_type == kv.v_type ? kv_type_name(kv.k_type)
+                             : std::string(kv_type_name(kv.k_type)) + "/" + kv_type_name(kv.v_type);
+  timed("attention", kv_types.c_str(), 0, [&] { inner_.attention(q, kv, out, p); });
+}
+void ProfiledBackend::kv_shift(const KvLayer& kv, const KvShiftParams& p) {
+  timed("kv_shift", "", 0, [&] { inner_.kv_shift(kv, p); });
 }
 void ProfiledBackend::swiglu(const float* gate, const float* up, float* out, int64_t n) {
   timed("swiglu", "", 0, [&] { inner_.swiglu(gate, up, out, n); });

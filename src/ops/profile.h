@@ -53,6 +53,7 @@ class ProfiledBackend final : public Backend {
   void kv_store(const KvLayer& kv, const float* k, const float* v, int n_tokens, int64_t pos0,
                 int64_t k_width, int64_t v_width) override;
   void attention(const float* q, const KvLayer& kv, float* out, const AttentionParams& p) override;
+  void kv_shift(const KvLayer& kv, const KvShiftParams& p) override;
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override;
   void add(float* x, const float* y, int64_t n) override;
   void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,

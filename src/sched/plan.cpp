@@ -8,31 +8,56 @@
 
 namespace straw::sched {
 
-const char* device_name(Device d) { return d == Device::Gpu ? "gpu" : "cpu"; }
+const char* device_name(Device d) {
+  return d == Device::Gpu ? "gpu" : "cpu";
+}
 
 const char* kv_type_name(KvType t) {
   switch (t) {
-    case KvType::F16: return "f16";
-    case KvType::Q8_0: return "q8_0";
-    case KvType::Q4_0: return "q4_0";
-    case KvType::F32: return "f32";
+    case KvType::F16:
+      return "f16";
+    case KvType::Q8_0:
+      return "q8_0";
+    case KvType::Q4_0:
+      return "q4_0";
+    case KvType::F32:
+      return "f32";
   }
   return "?";
 }
 
 double kv_bytes_per_element(KvType t) {
   switch (t) {
-    case KvType::F16: return 2.0;
-    case KvType::Q8_0: return 34.0 / 32.0;
-    case KvType::Q4_0: return 18.0 / 32.0;
-    case KvType::F32: return 4.0;
+    case KvType::F16:
+      return 2.0;
+    case KvType::Q8_0:
+      return 34.0 / 32.0;
+    case KvType::Q4_0:
+      return 18.0 / 32.0;
+    case KvType::F32:
+      return 4.0;
   }
   return 2.0;
 }
 
-uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t) {
-  const double per_pos = double(s.n_head_kv) * (s.head_dim + s.head_dim_v) * kv_bytes_per_element(t);
-  return static_cast<uint64_t>(std::ceil(per_pos * double(ctx)));
+uint64_t kv_row_bytes(KvType t, int64_t width) {
+  const uint64_t blocks = uint64_t(width + 31) / 32;
+  switch (t) {
+    case KvType::F16:
+      return uint64_t(width) * 2;
+    case KvType::Q8_0:
+      return blocks * 34;
+    case KvType::Q4_0:
+      return blocks * 18;
+    case KvType::F32:
+      return uint64_t(width) * 4;
+  }
+  return uint64_t(width) * 2;
+}
+
+uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType k, KvType v) {
+  return uint64_t(ctx) * (kv_row_bytes(k, int64_t(s.n_head_kv) * s.head_dim) +
+                          kv_row_bytes(v, int64_t(s.n_head_kv) * s.head_dim_v));
 }
 
 namespace {
@@ -65,10 +90,10 @@ uint64_t logits_chunk_bytes(const ModelShape& s, int ubatch) {
 uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch) {
   const uint64_t widest = uint64_t(std::max(s.n_embd, s.n_ff));
   uint64_t b = activation_bytes(s, ubatch) + logits_chunk_bytes(s, ubatch);
-  b += uint64_t(ubatch) * widest * 36 / 32;          // activations quantized to Q8_1 for matvec
-  b += uint64_t(ubatch) * widest * 2;                // activations in FP16 for cuBLAS GEMM
-  b += 64 * kMiB;                                    // FP16 dequantization tile for GEMM
-  b += 32 * kMiB;                                    // cuBLAS workspace
+  b += uint64_t(ubatch) * widest * 36 / 32;  // activations quantized to Q8_1 for matvec
+  b += uint64_t(ubatch) * widest * 2;        // activations in FP16 for cuBLAS GEMM
+  b += 64 * kMiB;                            // FP16 dequantization tile for GEMM
+  b += 32 * kMiB;                            // cuBLAS workspace
   b += uint64_t(8) * s.n_head * 64 * (s.head_dim_v + 2) * sizeof(float);  // flash-decoding partials
   // The CUDA context and cuBLAS handle take device memory outside straw's allocations, and the
   // budget stands for the whole card: a process planned at 8175 MiB peaked at 8565 MiB in
@@ -80,7 +105,7 @@ uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch) {
 uint64_t cpu_compute_bytes(const ModelShape& s, int ubatch) {
   const uint64_t widest = uint64_t(std::max(s.n_embd, s.n_ff));
   return activation_bytes(s, ubatch) + logits_chunk_bytes(s, ubatch) +
-         uint64_t(ubatch) * widest * 292 / 256;      // activations quantized to Q8_K
+         uint64_t(ubatch) * widest * 292 / 256;  // activations quantized to Q8_K
 }
 
 UnitOf unit_of(const std::string& n) {
@@ -94,7 +119,8 @@ UnitOf unit_of(const std::string& n) {
     if (dot == std::string::npos) return u;
     u.layer = std::atoi(n.substr(4, dot - 4).c_str());
     const std::string rest = n.substr(dot + 1);
-    if (rest.rfind("attn_", 0) == 0 || rest.rfind("ssm_", 0) == 0) u.part = Part::Attn;
+    if (rest.rfind("attn_", 0) == 0 || rest.rfind("ssm_", 0) == 0)
+      u.part = Part::Attn;
     else if (rest.rfind("ffn_", 0) == 0 && rest.find("_exps.") != std::string::npos)
       u.part = Part::Experts;
     else if (rest.rfind("ffn_", 0) == 0 || rest.rfind("post_attention_norm", 0) == 0)
@@ -114,7 +140,7 @@ enum class Pin {
 
 // A unit of automatic placement and what it costs and reads.
 struct Unit {
-  int layer;        // -1 for the output layer
+  int layer;  // -1 for the output layer
   Part part;
   Pin pin = Pin::None;
   double expert_fraction = 0;  // experts unit: the share of its weights a token reads
@@ -124,6 +150,7 @@ struct Unit {
   uint64_t read_bytes = 0;     // bytes read per decoded token
   double flops_per_token = 0;  // prefill FLOPs per prompt token (weights, recurrence)
   bool recurrent = false;      // a linear-attention unit: no attention over the context
+  bool cpu_only = false;       // the GPU cannot run it (PlanOptions::cpu_attention)
   Device device = Device::Cpu;
   uint64_t vram() const { return weight_bytes + kv_bytes + state_bytes; }
   bool empty() const { return vram() == 0 && read_bytes == 0; }  // a dense layer's experts
@@ -149,9 +176,11 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   Model m;
   m.n_layer = s.n_layer;
   m.units.resize(size_t(kUnitsPerLayer * s.n_layer + 1));
-  for (int i = 0; i < s.n_layer; ++i)
+  for (int i = 0; i < s.n_layer; ++i) {
     for (Part part : {Part::Attn, Part::Ffn, Part::Experts})
       m.units[unit_index(i, part)] = {i, part};
+    m.units[unit_index(i, Part::Attn)].cpu_only = o.cpu_attention;
+  }
   m.units.back() = {-1, Part::Output};
   // A decoded token reads n_expert_used of the n_expert experts: that share of the experts' bytes
   // and FLOPs (on average over tokens; the router picks which).
@@ -160,7 +189,8 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
   for (const TensorDesc& t : tensors) {
     UnitOf u = unit_of(t.name);
     Unit* unit = nullptr;
-    if (u.part == Part::Output) unit = &m.units.back();
+    if (u.part == Part::Output)
+      unit = &m.units.back();
     else if (in_layer_unit(u, s.n_layer))
       unit = &m.units[unit_index(u.layer, u.part)];
     if (!unit) continue;
@@ -191,7 +221,7 @@ Model build_units(const ModelShape& s, const std::vector<TensorDesc>& tensors,
         m.units.back().flops_per_token += 2.0 * double(t.n_elements);
       }
   }
-  const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type);
+  const uint64_t kv = kv_layer_bytes(s, o.ctx, o.kv_type_k, o.kv_type_v);
   for (int i = 0; i < s.n_layer; ++i) {
     Unit& u = m.units[unit_index(i, Part::Attn)];
     if (s.is_recurrent(i)) {
@@ -234,7 +264,8 @@ double prefill_seconds(const std::vector<Unit>& units, const ModelShape& s, int 
                        const Speeds& sp) {
   double t = 0;
   // Attention scores and values: 4 * T^2/2 * head_dim * n_head FLOPs per layer (causal).
-  const double attn_flops = 2.0 * double(T) * double(T) * s.n_head * (s.head_dim + s.head_dim_v) / 2;
+  const double attn_flops =
+      2.0 * double(T) * double(T) * s.n_head * (s.head_dim + s.head_dim_v) / 2;
   for (const Unit& u : units) {
     const double f =
         u.flops_per_token * T + (u.part == Part::Attn && !u.recurrent ? attn_flops : 0.0);
@@ -258,7 +289,8 @@ void apply_gpu_layers(Model& m, int n, bool experts) {
   for (int i = first; i < m.n_layer; ++i)
     for (Part part : {Part::Attn, Part::Ffn, Part::Experts}) {
       Unit& u = m.units[unit_index(i, part)];
-      if (u.pin == Pin::None && (experts || part != Part::Experts)) u.device = Device::Gpu;
+      if (u.pin == Pin::None && !u.cpu_only && (experts || part != Part::Experts))
+        u.device = Device::Gpu;
     }
   if (n > m.n_layer) m.units.back().device = Device::Gpu;
 }
@@ -274,7 +306,7 @@ void greedy_place(Model& m, uint64_t available, const Speeds& sp, bool experts) 
     double best_gain = 0;
     for (int i = int(m.units.size()) - 1; i >= 0; --i) {
       Unit& u = m.units[i];
-      if (u.device == Device::Gpu || used + u.vram() > available || u.vram() == 0 ||
+      if (u.device == Device::Gpu || u.cpu_only || used + u.vram() > available || u.vram() == 0 ||
           u.pin != Pin::None || (u.part == Part::Experts) != experts)
         continue;
       u.device = Device::Gpu;
@@ -337,14 +369,16 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     try {
       patterns.emplace_back(ov.pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {
-      fail("--override-tensor: '", ov.pattern, "' is not a valid regular expression (", e.what(), ")");
+      fail("--override-tensor: '", ov.pattern, "' is not a valid regular expression (", e.what(),
+           ")");
     }
   }
 
   Model m = build_units(shape, tensors, o);
   const uint64_t compute_gpu = o.vram_budget > 0 ? gpu_compute_bytes(shape, o.ubatch) : 0;
   // Streaming CPU-resident weights during prefill needs two staging buffers (double buffering)
-  // of the largest layer tensor on the GPU; the LM head, when streamed, goes in chunks of that size.
+  // of the largest layer tensor on the GPU; the LM head, when streamed, goes in chunks of that
+  // size.
   uint64_t largest = 0;
   for (const TensorDesc& t : tensors) {
     const Part part = unit_of(t.name).part;
@@ -453,7 +487,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
       p.read_bytes_per_token += u.read_bytes;
     }
     p.predicted_tg_tps = 1.0 / decode_seconds(mm.units, sp);
-    p.predicted_pp_tps = double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
+    p.predicted_pp_tps =
+        double(o.ubatch) / prefill_seconds(mm.units, shape, o.ubatch, p.stream_prefill, sp);
     return p;
   };
 
@@ -479,7 +514,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
            p.state_gpu_bytes ? ", recurrent state " + human_bytes(p.state_gpu_bytes) : "",
            ", compute ", human_bytes(p.compute_gpu_bytes), "), ",
            human_bytes(p.vram_bytes - o.vram_budget), " more than the budget of ",
-           human_bytes(o.vram_budget), "; use fewer --gpu-layers, a smaller --ctx or a quantized --kv-type");
+           human_bytes(o.vram_budget),
+           "; use fewer --gpu-layers, a smaller --ctx or a quantized --kv-type");
     return p;
   }
 
@@ -517,7 +553,8 @@ double step_seconds(const Plan& plan, int n_tokens) {
 
 uint64_t budget_after_draft(const Plan& draft, uint64_t vram_budget) {
   // One process, one CUDA context: both plans count it, so the draft's share leaves it out.
-  const uint64_t used = draft.vram_bytes > kCudaContextBytes ? draft.vram_bytes - kCudaContextBytes : 0;
+  const uint64_t used =
+      draft.vram_bytes > kCudaContextBytes ? draft.vram_bytes - kCudaContextBytes : 0;
   return vram_budget > used ? vram_budget - used : 0;
 }
 

@@ -31,6 +31,9 @@ const char* device_name(Device d);  // "cpu" | "gpu"
 enum class KvType { F16, Q8_0, Q4_0, F32 };
 const char* kv_type_name(KvType t);
 double kv_bytes_per_element(KvType t);  // F16 2, Q8_0 34/32, Q4_0 18/32, F32 4
+// Bytes of one cache row of `width` elements: what the KV cache allocates (Q8_0 and Q4_0 rows are
+// whole blocks of 32).
+uint64_t kv_row_bytes(KvType t, int64_t width);
 
 // The shape of a decoder model, enough to size KV caches and compute buffers.
 struct ModelShape {
@@ -81,7 +84,10 @@ struct Speeds {
 struct PlanOptions {
   uint64_t vram_budget = 0;       // bytes the plan may use on the GPU; 0: CPU only
   int64_t ctx = 4096;             // context length (KV cache positions)
-  KvType kv_type = KvType::F16;
+  KvType kv_type_k = KvType::F16;  // K cache element type (llama.cpp's -ctk)
+  KvType kv_type_v = KvType::F16;  // V cache element type (llama.cpp's -ctv)
+  bool cpu_attention = false;      // attention (and its KV cache) stays on the CPU: the GPU cannot
+                                   // run it (a quantized or mixed KV cache)
   int ubatch = 512;               // micro-batch for prompt processing
   std::optional<int> gpu_layers;  // llama.cpp's -ngl: the last N repeating layers on the GPU, and
                                   // the output layer too when N > n_layer; unset: automatic
@@ -179,7 +185,11 @@ uint64_t budget_after_draft(const Plan& draft, uint64_t vram_budget);
 inline constexpr uint64_t kCudaContextBytes = uint64_t(400) << 20;  // counted in compute_gpu_bytes
 uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch);
 uint64_t cpu_compute_bytes(const ModelShape& s, int ubatch);
-uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t);
+// One attention layer's KV cache of ctx positions, exactly as allocated.
+uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType k, KvType v);
+inline uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType t) {
+  return kv_layer_bytes(s, ctx, t, t);
+}
 
 // Makes the plan. Throws straw::Error when forced placements (gpu_layers, overrides) do not fit
 // the budget, saying how much is missing.
