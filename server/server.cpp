@@ -447,6 +447,13 @@ std::string Server::Impl::metrics_text() {
 
 Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
+  // SO_REUSEADDR alone: a restarted server binds its port while connections of the previous one
+  // are in TIME_WAIT, and a second server on a port that is listening fails with "in use".
+  // (cpp-httplib's default on Linux is SO_REUSEPORT, which lets two servers share one port.)
+  impl_->http.set_socket_options([](auto sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   impl_->routes();
 }
 

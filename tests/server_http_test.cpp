@@ -217,6 +217,42 @@ TEST_F(ServerHttp, BadInputGetsErrorsAndTheServerStaysHealthyWithoutLeaking) {
   EXPECT_LT(after - before, 16 * 1024) << "RSS grew from " << before << " to " << after << " KiB";
 }
 
+// A second server on a port that is listening is refused; a server started on the port right
+// after the first stopped (its connections in TIME_WAIT) binds it.
+TEST_F(ServerHttp, APortInUseIsRefusedAndAStoppedServersPortIsReused) {
+  auto options = [](int port) {
+    serve::ServerOptions o;
+    o.host = "127.0.0.1";
+    o.port = port;
+    o.log = [](const std::string&) {};
+    o.load = [] {
+      ModelOptions m;
+      m.path = STRAW_SOURCE_DIR "/models/stories260K.gguf";
+      m.threads = 1;
+      m.ctx = 64;
+      m.device = DeviceChoice::Cpu;
+      return Model::load(m);
+    };
+    return o;
+  };
+  {
+    serve::Server second(options(port_));
+    EXPECT_THROW(second.bind(), Error);
+  }
+  EXPECT_EQ(status_of(roundtrip(port_, request("GET", "/health", ""))), 200);
+  // Stop the fixture's server after a few connections, then start another on its port.
+  const int port = port_;
+  server_->stop(1000ms);
+  thread_.join();
+  EXPECT_EQ(rc_, 0);
+  server_ = std::make_unique<serve::Server>(options(port));
+  EXPECT_EQ(server_->bind(), port);
+  thread_ = std::thread([this] { rc_ = server_->serve(); });
+  for (int i = 0; i < 500 && !server_->ready(); ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(server_->ready());
+  EXPECT_EQ(status_of(roundtrip(port, request("GET", "/health", ""))), 200);
+}
+
 TEST_F(ServerHttp, StreamsServerSentEventsAndEndsWithDone) {
   const std::string r = post(
       "/v1/completions",
