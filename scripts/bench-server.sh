@@ -30,6 +30,7 @@ llama_server="$(bash "$peer" path)/llama-server"
 [ -x "$llama_server" ] || { echo "bench-server: llama-server is not built (peer.sh setup-server)" >&2; exit 3; }
 port=18650
 out="${OUT_DIR:-$(mktemp -d /tmp/straw-bench-server.XXXXXX)}"
+mkdir -p "$out"
 echo "bench-server: results in $out" >&2
 
 wait_ready() {

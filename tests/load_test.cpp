@@ -70,6 +70,27 @@ TEST(LoadProgress, StagesRunInOrderAndEndComplete) {
   std::filesystem::remove(path);
 }
 
+// An expert tensor ([n_expert][rows][cols]) counts whole in the repack stage, as it is repacked.
+TEST(LoadProgress, ExpertTensorsCountWhole) {
+  STRAW_REQUIRE_TESTDATA();
+  const auto path = straw::test::testdata_dir() / "models" / "qwen3moe-tiny-iq4_xs.gguf";
+  uint64_t total = 0;
+  auto model = straw::Model::load(
+      {.path = path.string(), .threads = 1, .on_progress = [&](const LoadProgress& p) {
+         if (p.stage == LoadProgress::Stage::Repack) total = p.total_bytes;
+       }});
+  const straw::gguf::Reader& r = *model->impl().reader;
+  // Every matrix but the embedding table, which is repacked too when it is also the LM head.
+  const bool tied = r.find_tensor("output.weight") == nullptr;
+  uint64_t expect = 0, experts = 0;
+  for (const auto& t : r.tensors()) {
+    if (t.n_rows() > 1 && (tied || t.name != "token_embd.weight")) expect += t.bytes;
+    if (t.name.find("_exps.") != std::string::npos) experts += t.bytes;
+  }
+  EXPECT_GT(experts, 0u);
+  EXPECT_EQ(total, expect);
+}
+
 TEST(LoadProgress, NoRepackHasNoRepackStage) {
   const std::string path =
       synth_model("progress-norepack.gguf", false, straw::model::FileType::Q8_0);
@@ -118,7 +139,7 @@ TEST(RamNeed, CountsWhatPrepareWeightCopies) {
 TEST(RamNeed, GoldenModels) {
   STRAW_REQUIRE_TESTDATA();
   for (const char* f : {"stories260K.gguf", "llama-tiny-q4_k_m.gguf", "qwen2-tiny-q8_0.gguf",
-                        "qwen3-tiny-iq4_xs.gguf"})
+                        "qwen3-tiny-iq4_xs.gguf", "qwen3moe-tiny-q4_k_m.gguf"})
     expect_exact_accounting((straw::test::testdata_dir() / "models" / f).string(), true);
 }
 

@@ -27,7 +27,7 @@ class Progress {
 };
 
 uint64_t file_bytes(const ops::Weight& w) {
-  return uint64_t(w.n_out) * w.row_bytes;
+  return uint64_t(w.n_out) * w.row_bytes * uint64_t(std::max<int64_t>(1, w.n_expert));
 }
 
 // Prepares every weight that backend `be` runs, reporting `stage` in bytes of the file: work(w)
