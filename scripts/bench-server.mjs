@@ -4,9 +4,10 @@
 //        [--max-tokens 128] [--prompt-words 60]
 //     N concurrent clients, each sending R streamed completions one after the other; prints one
 //     JSON line: aggregate generated tokens/s, mean and median time to first token.
-//   node scripts/bench-server.mjs --url ... --second-turn [--history-words 1500]
-//     a chat's next turn re-sends its history plus the reply and a new question: prints the time to
-//     first token of both turns (the second one shows the prompt cache).
+//   node scripts/bench-server.mjs --url ... --second-turn [--history-tokens 2000]
+//     a chat's next turn re-sends its history (sized in the model's tokens with the server's
+//     /tokenize) plus the reply and a new question: prints the time to first token of both turns
+//     (the second one shows the prompt cache).
 //
 // Every request asks for exactly --max-tokens tokens (ignore_eos, temperature 0) and carries a
 // distinct prompt, so no server can reuse a cached prompt between clients.
@@ -53,7 +54,16 @@ async function complete(prompt, max_tokens) {
 }
 
 if (args["second-turn"]) {
-  const history = `Story: ${text(1, Number(args["history-words"] || 1500))}`;
+  // Words per token differ between vocabularies (a synthetic file's splits words finely): measure.
+  const want = Number(args["history-tokens"] || 2000);
+  const count = async (content) => {
+    const res = await fetch(`${url}/tokenize`, { method: "POST", headers: { "Content-Type": "application/json" },
+                                                 body: JSON.stringify({ content }) });
+    if (!res.ok) throw new Error(`HTTP ${res.status} from /tokenize: ${await res.text()}`);
+    return (await res.json()).tokens.length;
+  };
+  const per_word = (await count(text(1, 1000))) / 1000;
+  const history = `Story: ${text(1, Math.max(1, Math.floor(want / per_word)))}`;
   const first = await complete(history, 16);
   const second = await complete(`${history}${first.text} What happened next?`, 16);
   console.log(JSON.stringify({ first_turn_ttft_ms: +first.ttft.toFixed(1), second_turn_ttft_ms: +second.ttft.toFixed(1),
