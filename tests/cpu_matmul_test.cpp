@@ -269,9 +269,13 @@ TEST(CpuRowKernels, FloatWeightsMatchExactDots) {
 }
 
 TEST(CpuRowKernels, LongRowsInChunksForManyTokens) {
-  // Rows longer than the kernels' K chunk (1024 elements) with more tokens than one register block.
+  // Rows longer than the kernels' K chunk (1024 elements) with more tokens than one register block,
+  // and more than one token block (96 on AVX-512) with a tail.
   for (Isa isa : simd_isas())
-    for (Type t : {Type::F32, Type::F16, Type::BF16}) check_rows(isa, t, 6, 2100, 9, 77);
+    for (Type t : {Type::F32, Type::F16, Type::BF16}) {
+      check_rows(isa, t, 6, 2100, 9, 77);
+      check_rows(isa, t, 5, 1100, 100, 78);
+    }
 }
 
 // Backend level: prepare_weight + matmul (tiled, in place, float rows) against the reference

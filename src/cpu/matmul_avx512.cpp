@@ -517,27 +517,40 @@ void group_tokens(int n, const uint8_t* group, int64_t n_in, int64_t c0, int64_t
       return group_kernel<W, 2>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
     case 3:
       return group_kernel<W, 3>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-    default:
+    case 4:
       return group_kernel<W, 4>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
+    case 5:
+      return group_kernel<W, 5>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
+    default:
+      return group_kernel<W, 6>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
   }
 }
 
 template <Type W>
 void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
                int n_tok, float* y, int64_t ldy) {
-  constexpr int kT = 4;
+  // Tokens per register tile: kFloatRows x 6 accumulators, 6 token vectors and one weight vector
+  // take 31 of the 32 zmm registers; each weight chunk converted to float serves 6 tokens.
+  constexpr int kT = 6;
+  // Many tokens: blocks of kTokenBlock tokens, and within a block the rows in K-chunks of 64 x 16
+  // elements, so that a group's chunk stays in L1 while the block's tokens pass over it and the
+  // block's activations for that K-chunk (96 x 4 KiB) stay in L2 while every group passes over
+  // them. (Without token blocks, every group re-read all tokens' activations from L3.) The
+  // weights are read once per token block.
+  constexpr int kTokenBlock = 16 * kT;
   const size_t group_bytes = float_group_bytes(W, n_in);
   const int64_t chunks = (n_in + 15) / 16;
-  // Many tokens: the rows in K-chunks of 64 x 16 elements, so that a group's chunk stays in L1
-  // while every token passes over it.
   const int64_t step = n_tok > kT ? 64 : chunks;
-  for (int64_t c0 = 0; c0 < chunks; c0 += step) {
-    const int64_t c1 = std::min(chunks, c0 + step);
-    for (int64_t g = 0; g * kFloatRows < n_rows; ++g) {
-      const int rows = int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows));
-      for (int t = 0; t < n_tok; t += kT)
-        group_tokens<W>(std::min(kT, n_tok - t), groups + g * group_bytes, n_in, c0, c1,
-                        x + t * ldx, ldx, y + t * ldy + g * kFloatRows, ldy, rows, c0 > 0);
+  for (int t0 = 0; t0 < n_tok; t0 += kTokenBlock) {
+    const int t1 = std::min(n_tok, t0 + kTokenBlock);
+    for (int64_t c0 = 0; c0 < chunks; c0 += step) {
+      const int64_t c1 = std::min(chunks, c0 + step);
+      for (int64_t g = 0; g * kFloatRows < n_rows; ++g) {
+        const int rows = int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows));
+        for (int t = t0; t < t1; t += kT)
+          group_tokens<W>(std::min(kT, t1 - t), groups + g * group_bytes, n_in, c0, c1, x + t * ldx,
+                          ldx, y + t * ldy + g * kFloatRows, ldy, rows, c0 > 0);
+      }
     }
   }
 }
