@@ -1,52 +1,26 @@
 // `straw synth` and `straw bench` through the built CLI binary (skipped when it is not built).
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "cli_util.h"
 #include "model/presets.h"
 #include "model/synth.h"
 #include "straw/straw.h"
-#include "test_util.h"
 
 namespace {
 
-std::filesystem::path straw_bin() {
-  return std::filesystem::path(STRAW_BIN_DIR) / "straw";
+using straw::test::CliResult;
+
+CliResult run(const std::string& args) {
+  return straw::test::run_straw(args);
 }
-
-struct CliRun {
-  int code = -1;
-  std::string out;  // stdout
-};
-
-CliRun run(const std::string& args) {
-  CliRun r;
-  const std::string cmd = straw_bin().string() + " " + args + " 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-#define REQUIRE_STRAW_BIN()                                                              \
-  do {                                                                                   \
-    if (!std::filesystem::exists(straw_bin()))                                           \
-      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)"; \
-  } while (0)
 
 TEST(SynthCli, WritesPresetsAndRejectsBadArguments) {
-  REQUIRE_STRAW_BIN();
+  STRAW_REQUIRE_CLI();
   const auto path = straw::test::temp_path("cli-synth.gguf");
-  CliRun r = run("synth --preset qwen2.5-1.5b --type Q4_K_M --no-data -o " + path.string());
+  CliResult r = run("synth --preset qwen2.5-1.5b --type Q4_K_M --no-data -o " + path.string());
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("1543714304 parameters"), std::string::npos) << r.out;
   r = run("inspect --json " + path.string());
@@ -78,13 +52,13 @@ TEST(SynthCli, WritesPresetsAndRejectsBadArguments) {
 }
 
 TEST(BenchCli, JsonHasTheFields) {
-  REQUIRE_STRAW_BIN();
+  STRAW_REQUIRE_CLI();
   const auto path = straw::test::temp_path("cli-bench.gguf");
   straw::model::SynthOptions o;
   o.shape = straw::model::custom_shape(straw::model::Arch::Qwen2, 2, 256, 512, 4, 2, 0, 512, false);
   o.type = straw::model::FileType::Q4_K_M;
   straw::model::synthesize(path.string(), o);
-  const CliRun r =
+  const CliResult r =
       run("bench -m " + path.string() + " -p 8 -n 4 -r 2 -t 1 --bandwidth-buffer 64MiB -o json");
   ASSERT_EQ(r.code, 0);
   for (const char* key :
@@ -92,17 +66,17 @@ TEST(BenchCli, JsonHasTheFields) {
         "\"threads\": 1", "\"model_bytes\"", "\"bytes_per_token\"", "\"roofline_fraction\""})
     EXPECT_NE(r.out.find(key), std::string::npos) << key << " missing in\n" << r.out;
   EXPECT_EQ(r.out.front(), '[');
-  const CliRun md = run("bench -m " + path.string() + " -p 8 -n 0 -r 1 -t 1");
+  const CliResult md = run("bench -m " + path.string() + " -p 8 -n 0 -r 1 -t 1");
   ASSERT_EQ(md.code, 0);
   EXPECT_NE(md.out.find("pp8"), std::string::npos);
   // Depth (llama-bench's -d) and a q8_0 KV cache.
-  const CliRun depth =
+  const CliResult depth =
       run("bench -m " + path.string() + " -p 0 -n 2 -d 8 -r 1 -t 1 --kv-type q8_0 -o json");
   ASSERT_EQ(depth.code, 0) << depth.out;
   EXPECT_NE(depth.out.find("\"n_depth\": 8"), std::string::npos) << depth.out;
   EXPECT_NE(depth.out.find("\"test\": \"tg2 @ d8\""), std::string::npos) << depth.out;
   // K and V types apart, with llama.cpp's one-dash names.
-  const CliRun split =
+  const CliResult split =
       run("bench -m " + path.string() + " -p 0 -n 2 -d 8 -r 1 -t 1 -ctk q4_0 -ctv q8_0 -o json");
   ASSERT_EQ(split.code, 0) << split.out;
   EXPECT_NE(split.out.find("\"type_k\": \"q4_0\""), std::string::npos) << split.out;
@@ -111,7 +85,7 @@ TEST(BenchCli, JsonHasTheFields) {
   EXPECT_EQ(run("bench -m " + path.string() + " --cache-type-v q5_1").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -o xml").code, 2);
   EXPECT_EQ(run("bench -m " + path.string() + " -t 0").code, 2);
-  const CliRun bw = run("bench --bandwidth -t 1 --bandwidth-buffer 64MiB -o json");
+  const CliResult bw = run("bench --bandwidth -t 1 --bandwidth-buffer 64MiB -o json");
   ASSERT_EQ(bw.code, 0);
   EXPECT_NE(bw.out.find("\"bandwidth_bytes_per_s\""), std::string::npos);
   std::filesystem::remove(path);
@@ -119,7 +93,7 @@ TEST(BenchCli, JsonHasTheFields) {
 
 // --profile / ModelOptions::profile_ops: every CPU op of the timed repetitions is counted once.
 TEST(BenchCli, ProfileCountsEveryOp) {
-  REQUIRE_STRAW_BIN();
+  STRAW_REQUIRE_CLI();
   const auto path = straw::test::temp_path("cli-profile.gguf");
   straw::model::SynthOptions o;
   o.shape = straw::model::custom_shape(straw::model::Arch::Qwen2, 2, 256, 512, 4, 2, 0, 512, false);
@@ -149,12 +123,12 @@ TEST(BenchCli, ProfileCountsEveryOp) {
   EXPECT_TRUE(plain->op_profile().empty());  // not loaded with profile_ops
 
   // The CLI: a table per test in md, a "profile" list per row in json; csv refuses.
-  const CliRun md = run("bench -m " + path.string() + " -p 8 -n 4 -r 2 -t 1 --profile");
+  const CliResult md = run("bench -m " + path.string() + " -p 8 -n 4 -r 2 -t 1 --profile");
   ASSERT_EQ(md.code, 0);
   EXPECT_NE(md.out.find("profile: tg4, 1 threads"), std::string::npos) << md.out;
   EXPECT_NE(md.out.find("profile: pp8"), std::string::npos) << md.out;
   EXPECT_NE(md.out.find("| (outside ops)"), std::string::npos) << md.out;
-  const CliRun js = run("bench -m " + path.string() + " -p 0 -n 4 -r 2 -t 1 --profile -o json");
+  const CliResult js = run("bench -m " + path.string() + " -p 0 -n 4 -r 2 -t 1 --profile -o json");
   ASSERT_EQ(js.code, 0);
   EXPECT_NE(js.out.find("\"profile\": [{\"op\": "), std::string::npos) << js.out;
   EXPECT_NE(js.out.find("\"op\": \"matmul\", \"type\": \"Q4_K\", \"calls\": "), std::string::npos)

@@ -1,51 +1,27 @@
 // What the CLI prints while loading (stderr not a terminal: one line, no carriage returns),
 // --quiet, --no-repack, and the refusal of a model larger than RAM through `straw run` and
 // `straw plan` (skipped when the CLI is not built).
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <regex>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "cli_util.h"
 #include "model/presets.h"
 #include "model/synth.h"
-#include "test_util.h"
 
 namespace {
 
-std::string straw_bin() {
-  return (std::filesystem::path(STRAW_BIN_DIR) / "straw").string();
-}
-
+// Runs `straw ARGS` with `env` before it; out: what it wrote to stderr (stdout_too: and stdout).
 struct Result {
   int code = -1;
   std::string out;
 };
-
-// Runs `straw ARGS` with `env` before it; out: stderr only (stdout_too: both).
 Result straw(const std::string& env, const std::string& args, bool stdout_too = false) {
-  Result r;
-  const std::string cmd =
-      env + " " + straw_bin() + " " + args + (stdout_too ? " 2>&1" : " 2>&1 >/dev/null");
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  const straw::test::CliResult r = straw::test::run_straw(args, env);
+  return {r.code, stdout_too ? r.all() : r.err};
 }
-
-#define REQUIRE_CLI()                                                                    \
-  do {                                                                                   \
-    if (!std::filesystem::exists(straw_bin()))                                           \
-      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)"; \
-  } while (0)
 
 std::string small_model(const std::string& name) {
   const std::string path = straw::test::temp_path(name).string();
@@ -59,7 +35,7 @@ std::string small_model(const std::string& name) {
 const char* const kSize = "[0-9]+(\\.[0-9]{2} (KiB|MiB|GiB|TiB)| B)";
 
 TEST(LoadCli, OneProgressLineWhenStderrIsNotATerminal) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   const std::string path = small_model("cli-progress.gguf");
   const Result r = straw("", "run -m " + path + " -p hi -n 1 -t 1 --seed 1");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -100,7 +76,7 @@ TEST(LoadCli, OneProgressLineWhenStderrIsNotATerminal) {
 // straw run --context-shift (--keep N) goes on past the context; without it generation stops
 // there and says how to go on; quantized K and V types apart with llama.cpp's flags.
 TEST(RunCli, ContextShiftGoesOnPastTheContext) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   const std::string path = small_model("cli-shift.gguf");
   const std::string base = "run -m " + path + " -p hi -n 100 -t 1 --temp 0 --ctx 32 -q";
   const Result off = straw("", base);
@@ -118,7 +94,7 @@ TEST(RunCli, ContextShiftGoesOnPastTheContext) {
 
 // straw plan --kv-type A,B: every type's plan side by side (table and JSON); -ctk/-ctv apart.
 TEST(PlanCli, KvTypesSideBySide) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   const std::string path = small_model("cli-plan-kv.gguf");
   const std::string base = "plan -m " + path + " --ctx 256 --vram-budget 2GiB";
   const Result t = straw("", base + " --kv-type q4_0,q8_0,f16", true);
@@ -136,7 +112,7 @@ TEST(PlanCli, KvTypesSideBySide) {
 }
 
 TEST(LoadCli, RefusesAModelLargerThanRam) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   const std::string path = straw::test::temp_path("cli-32b-nodata.gguf").string();
   Result r = straw("", "synth --preset qwen2.5-32b --type IQ4_XS --no-data -o " + path, true);
   ASSERT_EQ(r.code, 0) << r.out;

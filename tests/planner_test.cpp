@@ -220,6 +220,7 @@ TEST(Planner, KvCacheSizes) {
 #include <filesystem>
 #include <regex>
 
+#include "cli_util.h"
 #include "model/presets.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -233,8 +234,7 @@ uint64_t json_u64(const std::string& json, const std::string& key) {
 }
 
 TEST(PlanCli, Qwen32BIq4xsInEightGiBAtEightK) {
-  const std::string bin = std::string(STRAW_BIN_DIR) + "/straw";
-  if (!std::filesystem::exists(bin)) GTEST_SKIP() << "the straw CLI is not built at " << bin;
+  STRAW_REQUIRE_CLI();
   const auto* preset = straw::model::find_preset("qwen2.5-32b");
   ASSERT_NE(preset, nullptr);
   straw::model::SynthOptions o;
@@ -244,14 +244,10 @@ TEST(PlanCli, Qwen32BIq4xsInEightGiBAtEightK) {
   const std::string path = straw::test::temp_path("qwen32b-iq4xs-nodata.gguf").string();
   straw::model::synthesize(path, o);
 
-  const std::string cmd = bin + " plan -m " + path + " --vram-budget 8GiB --ctx 8192 -o json";
-  FILE* p = popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string json;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) json.append(buf, n);
-  ASSERT_EQ(pclose(p), 0) << cmd;
+  const straw::test::CliResult r =
+      straw::test::run_straw("plan -m " + path + " --vram-budget 8GiB --ctx 8192 -o json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string& json = r.out;
   std::filesystem::remove(path);
 
   const uint64_t budget = json_u64(json, "vram_budget"), used = json_u64(json, "vram_bytes");
@@ -260,8 +256,9 @@ TEST(PlanCli, Qwen32BIq4xsInEightGiBAtEightK) {
   EXPECT_GE(double(used), 0.85 * double(budget));
   EXPECT_EQ(used, json_u64(json, "gpu_weight_bytes") + json_u64(json, "kv_gpu_bytes") +
                       json_u64(json, "compute_gpu_bytes"));
-  for (const char* key : {"\"ram_bytes\"", "\"cpu_weight_bytes\"", "\"kv_cpu_bytes\"",
-                          "\"tensors\": [{\"name\"", "\"layers\": [{\"index\"", "\"predicted\": {\"tg_tps\""})
+  for (const char* key :
+       {"\"ram_bytes\"", "\"cpu_weight_bytes\"", "\"kv_cpu_bytes\"", "\"tensors\": [{\"name\"",
+        "\"layers\": [{\"index\"", "\"predicted\": {\"tg_tps\""})
     EXPECT_NE(json.find(key), std::string::npos) << key;
 }
 
