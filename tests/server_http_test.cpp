@@ -93,10 +93,11 @@ long rss_kib() {
 
 class ServerHttp : public ::testing::Test {
  public:
-  void SetUp() override {
+  // The fixture's server: stories260K on the CPU, two slots, an API key, small limits.
+  static serve::ServerOptions options(int port) {
     serve::ServerOptions o;
     o.host = "127.0.0.1";
-    o.port = 0;
+    o.port = port;
     o.api_key = "sekret";
     o.max_body = 4096;
     o.read_timeout_s = 1;
@@ -111,12 +112,17 @@ class ServerHttp : public ::testing::Test {
       m.device = DeviceChoice::Cpu;
       return Model::load(m);
     };
+    return o;
+  }
+  // Binds and serves on a thread; returns once the model is loaded.
+  void start(serve::ServerOptions o) {
     server_ = std::make_unique<serve::Server>(std::move(o));
     port_ = server_->bind();
     thread_ = std::thread([this] { rc_ = server_->serve(); });
     for (int i = 0; i < 500 && !server_->ready(); ++i) std::this_thread::sleep_for(10ms);
     ASSERT_TRUE(server_->ready());
   }
+  void SetUp() override { start(options(0)); }
   void TearDown() override {
     server_->stop(1000ms);
     thread_.join();
@@ -220,21 +226,6 @@ TEST_F(ServerHttp, BadInputGetsErrorsAndTheServerStaysHealthyWithoutLeaking) {
 // A second server on a port that is listening is refused; a server started on the port right
 // after the first stopped (its connections in TIME_WAIT) binds it.
 TEST_F(ServerHttp, APortInUseIsRefusedAndAStoppedServersPortIsReused) {
-  auto options = [](int port) {
-    serve::ServerOptions o;
-    o.host = "127.0.0.1";
-    o.port = port;
-    o.log = [](const std::string&) {};
-    o.load = [] {
-      ModelOptions m;
-      m.path = STRAW_SOURCE_DIR "/models/stories260K.gguf";
-      m.threads = 1;
-      m.ctx = 64;
-      m.device = DeviceChoice::Cpu;
-      return Model::load(m);
-    };
-    return o;
-  };
   {
     serve::Server second(options(port_));
     EXPECT_THROW(second.bind(), Error);
@@ -245,11 +236,8 @@ TEST_F(ServerHttp, APortInUseIsRefusedAndAStoppedServersPortIsReused) {
   server_->stop(1000ms);
   thread_.join();
   EXPECT_EQ(rc_, 0);
-  server_ = std::make_unique<serve::Server>(options(port));
-  EXPECT_EQ(server_->bind(), port);
-  thread_ = std::thread([this] { rc_ = server_->serve(); });
-  for (int i = 0; i < 500 && !server_->ready(); ++i) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(server_->ready());
+  start(options(port));
+  EXPECT_EQ(port_, port);
   EXPECT_EQ(status_of(roundtrip(port, request("GET", "/health", ""))), 200);
 }
 
