@@ -142,6 +142,17 @@ TEST(SynthMoe, FirstLayersKeepTheFullModelsTypes) {
   std::filesystem::remove(path);
 }
 
+// The synthesizer's tensor list equals a real file's: names, types, element counts.
+void expect_same_tensors(const std::vector<TensorPlan>& plan, const straw::gguf::Reader& r) {
+  EXPECT_EQ(plan.size(), r.tensors().size());
+  for (const TensorPlan& t : plan) {
+    const auto* real = r.find_tensor(t.name);
+    ASSERT_NE(real, nullptr) << t.name;
+    EXPECT_EQ(t.type, real->type) << t.name;
+    EXPECT_EQ(t.n_elements(), real->n_elements()) << t.name;
+  }
+}
+
 // The 8-expert rules (attn_k / attn_v Q8_0, attn_output Q5_K) and everything else against the
 // files llama-quantize made (shared/testdata qwen3moe-tiny: 3 layers, 8 experts).
 TEST(SynthMoe, TypesMatchLlamaQuantizeOnTheTinyFiles) {
@@ -157,14 +168,7 @@ TEST(SynthMoe, TypesMatchLlamaQuantizeOnTheTinyFiles) {
     s.n_expert = hp.n_expert;
     s.n_expert_used = hp.n_expert_used;
     s.n_ff_exp = hp.n_ff_exp;
-    const auto plan = straw::model::plan_tensors(s, ft);
-    EXPECT_EQ(plan.size(), r->tensors().size());
-    for (const TensorPlan& t : plan) {
-      const auto* real = r->find_tensor(t.name);
-      ASSERT_NE(real, nullptr) << t.name;
-      EXPECT_EQ(t.type, real->type) << t.name;
-      EXPECT_EQ(t.n_elements(), real->n_elements()) << t.name;
-    }
+    expect_same_tensors(straw::model::plan_tensors(s, ft), *r);
   }
 }
 
@@ -190,14 +194,7 @@ TEST(SynthMoe, Qwen35MoeTypesMatchLlamaQuantizeOnTheTinyFiles) {
     s.n_expert_used = hp.n_expert_used;
     s.n_ff_exp = hp.n_ff_exp;
     s.n_ff_shexp = hp.n_ff_shexp;
-    const auto plan = straw::model::plan_tensors(s, ft);
-    EXPECT_EQ(plan.size(), r->tensors().size());
-    for (const TensorPlan& t : plan) {
-      const auto* real = r->find_tensor(t.name);
-      ASSERT_NE(real, nullptr) << t.name;
-      EXPECT_EQ(t.type, real->type) << t.name;
-      EXPECT_EQ(t.n_elements(), real->n_elements()) << t.name;
-    }
+    expect_same_tensors(straw::model::plan_tensors(s, ft), *r);
   }
 }
 
