@@ -53,7 +53,7 @@ struct Sampler::Impl {
   std::vector<float> masked;                    // logits with the refused tokens at -inf
 };
 
-// The ops-level and planner types of a KV cache option.
+// The ops-level (and planner) type of a KV cache option.
 inline ops::KvType kv_type(KvCacheType t) {
   switch (t) {
     case KvCacheType::F16:
@@ -66,19 +66,6 @@ inline ops::KvType kv_type(KvCacheType t) {
       return ops::KvType::Q4_0;
   }
   return ops::KvType::F16;
-}
-inline sched::KvType plan_kv_type(KvCacheType t) {
-  switch (t) {
-    case KvCacheType::F16:
-      return sched::KvType::F16;
-    case KvCacheType::F32:
-      return sched::KvType::F32;
-    case KvCacheType::Q8_0:
-      return sched::KvType::Q8_0;
-    case KvCacheType::Q4_0:
-      return sched::KvType::Q4_0;
-  }
-  return sched::KvType::F16;
 }
 
 // The CPU kernel level a ModelOptions::cpu_kernels value forces (none for Auto: the CPU's best).

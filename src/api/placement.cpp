@@ -28,8 +28,8 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   sched::PlanOptions po;
   po.vram_budget = vram_budget;
   po.ctx = m.n_ctx;
-  po.kv_type_k = plan_kv_type(m.options.kv_type_k);
-  po.kv_type_v = plan_kv_type(m.options.kv_type_v);
+  po.kv_type_k = kv_type(m.options.kv_type_k);
+  po.kv_type_v = kv_type(m.options.kv_type_v);
   po.ubatch = m.options.ubatch;
   po.n_cpu_moe = m.options.n_cpu_moe;
   // po.gpu_moe stays false: the CUDA backend has no mixture-of-experts ops yet

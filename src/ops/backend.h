@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 
+#include "ops/kv_type.h"
 #include "quant/types.h"
 
 namespace straw::ops {
@@ -59,46 +60,7 @@ struct RopeParams {
 
 // Attention over a KV cache layer. Cache rows hold post-RoPE keys and values for positions
 // 0..n_ctx-1; row p of K is [n_kv_heads][head_dim] (values: [n_kv_heads][head_dim_v]). K and V
-// have a type each (llama.cpp's -ctk / -ctv).
-// Q8_0: each row is a sequence of Q8_0 blocks (fp16 scale + 32 int8, 34 bytes); Q4_0: of Q4_0
-// blocks (fp16 scale + 16 bytes of nibbles, 18 bytes). With either, head sizes must be multiples
-// of 32 so that every head starts a block.
-enum class KvType { F32, F16, Q8_0, Q4_0 };
-
-inline bool kv_quantized(KvType t) {
-  return t == KvType::Q8_0 || t == KvType::Q4_0;
-}
-
-// Bytes of one cache row of `width` elements (a multiple of 32 for Q8_0 and Q4_0); also the byte
-// offset of element `width` inside a row.
-inline size_t kv_row_bytes(KvType t, int64_t width) {
-  switch (t) {
-    case KvType::F32:
-      return size_t(width) * 4;
-    case KvType::F16:
-      return size_t(width) * 2;
-    case KvType::Q8_0:
-      return size_t(width) / 32 * 34;
-    case KvType::Q4_0:
-      return size_t(width) / 32 * 18;
-  }
-  return 0;
-}
-
-inline const char* kv_type_name(KvType t) {
-  switch (t) {
-    case KvType::F32:
-      return "f32";
-    case KvType::F16:
-      return "f16";
-    case KvType::Q8_0:
-      return "q8_0";
-    case KvType::Q4_0:
-      return "q4_0";
-  }
-  return "?";
-}
-
+// have a type each (llama.cpp's -ctk / -ctv; row layouts in ops/kv_type.h).
 struct KvLayer {
   KvType k_type = KvType::F16;
   KvType v_type = KvType::F16;

@@ -12,20 +12,6 @@ const char* device_name(Device d) {
   return d == Device::Gpu ? "gpu" : "cpu";
 }
 
-const char* kv_type_name(KvType t) {
-  switch (t) {
-    case KvType::F16:
-      return "f16";
-    case KvType::Q8_0:
-      return "q8_0";
-    case KvType::Q4_0:
-      return "q4_0";
-    case KvType::F32:
-      return "f32";
-  }
-  return "?";
-}
-
 double kv_bytes_per_element(KvType t) {
   switch (t) {
     case KvType::F16:
@@ -38,21 +24,6 @@ double kv_bytes_per_element(KvType t) {
       return 4.0;
   }
   return 2.0;
-}
-
-uint64_t kv_row_bytes(KvType t, int64_t width) {
-  const uint64_t blocks = uint64_t(width + 31) / 32;
-  switch (t) {
-    case KvType::F16:
-      return uint64_t(width) * 2;
-    case KvType::Q8_0:
-      return blocks * 34;
-    case KvType::Q4_0:
-      return blocks * 18;
-    case KvType::F32:
-      return uint64_t(width) * 4;
-  }
-  return uint64_t(width) * 2;
 }
 
 uint64_t kv_layer_bytes(const ModelShape& s, int64_t ctx, KvType k, KvType v) {

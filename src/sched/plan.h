@@ -23,17 +23,18 @@
 #include <string>
 #include <vector>
 
+#include "ops/kv_type.h"
+
 namespace straw::sched {
 
 enum class Device { Cpu, Gpu };
 const char* device_name(Device d);  // "cpu" | "gpu"
 
-enum class KvType { F16, Q8_0, Q4_0, F32 };
-const char* kv_type_name(KvType t);
+// KV cache types and row sizes are the ops' (what the cache allocates is what the plan counts).
+using ops::KvType;
+using ops::kv_row_bytes;
+using ops::kv_type_name;
 double kv_bytes_per_element(KvType t);  // F16 2, Q8_0 34/32, Q4_0 18/32, F32 4
-// Bytes of one cache row of `width` elements: what the KV cache allocates (Q8_0 and Q4_0 rows are
-// whole blocks of 32).
-uint64_t kv_row_bytes(KvType t, int64_t width);
 
 // The shape of a decoder model, enough to size KV caches and compute buffers.
 struct ModelShape {
