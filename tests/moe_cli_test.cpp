@@ -1,63 +1,34 @@
 // The CLI on mixture-of-experts files: `straw plan`'s expert fields and lines, --cpu-moe and
 // --n-cpu-moe on every command with placement flags, and their errors (skipped when the CLI is
 // not built; the plan tests also need shared/testdata's qwen3moe-tiny).
-#include <sys/wait.h>
-
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "gguf/gguf.h"
 #include "quant/types.h"
-#include "test_util.h"
 
 namespace {
 
-std::string straw_bin() {
-  return (std::filesystem::path(STRAW_BIN_DIR) / "straw").string();
-}
-
+// out: stdout; all: stdout and stderr.
 struct Result {
   int code = -1;
-  std::string out;  // stdout
-  std::string all;  // stdout and stderr
+  std::string out, all;
 };
-
 Result straw(const std::string& args) {
-  Result r;
-  const std::string err = straw::test::temp_path("moe-cli-stderr.txt").string();
-  const std::string cmd = straw_bin() + " " + args + " 2>" + err;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.all = r.out;
-  if (FILE* f = std::fopen(err.c_str(), "r")) {
-    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.all.append(buf.data(), n);
-    std::fclose(f);
-  }
-  return r;
+  const straw::test::CliResult r = straw::test::run_straw(args);
+  return {r.code, r.out, r.all()};
 }
-
-#define REQUIRE_CLI()                                                                    \
-  do {                                                                                   \
-    if (!std::filesystem::exists(straw_bin()))                                           \
-      GTEST_SKIP() << straw_bin() << " is not built (build the straw_cli target first)"; \
-  } while (0)
 
 std::string tiny_moe() {
   return (straw::test::testdata_dir() / "models" / "qwen3moe-tiny-q4_k_m.gguf").string();
 }
 
 TEST(MoeCli, PlanJsonHasTheExpertFields) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   STRAW_REQUIRE_TESTDATA();
   const Result r = straw("plan -m " + tiny_moe() + " -o json --vram-budget 1GiB --ctx 256");
   ASSERT_EQ(r.code, 0) << r.all;
@@ -100,7 +71,7 @@ TEST(MoeCli, PlanJsonHasTheExpertFields) {
 }
 
 TEST(MoeCli, DenseJsonHasZeroExperts) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   STRAW_REQUIRE_TESTDATA();
   const std::string dense =
       (straw::test::testdata_dir() / "models" / "qwen3-tiny-q4_k_m.gguf").string();
@@ -116,7 +87,7 @@ TEST(MoeCli, DenseJsonHasZeroExperts) {
 
 // straw bench's roofline counts n_expert_used / n_expert of the experts' bytes (2 of 8 here).
 TEST(MoeCli, BenchCountsOnlyTheActiveExperts) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   STRAW_REQUIRE_TESTDATA();
   const Result r =
       straw("bench -m " + tiny_moe() + " -p 0 -n 4 -r 1 -t 1 -o json -q --bandwidth-buffer 16MiB");
@@ -140,7 +111,7 @@ TEST(MoeCli, BenchCountsOnlyTheActiveExperts) {
 }
 
 TEST(MoeCli, FlagsAreAcceptedAndCheckedByEveryPlacementCommand) {
-  REQUIRE_CLI();
+  STRAW_REQUIRE_CLI();
   // Bad values are usage errors (exit code 2) naming the flag, before any file is opened.
   for (const char* cmd : {"plan", "run", "eval", "bench", "perplexity", "serve"}) {
     const std::string base = std::string(cmd) + " -m /nonexistent.gguf ";
@@ -165,6 +136,41 @@ TEST(MoeCli, FlagsAreAcceptedAndCheckedByEveryPlacementCommand) {
   const Result value = straw("plan -m /nonexistent.gguf --cpu-moe=1");
   EXPECT_EQ(value.code, 2) << value.all;
   EXPECT_NE(value.all.find("takes no value"), std::string::npos) << value.all;
+}
+
+// `straw synth` with a custom MoE shape (--experts, --experts-used, --ff-exp, --ff-shexp): the file
+// holds those experts and runs; the flags are refused where they make no sense.
+TEST(MoeCli, SynthWritesCustomExpertShapesThatRun) {
+  STRAW_REQUIRE_CLI();
+  const std::string path = straw::test::temp_path("custom-moe.gguf").string();
+  const std::string shape = "--layers 2 --embd 256 --ff 512 --heads 4 --kv-heads 2 --vocab 512 ";
+  for (const char* arch : {"qwen3moe", "qwen35moe"}) {
+    SCOPED_TRACE(arch);
+    Result r = straw(std::string("synth --arch ") + arch + " " + shape +
+                     "--experts 6 --experts-used 3 --ff-exp 128 --type Q4_K_M -o " + path);
+    ASSERT_EQ(r.code, 0) << r.all;
+    auto file = straw::gguf::Reader::open(path);
+    EXPECT_EQ(file->get_u32(std::string(arch) + ".expert_count"), 6u);
+    EXPECT_EQ(file->get_u32(std::string(arch) + ".expert_used_count"), 3u);
+    EXPECT_EQ(file->tensor("blk.1.ffn_up_exps.weight").ne[1], 128);
+    EXPECT_EQ(file->tensor("blk.1.ffn_up_exps.weight").ne[2], 6);
+    // qwen35moe: a shared expert as wide as an expert unless --ff-shexp says otherwise.
+    EXPECT_EQ(file->find_tensor("blk.1.ffn_up_shexp.weight") != nullptr,
+              std::string(arch) == "qwen35moe");
+    file.reset();
+    r = straw("run -m " + path + " -p hi -n 2 -t 1 --seed 1");
+    EXPECT_EQ(r.code, 0) << r.all;
+  }
+  std::filesystem::remove(path);
+  const std::string out = " --type Q4_K_M -o " + path;
+  Result r = straw("synth --arch qwen3moe " + shape + out);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.all.find("needs --experts"), std::string::npos) << r.all;
+  EXPECT_EQ(straw("synth --arch qwen2 " + shape + "--experts 4" + out).code, 2);
+  EXPECT_EQ(straw("synth --arch qwen3moe " + shape + "--experts 4 --ff-shexp 64" + out).code, 2);
+  EXPECT_EQ(straw("synth --arch qwen3moe " + shape + "--experts 4 --experts-used 5" + out).code, 2);
+  EXPECT_EQ(straw("synth --preset qwen3-30b-a3b --experts 4" + out).code, 2);
+  EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 }  // namespace

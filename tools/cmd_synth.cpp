@@ -17,7 +17,9 @@ namespace {
 std::vector<Option> synth_options() {
   return {
       {"preset", 0, true, "NAME  a real model's shape (see --list)"},
-      {"arch", 0, true, "A  custom shape: llama, qwen2, qwen3 or qwen35 (Qwen3.5 proportions)"},
+      {"arch", 0, true,
+       "A  custom shape: llama, qwen2, qwen3, qwen35 (Qwen3.5 proportions), qwen3moe or qwen35moe "
+       "(with --experts)"},
       {"layers", 0, true,
        "N  custom shape: blocks; with --preset: keep the first N layers (typed as in the full "
        "model), so a benchmark file of a real model's width fits in RAM"},
@@ -28,6 +30,11 @@ std::vector<Option> synth_options() {
       {"head-dim", 0, true, "D  custom shape: head size (default embd/heads)"},
       {"vocab", 0, true, "V  custom shape: vocabulary size (default 32000)"},
       {"tied", 0, false, "custom shape: no output.weight (the LM head is token_embd)"},
+      {"experts", 0, true, "N  custom qwen3moe / qwen35moe shape: routed experts per layer"},
+      {"experts-used", 0, true, "K  custom MoE shape: experts per token (default 2)"},
+      {"ff-exp", 0, true, "F  custom MoE shape: an expert's FFN width (default --ff)"},
+      {"ff-shexp", 0, true,
+       "F  custom qwen35moe shape: the shared expert's FFN width (default --ff-exp)"},
       {"mtp", 0, true,
        "N  qwen35: append N MTP / NextN blocks (as converted checkpoints may hold)"},
       {"type", 0, true, "FTYPE  IQ4_XS, Q4_K_M, Q4_K_S, Q5_K_M, Q6_K, Q8_0 or F16"},
@@ -44,8 +51,9 @@ std::vector<Option> synth_options() {
   };
 }
 
-const char* const kCustomFlags[] = {"arch",     "embd",     "ff",    "heads",
-                                    "kv-heads", "head-dim", "vocab", "tied"};
+const char* const kCustomFlags[] = {"arch",     "embd",         "ff",     "heads",
+                                    "kv-heads", "head-dim",     "vocab",  "tied",
+                                    "experts",  "experts-used", "ff-exp", "ff-shexp"};
 
 int32_t positive_int(const Args& a, const char* name) {
   const int64_t v = a.get_int(name, 0);
@@ -75,12 +83,30 @@ model::ModelShape shape_from(const Args& a) {
   const std::string arch_s = a.require("arch");
   const auto arch = model::arch_from_name(arch_s);
   if (!arch)
-    throw UsageError(str("--arch must be llama, qwen2, qwen3 or qwen35, got '", arch_s, "'"));
+    throw UsageError(str("--arch must be llama, qwen2, qwen3, qwen35, qwen3moe or qwen35moe, got '",
+                         arch_s, "'"));
   const int head_dim = a.has("head-dim") ? positive_int(a, "head-dim") : 0;
   const int64_t vocab = a.has("vocab") ? positive_int(a, "vocab") : 0;
   model::ModelShape s = model::custom_shape(
       *arch, positive_int(a, "layers"), positive_int(a, "embd"), positive_int(a, "ff"),
       positive_int(a, "heads"), positive_int(a, "kv-heads"), head_dim, vocab, a.has("tied"));
+  const bool moe = *arch == model::Arch::Qwen3Moe || *arch == model::Arch::Qwen35Moe;
+  if (moe) {
+    if (!a.has("experts"))
+      throw UsageError(str("--arch ", arch_s,
+                           " needs --experts N (and optionally --experts-used K, --ff-exp F)"));
+    if (*arch == model::Arch::Qwen3Moe && a.has("ff-shexp"))
+      throw UsageError("--ff-shexp is for qwen35moe (qwen3moe has no shared expert)");
+    const int64_t ff_exp = a.has("ff-exp") ? positive_int(a, "ff-exp") : s.n_ff;
+    s = model::with_experts(s, positive_int(a, "experts"),
+                            a.has("experts-used") ? positive_int(a, "experts-used") : 2, ff_exp,
+                            *arch == model::Arch::Qwen35Moe
+                                ? (a.has("ff-shexp") ? positive_int(a, "ff-shexp") : ff_exp)
+                                : 0);
+  } else {
+    for (const char* f : {"experts", "experts-used", "ff-exp", "ff-shexp"})
+      if (a.has(f)) throw UsageError(str("--", f, " is for --arch qwen3moe or qwen35moe"));
+  }
   try {
     model::check_shape(s);
   } catch (const Error& e) {
@@ -172,7 +198,8 @@ int run_synth(const Args& a) {
 const Command kSynth = {
     "synth", "write a GGUF model of a real (or any) shape with random weights, for benchmarks",
     "synth (--preset NAME [--layers N] | --arch A --layers N --embd E --ff F --heads H "
-    "--kv-heads K [--head-dim D] [--vocab V] [--tied]) [--mtp N] --type FTYPE -o FILE [--seed S] "
+    "--kv-heads K [--head-dim D] [--vocab V] [--tied] [--experts N [--experts-used K] [--ff-exp F] "
+    "[--ff-shexp F]]) [--mtp N] --type FTYPE -o FILE [--seed S] "
     "[--no-data]",
     synth_options, run_synth};
 

@@ -258,6 +258,17 @@ ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, in
   return s;
 }
 
+ModelShape with_experts(ModelShape s, int n_expert, int n_expert_used, int64_t n_ff_exp,
+                        int64_t n_ff_shexp) {
+  s.n_expert = n_expert;
+  s.n_expert_used = n_expert_used;
+  s.n_ff_exp = n_ff_exp;
+  s.n_ff_shexp = n_ff_shexp;
+  s.size_label = size_label_of(s.n_params());
+  s.display_name = str(arch_name(s.arch), " ", s.size_label, " (custom shape)");
+  return s;
+}
+
 ModelShape first_layers(const ModelShape& s, int n_layer) {
   if (n_layer < 1 || n_layer > s.n_layer)
     fail("model shape '", s.name, "' has ", s.n_layer, " layers: keep 1 to ", s.n_layer, ", not ",

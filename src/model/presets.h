@@ -100,6 +100,12 @@ std::string preset_names();  // "qwen2.5-0.5b, qwen2.5-1.5b, ..." for messages
 ModelShape custom_shape(Arch arch, int n_layer, int64_t n_embd, int64_t n_ff, int n_head,
                         int n_head_kv, int head_dim, int64_t n_vocab, bool tied);
 
+// A custom shape's mixture of experts (qwen3moe / qwen35moe): n_expert experts of n_ff_exp rows,
+// n_expert_used per token, a shared expert of n_ff_shexp rows (qwen35moe; 0: none). The size label
+// follows the new parameter count.
+ModelShape with_experts(ModelShape s, int n_expert, int n_expert_used, int64_t n_ff_exp,
+                        int64_t n_ff_shexp);
+
 // The first n_layer blocks of `s` (1 <= n_layer <= s.n_layer; else straw::Error), typed as in the
 // full model: a file of a real model's width that fits a small machine's RAM.
 ModelShape first_layers(const ModelShape& s, int n_layer);
