@@ -148,6 +148,7 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   info.n_ctx_train = impl->hp.n_ctx_train;
   info.n_embd = impl->hp.n_embd;
   info.n_layer = impl->hp.n_layer;
+  info.n_mtp = impl->hp.n_mtp;
   info.n_head = impl->hp.n_head;
   info.n_head_kv = impl->hp.n_head_kv;
   info.weight_bytes = tensor_bytes;
