@@ -55,22 +55,6 @@ model::Transformer& Model::Impl::transformer() {
   return *exec;
 }
 
-void Model::Impl::bind_mtp() {
-  std::lock_guard lock(mtp_mutex);
-  if (!weights.mtp.empty()) return;
-  if (hp.arch != model::Arch::Qwen35 && hp.arch != model::Arch::Qwen35Moe)
-    fail(options.path,
-         ": speculation with an MTP layer (--spec mtp) is for Qwen3.5 files (qwen35, ",
-         "qwen35moe); this is a ", hp.arch_name, " model: use --spec ngram|draft");
-  if (hp.n_mtp == 0)
-    fail(options.path, ": this file has no MTP/NextN layer (", hp.arch_name,
-         ".nextn_predict_layers is absent): convert the checkpoint with a current llama.cpp "
-         "convert_hf_to_gguf.py, which keeps Qwen3.5's MTP layer (or `straw synth --mtp 1` for a "
-         "test file), or use --spec ngram|draft");
-  // The blocks run where the output head runs (they end in it).
-  weights.mtp = model::bind_mtp_weights(*reader, hp, weights, *devices.output);
-}
-
 Session::Session(Model& model, int64_t ctx) {
   const int64_t n_ctx = ctx > 0 ? ctx : model.impl().n_ctx;
   if (n_ctx > model.impl().hp.n_ctx_max())
