@@ -64,8 +64,10 @@ Engine::Engine(Model& model, const EngineOptions& options) : model_(model), opti
   slots_.resize(size_t(options.parallel));
   for (Slot& s : slots_) {
     s.session = std::make_unique<Session>(model, n_ctx_);
-    if (options.speculative.method != SpecMethod::None)
+    if (options.speculative.method != SpecMethod::None) {
       s.spec = std::make_unique<Speculator>(model, options.speculative, n_ctx_);
+      s.spec->attach(*s.session);
+    }
   }
   for (int32_t t = 0; t < int32_t(model.n_vocab()); ++t)
     if (model.is_end_of_generation(t)) eog_.push_back(t);

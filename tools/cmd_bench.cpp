@@ -6,7 +6,7 @@
 // model is loaded once per (gpu-layers, ubatch, threads) combination and runs every pp test, then
 // every tg test, as llama-bench orders them.
 //
-// Speculative decoding (bench_spec.h): --spec ngram|draft runs greedy generation from a real
+// Speculative decoding (bench_spec.h): --spec ngram|draft|mtp runs greedy generation from a real
 // prompt (--prompt / --prompt-file) plain and speculative, and reports the acceptance rate, tokens
 // per verification step and the speed-up; --verify K[,K..] measures a forward step over 1 + K
 // tokens against one token. These replace the pp and tg tests.
@@ -332,7 +332,7 @@ const Command kBench = {
     "measure prompt (pp) and generation (tg) speed as llama-bench does, with the decode roofline",
     "bench -m MODEL [-p 512] [-n 128] [-d 0] [-r 5] [-t THREADS] [--ubatch N] [--gpu-layers N] "
     "[--vram-budget SIZE] [--cpu-moe | --n-cpu-moe N] [--ctx N] "
-    "[-o md|json|csv] | bench --bandwidth [-t THREADS] | bench -m MODEL --spec ngram|draft "
+    "[-o md|json|csv] | bench --bandwidth [-t THREADS] | bench -m MODEL --spec ngram|draft|mtp "
     "[--model-draft FILE] --prompt TEXT [-n 128] [--verify K[,K..] [-d N]]",
     bench_options, run_bench};
 

@@ -242,7 +242,7 @@ int run_run(const Args& a) {
 const Command kRun = {"run", "generate text from a prompt, or chat (--chat)",
                       "run -m MODEL -p PROMPT [-n N] [--temp T] [--top-k K] [--top-p P] "
                       "[--min-p P] [--seed S] [--threads N] [--ctx N] [--chat] "
-                      "[--spec draft|ngram|none] [--model-draft FILE] [--draft-max N]",
+                      "[--spec draft|ngram|mtp|none] [--model-draft FILE] [--draft-max N]",
                       run_options, run_run};
 
 }  // namespace straw::cli

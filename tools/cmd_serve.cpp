@@ -118,7 +118,7 @@ int run_serve(const Args& a) {
 const Command kServe = {
     "serve", "OpenAI-compatible HTTP server with batched decoding",
     "serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx N] "
-    "[--api-key KEY] [--alias NAME] [--max-body SIZE] [--spec draft|ngram|none] "
+    "[--api-key KEY] [--alias NAME] [--max-body SIZE] [--spec draft|ngram|mtp|none] "
     "[--model-draft FILE]",
     serve_options, run_serve};
 

@@ -11,7 +11,7 @@ std::vector<Option> spec_options() {
   return {
       {"spec", 0, true,
        "METHOD  speculative decoding: draft (a small model proposes, --model-draft), ngram "
-       "(prompt lookup), mtp (not available yet) or none (default)"},
+       "(prompt lookup), mtp (Qwen3.5's own MTP / NextN layer) or none (default)"},
       {"model-draft", 0, true, "FILE  draft model with the same vocabulary (implies --spec draft)"},
       {"draft-max", 0, true, "N  most tokens proposed per step (default 16)"},
       {"draft-min", 0, true, "N  fewer proposed tokens than this are not verified (default 0)"},
@@ -29,6 +29,8 @@ std::string SpecChoice::method_name() const {
       return "draft";
     case SpecMethod::Ngram:
       return "ngram";
+    case SpecMethod::Mtp:
+      return "mtp";
     case SpecMethod::None:
       break;
   }
@@ -44,9 +46,7 @@ SpecChoice spec_from(const Args& a) {
   else if (method == "ngram")
     o.method = SpecMethod::Ngram;
   else if (method == "mtp")
-    fail(
-        "--spec mtp: proposing with Qwen3.5's MTP (NextN) layer is not available yet in this "
-        "build; use --spec ngram, or --spec draft with --model-draft FILE");
+    o.method = SpecMethod::Mtp;
   else if (method != "none")
     throw UsageError("--spec must be draft, ngram, mtp or none, got '" + method + "'");
   c.draft_path = a.get_or("model-draft", "");

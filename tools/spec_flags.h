@@ -18,11 +18,11 @@ struct SpecChoice {
   SpeculativeOptions options;  // draft_model is set by load_models()
   std::string draft_path;      // --model-draft
   bool on() const { return options.method != SpecMethod::None; }
-  std::string method_name() const;  // "draft", "ngram", "none"
+  std::string method_name() const;  // "draft", "ngram", "mtp", "none"
 };
 
-// --model-draft alone means --spec draft. UsageError for a bad value or a missing draft model;
-// straw::Error for --spec mtp (not available yet).
+// --model-draft alone means --spec draft. UsageError for a bad value or a missing draft model
+// (a file without an MTP layer is refused when the Speculator is made).
 SpecChoice spec_from(const Args& args);
 
 // The models of a run: the draft model (when speculation uses one) is loaded first, with the

@@ -125,6 +125,7 @@ struct ModelInfo {
   int64_t n_ctx_train = 0;  // context length the model was trained with
   int64_t n_embd = 0;
   int n_layer = 0;
+  int n_mtp = 0;  // MTP / NextN blocks after the layers (Qwen3.5): SpecMethod::Mtp can use them
   int n_head = 0;
   int n_head_kv = 0;
   uint64_t weight_bytes = 0;   // bytes of tensor data in the file(s)
@@ -249,6 +250,7 @@ class Session {
 
  private:
   friend void eval_batch(std::span<const BatchItem> items);
+  friend struct SessionInternals;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
@@ -317,6 +319,10 @@ enum class SpecMethod {
   Ngram,  // prompt lookup: the continuation of the last tokens' most recent earlier occurrence in
           // the prompt and the generated text (no second model; pays off when the answer repeats
           // text, as code edits do)
+  Mtp,    // the target's own MTP / NextN block (Qwen3.5 files converted with it): from the main
+          // model's last hidden state and the next token it predicts the token after that; k > 1
+          // proposals chain it on its own output. The target session must be attached
+          // (Speculator::attach; generate() does it) before its prompt is evaluated.
 };
 
 struct SpeculativeOptions {
@@ -327,7 +333,7 @@ struct SpeculativeOptions {
   Model* draft_model = nullptr;
   int draft_max = 16;        // most tokens proposed per step (llama.cpp's --draft-max)
   int draft_min = 0;         // a proposal shorter than this is not verified (--draft-min)
-  float draft_p_min = 0.8f;  // Draft: stop proposing at a token the draft model gives a lower
+  float draft_p_min = 0.8f;  // Draft, Mtp: stop proposing at a token the proposer gives a lower
                              // probability than this (--draft-p-min)
   int ngram_size = 3;        // Ngram: the longest suffix looked up, in tokens (--spec-ngram-size)
   // Adapt each step's number of proposals (between draft_min and draft_max) to the acceptance rate
@@ -362,12 +368,20 @@ struct SpeculationStats {
 //   last = t
 class Speculator {
  public:
-  // Checks the options (for Draft: the draft model's vocabulary against the target's) and, for
-  // Draft, opens a session of the draft model with `ctx` positions (0: the target's context).
+  // Checks the options (for Draft: the draft model's vocabulary against the target's; for Mtp: that
+  // the target has an MTP block) and, for Draft, opens a session of the draft model with `ctx`
+  // positions (0: the target's context); for Mtp, a cache for the MTP block of `ctx` positions.
   Speculator(Model& target, const SpeculativeOptions& options, int64_t ctx = 0);
   ~Speculator();
   Speculator(Speculator&&) noexcept;
   Speculator& operator=(Speculator&&) noexcept;
+
+  // Mtp: the session of the target this speculator proposes for (it must outlive that use). From
+  // now on its evaluations keep the hidden states the MTP block reads; attach before its prompt is
+  // evaluated (positions evaluated before are missing from the MTP block's cache, which costs
+  // acceptance, never correctness). A session longer than `ctx` gets an MTP cache of its length.
+  // generate() attaches its session; other methods ignore the call.
+  void attach(Session& target);
 
   // Tokens proposed to follow `sequence` (the whole sequence so far: prompt and generated tokens,
   // the last one sampled but not yet evaluated by the target), at most max_tokens (pass the

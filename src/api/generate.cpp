@@ -57,6 +57,7 @@ GenerateResult generate(Session& session, std::span<const int32_t> prompt,
   // The prompt (or its tail already in the cache) feeds the repetition-penalty window.
   for (int32_t t : prompt) sampler.accept(t);
   Speculator* spec = options.speculator;
+  if (spec) spec->attach(session);  // Mtp: keep the hidden states of the prompt's positions too
   const SpeculationStats stats_before = spec ? spec->stats() : SpeculationStats{};
 
   GenerateResult result;

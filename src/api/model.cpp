@@ -148,6 +148,7 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
   info.n_ctx_train = impl->hp.n_ctx_train;
   info.n_embd = impl->hp.n_embd;
   info.n_layer = impl->hp.n_layer;
+  info.n_mtp = impl->hp.n_mtp;
   info.n_head = impl->hp.n_head;
   info.n_head_kv = impl->hp.n_head_kv;
   info.weight_bytes = tensor_bytes;
@@ -210,6 +211,22 @@ std::string Model::apply_chat_template(std::span<const ChatMessage> messages,
   for (const ChatMessage& m : messages) msgs.push_back({m.role, m.content});
   return model::apply_chat_template(impl_->chat_template, msgs, add_generation_prompt,
                                     impl_->chat_options);
+}
+
+void Model::Impl::bind_mtp() {
+  std::lock_guard lock(mtp_mutex);
+  if (!weights.mtp.empty()) return;
+  if (hp.arch != model::Arch::Qwen35 && hp.arch != model::Arch::Qwen35Moe)
+    fail(options.path,
+         ": speculation with an MTP layer (--spec mtp) is for Qwen3.5 files (qwen35, ",
+         "qwen35moe); this is a ", hp.arch_name, " model: use --spec ngram|draft");
+  if (hp.n_mtp == 0)
+    fail(options.path, ": this file has no MTP/NextN layer (", hp.arch_name,
+         ".nextn_predict_layers is absent): convert the checkpoint with a current llama.cpp "
+         "convert_hf_to_gguf.py, which keeps Qwen3.5's MTP layer (or `straw synth --mtp 1` for a "
+         "test file), or use --spec ngram|draft");
+  // The blocks run where the output head runs (they end in it).
+  weights.mtp = model::bind_mtp_weights(*reader, hp, weights, *devices.output);
 }
 
 }  // namespace straw

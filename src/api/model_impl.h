@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -43,6 +44,24 @@ struct Model::Impl {
 
   // The forward pass, created on first use (sized for one micro-batch of options.ubatch tokens).
   model::Transformer& transformer();
+  // Binds and places the MTP / NextN blocks on first use (weights.mtp); throws when the file has
+  // none, saying how to get them.
+  void bind_mtp();
+  std::mutex mtp_mutex;
+};
+
+// The MTP proposer's access to a session (session.cpp): the output-normed last hidden states
+// its evaluations keep once keep_hidden() was called, rows [n][n_embd] for positions pos0..
+struct SessionInternals {
+  struct Hidden {
+    const float* rows = nullptr;
+    int64_t pos0 = 0;
+    int64_t n = 0;
+  };
+  static void keep_hidden(Session& s);
+  static Hidden hidden(const Session& s);
+  // Forgets the rows of positions before `pos` (the MTP block has read them).
+  static void drop_hidden_before(Session& s, int64_t pos);
 };
 
 struct Sampler::Impl {

@@ -17,6 +17,16 @@ struct Session::Impl {
   std::vector<float> logits;    // [n_rows][n_vocab] of the last eval
   int64_t n_rows = 0;           // rows held in `logits`
   int64_t row0_pos = 0;         // the position of the token whose logits are row 0
+  // The MTP proposer's input (SessionInternals): every evaluated token's output-normed hidden
+  // state, [n][n_embd] for positions hidden_pos0.., until the proposer has read it.
+  bool keep_hidden = false;
+  std::vector<float> hidden;
+  int64_t hidden_pos0 = 0;
+  int64_t hidden_rows() const { return int64_t(hidden.size()) / model.impl().hp.n_embd; }
+  void clear_hidden(int64_t pos0) {
+    hidden.clear();
+    hidden_pos0 = pos0;
+  }
 
   Impl(Model& m, int64_t n_ctx)
       : model(m),
@@ -102,6 +112,12 @@ void eval_batch(std::span<const BatchItem> items) {
     s.n_rows = it.all_logits ? int64_t(it.tokens.size()) : 1;
     s.row0_pos = int64_t(s.tokens.size()) + int64_t(it.tokens.size()) - s.n_rows;
     s.logits.resize(size_t(s.n_rows * n_vocab));
+    if (s.keep_hidden) {
+      // Rows continue the kept ones when the positions follow on; otherwise they start afresh.
+      const int64_t n_past = int64_t(s.tokens.size());
+      if (s.hidden_pos0 + s.hidden_rows() != n_past) s.clear_hidden(n_past);
+      s.hidden.resize(s.hidden.size() + it.tokens.size() * size_t(model.impl().hp.n_embd));
+    }
   }
   // Steps of at most max_batch tokens, filled item by item; an item longer than the room left
   // continues in the next step. Without all_logits an item's logits come from its last token only.
@@ -122,6 +138,9 @@ void eval_batch(std::span<const BatchItem> items) {
                                  : nullptr;
       step.push_back({it.tokens.subspan(done[i], n), int64_t(s.tokens.size()), &s.kv, out,
                       it.all_logits, s.state()});
+      if (s.keep_hidden)
+        step.back().hidden = s.hidden.data() + size_t(int64_t(s.tokens.size()) - s.hidden_pos0) *
+                                                   size_t(model.impl().hp.n_embd);
       // The recurrent state after the next-to-last token of a prompt is kept too (see below).
       const size_t before_last = it.tokens.size() - 2;
       if (s.state() && it.tokens.size() > 1 && before_last >= done[i] && before_last < done[i] + n)
@@ -180,6 +199,7 @@ int64_t Session::common_prefix(std::span<const int32_t> prompt) const {
 void Session::reset() {
   impl_->tokens.clear();
   impl_->n_rows = 0;
+  impl_->clear_hidden(0);
   if (!impl_->rs.empty()) impl_->rs.clear();
 }
 
@@ -191,6 +211,10 @@ void Session::truncate(int64_t n_keep) {
   // the row of the new last token (all_logits, speculative verification), logits() is that row.
   Impl& s = *impl_;
   if (n_keep == n_past()) return;
+  if (n_keep <= s.hidden_pos0)
+    s.clear_hidden(n_keep);
+  else if (n_keep < s.hidden_pos0 + s.hidden_rows())
+    s.hidden.resize(size_t(n_keep - s.hidden_pos0) * size_t(s.model.impl().hp.n_embd));
   const int64_t last = n_keep - 1;
   s.n_rows = last >= s.row0_pos && last < s.row0_pos + s.n_rows ? last - s.row0_pos + 1 : 0;
   if (s.rs.empty()) {
@@ -224,6 +248,7 @@ void Session::shift(int64_t n_keep, int64_t n_discard) {
   const int64_t src = n_keep + n_discard;
   s.model.impl().transformer().shift(s.kv, n_keep, n_discard, n_past());
   s.tokens.erase(s.tokens.begin() + n_keep, s.tokens.begin() + src);
+  s.clear_hidden(n_past());
   // Logits rows of positions [n_keep, src) go; the rows before and after end up adjacent.
   const int64_t first = std::clamp(n_keep - s.row0_pos, int64_t(0), s.n_rows);
   const int64_t last = std::clamp(src - s.row0_pos, int64_t(0), s.n_rows);
@@ -240,6 +265,25 @@ void Session::shift(int64_t n_keep, int64_t n_discard) {
 
 Model& Session::model() const {
   return impl_->model;
+}
+
+void SessionInternals::keep_hidden(Session& s) {
+  Session::Impl& m = *s.impl_;
+  if (!m.keep_hidden) m.clear_hidden(int64_t(m.tokens.size()));
+  m.keep_hidden = true;
+}
+
+SessionInternals::Hidden SessionInternals::hidden(const Session& s) {
+  const Session::Impl& m = *s.impl_;
+  return {m.hidden.data(), m.hidden_pos0, m.hidden_rows()};
+}
+
+void SessionInternals::drop_hidden_before(Session& s, int64_t pos) {
+  Session::Impl& m = *s.impl_;
+  const int64_t n = std::clamp(pos - m.hidden_pos0, int64_t(0), m.hidden_rows());
+  if (n == 0) return;
+  m.hidden.erase(m.hidden.begin(), m.hidden.begin() + n * m.model.impl().hp.n_embd);
+  m.hidden_pos0 += n;
 }
 
 }  // namespace straw

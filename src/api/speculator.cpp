@@ -1,7 +1,8 @@
-// straw::Speculator: the proposers of speculative decoding (a draft model, prompt lookup) and the
-// choice of verified tokens (model/speculative.h), with the draft-length controller and cost model
-// of sched/speculation.h.
+// straw::Speculator: the proposers of speculative decoding (a draft model, prompt lookup, the
+// target's own MTP block) and the choice of verified tokens (model/speculative.h), with the
+// draft-length controller and cost model of sched/speculation.h.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -109,9 +110,31 @@ struct Speculator::Impl {
     return c;
   }
 
+  // Mtp: the target's session (attach()), the MTP block's cache and what it holds: entries
+  // 0..m-1 of mtp_seq = t_0..t_m, each computed from the main model's hidden state at its position.
+  Session* session = nullptr;
+  std::unique_ptr<model::KvCache> mtp_kv;
+  std::vector<int32_t> mtp_seq;
+  std::vector<float> mtp_logits;  // [n_vocab]: the latest MTP row's logits
+  std::vector<float> mtp_hidden;  // [n_embd]: its output hidden state (the next chained input)
+
   void propose_draft(std::span<const int32_t> sequence, const model::Sampler& target_sampler,
                      int k);
   void propose_ngram(std::span<const int32_t> sequence, int k);
+  void propose_mtp(std::span<const int32_t> sequence, const model::Sampler& target_sampler, int k);
+  // Brings the MTP cache up to `sequence` from the session's kept hidden states, the last row's
+  // logits and output hidden state into mtp_logits / mtp_hidden; returns the block evaluations,
+  // or -1 when the session does not hold `sequence` (minus its last token) or its last hidden
+  // state. lazy: only when a micro-batch of rows is waiting, and without logits.
+  int mtp_catch_up(std::span<const int32_t> sequence, bool lazy);
+  // The sampler proposals are drawn with: the target's settings and penalty window.
+  model::Sampler& proposal_sampler(std::span<const int32_t> sequence,
+                                   const model::Sampler& target_sampler);
+  // Draws a proposal from a row of the proposer's logits and appends it (with its distribution
+  // when sampling); false, appending nothing, when the proposer is not confident enough.
+  bool add_proposal(std::span<const float> logits, model::Sampler& ds);
+  // Runs the MTP block (model::Transformer::forward_mtp) holding the model's evaluation lock.
+  void run_mtp(const model::MtpStep& step);
 };
 
 Speculator::Speculator(Model& target, const SpeculativeOptions& options, int64_t ctx) {
@@ -129,6 +152,15 @@ Speculator::Speculator(Model& target, const SpeculativeOptions& options, int64_t
     const int64_t want = ctx > 0 ? ctx : target.impl().n_ctx;
     s.draft = std::make_unique<Session>(d, std::min(want, d.impl().hp.n_ctx_max()));
     draft_plan = &d.impl().plan;
+  }
+  if (options.method == SpecMethod::Mtp) {
+    Model::Impl& m = target.impl();
+    m.bind_mtp();  // throws for a file without an MTP layer
+    const int64_t n_ctx = ctx > 0 ? ctx : m.n_ctx;
+    s.mtp_kv = std::make_unique<model::KvCache>(m.hp, n_ctx, kv_type(m.options.kv_type_k),
+                                                kv_type(m.options.kv_type_v), *m.devices.output);
+    s.mtp_logits.resize(size_t(m.hp.n_vocab));
+    s.mtp_hidden.resize(size_t(m.hp.n_embd));
   }
   s.predicted = sched::predicted_cost(target.impl().plan, draft_plan, options.draft_max + 1);
   s.measured.assign(s.predicted.target.size(), 0.0);
@@ -156,10 +188,15 @@ std::span<const int32_t> Speculator::propose(std::span<const int32_t> sequence,
   s.q.clear();
   if (s.o.method == SpecMethod::None || sequence.empty()) return {};
   const int k = std::min(s.ctl.next(s.cost()), max_tokens);
-  if (k <= 0 || k < s.o.draft_min) return {};
+  if (k <= 0 || k < s.o.draft_min) {
+    if (s.o.method == SpecMethod::Mtp) s.mtp_catch_up(sequence, /*lazy=*/true);
+    return {};
+  }
   const auto t0 = std::chrono::steady_clock::now();
   if (s.o.method == SpecMethod::Draft)
     s.propose_draft(sequence, sampler.impl_->sampler, k);
+  else if (s.o.method == SpecMethod::Mtp)
+    s.propose_mtp(sequence, sampler.impl_->sampler, k);
   else
     s.propose_ngram(sequence, k);
   if (int(s.proposals.size()) < std::max(1, s.o.draft_min)) {
@@ -179,22 +216,9 @@ void Speculator::Impl::propose_ngram(std::span<const int32_t> sequence, int k) {
   proposals = model::ngram_lookup(sequence, o.ngram_size, k);
 }
 
-void Speculator::Impl::propose_draft(std::span<const int32_t> sequence,
-                                     const model::Sampler& target_sampler, int k) {
-  const auto t0 = std::chrono::steady_clock::now();
-  Session& d = *draft;
-  const int64_t n = int64_t(sequence.size());
-  // Room in the draft's context: it evaluates the sequence and all proposals but the last.
-  k = int(std::min<int64_t>(k, d.n_ctx() - n + 1));
-  if (k <= 0) return;
-  // Bring the draft's cache to the sequence: keep the common prefix (the accepted tokens of the
-  // last step stay), evaluate the rest; at least the last token, whose logits give proposal 0.
-  const int64_t keep = std::min(d.common_prefix(sequence), n - 1);
-  d.truncate(keep);
-  d.eval(sequence.subspan(size_t(keep)));
-  int evals = 1;
-
-  // The draft samples with the target's settings (temperature > 0: proposals drawn from q, its
+model::Sampler& Speculator::Impl::proposal_sampler(std::span<const int32_t> sequence,
+                                                   const model::Sampler& target_sampler) {
+  // The proposer samples with the target's settings (temperature > 0: proposals drawn from q, its
   // distribution; greedy: its argmax, with the same penalties). Its generator is its own (seeded
   // from the target's seed), so proposals are independent of the target's draws.
   const model::SamplingParams& tp = target_sampler.params();
@@ -215,41 +239,165 @@ void Speculator::Impl::propose_draft(std::span<const int32_t> sequence,
   model::Sampler& ds = *draft_sampler;
   if (ds.has_penalties()) {
     ds.clear_history();
+    const int64_t n = int64_t(sequence.size());
     const int64_t w = tp.penalty_last_n < 0 ? n : std::min<int64_t>(n, tp.penalty_last_n);
     for (int64_t i = n - w; i < n; ++i) ds.accept(sequence[size_t(i)]);
   }
-  const bool sampling = tp.temperature > 0.0f;
-  const int64_t n_vocab_target = target.n_vocab();
+  return ds;
+}
+
+bool Speculator::Impl::add_proposal(std::span<const float> logits, model::Sampler& ds) {
+  const bool sampling = ds.params().temperature > 0.0f;
+  int32_t tok;
+  double confidence;
+  if (sampling) {
+    const std::span<const model::TokenProb> dist = ds.distribution(logits);
+    std::vector<model::TokenProb> qj(dist.begin(), dist.end());
+    tok = ds.draw(qj);
+    confidence = 0;
+    for (const model::TokenProb& t : qj) confidence = std::max(confidence, double(t.p));
+    q.push_back(std::move(qj));
+  } else {
+    tok = ds.sample(logits);
+    confidence = softmax_prob(logits, tok);
+  }
+  // Only confident proposals (llama.cpp's p_min); never a token outside the target's vocabulary
+  // (padding entries of a larger draft vocabulary).
+  if (confidence < o.draft_p_min || tok >= target.n_vocab()) {
+    if (sampling) q.pop_back();
+    return false;
+  }
+  proposals.push_back(tok);
+  ds.accept(tok);
+  return true;
+}
+
+void Speculator::Impl::propose_draft(std::span<const int32_t> sequence,
+                                     const model::Sampler& target_sampler, int k) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Session& d = *draft;
+  const int64_t n = int64_t(sequence.size());
+  // Room in the draft's context: it evaluates the sequence and all proposals but the last.
+  k = int(std::min<int64_t>(k, d.n_ctx() - n + 1));
+  if (k <= 0) return;
+  // Bring the draft's cache to the sequence: keep the common prefix (the accepted tokens of the
+  // last step stay), evaluate the rest; at least the last token, whose logits give proposal 0.
+  const int64_t keep = std::min(d.common_prefix(sequence), n - 1);
+  d.truncate(keep);
+  d.eval(sequence.subspan(size_t(keep)));
+  int evals = 1;
+  model::Sampler& ds = proposal_sampler(sequence, target_sampler);
   for (int j = 0; j < k; ++j) {
-    const std::span<const float> logits = d.logits();
-    int32_t tok;
-    double confidence;
-    if (sampling) {
-      const std::span<const model::TokenProb> dist = ds.distribution(logits);
-      std::vector<model::TokenProb> qj(dist.begin(), dist.end());
-      tok = ds.draw(qj);
-      confidence = 0;
-      for (const model::TokenProb& t : qj) confidence = std::max(confidence, double(t.p));
-      q.push_back(std::move(qj));
-    } else {
-      tok = ds.sample(logits);
-      confidence = softmax_prob(logits, tok);
-    }
-    // Only confident proposals (llama.cpp's p_min); never a token outside the target's vocabulary
-    // (padding entries of a larger draft vocabulary).
-    if (confidence < o.draft_p_min || tok >= n_vocab_target) {
-      if (sampling) q.pop_back();
-      break;
-    }
-    proposals.push_back(tok);
-    ds.accept(tok);
-    if (j + 1 == k) break;
-    const int32_t one[1] = {tok};
+    if (!add_proposal(d.logits(), ds) || j + 1 == k) break;
+    const int32_t one[1] = {proposals.back()};
     d.eval(one);
     ++evals;
   }
   // The draft's time per evaluation (its cost per proposed token in the model).
   const double per_eval = seconds_since(t0) / evals;
+  draft_measured = draft_measured > 0 ? 0.8 * draft_measured + 0.2 * per_eval : per_eval;
+}
+
+void Speculator::attach(Session& target) {
+  Impl& s = *impl_;
+  if (s.o.method != SpecMethod::Mtp) return;
+  if (&target.model() != &s.target)
+    fail("Speculator::attach: the session belongs to another model than the speculator's target");
+  if (s.session != &target) s.mtp_seq.clear();
+  s.session = &target;
+  if (target.n_ctx() > s.mtp_kv->n_ctx()) {
+    // A session longer than the context the speculator was made for: a cache of its length.
+    const Model::Impl& m = s.target.impl();
+    s.mtp_kv = std::make_unique<model::KvCache>(m.hp, target.n_ctx(), kv_type(m.options.kv_type_k),
+                                                kv_type(m.options.kv_type_v), *m.devices.output);
+    s.mtp_seq.clear();
+  }
+  SessionInternals::keep_hidden(target);
+}
+
+void Speculator::Impl::run_mtp(const model::MtpStep& step) {
+  std::atomic<bool>& busy = target.impl().evaluating;
+  if (busy.exchange(true))
+    fail(
+        "two evaluations of one model overlap: the MTP proposer runs the target model's "
+        "MTP block, which must not run while a session of the model evaluates");
+  struct Release {
+    std::atomic<bool>& b;
+    ~Release() { b.store(false); }
+  } release{busy};
+  target.impl().transformer().forward_mtp(step);
+}
+
+int Speculator::Impl::mtp_catch_up(std::span<const int32_t> sequence, bool lazy) {
+  if (!session)
+    fail(
+        "speculation with the MTP layer needs the target's session: call "
+        "Speculator::attach(session) before evaluating its prompt (generate() does it)");
+  Session& t = *session;
+  // sequence = t_0 .. t_P, t_P sampled but not evaluated: the MTP row at position P - 1 (the main
+  // model's hidden state there, and t_P) predicts t_{P+1}.
+  const int64_t P = int64_t(sequence.size()) - 1;
+  if (P < 1 || t.n_past() != P || P > mtp_kv->n_ctx()) return -1;
+  // Rows computed from the same tokens (so from the same hidden states) stay; the last one is
+  // recomputed for its logits. Rows whose hidden states are gone (evaluated before attach()) keep
+  // what the cache holds there: proposals may suffer, never the output.
+  const size_t common = size_t(
+      std::mismatch(mtp_seq.begin(), mtp_seq.begin() + std::min(mtp_seq.size(), sequence.size()),
+                    sequence.begin())
+          .first -
+      mtp_seq.begin());
+  const SessionInternals::Hidden h = SessionInternals::hidden(t);
+  if (h.pos0 > P - 1 || h.pos0 + h.n < P) return -1;  // h_{P-1} was not kept
+  int64_t from = std::clamp<int64_t>(int64_t(common) - 1, h.pos0, P - 1);
+  const int max_rows = target.impl().transformer().max_batch();
+  // Not proposing now: only keep the backlog of hidden states (RAM) under one micro-batch.
+  if (lazy && P - from < max_rows) return -1;
+  const int64_t E = target.impl().hp.n_embd;
+  int evals = 0;
+  while (from < P) {
+    const int n = int(std::min<int64_t>(max_rows, P - from));
+    const bool last = from + n == P && !lazy;
+    model::MtpStep step;
+    step.tokens = sequence.subspan(size_t(from + 1), size_t(n));
+    step.hidden = h.rows + (from - h.pos0) * E;
+    step.pos0 = from;
+    step.kv = mtp_kv.get();
+    step.logits = last ? mtp_logits.data() : nullptr;
+    step.hidden_out = last ? mtp_hidden.data() : nullptr;
+    run_mtp(step);
+    ++evals;
+    from += n;
+  }
+  mtp_seq.assign(sequence.begin(), sequence.end());
+  SessionInternals::drop_hidden_before(t, P - 1);
+  return evals;
+}
+
+void Speculator::Impl::propose_mtp(std::span<const int32_t> sequence,
+                                   const model::Sampler& target_sampler, int k) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t P = int64_t(sequence.size()) - 1;
+  // Chained rows go to positions P .. P + k - 2 of the MTP cache.
+  k = int(std::min<int64_t>(k, mtp_kv->n_ctx() - P + 1));
+  if (k <= 0) return;
+  int evals = mtp_catch_up(sequence, /*lazy=*/false);
+  if (evals < 0) return;
+  // Proposal j + 1 comes from the row at position P + j: the MTP block's own output hidden state
+  // (in place of the main model's, not known yet) and proposal j, as vLLM chains it.
+  model::Sampler& ds = proposal_sampler(sequence, target_sampler);
+  for (int j = 0; j < k; ++j) {
+    if (!add_proposal(mtp_logits, ds) || j + 1 == k) break;
+    model::MtpStep step;
+    step.tokens = std::span(&proposals.back(), 1);
+    step.hidden = mtp_hidden.data();
+    step.pos0 = P + j;
+    step.kv = mtp_kv.get();
+    step.logits = mtp_logits.data();
+    step.hidden_out = mtp_hidden.data();
+    run_mtp(step);
+    ++evals;
+  }
+  const double per_eval = seconds_since(t0) / std::max(evals, 1);
   draft_measured = draft_measured > 0 ? 0.8 * draft_measured + 0.2 * per_eval : per_eval;
 }
 

@@ -3,6 +3,7 @@
 // mixture-of-experts FFN: routed SwiGLU experts and a shared expert scaled by a sigmoid gate.
 //   h = x + (linear ? DeltaNet(n1) : Wo · (Attn(RoPE(q), RoPE(k), v) ⊙ sigmoid(gate)))
 //   x = h + sum_k p_k E_k(n2) + sigmoid(w_g · n2) S(n2),  n2 = RMSNorm(h)·post_attention_norm
+// The MTP / NextN block is qwen35's (arch_qwen35.cpp) with this MoE FFN.
 #include "model/transformer.h"
 
 namespace straw::model {
@@ -15,10 +16,18 @@ void layer(BlockContext& c, const LayerWeights& l, int il) {
     attention_block(c, l, il, {.qk_norm = true, .output_gate = true});
   moe_ffn_block(c, l, il);
 }
+void mtp(BlockContext& c, const MtpWeights& m, int il, const float* h) {
+  mtp_input_block(c, m, h);
+  attention_block(c, m.block, il, {.qk_norm = true, .output_gate = true});
+  moe_ffn_block(c, m.block, il);
+}
 }  // namespace
 
 LayerFn qwen35moe_layer() {
   return layer;
+}
+MtpFn qwen35moe_mtp() {
+  return mtp;
 }
 
 }  // namespace straw::model

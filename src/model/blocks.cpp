@@ -65,6 +65,19 @@ void attention_block(BlockContext& c, const LayerWeights& l, int il, const Atten
   c.be->add(a.x, a.proj, int64_t(T) * E);
 }
 
+void mtp_input_block(BlockContext& c, const MtpWeights& m, const float* h) {
+  const int T = c.n_tokens;
+  const int64_t E = c.hp.n_embd;
+  Activations& a = *c.a;
+  // mtp_in = [RMSNorm(x) · enorm | RMSNorm(h) · hnorm]   (embedding first, as the checkpoint's fc)
+  c.be->rmsnorm(a.x, m.enorm, a.xn, T, E, c.hp.rms_eps);
+  c.be->copy_rows(a.xn, E, a.mtp_in, 2 * E, T, E);
+  c.be->rmsnorm(h, m.hnorm, a.xn, T, E, c.hp.rms_eps);
+  c.be->copy_rows(a.xn, E, a.mtp_in + E, 2 * E, T, E);
+  // x = W_eh · mtp_in
+  c.be->matmul(m.eh_proj, a.mtp_in, a.x, T);
+}
+
 void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il) {
   c.enter(BlockContext::Part::Ffn, il);
   const HParams& hp = c.hp;

@@ -165,7 +165,10 @@ HParams read_hparams(const gguf::Reader& r) {
   hp.n_embd = r.get_u32(key("embedding_length"));
   hp.n_layer = static_cast<int>(r.get_u32(key("block_count")));
   const int n_layer_all = hp.n_layer;
-  if (auto nextn = r.find_u32(key("nextn_predict_layers"))) hp.n_layer -= static_cast<int>(*nextn);
+  if (auto nextn = r.find_u32(key("nextn_predict_layers"))) {
+    hp.n_mtp = static_cast<int>(*nextn);
+    hp.n_layer -= hp.n_mtp;
+  }
   hp.n_ff = r.get_u32(key("feed_forward_length"));
   hp.n_head = static_cast<int>(r.get_u32(key("attention.head_count")));
   hp.n_head_kv = static_cast<int>(r.find_u32(key("attention.head_count_kv")).value_or(hp.n_head));

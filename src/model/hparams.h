@@ -27,6 +27,8 @@ struct HParams {
   int64_t n_ctx_train = 0;  // {arch}.context_length
   int64_t n_embd = 0;       // {arch}.embedding_length: residual stream width
   int n_layer = 0;          // {arch}.block_count (minus nextn_predict_layers)
+  int n_mtp = 0;            // {arch}.nextn_predict_layers: MTP / NextN blocks stored after the
+                            // n_layer ones (blk.n_layer..), the draft head of speculative decoding
   int n_head = 0;           // {arch}.attention.head_count
   int n_head_kv = 0;        // {arch}.attention.head_count_kv (default n_head)
   int head_dim = 0;         // {arch}.attention.key_length (default n_embd / n_head)

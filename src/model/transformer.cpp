@@ -52,6 +52,27 @@ KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvTy
   }
 }
 
+KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvType v_type,
+                 ops::Backend& be)
+    : n_ctx_(n_ctx) {
+  if (ops::kv_quantized(k_type) && hp.head_dim % 32 != 0)
+    fail("a ", ops::kv_type_name(k_type), " K cache needs a key head size that is a multiple of 32",
+         "; this model's is ", hp.head_dim, ": use --cache-type-k f16");
+  if (ops::kv_quantized(v_type) && hp.head_dim_v % 32 != 0)
+    fail("a ", ops::kv_type_name(v_type), " V cache needs a value head size that is a multiple of ",
+         "32; this model's is ", hp.head_dim_v, ": use --cache-type-v f16");
+  const size_t k_bytes = size_t(n_ctx) * kv_row_bytes(hp, k_type, hp.head_dim);
+  const size_t bytes = layer_bytes(hp, n_ctx, k_type, v_type);
+  const std::vector<uint8_t> zeros(bytes, 0);
+  layers_.resize(size_t(hp.n_layer + hp.n_mtp));
+  for (int i = hp.n_layer; i < hp.n_layer + hp.n_mtp; ++i) {
+    storage_.push_back(be.alloc(bytes));
+    uint8_t* base = static_cast<uint8_t*>(storage_.back()->data());
+    be.from_host(zeros.data(), base, bytes);
+    layers_[size_t(i)] = {k_type, v_type, base, base + k_bytes, n_ctx};
+  }
+}
+
 void Transformer::shift(KvCache& kv, int64_t n_keep, int64_t n_discard, int64_t n_past) {
   if (hp_.has_recurrent())
     fail("context shift is not possible for ", hp_.arch_name,
@@ -83,7 +104,11 @@ size_t KvCache::bytes() const {
 
 void BlockContext::enter(Part part, int il) {
   const DeviceMap& d = exec.devices();
-  ops::Backend* to = part == Part::Attn ? d.attn[il] : part == Part::Ffn ? d.ffn[il] : d.output;
+  // The MTP / NextN blocks (il >= n_layer) run with the output head.
+  const bool main = size_t(il) < d.attn.size();
+  ops::Backend* to = part == Part::Attn && main  ? d.attn[il]
+                     : part == Part::Ffn && main ? d.ffn[il]
+                                                 : d.output;
   exec.move_to(*this, to);
 }
 
@@ -102,12 +127,14 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
       break;
     case Arch::Qwen35:
       layer_ = qwen35_layer();
+      mtp_ = qwen35_mtp();
       break;
     case Arch::Qwen3Moe:
       layer_ = qwen3moe_layer();
       break;
     case Arch::Qwen35Moe:
       layer_ = qwen35moe_layer();
+      mtp_ = qwen35moe_mtp();
       break;
   }
   // One set of activation buffers per distinct backend; each buffer starts on a 64-byte boundary.
@@ -143,7 +170,8 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
       B * size_t(hp.n_expert),                                                // router
       B * used,                                                               // expert_ids
       B * used,                                                               // expert_w
-      B * used * hp.n_embd};                                                  // experts
+      B * used * hp.n_embd,                                                   // experts
+      hp.n_mtp > 0 && mtp_ ? B * 2 * hp.n_embd : 0};                          // mtp_in
   auto padded = [](size_t n) { return (n + 15) / 16 * 16; };
   size_t total = 0;
   for (size_t n : sizes) total += padded(n);
@@ -151,10 +179,10 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
     DeviceBuffers d{be, be->alloc(total * sizeof(float)), {}};
     // expert_ids (int32) takes a float-sized slot of its own.
     float* ids = nullptr;
-    float** bufs[] = {&d.a.x,     &d.a.xn,     &d.a.q,      &d.a.k,          &d.a.v,
-                      &d.a.attn,  &d.a.gate,   &d.a.up,     &d.a.proj,       &d.a.logits,
-                      &d.a.mix,   &d.a.conv,   &d.a.z,      &d.a.alpha,      &d.a.beta,
-                      &d.a.router, &ids,       &d.a.expert_w, &d.a.experts};
+    float** bufs[] = {&d.a.x,      &d.a.xn,   &d.a.q,        &d.a.k,       &d.a.v,
+                      &d.a.attn,   &d.a.gate, &d.a.up,       &d.a.proj,    &d.a.logits,
+                      &d.a.mix,    &d.a.conv, &d.a.z,        &d.a.alpha,   &d.a.beta,
+                      &d.a.router, &ids,      &d.a.expert_w, &d.a.experts, &d.a.mtp_in};
     static_assert(std::size(bufs) == std::size(sizes));
     float* p = static_cast<float*>(d.storage->data());
     for (size_t i = 0; i < std::size(sizes); ++i) {
@@ -194,6 +222,7 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
   // Rows of the step: each sequence's tokens one after the other.
   rows_.clear();
   row_steps_.clear();
+  bool keep_hidden = false;
   out_rows_.clear();
   std::vector<int32_t>& ids = step_tokens_;
   ids.clear();
@@ -209,6 +238,7 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
     rows_.push_back({static_cast<int>(ids.size()), n, s.pos0, s.kv, s.rs, s.snapshot_after});
     row_steps_.push_back(&s);
     ids.insert(ids.end(), s.tokens.begin(), s.tokens.end());
+    if (s.hidden) keep_hidden = true;
     // Logit rows wanted: every row of the sequence, or its last one.
     if (s.logits)
       for (int r = s.all_logits ? 0 : n - 1, k = 0; r < n; ++r, ++k)
@@ -224,13 +254,27 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
   // can capture it once and replay it (CUDA Graphs); when it replays, the ops are not issued
   // again. Steps of several sequences run eagerly (their per-sequence positions differ).
   const bool single = buffers_.size() == 1;
-  const bool replayable = single && rows_.size() == 1;
+  // (A step that keeps hidden states copies them out in the middle: eager too.)
+  const bool replayable = single && rows_.size() == 1 && !keep_hidden;
   ops::Backend* out_be = devices_.output;
   BlockContext c{hp_, w_, rows_, *this, T, devices_.embed, &activations_of(devices_.embed)};
   if (!replayable || !devices_.embed->begin_forward(ids, rows_[0].pos0, n_head_rows)) {
     // x = token_embd[tokens]
     c.be->get_rows(w_.tok_embd, ids, c.a->x);
     for (int il = 0; il < hp_.n_layer; ++il) layer_(c, w_.layers[il], il);
+    if (keep_hidden) {
+      // hidden = RMSNorm(x) · output_norm for every row of the sequences that keep it (proj is
+      // free after the last block)
+      c.enter(BlockContext::Part::Output, 0);
+      for (size_t i = 0; i < rows_.size(); ++i) {
+        float* dst = row_steps_[i]->hidden;
+        if (!dst) continue;
+        float* h = c.a->proj + size_t(rows_[i].row0) * hp_.n_embd;
+        c.be->rmsnorm(c.a->x + size_t(rows_[i].row0) * hp_.n_embd, w_.output_norm, h, rows_[i].n,
+                      hp_.n_embd, hp_.rms_eps);
+        c.be->to_host(h, dst, size_t(rows_[i].n) * hp_.n_embd * sizeof(float));
+      }
+    }
     if (n_out > 0) {
       // xn[j] = RMSNorm(x[r_j]) · output_norm for the rows whose logits are wanted, packed
       c.enter(BlockContext::Part::Output, 0);
@@ -258,6 +302,37 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
     const int n = std::min(kLogitRows, n_out - r0);
     out_be->matmul(w_.output, oa.xn + size_t(r0) * hp_.n_embd, oa.logits, n);
     copy_logits(out_be, oa.logits, r0, n);
+  }
+}
+
+void Transformer::forward_mtp(const MtpStep& s) {
+  const int T = static_cast<int>(s.tokens.size());
+  if (T == 0) return;
+  if (T > max_batch_) fail("internal error: MTP batch of ", T, " exceeds max_batch ", max_batch_);
+  if (!mtp_ || size_t(s.block) >= w_.mtp.size())
+    fail("internal error: MTP step without a bound MTP block");
+  if (s.pos0 + T > s.kv->n_ctx())
+    fail("the context is full: the MTP block's ", s.pos0 + T, " positions exceed ", s.kv->n_ctx());
+  const MtpWeights& m = w_.mtp[size_t(s.block)];
+  const SeqRows row{0, T, s.pos0, s.kv, nullptr, -1};
+  BlockContext c{
+      hp_, w_, std::span(&row, 1), *this, T, devices_.embed, &activations_of(devices_.embed)};
+  const size_t E = size_t(hp_.n_embd);
+  // x = embed[t_{i+1}] (the table stays where token_embd is); h to the output backend, in proj
+  c.be->get_rows(m.embed, s.tokens, c.a->x);
+  c.enter(BlockContext::Part::Output, 0);
+  c.be->from_host(s.hidden, c.a->proj, size_t(T) * E * sizeof(float));
+  // x = MTP block(x, h)   (the architecture's: eh_proj, then a decoder block)
+  const int il = hp_.n_layer + s.block;
+  mtp_(c, m, il, c.a->proj);
+  c.enter(BlockContext::Part::Output, 0);
+  // h' = RMSNorm(x_last) · shared_head_norm;  logits = W_head · h'
+  const float* last = c.a->x + size_t(T - 1) * E;
+  c.be->rmsnorm(last, m.shared_head_norm, c.a->xn, 1, hp_.n_embd, hp_.rms_eps);
+  if (s.hidden_out) c.be->to_host(c.a->xn, s.hidden_out, E * sizeof(float));
+  if (s.logits) {
+    c.be->matmul(m.head, c.a->xn, c.a->logits, 1);
+    c.be->to_host(c.a->logits, s.logits, size_t(hp_.n_vocab) * sizeof(float));
   }
 }
 

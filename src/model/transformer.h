@@ -21,6 +21,10 @@ class KvCache {
  public:
   KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvType v_type,
           const DeviceMap& devices);
+  // The cache of the MTP / NextN blocks only (layers n_layer .. n_layer + n_mtp - 1, in `be`'s
+  // memory, zero-filled so that rows never written read as zeros, not as garbage).
+  KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvType v_type,
+          ops::Backend& be);
   const ops::KvLayer& layer(int i) const { return layers_[i]; }
   int64_t n_ctx() const { return n_ctx_; }
   size_t bytes() const;
@@ -58,6 +62,8 @@ struct Activations {
   int32_t* expert_ids = nullptr;  // [ub][n_used]    chosen experts, best first
   float* expert_w = nullptr;      // [ub][n_used]    their weights
   float* experts = nullptr;       // [ub][n_used][n_embd]  expert outputs before the weighted sum
+  // MTP / NextN (files with such blocks; null otherwise):
+  float* mtp_in = nullptr;  // [ub][2*n_embd]  [RMSNorm(e) | RMSNorm(h)], the input of eh_proj
 };
 
 class Transformer;
@@ -75,6 +81,21 @@ struct SeqStep {
   bool all_logits = false;
   RecurrentState* rs = nullptr;  // its recurrent state (required for models with linear layers)
   int snapshot_after = -1;  // >= 0: also keep rs's state after this token in rs's snapshot
+  float* hidden = nullptr;  // host [tokens.size()][n_embd]: every token's last hidden state after
+                            // output_norm (what the MTP block reads); null: not kept
+};
+
+// One step of the MTP / NextN block for one sequence: row r pairs the main model's hidden state
+// at position pos0 + r with the token that follows it, and predicts the token after that.
+struct MtpStep {
+  std::span<const int32_t> tokens;  // t_{i+1} for i = pos0 .. pos0 + n - 1
+  const float* hidden = nullptr;    // host [n][n_embd]: h_i, output-normed (SeqStep::hidden, or
+                                    // the previous MTP step's hidden_out when chaining)
+  int64_t pos0 = 0;                 // i of row 0; the rows' K/V go to kv at pos0..
+  KvCache* kv = nullptr;            // the sequence's MTP cache (KvCache's MTP constructor)
+  float* logits = nullptr;          // host [n_vocab]: the last row's logits, for t_{pos0+n+1}
+  float* hidden_out = nullptr;      // host [n_embd]: the last row's shared_head_norm output
+  int block = 0;                    // which MTP block (0 .. n_mtp - 1)
 };
 
 // A sequence's rows inside the step's activation buffers.
@@ -115,6 +136,9 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il);
 // x += W_out · GatedRMSNorm(DeltaRule(L2(q), L2(k), v; g, beta), z),  [q k v] = SiLU(Conv(W_qkv·n))
 // (blocks_linear.cpp: Gated DeltaNet linear attention)
 void delta_net_block(BlockContext& c, const LayerWeights& l, int il);
+// x = W_eh · [RMSNorm(x)·enorm | RMSNorm(h)·hnorm],  x: the next token's embedding, h: the hidden
+// state at the current position (on the current backend, [n_tokens][n_embd]); the MTP input.
+void mtp_input_block(BlockContext& c, const MtpWeights& m, const float* h);
 // x += sum_k p_k W_down[e_k] · (silu(W_gate[e_k]·n) ⊙ (W_up[e_k]·n)),  n = RMSNorm(x)·ffn_norm,
 // (e_k, p_k) = the top n_used of softmax(W_router·n), renormalised (moe_blocks.cpp)
 void moe_ffn_block(BlockContext& c, const LayerWeights& l, int il);
@@ -128,6 +152,12 @@ LayerFn qwen35_layer();
 LayerFn qwen3moe_layer();
 LayerFn qwen35moe_layer();
 
+// One MTP / NextN block of an architecture (x: the next token's embedding, h: the hidden state;
+// the caller applies shared_head_norm and the head). Null for architectures without one.
+using MtpFn = void (*)(BlockContext& c, const MtpWeights& m, int il, const float* h);
+MtpFn qwen35_mtp();
+MtpFn qwen35moe_mtp();
+
 class Transformer {
  public:
   Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices, int max_batch);
@@ -140,6 +170,8 @@ class Transformer {
   // else of the last one ([n_vocab]); logits == nullptr skips the LM head.
   void forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,
                bool all_logits, RecurrentState* rs = nullptr);
+  // Runs an MTP / NextN block (w.mtp bound) over at most max_batch() rows on the output backend.
+  void forward_mtp(const MtpStep& s);
 
   // Context shift of one sequence holding n_past positions: positions [n_keep, n_keep + n_discard)
   // leave its cache, those after move down by n_discard with their keys turned to their new
@@ -164,6 +196,7 @@ class Transformer {
   DeviceMap devices_;
   int max_batch_;
   LayerFn layer_;
+  MtpFn mtp_ = nullptr;
   std::vector<DeviceBuffers> buffers_;  // one set per distinct backend
   std::vector<float> staging_;          // host copy of x when it crosses devices
   // Copies LM-head rows r0..r0+n (held at src in the output backend's memory) to their hosts rows.

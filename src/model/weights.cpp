@@ -69,8 +69,8 @@ class Binder {
 };
 
 // qwen35: a gated-attention or a linear-attention (Gated DeltaNet) layer, then the FFN, whose
-// norm is post_attention_norm. Files with MTP / NextN blocks (past n_layer) load: those blocks are
-// not bound (they serve speculative decoding, which straw does not do yet).
+// norm is post_attention_norm. An MTP / NextN block (past n_layer) is a gated-attention block of
+// this kind too (bind_mtp_weights).
 void bind_qwen35_layer(Binder& b, const HParams& hp, const std::string& p, bool recurrent,
                        LayerWeights& l) {
   const int64_t E = hp.n_embd, F = hp.n_ff;
@@ -181,6 +181,38 @@ Weights bind_weights(const gguf::Reader& r, const HParams& hp) {
     }
   }
   return w;
+}
+
+std::vector<MtpWeights> bind_mtp_weights(const gguf::Reader& r, const HParams& hp, const Weights& w,
+                                         ops::Backend& be) {
+  Binder b(r);
+  const int64_t E = hp.n_embd, V = w.tok_embd.n_out;
+  std::vector<MtpWeights> out(size_t(hp.n_mtp));
+  for (int j = 0; j < hp.n_mtp; ++j) {
+    const std::string p = "blk." + std::to_string(hp.n_layer + j) + ".";
+    MtpWeights& m = out[size_t(j)];
+    m.eh_proj = b.need(p + "nextn.eh_proj.weight", 2 * E, E);
+    m.enorm = b.need(p + "nextn.enorm.weight", E, 1, true);
+    m.hnorm = b.need(p + "nextn.hnorm.weight", E, 1, true);
+    m.shared_head_norm = b.need(p + "nextn.shared_head_norm.weight", E, 1, true);
+    m.embed = b.optional(p + "nextn.embed_tokens.weight", E, V);
+    if (!m.embed) m.embed = w.tok_embd;
+    m.head = b.optional(p + "nextn.shared_head_head.weight", E, V);
+    m.own_head = bool(m.head);
+    if (!m.own_head) m.head = w.output;  // already placed on the output backend
+    bind_qwen35_layer(b, hp, p, /*recurrent=*/false, m.block);
+    // The embedding table stays in place (one row per token, as token_embd); the rest goes to be.
+    LayerWeights& l = m.block;
+    for (ops::Weight* x : {&m.eh_proj,    &m.enorm,    &m.hnorm,     &m.shared_head_norm,
+                           &l.attn_norm,  &l.wq,       &l.wk,        &l.wv,
+                           &l.wo,         &l.q_norm,   &l.k_norm,    &l.ffn_norm,
+                           &l.w_gate,     &l.w_up,     &l.w_down,    &l.router,
+                           &l.gate_exps,  &l.up_exps,  &l.down_exps, &l.gate_inp_shexp,
+                           &l.gate_shexp, &l.up_shexp, &l.down_shexp})
+      if (*x) *x = be.prepare_weight(*x);
+    if (m.own_head) m.head = be.prepare_weight(m.head);
+  }
+  return out;
 }
 
 void for_each_placed_weight(Weights& w, const DeviceMap& d,

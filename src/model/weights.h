@@ -55,6 +55,21 @@ struct LayerWeights {
   ops::Weight down_shexp;      // ffn_down_shexp: [n_embd rows][n_ff_shexp]
 };
 
+// An MTP / NextN block (qwen35, qwen35moe: blk.N with N >= n_layer): the tensors that turn the
+// main model's hidden state and the next token's embedding into the block's input, the block
+// itself (gated attention and the FFN, with the usual names) and its output norm and head.
+struct MtpWeights {
+  ops::Weight eh_proj;           // nextn.eh_proj: [n_embd rows][2 n_embd], input [e | h]
+  ops::Weight enorm;             // nextn.enorm: [n_embd] F32, RMSNorm of the embedding e
+  ops::Weight hnorm;             // nextn.hnorm: [n_embd] F32, RMSNorm of the hidden state h
+  ops::Weight shared_head_norm;  // nextn.shared_head_norm: [n_embd] F32, before the head
+  ops::Weight embed;             // nextn.embed_tokens, else token_embd: [n_vocab rows][n_embd]
+  ops::Weight head;              // nextn.shared_head_head, else the model's output (or tied
+                                 // embeddings): [n_vocab rows][n_embd]
+  bool own_head = false;         // head is nextn.shared_head_head (placed with the block)
+  LayerWeights block;            // the full-attention decoder block
+};
+
 struct Weights {
   ops::Weight tok_embd;     // [n_vocab rows][n_embd]: row t is token t's embedding
   ops::Weight output_norm;  // [n_embd] F32
@@ -62,11 +77,19 @@ struct Weights {
   ops::Weight rope_freqs;   // optional [n_rot/2] F32 frequency factors (Llama 3.1)
   std::vector<LayerWeights> layers;
   bool tied_output = false;
+  // The MTP blocks (hp.n_mtp of them), bound and placed on first use by bind_mtp_weights (a
+  // model that does not speculate with them never reads them); empty until then.
+  std::vector<MtpWeights> mtp;
 };
 
 // Binds every tensor the architecture needs, checking presence, shape and type (norms and biases
 // must be F32); errors name the file and tensor and say what was expected.
 Weights bind_weights(const gguf::Reader& r, const HParams& hp);
+
+// Binds the hp.n_mtp MTP blocks of the file (checking names, shapes and types as bind_weights
+// does) and hands their weights to `be` (the backend of the output head, which runs them).
+std::vector<MtpWeights> bind_mtp_weights(const gguf::Reader& r, const HParams& hp, const Weights& w,
+                                         ops::Backend& be);
 
 // Hands every matmul weight to the backend that runs it (Backend::prepare_weight: repack or
 // upload) and keeps the views it returns; norms and biases go to the same backend. The embedding
