@@ -32,16 +32,7 @@ std::unique_ptr<Model> load_bundled() {
   return Model::load(o);
 }
 
-// ||a - b|| / ||b - mean(b)||
-double nrmse(std::span<const float> a, std::span<const float> b) {
-  double mean = std::accumulate(b.begin(), b.end(), 0.0) / double(b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += (double(b[i]) - mean) * (double(b[i]) - mean);
-  }
-  return std::sqrt(num / den);
-}
+using straw::test::nrmse;
 
 int32_t argmax(std::span<const float> v) {
   return int32_t(std::max_element(v.begin(), v.end()) - v.begin());

@@ -62,15 +62,7 @@ std::unique_ptr<Model> load(const File& f) {
   return Model::load(o);
 }
 
-double nrmse(std::span<const float> a, std::span<const float> b) {
-  const double mean = std::accumulate(b.begin(), b.end(), 0.0) / double(b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-    den += (double(b[i]) - mean) * (double(b[i]) - mean);
-  }
-  return std::sqrt(num / den);
-}
+using straw::test::nrmse;
 
 std::vector<int32_t> generate_greedy(const std::vector<int32_t>& prompt, int n, Speculator* spec,
                                      Session& s, GenerateResult* out = nullptr) {

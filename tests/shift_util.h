@@ -7,21 +7,9 @@
 #include <vector>
 
 #include "straw/straw.h"
+#include "test_util.h"
 
 namespace straw::test {
-
-// nrmse of a row of logits against a reference row.
-inline double row_nrmse(std::span<const float> a, std::span<const float> r) {
-  double mean = 0;
-  for (float x : r) mean += x;
-  mean /= double(r.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < r.size(); ++i) {
-    num += (double(a[i]) - r[i]) * (double(a[i]) - r[i]);
-    den += (r[i] - mean) * (r[i] - mean);
-  }
-  return std::sqrt(num / den);
-}
 
 // Evaluates tokens[0, n_before), shifts (keeping n_keep, dropping n_discard), evaluates the next
 // n_after tokens; a fresh session evaluates the kept tokens then the same n_after tokens. Returns
@@ -41,7 +29,7 @@ inline double shift_vs_fresh(Model& model, std::span<const int32_t> tokens, int6
   fresh.eval(after, /*all_logits=*/true);
   double worst = 0;
   for (int i = 0; i < int(n_after); ++i)
-    worst = std::max(worst, row_nrmse(shifted.logits(i), fresh.logits(i)));
+    worst = std::max(worst, nrmse(shifted.logits(i), fresh.logits(i)));
   return worst;
 }
 

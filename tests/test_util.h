@@ -1,8 +1,10 @@
 // Helpers shared by the test files: where the shared test data is, temporary files.
 #pragma once
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <unistd.h>
 
@@ -21,6 +23,19 @@ inline std::filesystem::path temp_path(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("straw-test-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return dir / name;
+}
+
+// ||a - ref|| / ||ref - mean(ref)||: the distance of a row of logits from a reference row.
+inline double nrmse(std::span<const float> a, std::span<const float> ref) {
+  double mean = 0;
+  for (float x : ref) mean += x;
+  mean /= double(ref.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    num += (double(a[i]) - ref[i]) * (double(a[i]) - ref[i]);
+    den += (double(ref[i]) - mean) * (double(ref[i]) - mean);
+  }
+  return std::sqrt(num / den);
 }
 
 }  // namespace straw::test
