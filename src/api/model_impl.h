@@ -21,6 +21,7 @@
 #include "sched/calibration.h"
 #include "sched/plan.h"
 #include "straw/straw.h"
+#include "util/str.h"
 
 namespace straw {
 
@@ -48,6 +49,23 @@ struct Model::Impl {
   // none, saying how to get them.
   void bind_mtp();
   std::mutex mtp_mutex;
+};
+
+// Holds Impl::evaluating for one evaluation. Sessions of a model share its worker threads and
+// activation buffers: an evaluation starting while another runs (from another thread) is a
+// caller's bug, refused with `what` (say which evaluations overlap and what to do) rather than
+// left to corrupt both.
+class EvaluationGuard {
+ public:
+  EvaluationGuard(Model::Impl& m, const char* what) : busy_(m.evaluating) {
+    if (busy_.exchange(true)) fail(what);
+  }
+  ~EvaluationGuard() { busy_.store(false); }
+  EvaluationGuard(const EvaluationGuard&) = delete;
+  EvaluationGuard& operator=(const EvaluationGuard&) = delete;
+
+ private:
+  std::atomic<bool>& busy_;
 };
 
 // The MTP proposer's access to a session (session.cpp): the output-normed last hidden states

@@ -94,17 +94,10 @@ void eval_batch(std::span<const BatchItem> items) {
              n_vocab - 1, ")");
   }
 
-  // Sessions of one model share its worker threads and activation buffers: a second evaluation
-  // starting while one runs (from another thread) is a caller's bug, refused rather than corrupted.
-  std::atomic<bool>& busy = model.impl().evaluating;
-  if (busy.exchange(true))
-    fail(
-        "two evaluations of one model overlap: sessions of a model must not evaluate concurrently "
-        "(serialize the calls, or load the model once per thread)");
-  struct Release {
-    std::atomic<bool>& b;
-    ~Release() { b.store(false); }
-  } release{busy};
+  const EvaluationGuard guard(
+      model.impl(),
+      "two evaluations of one model overlap: sessions of a model must not evaluate concurrently "
+      "(serialize the calls, or load the model once per thread)");
 
   const int64_t n_vocab = model.n_vocab();
   for (const BatchItem& it : items) {

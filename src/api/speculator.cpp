@@ -316,15 +316,10 @@ void Speculator::attach(Session& target) {
 }
 
 void Speculator::Impl::run_mtp(const model::MtpStep& step) {
-  std::atomic<bool>& busy = target.impl().evaluating;
-  if (busy.exchange(true))
-    fail(
-        "two evaluations of one model overlap: the MTP proposer runs the target model's "
-        "MTP block, which must not run while a session of the model evaluates");
-  struct Release {
-    std::atomic<bool>& b;
-    ~Release() { b.store(false); }
-  } release{busy};
+  const EvaluationGuard guard(
+      target.impl(),
+      "two evaluations of one model overlap: the MTP proposer runs the target model's MTP block, "
+      "which must not run while a session of the model evaluates");
   target.impl().transformer().forward_mtp(step);
 }
 
