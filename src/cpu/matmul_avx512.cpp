@@ -34,6 +34,14 @@ inline int32_t load32(const int8_t* p) {
   return v;
 }
 
+// acc += u8(w) . s8(x[0..3]) in every lane, the 4 activation bytes broadcast from memory by the
+// instruction itself ({1to16}): GCC 12 does not fold the broadcast into vpdpbusd, and the separate
+// vpbroadcastd costs an extra operation per dot product.
+inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
+  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(x)));
+  return acc;
+}
+
 inline __m512 half16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
@@ -294,10 +302,10 @@ __attribute__((always_inline)) inline void group_step(const TileLayout& L, const
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) {
       const int8_t* x = tok[t].q + e0 + 8 * p;
-      ia[t] = _mm512_dpbusd_epi32(ia[t], w0, _mm512_set1_epi32(load32(x)));
+      ia[t] = dpbusd_bcast(ia[t], w0, x);
       // One token: a second accumulator halves the dependency chain.
       __m512i& second = T == 1 ? ib[t] : ia[t];
-      second = _mm512_dpbusd_epi32(second, w1, _mm512_set1_epi32(load32(x + 4)));
+      second = dpbusd_bcast(second, w1, x + 4);
     }
   }
   const __m512 s = dec.scale(g);
