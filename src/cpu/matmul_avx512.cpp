@@ -37,8 +37,11 @@ inline int32_t load32(const int8_t* p) {
 // acc += u8(w) . s8(x[0..3]) in every lane, the 4 activation bytes broadcast from memory by the
 // instruction itself ({1to16}): GCC 12 does not fold the broadcast into vpdpbusd, and the separate
 // vpbroadcastd costs an extra operation per dot product.
+using i32_unaligned = int32_t __attribute__((aligned(1), may_alias));
 inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
-  asm("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(w), "m"(*reinterpret_cast<const int32_t*>(x)));
+  asm("vpdpbusd %2%{1to16%}, %1, %0"
+      : "+v"(acc)
+      : "v"(w), "m"(*reinterpret_cast<const i32_unaligned*>(x)));
   return acc;
 }
 
