@@ -122,9 +122,10 @@ void BM_AttentionKv(benchmark::State& state) {
       benchmark::Counter(4.0 * keys * heads * dim, benchmark::Counter::kIsIterationInvariantRate);
   state.SetBytesProcessed(int64_t(state.iterations()) * n_ctx * int64_t(row) * 2);
 }
-// 1.5B heads (12 query, 2 KV) at depth 16384: decode, and a 512-token prompt chunk.
+// 1.5B heads (12 query, 2 KV) at depth 16384: decode, and a 512-token prompt chunk. The 1-thread
+// decode's CPU time is the kernel's cost even when other work shares the cores.
 BENCHMARK(BM_AttentionKv)
-    ->ArgsProduct({{1}, {16384}, {12}, {2}, {2}, {1, 2, 3}})
+    ->ArgsProduct({{1}, {16384}, {12}, {2}, {1, 2}, {1, 2, 3}})
     ->ArgsProduct({{512}, {16384}, {12}, {2}, {2}, {1, 2, 3}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

@@ -34,13 +34,18 @@
 
 #include "cpu/kernels.h"
 #include "cpu/vec_avx2.h"
-#include "quant/f16.h"
 
 namespace straw::cpu {
 
 namespace {
 
 constexpr int KB = kAttnKeyBlock;
+
+// One fp16 value with F16C (exact, as quant::fp16_to_fp32, whose bit manipulation showed in
+// profiles: a block scale per 32 elements of every K and V row).
+inline float half_to_float(uint16_t h) {
+  return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+}
 
 // Row j of one head's slice of the cache (K or V, element type t), `dim` elements from `offset`,
 // as floats (for Q8_0 and Q4_0, offset and dim are multiples of 32: whole blocks of an fp16 scale
@@ -63,7 +68,7 @@ inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t off
       for (int b = 0; b < dim / 32; ++b, src += 34) {
         uint16_t h;
         std::memcpy(&h, src, 2);
-        const __m256 scale = _mm256_set1_ps(quant::fp16_to_fp32(h));
+        const __m256 scale = _mm256_set1_ps(half_to_float(h));
 #pragma GCC unroll 4
         for (int i = 0; i < 4; ++i) {
           const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 2 + 8 * i));
@@ -78,7 +83,7 @@ inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t off
       for (int b = 0; b < dim / 32; ++b, src += 18) {
         uint16_t h;
         std::memcpy(&h, src, 2);
-        const __m256 scale = _mm256_set1_ps(quant::fp16_to_fp32(h));
+        const __m256 scale = _mm256_set1_ps(half_to_float(h));
         const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
         const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
         const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
@@ -276,7 +281,7 @@ void repack_keys(const Ctx& c, int64_t j0, int kb, __m256i* Kq, float* Dk) {
         const uint8_t* src = base + size_t(j0 + j) * row_bytes + b * block_bytes;
         uint16_t h;
         std::memcpy(&h, src, 2);
-        dk[k] = quant::fp16_to_fp32(h);
+        dk[k] = half_to_float(h);
         if (t == ops::KvType::Q8_0) {
           r[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + 2));
           if (Dot::kUnsignedQ8) r[k] = _mm256_xor_si256(r[k], _mm256_set1_epi8(char(0x80)));
@@ -475,16 +480,22 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
       }
     }
 
-    // O[r] += sum_j P[r][j] V[j], two rows and 32 output columns at a time.
-    for (int r0 = 0; r0 < rows; r0 += 2) {
-      const int r1 = std::min(r0 + 1, rows - 1);
-      const float* p0 = S + size_t(r0) * KB;
-      const float* p1 = S + size_t(r1) * KB;
-      float* o0 = O + size_t(r0) * c.Dv;
-      float* o1 = O + size_t(r1) * c.Dv;
-      int d0 = 0;
-      for (; d0 + 32 <= c.Dv; d0 += 32) pv_tile<4>(p0, p1, V, c.Dv, max_vis, d0, o0, o1, r1 != r0);
-      for (; d0 < c.Dv; d0 += 8) pv_tile<1>(p0, p1, V, c.Dv, max_vis, d0, o0, o1, r1 != r0);
+    // O[r] += sum_j P[r][j] V[j]: the policy's own loop where it has one (AVX-512: 512-bit
+    // registers), else two rows and 32 output columns at a time.
+    if constexpr (requires { Dot::pv(S, V, O, rows, c.Dv, max_vis); }) {
+      Dot::pv(S, V, O, rows, c.Dv, max_vis);
+    } else {
+      for (int r0 = 0; r0 < rows; r0 += 2) {
+        const int r1 = std::min(r0 + 1, rows - 1);
+        const float* p0 = S + size_t(r0) * KB;
+        const float* p1 = S + size_t(r1) * KB;
+        float* o0 = O + size_t(r0) * c.Dv;
+        float* o1 = O + size_t(r1) * c.Dv;
+        int d0 = 0;
+        for (; d0 + 32 <= c.Dv; d0 += 32)
+          pv_tile<4>(p0, p1, V, c.Dv, max_vis, d0, o0, o1, r1 != r0);
+        for (; d0 < c.Dv; d0 += 8) pv_tile<1>(p0, p1, V, c.Dv, max_vis, d0, o0, o1, r1 != r0);
+      }
     }
   }
 
