@@ -1,6 +1,6 @@
 // The attention kernel (attention_impl.h) built with AVX-512: integer scores with EVEX vpdpbusd on
-// 256-bit registers (AVX512-VNNI + VL; the 8-key tiles and 32-element blocks fit them exactly), and
-// P.V on 512-bit registers, 4 rows x 64 columns at a time.
+// 256-bit registers (AVX512-VNNI + VL; the 8-key tiles and 32-element blocks fit them exactly),
+// quantized V rows converted and P.V computed on 512-bit registers (4 rows x 64 columns at a time).
 // GCC 12 intrinsics: see the note in matmul_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -60,6 +60,32 @@ struct EvexVnni {
   static __m256i dot4(__m256i acc, __m256i k, __m256i x) {
     static_assert(!kSigned, "vpdpbusd multiplies unsigned levels");
     return _mm256_dpbusd_epi32(acc, k, x);
+  }
+  // Row j of a Q8_0 / Q4_0 cache head as floats (see load_row in attention_impl.h), 16 elements
+  // per instruction.
+  static void load_quant_row(ops::KvType t, const void* base, int64_t width, int64_t offset,
+                             int64_t j, int dim, float* dst) {
+    const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(t, width) +
+                         ops::kv_row_bytes(t, offset);
+    const bool q8 = t == ops::KvType::Q8_0;
+    for (int b = 0; b < dim / 32; ++b, src += q8 ? 34 : 18, dst += 32) {
+      uint16_t h;
+      std::memcpy(&h, src, 2);
+      const __m512 scale = _mm512_set1_ps(half_to_float(h));
+      __m128i lo, hi;  // elements 0..15 and 16..31 as int8
+      if (q8) {
+        lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
+        hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 18));
+      } else {
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
+        const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
+        lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
+        hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
+      }
+      _mm512_storeu_ps(dst, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo)), scale));
+      _mm512_storeu_ps(dst + 16,
+                       _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), scale));
+    }
   }
   // O[r] += sum_j P[r][j] V[j] for every row (P: rows x kAttnKeyBlock, V: n_keys x Dv).
   static void pv(const float* S, const float* V, float* O, int rows, int Dv, int n_keys) {

@@ -437,9 +437,19 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
       scores_direct(c, rows, j0, kb, kbuf, S);
     else
       scores_tiled(c, rows, j0, kb, kbuf, Kt, S);
-    for (int j = 0; j < kb; ++j)
+    // V rows as floats: the policy's own conversion of quantized rows where it has one (AVX-512:
+    // 512-bit registers).
+    for (int j = 0; j < kb; ++j) {
+      if constexpr (requires { Dot::load_quant_row(kv.v_type, kv.v, c.v_width, 0, j0, c.Dv, V); }) {
+        if (ops::kv_quantized(kv.v_type)) {
+          Dot::load_quant_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
+                              V + size_t(j) * c.Dv);
+          continue;
+        }
+      }
       load_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
                V + size_t(j) * c.Dv);
+    }
 
     // Online softmax per row; S becomes the probabilities (0 for masked keys).
     int max_vis = 0;
