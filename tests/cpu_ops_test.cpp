@@ -136,6 +136,20 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       // Depth 32K (decode and a short prefill), a small model's heads so that it stays fast.
       {1, 8, 2, 64, 64, 32767, KvType::Q4_0, KvType::Q4_0},
       {3, 4, 1, 32, 32, 32700, KvType::Q8_0, KvType::Q4_0},
+      {1, 16, 4, 128, 128, 32760, KvType::Q8_0, KvType::Q8_0},
+      // Integer scores (Q8_0 / Q4_0 K): GQA 1, 3, 5 (row tiles of 4 with tails of 1..3), head
+      // sizes of 1..8 blocks, key counts that are not multiples of the 8-key tile.
+      {1, 8, 8, 32, 32, 12, KvType::Q8_0, KvType::F16},
+      {2, 6, 2, 96, 64, 77, KvType::Q4_0, KvType::F16},
+      {1, 10, 2, 256, 256, 300, KvType::Q4_0, KvType::Q8_0},
+      {9, 10, 2, 128, 128, 251, KvType::Q8_0, KvType::F32},
+      {33, 12, 4, 64, 64, 130, KvType::Q4_0, KvType::Q4_0},
+      // A prompt chunk at depth with fewer (KV head, 16-token) items than twice the threads: the
+      // keys split into ranges too, then merged per row.
+      {16, 8, 1, 64, 64, 3000, KvType::Q8_0, KvType::Q8_0},
+      {5, 12, 2, 128, 128, 2000, KvType::Q4_0, KvType::Q4_0},
+      {7, 4, 1, 64, 64, 1000, KvType::F16, KvType::F16},
+      {21, 7, 1, 64, 64, 1500, KvType::F32, KvType::Q4_0},
   };
   std::mt19937 rng(21);
   CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});

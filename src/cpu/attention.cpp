@@ -1,6 +1,8 @@
-// CPU attention over the KV cache and the KV store: the SIMD kernel (attention_avx2.cpp) when the
+// CPU attention over the KV cache and the KV store: the SIMD kernels (attention_impl.h) when the
 // head sizes allow, else the reference: causal softmax(q K^T * scale) V with grouped-query heads,
-// one (token, head) pair per work item.
+// one (token, head) pair per work item. Over a Q8_0 / Q4_0 K cache the scores are integer dot
+// products of the key's levels with the query quantized to 8 bits (quantize_query), as llama.cpp
+// computes them: q.k = sum over blocks of 32 of d_q d_k sum_i q_i k_i.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -69,12 +71,55 @@ void store_row(ops::KvType t, void* base, int64_t p, const float* x, int64_t wid
 // Query tokens per work item of the SIMD kernel when a batch has many (prefill).
 constexpr int kQueryBlock = 16;
 
-// Decode splits the keys of each KV head into ranges of at least this many keys (multiples of the
-// kernel's key block), so that every thread has work even when there are fewer KV heads than
-// threads, and merges the ranges' softmax states afterwards.
+// When there are few work items (decode, a short prompt chunk), the keys of each are split into
+// ranges of at least this many keys (multiples of the kernel's key block), so that every thread
+// has work even when there are fewer KV heads than threads, and the ranges' softmax states are
+// merged afterwards.
 constexpr int64_t kMinSplitKeys = 4 * kAttnKeyBlock;
 
+// q.k for one key head of a Q8_0 / Q4_0 cache (row `src`, dim elements) against a query head from
+// quantize_query: the integer sum per block of 32 times both scales.
+float quantized_score(ops::KvType t, const uint8_t* src, int dim, const int8_t* q,
+                      const float* dq) {
+  float s = 0.0f;
+  for (int b = 0; b < dim / 32; ++b) {
+    uint16_t h;
+    std::memcpy(&h, src, 2);
+    int32_t sum = 0;
+    if (t == ops::KvType::Q8_0) {
+      const auto* k = reinterpret_cast<const int8_t*>(src + 2);
+      for (int i = 0; i < 32; ++i) sum += int32_t(q[32 * b + i]) * k[i];
+      src += 34;
+    } else {
+      // Low nibbles: elements 0..15, high nibbles: 16..31; value level - 8.
+      for (int i = 0; i < 16; ++i) {
+        sum += int32_t(q[32 * b + i]) * ((src[2 + i] & 0x0F) - 8);
+        sum += int32_t(q[32 * b + 16 + i]) * ((src[2 + i] >> 4) - 8);
+      }
+      src += 18;
+    }
+    s += dq[b] * quant::fp16_to_fp32(h) * float(sum);
+  }
+  return s;
+}
+
 }  // namespace
+
+void quantize_query(const float* x, int n, int8_t* q, float* d, int32_t* sum) {
+  uint8_t block[34];
+  for (int b = 0; b < n / 32; ++b) {
+    quant::quantize_row(quant::Type::Q8_0, x + 32 * b, block, 32);
+    uint16_t h;
+    std::memcpy(&h, block, 2);
+    d[b] = quant::fp16_to_fp32(h);
+    int32_t s = 0;
+    for (int i = 0; i < 32; ++i) {
+      q[32 * b + i] = static_cast<int8_t>(block[2 + i]);
+      s += q[32 * b + i];
+    }
+    sum[b] = s;
+  }
+}
 
 void attention_merge(const float* parts, size_t part_stride, int n, int rows, int dv, float* out) {
   for (int r = 0; r < rows; ++r) {
@@ -141,50 +186,61 @@ void CpuBackend::kv_shift(const ops::KvLayer& kv, const ops::KvShiftParams& p) {
 void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
                            const ops::AttentionParams& p) {
   const VecKernels* vk = vec_kernels(isa_);
-  const int64_t n_keys = p.pos0 + p.n_tokens;
-  const int splits =
-      p.n_tokens == 1 ? int(std::min<int64_t>(n_keys / kMinSplitKeys,
-                                              (2 * pool_.size() + p.n_kv_heads - 1) / p.n_kv_heads))
-                      : 1;
-  if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0 && splits > 1) {
-    // Decode over a long context: items (KV head, key range), each leaving its softmax state in
-    // `parts`, merged per head afterwards.
-    const int group = p.n_heads / p.n_kv_heads;
-    const int64_t range =
-        (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
-    const size_t part_stride = size_t(group) * (p.head_dim_v + 2);
-    const size_t need = attention_scratch_floats(p, 1);
-    if (attn_parts_.size() < size_t(splits) * p.n_kv_heads * part_stride)
-      attn_parts_.resize(size_t(splits) * p.n_kv_heads * part_stride);
-    float* parts = attn_parts_.data();
-    pool_.parallel_for(int64_t(splits) * p.n_kv_heads, 1, [&](int64_t i0, int64_t i1, int thread) {
-      float* s = scratch(thread, need);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int kvh = int(i / splits), split = int(i % splits);
-        vk->attention(q, kv, out, p, kvh, 0, 1, split * range,
-                      std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
-      }
-    });
-    // The query heads of KV head kvh are consecutive rows of out (one token).
-    for (int kvh = 0; kvh < p.n_kv_heads; ++kvh)
-      attention_merge(parts + size_t(kvh) * splits * part_stride, part_stride, splits, group,
-                      p.head_dim_v, out + int64_t(kvh) * group * p.head_dim_v);
-    return;
-  }
   if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0) {
     // Items: (KV head, block of query tokens), the blocks with the most keys (the last) first.
+    const int group = p.n_heads / p.n_kv_heads;
     const int qb = p.n_tokens == 1 ? 1 : kQueryBlock;
     const int n_blocks = (p.n_tokens + qb - 1) / qb;
     const int64_t items = int64_t(n_blocks) * p.n_kv_heads;
+    const int64_t n_keys = p.pos0 + p.n_tokens;
+    // Fewer items than twice the threads (decode; a short prompt chunk at depth) over a long
+    // context: each item's keys are split into ranges as well, every range leaving its softmax
+    // state in `parts`, merged per row afterwards, so that every thread has work.
+    const int64_t want = 2 * int64_t(pool_.size());
+    const int splits = items >= want
+                           ? 1
+                           : int(std::max<int64_t>(
+                                 1, std::min(n_keys / kMinSplitKeys, (want + items - 1) / items)));
     const size_t need = attention_scratch_floats(p, qb);
-    pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
+    if (splits == 1) {
+      pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
+        float* s = scratch(thread, need);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int block = n_blocks - 1 - int(i / p.n_kv_heads);
+          const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
+          vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, 0, p.pos0 + t1, nullptr, s);
+        }
+      });
+      return;
+    }
+    const int64_t range =
+        (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
+    const size_t part_stride = size_t(group) * qb * (p.head_dim_v + 2);
+    if (attn_parts_.size() < size_t(items) * splits * part_stride)
+      attn_parts_.resize(size_t(items) * splits * part_stride);
+    float* parts = attn_parts_.data();
+    pool_.parallel_for(items * splits, 1, [&](int64_t i0, int64_t i1, int thread) {
       float* s = scratch(thread, need);
       for (int64_t i = i0; i < i1; ++i) {
-        const int block = n_blocks - 1 - int(i / p.n_kv_heads);
+        const int64_t item = i / splits;
+        const int split = int(i % splits);
+        const int block = n_blocks - 1 - int(item / p.n_kv_heads);
         const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
-        vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, 0, p.pos0 + t1, nullptr, s);
+        vk->attention(q, kv, out, p, int(item % p.n_kv_heads), t0, t1, split * range,
+                      std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
       }
     });
+    // Partial row (t - t0) * group + g of an item is query head kvh * group + g of token t; the
+    // group's heads are consecutive in out.
+    for (int64_t item = 0; item < items; ++item) {
+      const int block = n_blocks - 1 - int(item / p.n_kv_heads), kvh = int(item % p.n_kv_heads);
+      const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
+      for (int t = t0; t < t1; ++t)
+        attention_merge(parts + size_t(item) * splits * part_stride +
+                            size_t(t - t0) * group * (p.head_dim_v + 2),
+                        part_stride, splits, group, p.head_dim_v,
+                        out + (int64_t(t) * p.n_heads + int64_t(kvh) * group) * p.head_dim_v);
+    }
     return;
   }
 
@@ -193,20 +249,36 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
   const int64_t v_width = int64_t(p.n_kv_heads) * p.head_dim_v;
   const int64_t n_keys_max = p.pos0 + p.n_tokens;
   const int64_t items = int64_t(p.n_tokens) * p.n_heads;
+  const bool int_keys = ops::kv_quantized(kv.k_type);
+  if (int_keys && p.head_dim % 32 != 0)
+    fail("internal error: a ", ops::kv_type_name(kv.k_type), " K cache needs a head size that is a",
+         " multiple of 32, not ", p.head_dim);
+  const size_t k_row = ops::kv_row_bytes(kv.k_type, k_width);
   pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
-    // Scratch: scores for every visible key, one converted K head, one converted V head.
-    float* scores = scratch(thread, size_t(n_keys_max + p.head_dim + p.head_dim_v));
+    // Scratch: scores for every visible key, one converted K head, one converted V head, and the
+    // quantized query (levels, scales, sums).
+    float* scores = scratch(thread, size_t(n_keys_max + 2 * p.head_dim + p.head_dim_v));
     float* kbuf = scores + n_keys_max;
     float* vbuf = kbuf + p.head_dim;
+    float* dq = vbuf + p.head_dim_v;
+    auto* sq = reinterpret_cast<int32_t*>(dq + p.head_dim / 32);
+    auto* q8 = reinterpret_cast<int8_t*>(sq + p.head_dim / 32);
     for (int64_t item = i0; item < i1; ++item) {
       const int t = int(item / p.n_heads), h = int(item % p.n_heads), kvh = h / group;
       const float* qh = q + (int64_t(t) * p.n_heads + h) * p.head_dim;
       const int64_t n_keys = p.pos0 + t + 1;  // causal: keys 0..pos0+t
+      if (int_keys) quantize_query(qh, p.head_dim, q8, dq, sq);
       float max_s = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* kj =
-            cache_slice(kv.k_type, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
-        scores[j] = dot_f32(qh, kj, p.head_dim) * p.scale;
+        if (int_keys) {
+          const uint8_t* src = static_cast<const uint8_t*>(kv.k) + j * k_row +
+                               ops::kv_row_bytes(kv.k_type, int64_t(kvh) * p.head_dim);
+          scores[j] = quantized_score(kv.k_type, src, p.head_dim, q8, dq) * p.scale;
+        } else {
+          const float* kj =
+              cache_slice(kv.k_type, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
+          scores[j] = dot_f32(qh, kj, p.head_dim) * p.scale;
+        }
         max_s = std::max(max_s, scores[j]);
       }
       double sum = 0;

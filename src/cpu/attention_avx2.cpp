@@ -1,336 +1,54 @@
-// Attention on AVX2 + FMA + F16C: for one KV head and a range of query tokens, every query head of
-// the group is processed together, so each K/V row is read (and converted from fp16) once per
-// group, not once per query head. Keys go in blocks of kAttnKeyBlock with an online softmax
-// (running max m, running sum l, output rescaled by e^(m_old - m_new)), so nothing is sized by the
-// context.
-//
-// Scores: for one query token (decode) each key row is converted once and dotted with the group's
-// query rows; for many query tokens the block is transposed to Kt[dim][key] so that a 4-row x
-// 16-key tile of scores accumulates with broadcast FMAs and no horizontal sums.
+// The attention kernel (attention_impl.h) on AVX2 + FMA + F16C with vpmaddubsw integer scores, and
+// for AVX-VNNI with VEX vpdpbusd (only called when cpu_features().avx_vnni).
 // GCC 12 intrinsics: see the note in matmul_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
-
-#include "cpu/kernels.h"
-#include "cpu/vec_avx2.h"
-#include "quant/f16.h"
+#include "cpu/attention_impl.h"
 
 namespace straw::cpu {
 
 namespace {
 
-constexpr int KB = kAttnKeyBlock;
-
-// Row j of one head's slice of the cache (K or V, element type t), `dim` elements from `offset`,
-// as floats (for Q8_0 and Q4_0, offset and dim are multiples of 32: whole blocks of an fp16 scale
-// and 32 levels).
-inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t offset, int64_t j,
-                     int dim, float* dst) {
-  const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(t, width) +
-                       ops::kv_row_bytes(t, offset);
-  switch (t) {
-    case ops::KvType::F32:
-      std::memcpy(dst, src, size_t(dim) * 4);
-      return;
-    case ops::KvType::F16:
-      for (int d = 0; d < dim; d += 8)
-        _mm256_storeu_ps(
-            dst + d,
-            _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * d))));
-      return;
-    case ops::KvType::Q8_0:
-      for (int b = 0; b < dim / 32; ++b, src += 34) {
-        uint16_t h;
-        std::memcpy(&h, src, 2);
-        const __m256 scale = _mm256_set1_ps(quant::fp16_to_fp32(h));
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
-          const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + 2 + 8 * i));
-          const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-          _mm256_storeu_ps(dst + 32 * b + 8 * i, _mm256_mul_ps(f, scale));
-        }
-      }
-      return;
-    case ops::KvType::Q4_0:
-      // 16 bytes of nibbles: the low ones are elements 0..15, the high ones 16..31; value
-      // (level - 8) * d.
-      for (int b = 0; b < dim / 32; ++b, src += 18) {
-        uint16_t h;
-        std::memcpy(&h, src, 2);
-        const __m256 scale = _mm256_set1_ps(quant::fp16_to_fp32(h));
-        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2));
-        const __m128i mask = _mm_set1_epi8(0x0F), eight = _mm_set1_epi8(8);
-        const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, mask), eight);
-        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), eight);
-        const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
-          const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(parts[i]));
-          _mm256_storeu_ps(dst + 32 * b + 8 * i, _mm256_mul_ps(f, scale));
-        }
-      }
-      return;
+// vpmaddubsw (to 16-bit pairs) + vpmaddwd (to 32-bit). vpmaddubsw saturates above 32767, so Q8_0
+// keys stay signed and use |k| and sign(x, k): |k| <= 128 and |x| <= 127 keep a pair below it.
+struct Maddubs {
+  static constexpr bool kUnsignedQ8 = false;
+  template <bool kSigned>
+  static __m256i dot4(__m256i acc, __m256i k, __m256i x) {
+    __m256i p;
+    if constexpr (kSigned)
+      p = _mm256_maddubs_epi16(_mm256_sign_epi8(k, k), _mm256_sign_epi8(x, k));
+    else
+      p = _mm256_maddubs_epi16(k, x);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
-}
-
-struct Ctx {
-  const float* q;
-  const ops::KvLayer* kv;
-  const ops::AttentionParams* p;
-  int group, kv_head, t0, D, Dv;
-  int64_t k_width, v_width;
-  const float* qrow(int r) const {
-    const int t = t0 + r / group, h = kv_head * group + r % group;
-    return q + (int64_t(t) * p->n_heads + h) * D;
-  }
-  // Keys visible to row r: 0 .. n_visible(r) - 1.
-  int64_t n_visible(int r) const { return p->pos0 + t0 + r / group + 1; }
 };
 
-// The four horizontal sums of a0..a3, in that order.
-inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
-  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-}
-
-// Scores S[r][j] = q_r . k_{j0+j} * scale for one query token: each key row converted once.
-// Four rows per pass, their sums reduced together (hsum4) and stored through a fixed-size array,
-// so that the accumulators stay in registers.
-void scores_direct(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* S) {
-  const __m128 scale = _mm_set1_ps(c.p->scale);
-  for (int j = 0; j < kb; ++j) {
-    load_row(c.kv->k_type, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + j, c.D, kbuf);
-    for (int r0 = 0; r0 < rows; r0 += 4) {
-      const int nr = std::min(4, rows - r0);
-      const float* q0 = c.qrow(r0);
-      const float* q1 = c.qrow(r0 + std::min(1, nr - 1));
-      const float* q2 = c.qrow(r0 + std::min(2, nr - 1));
-      const float* q3 = c.qrow(r0 + std::min(3, nr - 1));
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int d = 0; d < c.D; d += 8) {
-        const __m256 k = _mm256_loadu_ps(kbuf + d);
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), k, a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), k, a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q2 + d), k, a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q3 + d), k, a3);
-      }
-      alignas(16) float s[4];
-      _mm_store_ps(s, _mm_mul_ps(hsum4(a0, a1, a2, a3), scale));
-      for (int i = 0; i < nr; ++i) S[(r0 + i) * KB + j] = s[i];
-    }
+// VEX vpdpbusd, which does not saturate: Q8_0 keys as k + 128. Inline assembly, as in
+// matmul_avx2.cpp: the intrinsic would need -mavxvnni on the shared kernel template, letting the
+// compiler use AVX-VNNI in the AVX2 build too.
+struct VexVnni {
+  static constexpr bool kUnsignedQ8 = true;
+  template <bool kSigned>
+  static __m256i dot4(__m256i acc, __m256i k, __m256i x) {
+    static_assert(!kSigned, "vpdpbusd multiplies unsigned levels");
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(k), "x"(x));
+    return acc;
   }
-}
-
-// In-register transpose of 8 rows of 8 floats.
-inline void transpose8(__m256 r[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
-// Scores through a transposed block Kt[d][j] (keys padded to a multiple of 16 with zeros).
-void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* Kt, float* S) {
-  const int kb16 = (kb + 15) / 16 * 16;
-  for (int jb = 0; jb < kb16; jb += 8) {
-    // Eight key rows as floats (zero past the block), then 8x8 transposes into Kt.
-    for (int j = 0; j < 8; ++j) {
-      if (jb + j < kb)
-        load_row(c.kv->k_type, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + jb + j, c.D,
-                 kbuf + size_t(j) * c.D);
-      else
-        std::fill_n(kbuf + size_t(j) * c.D, c.D, 0.0f);
-    }
-    for (int d = 0; d < c.D; d += 8) {
-      __m256 r[8];
-#pragma GCC unroll 8
-      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(kbuf + size_t(j) * c.D + d);
-      transpose8(r);
-#pragma GCC unroll 8
-      for (int i = 0; i < 8; ++i) _mm256_storeu_ps(Kt + (d + i) * KB + jb, r[i]);
-    }
-  }
-  const __m256 scale = _mm256_set1_ps(c.p->scale);
-  for (int r0 = 0; r0 < rows; r0 += 4) {
-    const int nr = std::min(4, rows - r0);
-    const float* qr[4];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; ++i) qr[i] = c.qrow(r0 + std::min(i, nr - 1));
-    for (int jb = 0; jb < kb16; jb += 16) {
-      __m256 acc[4][2];
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-      for (int d = 0; d < c.D; ++d) {
-        const __m256 k0 = _mm256_loadu_ps(Kt + d * KB + jb);
-        const __m256 k1 = _mm256_loadu_ps(Kt + d * KB + jb + 8);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
-          const __m256 qd = _mm256_broadcast_ss(qr[i] + d);
-          acc[i][0] = _mm256_fmadd_ps(qd, k0, acc[i][0]);
-          acc[i][1] = _mm256_fmadd_ps(qd, k1, acc[i][1]);
-        }
-      }
-#pragma GCC unroll 4
-      for (int i = 0; i < 4; ++i) {
-        if (i >= nr) break;
-        _mm256_storeu_ps(S + (r0 + i) * KB + jb, _mm256_mul_ps(acc[i][0], scale));
-        _mm256_storeu_ps(S + (r0 + i) * KB + jb + 8, _mm256_mul_ps(acc[i][1], scale));
-      }
-    }
-  }
-}
-
-// O[r0], O[r1] += sum_j P[r][j] V[j] over ND * 8 output columns from d0.
-template <int ND>
-inline void pv_tile(const float* p0, const float* p1, const float* V, int Dv, int n_keys, int d0,
-                    float* o0, float* o1, bool two) {
-  __m256 a0[ND], a1[ND];
-#pragma GCC unroll 4
-  for (int k = 0; k < ND; ++k) {
-    a0[k] = _mm256_loadu_ps(o0 + d0 + 8 * k);
-    a1[k] = _mm256_loadu_ps(o1 + d0 + 8 * k);
-  }
-  for (int j = 0; j < n_keys; ++j) {
-    const __m256 w0 = _mm256_broadcast_ss(p0 + j), w1 = _mm256_broadcast_ss(p1 + j);
-    const float* v = V + size_t(j) * Dv + d0;
-#pragma GCC unroll 4
-    for (int k = 0; k < ND; ++k) {
-      const __m256 vv = _mm256_loadu_ps(v + 8 * k);
-      a0[k] = _mm256_fmadd_ps(w0, vv, a0[k]);
-      a1[k] = _mm256_fmadd_ps(w1, vv, a1[k]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int k = 0; k < ND; ++k) {
-    _mm256_storeu_ps(o0 + d0 + 8 * k, a0[k]);
-    if (two) _mm256_storeu_ps(o1 + d0 + 8 * k, a1[k]);
-  }
-}
+};
 
 }  // namespace
 
 void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
                     const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
                     int64_t k1, float* partial, float* scratch) {
-  Ctx c{q,
-        &kv,
-        &p,
-        p.n_heads / p.n_kv_heads,
-        kv_head,
-        t0,
-        p.head_dim,
-        p.head_dim_v,
-        int64_t(p.n_kv_heads) * p.head_dim,
-        int64_t(p.n_kv_heads) * p.head_dim_v};
-  const int rows = c.group * (t1 - t0);
-  // Scratch: Kt or one K row [D * KB], V block [KB][Dv], scores [rows][KB], O [rows][Dv], m, l.
-  float* Kt = scratch;
-  float* V = Kt + size_t(KB) * c.D;
-  float* S = V + std::max(size_t(KB) * c.Dv, size_t(8) * c.D);
-  float* O = S + size_t(rows) * KB;
-  float* M = O + size_t(rows) * c.Dv;
-  float* L = M + rows;
-  std::fill_n(O, size_t(rows) * c.Dv, 0.0f);
-  std::fill_n(M, rows, -std::numeric_limits<float>::infinity());
-  std::fill_n(L, rows, 0.0f);
-  float* kbuf = V;  // up to 8 converted K rows; V is loaded after the scores
+  attention_kernel<Maddubs>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch);
+}
 
-  const int64_t k_end = std::min<int64_t>(k1, p.pos0 + t1);
-  for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
-    const int kb = int(std::min<int64_t>(KB, k_end - j0));
-    if (t1 - t0 == 1)
-      scores_direct(c, rows, j0, kb, kbuf, S);
-    else
-      scores_tiled(c, rows, j0, kb, kbuf, Kt, S);
-    for (int j = 0; j < kb; ++j)
-      load_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
-               V + size_t(j) * c.Dv);
-
-    // Online softmax per row; S becomes the probabilities (0 for masked keys).
-    int max_vis = 0;
-    for (int r = 0; r < rows; ++r) {
-      float* s = S + size_t(r) * KB;
-      const int vis = int(std::clamp<int64_t>(c.n_visible(r) - j0, 0, kb));
-      max_vis = std::max(max_vis, vis);
-      if (vis == 0) {
-        std::fill_n(s, kb, 0.0f);
-        continue;
-      }
-      __m256 vmax = _mm256_set1_ps(M[r]);
-      int j = 0;
-      for (; j + 8 <= vis; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-      float mx = avx2::hmax(vmax);
-      for (; j < vis; ++j) mx = std::max(mx, s[j]);
-      const float corr = std::exp(M[r] - mx);
-      M[r] = mx;
-      const __m256 vmx = _mm256_set1_ps(mx);
-      __m256 sum = _mm256_setzero_ps();
-      for (j = 0; j + 8 <= vis; j += 8) {
-        const __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
-        _mm256_storeu_ps(s + j, e);
-        sum = _mm256_add_ps(sum, e);
-      }
-      float tail = 0.0f;
-      for (; j < vis; ++j) {
-        s[j] = std::exp(s[j] - mx);
-        tail += s[j];
-      }
-      for (j = vis; j < kb; ++j) s[j] = 0.0f;
-      L[r] = L[r] * corr + (avx2::hsum(sum) + tail);
-      if (corr != 1.0f) {
-        const __m256 vc = _mm256_set1_ps(corr);
-        float* o = O + size_t(r) * c.Dv;
-        for (int d = 0; d < c.Dv; d += 8)
-          _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
-      }
-    }
-
-    // O[r] += sum_j P[r][j] V[j], two rows and 32 output columns at a time.
-    for (int r0 = 0; r0 < rows; r0 += 2) {
-      const int r1 = std::min(r0 + 1, rows - 1);
-      const float* p0 = S + size_t(r0) * KB;
-      const float* p1 = S + size_t(r1) * KB;
-      float* o0 = O + size_t(r0) * c.Dv;
-      float* o1 = O + size_t(r1) * c.Dv;
-      int d0 = 0;
-      for (; d0 + 32 <= c.Dv; d0 += 32) pv_tile<4>(p0, p1, V, c.Dv, max_vis, d0, o0, o1, r1 != r0);
-      for (; d0 < c.Dv; d0 += 8) pv_tile<1>(p0, p1, V, c.Dv, max_vis, d0, o0, o1, r1 != r0);
-    }
-  }
-
-  if (partial) {
-    for (int r = 0; r < rows; ++r) {
-      float* dst = partial + size_t(r) * (c.Dv + 2);
-      std::copy_n(O + size_t(r) * c.Dv, c.Dv, dst);
-      dst[c.Dv] = M[r];
-      dst[c.Dv + 1] = L[r];
-    }
-    return;
-  }
-  for (int r = 0; r < rows; ++r) {
-    const int t = t0 + r / c.group, h = kv_head * c.group + r % c.group;
-    float* o = out + (int64_t(t) * p.n_heads + h) * c.Dv;
-    const float inv = 1.0f / L[r];
-    for (int d = 0; d < c.Dv; ++d) o[d] = O[size_t(r) * c.Dv + d] * inv;
-  }
+void attention_avx_vnni(const float* q, const ops::KvLayer& kv, float* out,
+                        const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
+                        int64_t k1, float* partial, float* scratch) {
+  attention_kernel<VexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch);
 }
 
 }  // namespace straw::cpu

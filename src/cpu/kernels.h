@@ -221,8 +221,9 @@ struct MatKernels {
 };
 
 // Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-VNNI and AVX-512 levels
-// use them too:
-// these ops are a small part of the time and mostly bound by memory or latency).
+// use them too: these ops are a small part of the time and mostly bound by memory or latency),
+// except the integer scores of attention over a Q8_0 / Q4_0 K cache, which each level does with
+// its own dot-product instruction (vpmaddubsw, VEX vpdpbusd, EVEX vpdpbusd).
 struct VecKernels {
   // out[i] = gate[i] / (1 + exp(-gate[i])) * up[i]; out may alias gate or up.
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n);
@@ -256,15 +257,27 @@ void attention_merge(const float* parts, size_t part_stride, int n, int rows, in
 // Keys per block of the attention kernels.
 inline constexpr int kAttnKeyBlock = 64;
 
+// Scratch of the attention kernels. Besides the blocks and per-row state, rows * head_dim / 2
+// floats hold the quantized query of a Q8_0 / Q4_0 K cache (head_dim int8 levels, head_dim / 32
+// scales and biases per row: 1.25 head_dim bytes).
 inline size_t attention_scratch_floats(const ops::AttentionParams& p, int n_q_tokens) {
   const size_t rows = size_t(p.n_heads / p.n_kv_heads) * size_t(n_q_tokens);
   const size_t v_block =
       std::max(size_t(kAttnKeyBlock) * size_t(p.head_dim_v), size_t(8) * size_t(p.head_dim));
   return size_t(kAttnKeyBlock) * size_t(p.head_dim) + v_block +
-         rows * (kAttnKeyBlock + size_t(p.head_dim_v) + 2) + 64;
+         rows * (kAttnKeyBlock + size_t(p.head_dim_v) + 2 + size_t(p.head_dim) / 2) + 64;
 }
 
+// A query head for a Q8_0 / Q4_0 K cache, quantized as llama.cpp quantizes it (to Q8_0, the
+// dot-product type of both): per 32 elements x[i] ~= d * q[i], d rounded to fp16 as stored in a
+// Q8_0 block (the reference rounding, quant::quantize_row). n is a multiple of 32; q gets n levels,
+// d and sum (the sum of the 32 levels, for level offsets) n / 32 values. Every kernel level and the
+// reference call this one function, so they all score the same integers.
+void quantize_query(const float* x, int n, int8_t* q, float* d, int32_t* sum);
+
 extern const VecKernels kVecKernelsAvx2;
+extern const VecKernels kVecKernelsAvxVnni;  // attention with VEX vpdpbusd (attention_avx2.cpp)
+extern const VecKernels kVecKernelsAvx512;   // attention with EVEX vpdpbusd (attention_avx512.cpp)
 
 // The element-wise kernels for an ISA level, or null for Scalar.
 const VecKernels* vec_kernels(Isa isa);

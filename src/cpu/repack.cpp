@@ -345,7 +345,17 @@ const MatKernels* mat_kernels(Isa isa) {
 }
 
 const VecKernels* vec_kernels(Isa isa) {
-  return isa == Isa::Scalar ? nullptr : &kVecKernelsAvx2;
+  switch (isa) {
+    case Isa::Avx2:
+      return &kVecKernelsAvx2;
+    case Isa::AvxVnni:
+      return &kVecKernelsAvxVnni;
+    case Isa::Avx512:
+      return &kVecKernelsAvx512;
+    case Isa::Scalar:
+      break;
+  }
+  return nullptr;
 }
 
 }  // namespace straw::cpu

@@ -95,11 +95,17 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 
 }  // namespace
 
-void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
-                    const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                    int64_t k1, float* partial, float* scratch);
+// In attention_avx2.cpp and attention_avx512.cpp.
+using AttentionKernel = void(const float* q, const ops::KvLayer& kv, float* out,
+                             const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
+                             int64_t k1, float* partial, float* scratch);
+AttentionKernel attention_avx2, attention_avx_vnni, attention_avx512;
 
 constinit const VecKernels kVecKernelsAvx2 = {&swiglu, &sum_squares, &scale_mul,     &f32_to_f16,
                                               &silu,   &sigmoid_mul, &attention_avx2};
+constinit const VecKernels kVecKernelsAvxVnni = {
+    &swiglu, &sum_squares, &scale_mul, &f32_to_f16, &silu, &sigmoid_mul, &attention_avx_vnni};
+constinit const VecKernels kVecKernelsAvx512 = {
+    &swiglu, &sum_squares, &scale_mul, &f32_to_f16, &silu, &sigmoid_mul, &attention_avx512};
 
 }  // namespace straw::cpu
