@@ -70,41 +70,12 @@ void BM_Swiglu(benchmark::State& state) {
 }
 BENCHMARK(BM_Swiglu)->Arg(8960)->Arg(18944)->Arg(512 * 8960)->UseRealTime();
 
-void BM_Attention(benchmark::State& state) {
+// Attention of `tokens` queries at position pos0 over a cache of `type` rows.
+void attention_bench(benchmark::State& state, ops::KvType type) {
   const int tokens = int(state.range(0));
   const int64_t pos0 = state.range(1);
   const int heads = int(state.range(2)), kv_heads = int(state.range(3));
   const int threads = int(state.range(4)), dim = 128;
-  cpu::CpuBackend be(options(threads));
-  const int64_t n_ctx = pos0 + tokens, width = int64_t(kv_heads) * dim;
-  auto kbuf = be.alloc(size_t(n_ctx * width) * 2), vbuf = be.alloc(size_t(n_ctx * width) * 2);
-  ops::KvLayer kv{ops::KvType::F16, ops::KvType::F16, kbuf->data(), vbuf->data(), n_ctx};
-  const std::vector<float> k = random_floats(n_ctx * width), v = random_floats(n_ctx * width);
-  be.kv_store(kv, k.data(), v.data(), int(n_ctx), 0, width, width);
-  const std::vector<float> q = random_floats(size_t(tokens) * heads * dim);
-  std::vector<float> out(q.size());
-  ops::AttentionParams p{tokens, pos0, heads, kv_heads, dim, dim, 1.0f / std::sqrt(float(dim))};
-  for (auto _ : state) be.attention(q.data(), kv, out.data(), p);
-  // Visible keys summed over the query tokens.
-  const double keys = double(tokens) * double(pos0) + double(tokens) * (tokens + 1) / 2.0;
-  state.counters["FLOP/s"] =
-      benchmark::Counter(4.0 * keys * heads * dim, benchmark::Counter::kIsIterationInvariantRate);
-  state.SetBytesProcessed(int64_t(state.iterations()) * n_ctx * width * 4);
-}
-BENCHMARK(BM_Attention)
-    ->Args({1, 4095, 12, 2, 2})  // 1.5B decode at 4k context
-    ->Args({1, 4095, 28, 4, 2})  // 7B decode at 4k context
-    ->Args({512, 0, 12, 2, 2})   // 1.5B prefill of 512 tokens
-    ->Args({512, 0, 12, 2, 1})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-
-void BM_AttentionKv(benchmark::State& state) {
-  const int tokens = int(state.range(0));
-  const int64_t pos0 = state.range(1);
-  const int heads = int(state.range(2)), kv_heads = int(state.range(3));
-  const int threads = int(state.range(4)), dim = 128;
-  const auto type = static_cast<ops::KvType>(state.range(5));
   state.SetLabel(ops::kv_type_name(type));
   cpu::CpuBackend be(options(threads));
   const int64_t n_ctx = pos0 + tokens, width = int64_t(kv_heads) * dim;
@@ -121,6 +92,20 @@ void BM_AttentionKv(benchmark::State& state) {
   state.counters["FLOP/s"] =
       benchmark::Counter(4.0 * keys * heads * dim, benchmark::Counter::kIsIterationInvariantRate);
   state.SetBytesProcessed(int64_t(state.iterations()) * n_ctx * int64_t(row) * 2);
+}
+void BM_Attention(benchmark::State& state) {
+  attention_bench(state, ops::KvType::F16);
+}
+BENCHMARK(BM_Attention)
+    ->Args({1, 4095, 12, 2, 2})  // 1.5B decode at 4k context
+    ->Args({1, 4095, 28, 4, 2})  // 7B decode at 4k context
+    ->Args({512, 0, 12, 2, 2})   // 1.5B prefill of 512 tokens
+    ->Args({512, 0, 12, 2, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_AttentionKv(benchmark::State& state) {
+  attention_bench(state, static_cast<ops::KvType>(state.range(5)));
 }
 // 1.5B heads (12 query, 2 KV) at depth 16384: decode, and a 512-token prompt chunk. The 1-thread
 // decode's CPU time is the kernel's cost even when other work shares the cores.
