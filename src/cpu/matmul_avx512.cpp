@@ -15,7 +15,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "cpu/kernels.h"
 #include "quant/iq4_nl.h"
@@ -27,12 +26,6 @@ namespace {
 using quant::Type;
 
 constexpr int kMaxTok = 8;  // tokens per kernel call (16 rows x 8 tokens of accumulators)
-
-inline int32_t load32(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
 
 // acc += u8(w) . s8(x[0..3]) in every lane, the 4 activation bytes broadcast from memory by the
 // instruction itself ({1to16}): GCC 12 does not fold the broadcast into vpdpbusd, and the separate
