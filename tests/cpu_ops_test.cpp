@@ -144,6 +144,17 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       {1, 10, 2, 256, 256, 300, KvType::Q4_0, KvType::Q8_0},
       {9, 10, 2, 128, 128, 251, KvType::Q8_0, KvType::F32},
       {33, 12, 4, 64, 64, 130, KvType::Q4_0, KvType::Q4_0},
+      // The fused decode (AVX-512): groups of 1-8 rows (16 / rows keys per pass), K chunks of 4
+      // blocks with a partial last one (96 = 3 blocks, 160 = 4 + 1), V columns in 64s with a
+      // 32-column tail, rows 7 and 8 in two P.V groups; 16 rows take the general path.
+      {1, 28, 4, 128, 128, 300, KvType::Q4_0, KvType::Q4_0},
+      {1, 40, 8, 128, 128, 257, KvType::F16, KvType::Q8_0},
+      {1, 6, 2, 96, 96, 150, KvType::Q4_0, KvType::Q4_0},
+      {1, 4, 1, 160, 160, 90, KvType::Q8_0, KvType::Q8_0},
+      {1, 3, 1, 256, 256, 129, KvType::F32, KvType::F16},
+      {1, 14, 2, 64, 96, 77, KvType::Q4_0, KvType::Q8_0},
+      {1, 16, 2, 128, 64, 200, KvType::F16, KvType::Q4_0},
+      {1, 16, 1, 64, 64, 300, KvType::Q8_0, KvType::Q8_0},
       // A prompt chunk at depth with fewer (KV head, 16-token) items than twice the threads: the
       // keys split into ranges too, then merged per row.
       {16, 8, 1, 64, 64, 3000, KvType::Q8_0, KvType::Q8_0},

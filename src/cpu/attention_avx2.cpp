@@ -1,5 +1,6 @@
 // The attention kernel (attention_impl.h) on AVX2 + FMA + F16C with vpmaddubsw integer scores, and
-// for AVX-VNNI with VEX vpdpbusd (only called when cpu_features().avx_vnni).
+// for AVX-VNNI with VEX vpdpbusd (only called when cpu_features().avx_vnni); both with the fused
+// decode on 256-bit registers (fused_decode256).
 // GCC 12 intrinsics: see the note in matmul_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -8,6 +9,220 @@
 namespace straw::cpu {
 
 namespace {
+
+// Lane i of the result: the sum of the 8 lanes of a[i].
+__attribute__((always_inline)) inline __m256 hsum8(const __m256* a) {
+  const __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+  const __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+  const __m256 h0 = _mm256_hadd_ps(h01, h23), h1 = _mm256_hadd_ps(h45, h67);
+  return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
+}
+
+// Scores of keys [j0, j0 + kb) for R rows over a float K cache; qf: the query rows times the
+// attention scale, [R][D], 32-byte aligned.
+template <int R, bool kF16>
+void dec8_scores(const HeadRows& k, const HeadRows& v, int D, const float* qf, int64_t j0, int kb,
+                 float* S) {
+  constexpr int KP = R >= 8 ? 1 : 8 / R;  // keys per pass: KP * R <= 8 accumulators
+  for (int j = 0; j < kb; j += KP) {
+    const uint8_t* kr[KP];
+#pragma GCC unroll 8
+    for (int i = 0; i < KP; ++i) {
+      kr[i] = k.row(j0 + std::min(j + i, kb - 1));
+      k.prefetch(j0 + j + i + kDecodePrefetch);
+      if (j + i < kb) v.prefetch(j0 + j + i);
+    }
+    __m256 acc[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
+    for (int e = 0; e < D; e += 8) {
+#pragma GCC unroll 8
+      for (int i = 0; i < KP; ++i) {
+        const __m256 kv =
+            kF16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kr[i] + 2 * e)))
+                 : _mm256_loadu_ps(reinterpret_cast<const float*>(kr[i]) + e);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+          acc[i * R + r] = _mm256_fmadd_ps(kv, _mm256_load_ps(qf + r * D + e), acc[i * R + r]);
+      }
+    }
+    alignas(32) float s[8];
+    _mm256_store_ps(s, hsum8(acc));
+    const int n = std::min(KP, kb - j);
+    for (int i = 0; i < n; ++i)
+      for (int r = 0; r < R; ++r) S[size_t(r) * KB + j + i] = s[i * R + r];
+  }
+}
+
+// O[r0 + r][d0, d0 + 16) += sum_j w_r(j) V[j] over keys [j0, j0 + n) for NR rows (NR x 2
+// accumulators): w = P for float V, W (P d_v of the columns' block) for quantized V.
+template <int NR, ops::KvType VT>
+void dec8_pv(const HeadRows& v, int Dv, int r0, int64_t j0, int n, const float* S, const float* W,
+             float* O, int d0) {
+  constexpr bool kQuant = VT == ops::KvType::Q8_0 || VT == ops::KvType::Q4_0;
+  __m256 acc[NR][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; ++k) acc[r][k] = _mm256_loadu_ps(O + size_t(r0 + r) * Dv + d0 + 8 * k);
+  const float* w0 = kQuant ? W + size_t(r0) * kWRow + d0 / 32 * KB : S + size_t(r0) * KB;
+  constexpr size_t w_stride = kQuant ? kWRow : KB;
+  for (int j = 0; j < n; ++j) {
+    const uint8_t* row = v.row(j0 + j);
+    __m256 x[2];
+    if constexpr (VT == ops::KvType::F32) {
+      x[0] = _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d0);
+      x[1] = _mm256_loadu_ps(reinterpret_cast<const float*>(row) + d0 + 8);
+    } else if constexpr (VT == ops::KvType::F16) {
+      x[0] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * d0)));
+      x[1] = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * d0 + 16)));
+    } else if constexpr (VT == ops::KvType::Q8_0) {
+      const __m128i q =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 34 * (d0 / 32) + 2 + d0 % 32));
+      x[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+      x[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+    } else {
+      // Q4_0: elements 0..15 of a block are the low nibbles, 16..31 the high ones.
+      const __m128i raw =
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 18 * (d0 / 32) + 2));
+      const __m128i nibs = d0 % 32 ? _mm_srli_epi16(raw, 4) : raw;
+      const __m128i q = _mm_sub_epi8(_mm_and_si128(nibs, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+      x[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+      x[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const __m256 w = _mm256_broadcast_ss(w0 + r * w_stride + j);
+      acc[r][0] = _mm256_fmadd_ps(w, x[0], acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(w, x[1], acc[r][1]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; ++k) _mm256_storeu_ps(O + size_t(r0 + r) * Dv + d0 + 8 * k, acc[r][k]);
+}
+
+template <ops::KvType VT>
+void dec8_pv_all(const HeadRows& v, int Dv, int rows, int64_t j0, int n, const float* S,
+                 const float* W, float* O) {
+  // Up to 6 rows share each converted piece of a V row; 7 and 8 rows go as 4 + 3 / 4.
+  auto group = [&](int r0, int nr) {
+    for (int d0 = 0; d0 < Dv; d0 += 16) {
+      switch (nr) {
+        case 1:
+          dec8_pv<1, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+          break;
+        case 2:
+          dec8_pv<2, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+          break;
+        case 3:
+          dec8_pv<3, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+          break;
+        case 4:
+          dec8_pv<4, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+          break;
+        case 5:
+          dec8_pv<5, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+          break;
+        default:
+          dec8_pv<6, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+          break;
+      }
+    }
+  };
+  if (rows <= 6) return group(0, rows);
+  group(0, 4);
+  group(4, rows - 4);
+}
+
+// P.V of one block for every row (both decode paths): W = P d_v first for a quantized V.
+inline void dec8_pv_block(const Ctx& c, const HeadRows& v, int rows, int64_t j0, int n,
+                          const float* S, float* W, uint16_t* dv, float* O) {
+  const ops::KvType vt = c.kv->v_type;
+  if (ops::kv_quantized(vt)) fold_v_scales(vt, v, c.Dv / 32, rows, j0, n, S, W, dv);
+  switch (vt) {
+    case ops::KvType::F32:
+      return dec8_pv_all<ops::KvType::F32>(v, c.Dv, rows, j0, n, S, W, O);
+    case ops::KvType::F16:
+      return dec8_pv_all<ops::KvType::F16>(v, c.Dv, rows, j0, n, S, W, O);
+    case ops::KvType::Q8_0:
+      return dec8_pv_all<ops::KvType::Q8_0>(v, c.Dv, rows, j0, n, S, W, O);
+    case ops::KvType::Q4_0:
+      return dec8_pv_all<ops::KvType::Q4_0>(v, c.Dv, rows, j0, n, S, W, O);
+  }
+}
+
+// The fused decode on 256-bit registers (AVX2, AVX-VNNI): false, having done nothing, for shapes
+// it does not serve. Quantized keys are scored as in the general path (the 8-key integer tiles,
+// built in Kt); W (rows x Dv / 32 x KB floats) goes to Vbuf.
+template <class Dot>
+bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O,
+                     float* M, float* L, float* Kt, float* Vbuf) {
+  if (rows > kDecodeRows || c.D % 32 != 0 || c.Dv % 32 != 0 || c.D > kDecodeDim ||
+      c.Dv > kDecodeDim)
+    return false;
+  const ops::KvLayer& kv = *c.kv;
+  const HeadRows k = head_rows(kv.k_type, kv.k, c.k_width, int64_t(c.kv_head) * c.D, c.D, kv.n_ctx);
+  const HeadRows v =
+      head_rows(kv.v_type, kv.v, c.v_width, int64_t(c.kv_head) * c.Dv, c.Dv, kv.n_ctx);
+  const bool int_keys = ops::kv_quantized(kv.k_type);
+  alignas(32) float qf[kDecodeRows * kDecodeDim];
+  alignas(32) uint16_t dv[kDecodeDim / 32 * KB];
+  if (!int_keys)
+    for (int r = 0; r < rows; ++r) {
+      const float* q = c.qrow(r);
+      for (int e = 0; e < c.D; ++e) qf[r * c.D + e] = q[e] * c.p->scale;
+    }
+  auto* Kq = reinterpret_cast<__m256i*>(Kt);
+  float* Dk = Kt + size_t(KB) * c.D / 4;
+  const bool f16 = kv.k_type == ops::KvType::F16;
+  for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
+    const int kb = int(std::min<int64_t>(KB, k_end - j0));
+    if (int_keys) {
+      for (int j = 0; j < kb; ++j) v.prefetch(j0 + j);
+      scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
+    } else {
+      switch (rows) {
+        case 1:
+          f16 ? dec8_scores<1, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<1, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        case 2:
+          f16 ? dec8_scores<2, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<2, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        case 3:
+          f16 ? dec8_scores<3, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<3, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        case 4:
+          f16 ? dec8_scores<4, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<4, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        case 5:
+          f16 ? dec8_scores<5, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<5, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        case 6:
+          f16 ? dec8_scores<6, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<6, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        case 7:
+          f16 ? dec8_scores<7, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<7, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+        default:
+          f16 ? dec8_scores<8, true>(k, v, c.D, qf, j0, kb, S)
+              : dec8_scores<8, false>(k, v, c.D, qf, j0, kb, S);
+          break;
+      }
+    }
+    const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
+    dec8_pv_block(c, v, rows, j0, n, S, Vbuf, dv, O);
+  }
+  return true;
+}
 
 // vpmaddubsw (to 16-bit pairs) + vpmaddwd (to 32-bit). vpmaddubsw saturates above 32767, so Q8_0
 // keys stay signed and use |k| and sign(x, k): |k| <= 128 and |x| <= 127 keep a pair below it.
@@ -22,6 +237,10 @@ struct Maddubs {
       p = _mm256_maddubs_epi16(k, x);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
   }
+  static bool decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O,
+                     float* M, float* L, float* Kt, float* V) {
+    return fused_decode256<Maddubs>(c, rows, k0, k_end, S, O, M, L, Kt, V);
+  }
 };
 
 // VEX vpdpbusd, which does not saturate: Q8_0 keys as k + 128. Inline assembly, as in
@@ -34,6 +253,10 @@ struct VexVnni {
     static_assert(!kSigned, "vpdpbusd multiplies unsigned levels");
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(k), "x"(x));
     return acc;
+  }
+  static bool decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O,
+                     float* M, float* L, float* Kt, float* V) {
+    return fused_decode256<VexVnni>(c, rows, k0, k_end, S, O, M, L, Kt, V);
   }
 };
 

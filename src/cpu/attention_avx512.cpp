@@ -1,6 +1,7 @@
 // The attention kernel (attention_impl.h) built with AVX-512: integer scores with EVEX vpdpbusd on
 // 256-bit registers (AVX512-VNNI + VL; the 8-key tiles and 32-element blocks fit them exactly),
-// quantized V rows converted and P.V computed on 512-bit registers (4 rows x 64 columns at a time).
+// quantized V rows converted and P.V computed on 512-bit registers (4 rows x 64 columns at a time),
+// and its own fused decode on 512-bit registers (fused_decode).
 // GCC 12 intrinsics: see the note in matmul_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -53,6 +54,360 @@ inline void pv_rows512(const float* S, int r0, const float* V, float* O, int Dv,
     pv_tile512<NR, 1>(S, r0, V, O, Dv, n_keys, d0, Dv - d0 >= 16 ? 0xFFFF : 0x00FF);
 }
 
+// ---- decode: one query token (see attention_impl.h) -------------------------------------------
+//
+// Scores: 16 / rows keys per pass, one accumulator per (row, key), reduced 16 at once (hsum16).
+// Float keys: FMA, 16 elements per instruction. Q8_0 / Q4_0 keys: vpdpbusd over chunks of 4
+// blocks, straight from the cache rows (no 8-key tiles): one register holds elements 0..15 of the
+// 4 blocks (16 bytes each), another 16..31 (Q4_0: the low and the high nibbles of the block's 16
+// bytes, gathered with one vpermi2b), the query's levels permuted to match; the bias lanes start
+// the sum, then each lane gets its block's d_k d_q. P.V: 6 rows x 64 columns of accumulators.
+
+// Lane i of the result: the sum of the 16 lanes of a[i].
+__attribute__((always_inline)) inline __m512 hsum16(const __m512* a) {
+  __m512 b[8], c[4];
+#pragma GCC unroll 8
+  for (int i = 0; i < 8; ++i)  // 128-bit lanes: a(2i) twice (4 lanes each), a(2i + 1) twice
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                         _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)  // 128-bit lane k: 4 partial sums of a(4i + k)
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+  const __m512 d0 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]), _mm512_unpackhi_ps(c[0], c[1]));
+  const __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]), _mm512_unpackhi_ps(c[2], c[3]));
+  // Element m of 128-bit lane k: the sum of a(4m + k).
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d0, d1, 0x44), _mm512_shuffle_ps(d0, d1, 0xEE));
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(idx, e);
+}
+
+struct DecodeRows {
+  const Ctx* c = nullptr;
+  int rows = 0;
+  int nb = 0;         // blocks of 32 in a K row of the head (quantized K)
+  int nch = 0;        // chunks of 4 blocks
+  HeadRows k{}, v{};  // the head's K and V rows
+  alignas(
+      64) float qf[kDecodeRows * kDecodeDim];  // float K: the query rows times the scale, [row][D]
+  // Quantized K, per (row, chunk): 128 levels (elements 0..15 of the chunk's 4 blocks, then
+  // 16..31), 16 bias lanes (lane 4b: -offset * the level sum of block b), 16 scale lanes (lanes
+  // 4b..4b+3: block b's d_q times the attention scale); zero for blocks past the row.
+  alignas(64) int8_t q8[kDecodeRows * kDecodeDim];
+  alignas(64) int32_t bias[kDecodeRows * kDecodeDim / 128 * 16];
+  alignas(64) float qd[kDecodeRows * kDecodeDim / 128 * 16];
+  alignas(64) float W[kDecodeRows * kWRow];       // quantized V: P d_v, [row][block][key]
+  alignas(64) uint16_t dv[kDecodeDim / 32 * KB];  // quantized V: fp16 scales, [block][key]
+};
+
+// Scores of one block of keys [j0, j0 + kb) for R rows over a float (F16 / F32) K cache.
+template <int R, bool kF16>
+void dec_scores_float(const DecodeRows& d, int64_t j0, int kb, float* S) {
+  constexpr int KP = 16 / R;  // keys per pass: KP * R accumulators
+  const int D = d.c->D;
+  for (int j = 0; j < kb; j += KP) {
+    const uint8_t* kr[KP];
+#pragma GCC unroll 16
+    for (int i = 0; i < KP; ++i) {
+      kr[i] = d.k.row(j0 + std::min(j + i, kb - 1));
+      d.k.prefetch(j0 + j + i + kDecodePrefetch);
+      if (j + i < kb) d.v.prefetch(j0 + j + i);
+    }
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+    for (int e = 0; e < D; e += 16) {
+#pragma GCC unroll 16
+      for (int i = 0; i < KP; ++i) {
+        const __m512 kv = kF16 ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                                     reinterpret_cast<const __m256i*>(kr[i] + 2 * e)))
+                               : _mm512_loadu_ps(reinterpret_cast<const float*>(kr[i]) + e);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+          acc[i * R + r] = _mm512_fmadd_ps(kv, _mm512_load_ps(d.qf + r * D + e), acc[i * R + r]);
+      }
+    }
+    alignas(64) float s[16];
+    _mm512_store_ps(s, hsum16(acc));
+    const int n = std::min(KP, kb - j);
+    for (int i = 0; i < n; ++i)
+      for (int r = 0; r < R; ++r) S[size_t(r) * KB + j + i] = s[i * R + r];
+  }
+}
+
+// Byte indices (vpermi2b over 128 bytes of a row from a chunk's start) of a chunk of 4 Q4_0
+// blocks' levels (block b's 16 bytes of nibbles at 18 b + 2), and of the fp16 scales of 4 blocks
+// of `bb` bytes, each repeated for 4 lanes (16 halves in the low 32 bytes).
+inline __m512i q4_level_index() {
+  alignas(64) uint8_t idx[64];
+  for (int p = 0; p < 64; ++p) idx[p] = uint8_t(18 * (p / 16) + 2 + p % 16);
+  return _mm512_load_si512(idx);
+}
+inline __m512i scale_index(int bb) {
+  alignas(64) uint8_t idx[64] = {};
+  for (int e = 0; e < 16; ++e) {
+    idx[2 * e] = uint8_t(bb * (e / 4));
+    idx[2 * e + 1] = uint8_t(bb * (e / 4) + 1);
+  }
+  return _mm512_load_si512(idx);
+}
+
+// Scores of one block of keys for R rows over a Q8_0 / Q4_0 K cache.
+template <int R, bool kQ4>
+void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
+  constexpr int KP = 16 / R;
+  constexpr int bb = kQ4 ? 18 : 34;  // bytes per block
+  const __m512i lvl_idx = q4_level_index(), sc_idx = scale_index(bb);
+  const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80));
+  for (int j = 0; j < kb; j += KP) {
+    const uint8_t* kr[KP];
+#pragma GCC unroll 16
+    for (int i = 0; i < KP; ++i) {
+      kr[i] = d.k.row(j0 + std::min(j + i, kb - 1));
+      d.k.prefetch(j0 + j + i + kDecodePrefetch);
+      if (j + i < kb) d.v.prefetch(j0 + j + i);
+    }
+    __m512 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+    for (int ch = 0; ch < d.nch; ++ch) {
+      const int nbk = std::min(4, d.nb - 4 * ch);
+      const int bytes = nbk * bb;  // the chunk's bytes in the head's row (masked loads: no reads
+                                   // past it, so none past the cache's end)
+      const __mmask64 m0 = bytes >= 64 ? ~__mmask64(0) : (__mmask64(1) << bytes) - 1;
+      const __mmask64 m1 = bytes >= 128  ? ~__mmask64(0)
+                           : bytes <= 64 ? __mmask64(0)
+                                         : (__mmask64(1) << (bytes - 64)) - 1;
+      const __mmask16 lanes = __mmask16((1u << (4 * nbk)) - 1);
+#pragma GCC unroll 16
+      for (int i = 0; i < KP; ++i) {
+        const uint8_t* src = kr[i] + size_t(ch) * 4 * bb;
+        const __m512i z0 = _mm512_maskz_loadu_epi8(m0, src);
+        const __m512i z1 = _mm512_maskz_loadu_epi8(m1, src + 64);
+        const __m512 dk = _mm512_maskz_cvtph_ps(
+            lanes, _mm512_castsi512_si256(_mm512_permutex2var_epi8(z0, sc_idx, z1)));
+        __m512i lo, hi;
+        if constexpr (kQ4) {
+          const __m512i raw = _mm512_permutex2var_epi8(z0, lvl_idx, z1);
+          lo = _mm512_and_si512(raw, nib);
+          hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
+        } else {
+          lo = hi = _mm512_setzero_si512();
+          for (int b = 0; b < nbk; ++b) {
+            const __mmask16 m = __mmask16(0xF << (4 * b));
+            lo = _mm512_mask_broadcast_i32x4(
+                lo, m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + bb * b + 2)));
+            hi = _mm512_mask_broadcast_i32x4(
+                hi, m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + bb * b + 18)));
+          }
+          lo = _mm512_xor_si512(lo, flip);
+          hi = _mm512_xor_si512(hi, flip);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) {
+          const size_t rc = size_t(r) * d.nch + ch;
+          __m512i ia = _mm512_load_si512(d.bias + 16 * rc);
+          ia = _mm512_dpbusd_epi32(ia, lo, _mm512_load_si512(d.q8 + 128 * rc));
+          ia = _mm512_dpbusd_epi32(ia, hi, _mm512_load_si512(d.q8 + 128 * rc + 64));
+          acc[i * R + r] =
+              _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia),
+                              _mm512_mul_ps(dk, _mm512_load_ps(d.qd + 16 * rc)), acc[i * R + r]);
+        }
+      }
+    }
+    alignas(64) float s[16];
+    _mm512_store_ps(s, hsum16(acc));
+    const int n = std::min(KP, kb - j);
+    for (int i = 0; i < n; ++i)
+      for (int r = 0; r < R; ++r) S[size_t(r) * KB + j + i] = s[i * R + r];
+  }
+}
+
+template <int R>
+void dec_scores(const DecodeRows& d, int64_t j0, int kb, float* S) {
+  switch (d.c->kv->k_type) {
+    case ops::KvType::F32:
+      return dec_scores_float<R, false>(d, j0, kb, S);
+    case ops::KvType::F16:
+      return dec_scores_float<R, true>(d, j0, kb, S);
+    case ops::KvType::Q8_0:
+      return dec_scores_int<R, false>(d, j0, kb, S);
+    case ops::KvType::Q4_0:
+      return dec_scores_int<R, true>(d, j0, kb, S);
+  }
+}
+
+// O[r0 + r][d0, d0 + 16 ND) += sum_j w_r(j) V[j] over keys [j0, j0 + n) for NR rows: w = P for
+// float V, W (P d_v of the column's block) for quantized V.
+template <int NR, int ND, ops::KvType VT>
+void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, float* O, int d0) {
+  constexpr bool kQuant = VT == ops::KvType::Q8_0 || VT == ops::KvType::Q4_0;
+  const int Dv = d.c->Dv;
+  __m512 acc[NR][ND];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int k = 0; k < ND; ++k) acc[r][k] = _mm512_loadu_ps(O + size_t(r0 + r) * Dv + d0 + 16 * k);
+  for (int j = 0; j < n; ++j) {
+    const uint8_t* row = d.v.row(j0 + j);
+    __m512 v[ND];
+#pragma GCC unroll 4
+    for (int k = 0; k < ND; ++k) {
+      const int e = d0 + 16 * k;
+      if constexpr (VT == ops::KvType::F32) {
+        v[k] = _mm512_loadu_ps(reinterpret_cast<const float*>(row) + e);
+      } else if constexpr (VT == ops::KvType::F16) {
+        v[k] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * e)));
+      } else if constexpr (VT == ops::KvType::Q8_0) {
+        const __m128i q =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 34 * (e / 32) + 2 + (e % 32)));
+        v[k] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+      } else {
+        // Q4_0: elements 0..15 of a block are the low nibbles, 16..31 the high ones.
+        const __m128i raw =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 18 * (e / 32) + 2));
+        const __m128i nibs = e % 32 ? _mm_srli_epi16(raw, 4) : raw;
+        const __m128i q = _mm_sub_epi8(_mm_and_si128(nibs, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
+        v[k] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 4
+      for (int k = 0; k < ND; ++k) {
+        const float w = kQuant ? d.W[size_t(r0 + r) * kWRow + (d0 + 16 * k) / 32 * KB + j]
+                               : S[size_t(r0 + r) * KB + j];
+        acc[r][k] = _mm512_fmadd_ps(_mm512_set1_ps(w), v[k], acc[r][k]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int k = 0; k < ND; ++k) _mm512_storeu_ps(O + size_t(r0 + r) * Dv + d0 + 16 * k, acc[r][k]);
+}
+
+template <int NR, ops::KvType VT>
+void dec_pv_rows(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, float* O) {
+  int d0 = 0;
+  for (; d0 + 64 <= d.c->Dv; d0 += 64) dec_pv<NR, 4, VT>(d, r0, j0, n, S, O, d0);
+  if (d0 < d.c->Dv) dec_pv<NR, 2, VT>(d, r0, j0, n, S, O, d0);  // Dv is a multiple of 32
+}
+
+template <ops::KvType VT>
+void dec_pv_all(const DecodeRows& d, int64_t j0, int n, const float* S, float* O) {
+  // Up to 6 rows share each converted V row (6 x 4 accumulators); 7 and 8 rows go as 4 + 3 / 4.
+  auto group = [&](int r0, int nr) {
+    switch (nr) {
+      case 1:
+        return dec_pv_rows<1, VT>(d, r0, j0, n, S, O);
+      case 2:
+        return dec_pv_rows<2, VT>(d, r0, j0, n, S, O);
+      case 3:
+        return dec_pv_rows<3, VT>(d, r0, j0, n, S, O);
+      case 4:
+        return dec_pv_rows<4, VT>(d, r0, j0, n, S, O);
+      case 5:
+        return dec_pv_rows<5, VT>(d, r0, j0, n, S, O);
+      default:
+        return dec_pv_rows<6, VT>(d, r0, j0, n, S, O);
+    }
+  };
+  if (d.rows <= 6) return group(0, d.rows);
+  group(0, 4);
+  group(4, d.rows - 4);
+}
+
+// The decode path of attention_kernel (see there): false, having done nothing, for shapes it does
+// not serve.
+bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O, float* M,
+                  float* L) {
+  if (rows > kDecodeRows || c.D % 32 != 0 || c.Dv % 32 != 0 || c.D > kDecodeDim ||
+      c.Dv > kDecodeDim)
+    return false;
+  DecodeRows d;
+  d.c = &c;
+  d.rows = rows;
+  const ops::KvLayer& kv = *c.kv;
+  d.k = head_rows(kv.k_type, kv.k, c.k_width, int64_t(c.kv_head) * c.D, c.D, kv.n_ctx);
+  d.v = head_rows(kv.v_type, kv.v, c.v_width, int64_t(c.kv_head) * c.Dv, c.Dv, kv.n_ctx);
+  const float scale = c.p->scale;
+  if (ops::kv_quantized(kv.k_type)) {
+    // From the quantized query rows (c.q8 / c.dq / c.bias, attention_kernel's): levels permuted to
+    // the chunk order, bias and scale lanes.
+    d.nb = c.D / 32;
+    d.nch = (d.nb + 3) / 4;
+    for (int r = 0; r < rows; ++r)
+      for (int ch = 0; ch < d.nch; ++ch) {
+        const size_t rc = size_t(r) * d.nch + ch;
+        int8_t* q = d.q8 + 128 * rc;
+        std::memset(q, 0, 128);
+        std::fill_n(d.bias + 16 * rc, 16, 0);
+        std::fill_n(d.qd + 16 * rc, 16, 0.0f);
+        for (int b = 0; b < 4 && 4 * ch + b < d.nb; ++b) {
+          const int blk = 4 * ch + b;
+          const int8_t* src = c.q8 + size_t(r) * c.D + 32 * blk;
+          std::memcpy(q + 16 * b, src, 16);
+          std::memcpy(q + 64 + 16 * b, src + 16, 16);
+          d.bias[16 * rc + 4 * b] = c.bias[size_t(r) * d.nb + blk];
+          std::fill_n(d.qd + 16 * rc + 4 * b, 4, c.dq[size_t(r) * d.nb + blk] * scale);
+        }
+      }
+  } else {
+    for (int r = 0; r < rows; ++r) {
+      const float* q = c.qrow(r);
+      for (int e = 0; e < c.D; ++e) d.qf[r * c.D + e] = q[e] * scale;
+    }
+  }
+  for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
+    const int kb = int(std::min<int64_t>(KB, k_end - j0));
+    switch (rows) {
+      case 1:
+        dec_scores<1>(d, j0, kb, S);
+        break;
+      case 2:
+        dec_scores<2>(d, j0, kb, S);
+        break;
+      case 3:
+        dec_scores<3>(d, j0, kb, S);
+        break;
+      case 4:
+        dec_scores<4>(d, j0, kb, S);
+        break;
+      case 5:
+        dec_scores<5>(d, j0, kb, S);
+        break;
+      case 6:
+        dec_scores<6>(d, j0, kb, S);
+        break;
+      case 7:
+        dec_scores<7>(d, j0, kb, S);
+        break;
+      default:
+        dec_scores<8>(d, j0, kb, S);
+        break;
+    }
+    const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
+    switch (kv.v_type) {
+      case ops::KvType::F32:
+        dec_pv_all<ops::KvType::F32>(d, j0, n, S, O);
+        break;
+      case ops::KvType::F16:
+        dec_pv_all<ops::KvType::F16>(d, j0, n, S, O);
+        break;
+      case ops::KvType::Q8_0:
+      case ops::KvType::Q4_0:
+        fold_v_scales(kv.v_type, d.v, c.Dv / 32, rows, j0, n, S, d.W, d.dv);
+        if (kv.v_type == ops::KvType::Q8_0)
+          dec_pv_all<ops::KvType::Q8_0>(d, j0, n, S, O);
+        else
+          dec_pv_all<ops::KvType::Q4_0>(d, j0, n, S, O);
+        break;
+    }
+  }
+  return true;
+}
+
 // vpdpbusd does not saturate: Q8_0 keys as k + 128.
 struct EvexVnni {
   static constexpr bool kUnsignedQ8 = true;
@@ -86,6 +441,11 @@ struct EvexVnni {
       _mm512_storeu_ps(dst + 16,
                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), scale));
     }
+  }
+  // One query token: the fused decode above.
+  static bool decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O,
+                     float* M, float* L, float*, float*) {
+    return fused_decode(c, rows, k0, k_end, S, O, M, L);
   }
   // O[r] += sum_j P[r][j] V[j] for every row (P: rows x kAttnKeyBlock, V: n_keys x Dv).
   static void pv(const float* S, const float* V, float* O, int rows, int Dv, int n_keys) {

@@ -250,6 +250,51 @@ inline void pv_tile(const float* p0, const float* p1, const float* V, int Dv, in
   }
 }
 
+// Online softmax over one block of keys [j0, j0 + kb) for every row: S (rows x KB scores)
+// becomes the probabilities (0 for masked keys), M / L (running max and sum) advance, and O is
+// rescaled by e^(m_old - m_new). Returns the largest number of keys visible to any row.
+inline int online_softmax(const Ctx& c, int rows, int64_t j0, int kb, float* S, float* O, float* M,
+                          float* L) {
+  int max_vis = 0;
+  for (int r = 0; r < rows; ++r) {
+    float* s = S + size_t(r) * KB;
+    const int vis = int(std::clamp<int64_t>(c.n_visible(r) - j0, 0, kb));
+    max_vis = std::max(max_vis, vis);
+    if (vis == 0) {
+      std::fill_n(s, kb, 0.0f);
+      continue;
+    }
+    __m256 vmax = _mm256_set1_ps(M[r]);
+    int j = 0;
+    for (; j + 8 <= vis; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
+    float mx = avx2::hmax(vmax);
+    for (; j < vis; ++j) mx = std::max(mx, s[j]);
+    const float corr = std::exp(M[r] - mx);
+    M[r] = mx;
+    const __m256 vmx = _mm256_set1_ps(mx);
+    __m256 sum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= vis; j += 8) {
+      const __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
+      _mm256_storeu_ps(s + j, e);
+      sum = _mm256_add_ps(sum, e);
+    }
+    float tail = 0.0f;
+    for (; j < vis; ++j) {
+      s[j] = std::exp(s[j] - mx);
+      tail += s[j];
+    }
+    for (j = vis; j < kb; ++j) s[j] = 0.0f;
+    L[r] = L[r] * corr + (avx2::hsum(sum) + tail);
+    if (corr != 1.0f) {
+      const __m256 vc = _mm256_set1_ps(corr);
+      float* o = O + size_t(r) * c.Dv;
+      for (int d = 0; d < c.Dv; d += 8)
+        _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
+    }
+  }
+  return max_vis;
+}
+
 // ---- integer scores (Q8_0 / Q4_0 keys)
 // ------------------------------------------------------------ A Dot policy: kUnsignedQ8 (Q8_0 keys
 // as k + 128 rather than signed) and dot4<kSigned>(acc, k, x): acc += k . x per int32 lane (4 bytes
@@ -381,6 +426,70 @@ void scores_int(const Ctx& c, int rows, int64_t j0, int kb, __m256i* Kq, float* 
   scores_int_all<Dot, false>(c, rows, tiles, Kq, Dk, S);
 }
 
+// ---- decode: one query token ---------------------------------------------------------------
+//
+// With one query token an item has only its group's rows (the query heads of one KV head), so the
+// general path's conversion of each K / V row into a buffer, read back by a few rows, costs about
+// as much as the products. A policy's `decode` (the fused decode: attention_avx2.cpp on 256-bit
+// registers, attention_avx512.cpp on 512-bit ones) works on the rows where they lie instead: each
+// key row is converted in registers and dotted with every query row, one accumulator per (row,
+// key), the accumulators reduced several at once; each V row is converted in registers and used
+// by up to 6 rows, with a quantized row's block scales folded into the probabilities first
+// (W = P d_v, fold_v_scales). It serves heads up to kDecodeDim (multiples of 32) and groups up to
+// kDecodeRows rows; other shapes take the general path.
+
+constexpr int kDecodeRows = 8;
+constexpr int kDecodeDim = 256;
+
+// The head's rows of a cache (K or V): row 0, the stride between rows, the head's bytes in a row
+// and the rows the cache has.
+struct HeadRows {
+  const uint8_t* base;
+  size_t stride;
+  size_t bytes;
+  int64_t n_rows;
+  const uint8_t* row(int64_t j) const { return base + size_t(j) * stride; }
+  // Software prefetch of row j (when the cache has it): the head's part of each row is a short run
+  // (72-512 bytes) every stride bytes, a pattern one core's hardware prefetcher follows too slowly
+  // (the loads that start a row stalled most in profiles). The fused decodes prefetch K rows
+  // kDecodePrefetch keys ahead of their scores, and each V row when its key is scored (P.V
+  // comes after the block's softmax).
+  void prefetch(int64_t j) const {
+    if (j >= n_rows) return;
+    const uint8_t* p = row(j);
+    for (size_t o = 0; o < bytes; o += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
+  }
+};
+inline HeadRows head_rows(ops::KvType t, const void* cache, int64_t width, int64_t head_offset,
+                          int64_t head_dim, int64_t n_rows) {
+  return {static_cast<const uint8_t*>(cache) + ops::kv_row_bytes(t, head_offset),
+          ops::kv_row_bytes(t, width), ops::kv_row_bytes(t, head_dim), n_rows};
+}
+inline constexpr int kDecodePrefetch = 16;
+
+// W[r][b][j] (at W + r * kWRow + b * KB + j) = P[r][j] * d_v(j, b) for keys [j0, j0 + n) of a
+// quantized V cache (nbv blocks per row); dv: scratch for [nbv][KB] fp16 scales (32-byte
+// aligned). The fixed row stride lets P.V address every row's W from one pointer.
+inline constexpr int kWRow = kDecodeDim / 32 * KB;
+inline void fold_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int rows, int64_t j0, int n,
+                          const float* S, float* W, uint16_t* dv) {
+  const size_t bb = vt == ops::KvType::Q8_0 ? 34 : 18;
+  for (int j = 0; j < n; ++j) {
+    const uint8_t* row = v.row(j0 + j);
+    for (int b = 0; b < nbv; ++b) std::memcpy(&dv[b * KB + j], row + bb * b, 2);
+  }
+  for (int b = 0; b < nbv; ++b)
+    for (int j = 0; j < n; j += 8) {
+      const __m256 s =
+          _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dv + b * KB + j)));
+      for (int r = 0; r < rows; ++r)
+        _mm256_storeu_ps(W + size_t(r) * kWRow + b * KB + j,
+                         _mm256_mul_ps(_mm256_loadu_ps(S + size_t(r) * KB + j), s));
+    }
+}
+
 template <class Dot>
 void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
                       const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
@@ -429,7 +538,12 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
   float* kbuf = V;  // up to 8 converted K rows; V is loaded after the scores
 
   const int64_t k_end = std::min<int64_t>(k1, p.pos0 + t1);
-  for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
+  // Decode (one query token): the policy's fused path where it has one and the shapes allow it
+  // (it returns false otherwise, having done nothing).
+  bool fused = false;
+  if constexpr (requires { Dot::decode(c, rows, k0, k_end, S, O, M, L, Kt, V); })
+    fused = t1 - t0 == 1 && Dot::decode(c, rows, k0, k_end, S, O, M, L, Kt, V);
+  for (int64_t j0 = k0; !fused && j0 < k_end; j0 += KB) {
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
     if (int_keys)
       scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
@@ -451,44 +565,7 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
                V + size_t(j) * c.Dv);
     }
 
-    // Online softmax per row; S becomes the probabilities (0 for masked keys).
-    int max_vis = 0;
-    for (int r = 0; r < rows; ++r) {
-      float* s = S + size_t(r) * KB;
-      const int vis = int(std::clamp<int64_t>(c.n_visible(r) - j0, 0, kb));
-      max_vis = std::max(max_vis, vis);
-      if (vis == 0) {
-        std::fill_n(s, kb, 0.0f);
-        continue;
-      }
-      __m256 vmax = _mm256_set1_ps(M[r]);
-      int j = 0;
-      for (; j + 8 <= vis; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + j));
-      float mx = avx2::hmax(vmax);
-      for (; j < vis; ++j) mx = std::max(mx, s[j]);
-      const float corr = std::exp(M[r] - mx);
-      M[r] = mx;
-      const __m256 vmx = _mm256_set1_ps(mx);
-      __m256 sum = _mm256_setzero_ps();
-      for (j = 0; j + 8 <= vis; j += 8) {
-        const __m256 e = avx2::exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), vmx));
-        _mm256_storeu_ps(s + j, e);
-        sum = _mm256_add_ps(sum, e);
-      }
-      float tail = 0.0f;
-      for (; j < vis; ++j) {
-        s[j] = std::exp(s[j] - mx);
-        tail += s[j];
-      }
-      for (j = vis; j < kb; ++j) s[j] = 0.0f;
-      L[r] = L[r] * corr + (avx2::hsum(sum) + tail);
-      if (corr != 1.0f) {
-        const __m256 vc = _mm256_set1_ps(corr);
-        float* o = O + size_t(r) * c.Dv;
-        for (int d = 0; d < c.Dv; d += 8)
-          _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
-      }
-    }
+    const int max_vis = online_softmax(c, rows, j0, kb, S, O, M, L);
 
     // O[r] += sum_j P[r][j] V[j]: the policy's own loop where it has one (AVX-512: 512-bit
     // registers), else two rows and 32 output columns at a time.
