@@ -26,12 +26,7 @@ void dec8_scores(const HeadRows& k, const HeadRows& v, int D, const float* qf, i
   constexpr int KP = R >= 8 ? 1 : 8 / R;  // keys per pass: KP * R <= 8 accumulators
   for (int j = 0; j < kb; j += KP) {
     const uint8_t* kr[KP];
-#pragma GCC unroll 8
-    for (int i = 0; i < KP; ++i) {
-      kr[i] = k.row(j0 + std::min(j + i, kb - 1));
-      k.prefetch(j0 + j + i + kDecodePrefetch);
-      if (j + i < kb) v.prefetch(j0 + j + i);
-    }
+    pass_rows<KP>(k, v, j0, j, kb, kr);
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
@@ -106,34 +101,11 @@ void dec8_pv(const HeadRows& v, int Dv, int r0, int64_t j0, int n, const float* 
 template <ops::KvType VT>
 void dec8_pv_all(const HeadRows& v, int Dv, int rows, int64_t j0, int n, const float* S,
                  const float* W, float* O) {
-  // Up to 6 rows share each converted piece of a V row; 7 and 8 rows go as 4 + 3 / 4.
-  auto group = [&](int r0, int nr) {
-    for (int d0 = 0; d0 < Dv; d0 += 16) {
-      switch (nr) {
-        case 1:
-          dec8_pv<1, VT>(v, Dv, r0, j0, n, S, W, O, d0);
-          break;
-        case 2:
-          dec8_pv<2, VT>(v, Dv, r0, j0, n, S, W, O, d0);
-          break;
-        case 3:
-          dec8_pv<3, VT>(v, Dv, r0, j0, n, S, W, O, d0);
-          break;
-        case 4:
-          dec8_pv<4, VT>(v, Dv, r0, j0, n, S, W, O, d0);
-          break;
-        case 5:
-          dec8_pv<5, VT>(v, Dv, r0, j0, n, S, W, O, d0);
-          break;
-        default:
-          dec8_pv<6, VT>(v, Dv, r0, j0, n, S, W, O, d0);
-          break;
-      }
-    }
-  };
-  if (rows <= 6) return group(0, rows);
-  group(0, 4);
-  group(4, rows - 4);
+  pv_row_groups(rows, [&](int r0, int nr) {
+    with_rows<6>(nr, [&](auto NR) {
+      for (int d0 = 0; d0 < Dv; d0 += 16) dec8_pv<NR, VT>(v, Dv, r0, j0, n, S, W, O, d0);
+    });
+  });
 }
 
 // P.V of one block for every row (both decode paths): W = P d_v first for a quantized V.
@@ -183,40 +155,12 @@ bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S
       for (int j = 0; j < kb; ++j) v.prefetch(j0 + j);
       scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
     } else {
-      switch (rows) {
-        case 1:
-          f16 ? dec8_scores<1, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<1, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        case 2:
-          f16 ? dec8_scores<2, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<2, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        case 3:
-          f16 ? dec8_scores<3, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<3, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        case 4:
-          f16 ? dec8_scores<4, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<4, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        case 5:
-          f16 ? dec8_scores<5, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<5, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        case 6:
-          f16 ? dec8_scores<6, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<6, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        case 7:
-          f16 ? dec8_scores<7, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<7, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-        default:
-          f16 ? dec8_scores<8, true>(k, v, c.D, qf, j0, kb, S)
-              : dec8_scores<8, false>(k, v, c.D, qf, j0, kb, S);
-          break;
-      }
+      with_rows<kDecodeRows>(rows, [&](auto R) {
+        if (f16)
+          dec8_scores<R, true>(k, v, c.D, qf, j0, kb, S);
+        else
+          dec8_scores<R, false>(k, v, c.D, qf, j0, kb, S);
+      });
     }
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
     dec8_pv_block(c, v, rows, j0, n, S, Vbuf, dv, O);

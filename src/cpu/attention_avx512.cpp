@@ -107,12 +107,7 @@ void dec_scores_float(const DecodeRows& d, int64_t j0, int kb, float* S) {
   const int D = d.c->D;
   for (int j = 0; j < kb; j += KP) {
     const uint8_t* kr[KP];
-#pragma GCC unroll 16
-    for (int i = 0; i < KP; ++i) {
-      kr[i] = d.k.row(j0 + std::min(j + i, kb - 1));
-      d.k.prefetch(j0 + j + i + kDecodePrefetch);
-      if (j + i < kb) d.v.prefetch(j0 + j + i);
-    }
+    pass_rows<KP>(d.k, d.v, j0, j, kb, kr);
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
@@ -161,12 +156,7 @@ void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
   const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80));
   for (int j = 0; j < kb; j += KP) {
     const uint8_t* kr[KP];
-#pragma GCC unroll 16
-    for (int i = 0; i < KP; ++i) {
-      kr[i] = d.k.row(j0 + std::min(j + i, kb - 1));
-      d.k.prefetch(j0 + j + i + kDecodePrefetch);
-      if (j + i < kb) d.v.prefetch(j0 + j + i);
-    }
+    pass_rows<KP>(d.k, d.v, j0, j, kb, kr);
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
@@ -296,26 +286,9 @@ void dec_pv_rows(const DecodeRows& d, int r0, int64_t j0, int n, const float* S,
 
 template <ops::KvType VT>
 void dec_pv_all(const DecodeRows& d, int64_t j0, int n, const float* S, float* O) {
-  // Up to 6 rows share each converted V row (6 x 4 accumulators); 7 and 8 rows go as 4 + 3 / 4.
-  auto group = [&](int r0, int nr) {
-    switch (nr) {
-      case 1:
-        return dec_pv_rows<1, VT>(d, r0, j0, n, S, O);
-      case 2:
-        return dec_pv_rows<2, VT>(d, r0, j0, n, S, O);
-      case 3:
-        return dec_pv_rows<3, VT>(d, r0, j0, n, S, O);
-      case 4:
-        return dec_pv_rows<4, VT>(d, r0, j0, n, S, O);
-      case 5:
-        return dec_pv_rows<5, VT>(d, r0, j0, n, S, O);
-      default:
-        return dec_pv_rows<6, VT>(d, r0, j0, n, S, O);
-    }
-  };
-  if (d.rows <= 6) return group(0, d.rows);
-  group(0, 4);
-  group(4, d.rows - 4);
+  pv_row_groups(d.rows, [&](int r0, int nr) {
+    with_rows<6>(nr, [&](auto NR) { dec_pv_rows<NR, VT>(d, r0, j0, n, S, O); });
+  });
 }
 
 // The decode path of attention_kernel (see there): false, having done nothing, for shapes it does
@@ -361,32 +334,7 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
   }
   for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
-    switch (rows) {
-      case 1:
-        dec_scores<1>(d, j0, kb, S);
-        break;
-      case 2:
-        dec_scores<2>(d, j0, kb, S);
-        break;
-      case 3:
-        dec_scores<3>(d, j0, kb, S);
-        break;
-      case 4:
-        dec_scores<4>(d, j0, kb, S);
-        break;
-      case 5:
-        dec_scores<5>(d, j0, kb, S);
-        break;
-      case 6:
-        dec_scores<6>(d, j0, kb, S);
-        break;
-      case 7:
-        dec_scores<7>(d, j0, kb, S);
-        break;
-      default:
-        dec_scores<8>(d, j0, kb, S);
-        break;
-    }
+    with_rows<kDecodeRows>(rows, [&](auto R) { dec_scores<R>(d, j0, kb, S); });
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
     switch (kv.v_type) {
       case ops::KvType::F32:

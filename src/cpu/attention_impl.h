@@ -31,6 +31,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "cpu/kernels.h"
 #include "cpu/vec_avx2.h"
@@ -468,6 +469,42 @@ inline HeadRows head_rows(ops::KvType t, const void* cache, int64_t width, int64
           ops::kv_row_bytes(t, width), ops::kv_row_bytes(t, head_dim), n_rows};
 }
 inline constexpr int kDecodePrefetch = 16;
+
+// f(std::integral_constant<int, n>{}) for n = N..kMax (larger n as kMax): the one place the fused
+// decodes turn a row count into a template argument.
+template <int kMax, int N = 1, class F>
+void with_rows(int n, F&& f) {
+  if constexpr (N < kMax) {
+    if (n == N) return f(std::integral_constant<int, N>{});
+    return with_rows<kMax, N + 1>(n, f);
+  } else {
+    return f(std::integral_constant<int, kMax>{});
+  }
+}
+
+// The K rows of a scoring pass over keys j0 + j .. j0 + j + KP - 1 (keys past kb: the block's
+// last, whose scores are not kept), prefetching K rows kDecodePrefetch keys ahead and these keys'
+// V rows.
+template <int KP>
+__attribute__((always_inline)) inline void pass_rows(const HeadRows& k, const HeadRows& v,
+                                                     int64_t j0, int j, int kb,
+                                                     const uint8_t** kr) {
+#pragma GCC unroll 16
+  for (int i = 0; i < KP; ++i) {
+    kr[i] = k.row(j0 + std::min(j + i, kb - 1));
+    k.prefetch(j0 + j + i + kDecodePrefetch);
+    if (j + i < kb) v.prefetch(j0 + j + i);
+  }
+}
+
+// P.V row groups: up to 6 rows share each converted piece of a V row (6 x 4 zmm or 6 x 2 ymm
+// accumulators); 7 and 8 rows go as 4 + 3 / 4. g(r0, nr) for each group.
+template <class G>
+void pv_row_groups(int rows, G&& g) {
+  if (rows <= 6) return g(0, rows);
+  g(0, 4);
+  g(4, rows - 4);
+}
 
 // W[r][b][j] (at W + r * kWRow + b * KB + j) = P[r][j] * d_v(j, b) for keys [j0, j0 + n) of a
 // quantized V cache (nbv blocks per row); dv: scratch for [nbv][KB] fp16 scales (32-byte
