@@ -119,8 +119,11 @@ void BM_AttentionKv(benchmark::State& state) {
 // 1.5B heads (12 query, 2 KV) at depth 16384: decode, and a 512-token prompt chunk. The 1-thread
 // decode's CPU time is the kernel's cost even when other work shares the cores.
 // The last argument: caches rotated over (8: 34-134 MB, more than this machine's 32 MB of L3).
+// One KV head of 6 (the same work per head, each row one head: a contiguous stream) shows what the
+// row layout (heads side by side in a row) costs a decode that reads the cache from memory.
 BENCHMARK(BM_AttentionKv)
     ->ArgsProduct({{1}, {16384}, {12}, {2}, {1, 2}, {1, 2, 3}, {1, 8}})
+    ->ArgsProduct({{1}, {16384}, {6}, {1}, {1}, {1, 3}, {1, 8}})
     ->ArgsProduct({{512}, {16384}, {12}, {2}, {2}, {1, 2, 3}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
