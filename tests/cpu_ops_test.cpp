@@ -155,6 +155,10 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       {1, 14, 2, 64, 96, 77, KvType::Q4_0, KvType::Q8_0},
       {1, 16, 2, 128, 64, 200, KvType::F16, KvType::Q4_0},
       {1, 16, 1, 64, 64, 300, KvType::Q8_0, KvType::Q8_0},
+      // Decode sweeps (key ranges of ~768 KB of rows, every KV head in turn on one thread), a last
+      // range shorter than the others; the 32K cases below sweep too.
+      {1, 12, 2, 128, 128, 4000, KvType::F16, KvType::F16},
+      {1, 20, 4, 64, 64, 9000, KvType::F32, KvType::Q4_0},
       // A prompt chunk at depth with fewer (KV head, 16-token) items than twice the threads: the
       // keys split into ranges too, then merged per row.
       {16, 8, 1, 64, 64, 3000, KvType::Q8_0, KvType::Q8_0},

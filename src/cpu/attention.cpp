@@ -77,6 +77,9 @@ constexpr int kQueryBlock = 16;
 // merged afterwards.
 constexpr int64_t kMinSplitKeys = 4 * kAttnKeyBlock;
 
+// K + V bytes (all heads) of one key range of the decode sweep (see CpuBackend::attention).
+constexpr size_t kSweepBytes = size_t(768) << 10;
+
 // q.k for one key head of a Q8_0 / Q4_0 cache (row `src`, dim elements) against a query head from
 // quantize_query: the integer sum per block of 32 times both scales.
 float quantized_score(ops::KvType t, const uint8_t* src, int dim, const int8_t* q,
@@ -197,10 +200,25 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
     // context: each item's keys are split into ranges as well, every range leaving its softmax
     // state in `parts`, merged per row afterwards, so that every thread has work.
     const int64_t want = 2 * int64_t(pool_.size());
-    const int splits = items >= want
-                           ? 1
-                           : int(std::max<int64_t>(
-                                 1, std::min(n_keys / kMinSplitKeys, (want + items - 1) / items)));
+    int splits = items >= want ? 1
+                               : int(std::max<int64_t>(1, std::min(n_keys / kMinSplitKeys,
+                                                                   (want + items - 1) / items)));
+    int64_t range = (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
+    // Decode over a long context with several KV heads: the keys go in short ranges (their K and V
+    // rows, all heads, about 768 KB: they stay in L2), each thread takes a run of ranges and in
+    // each range every KV head in turn. The heads' parts of a cache row sit side by side, and the
+    // first head's pass prefetches whole rows (kernels.h), so a thread reads each row from memory
+    // once, as one stream, instead of every head reading its strided part.
+    const size_t row_bytes = ops::kv_row_bytes(kv.k_type, int64_t(p.n_kv_heads) * p.head_dim) +
+                             ops::kv_row_bytes(kv.v_type, int64_t(p.n_kv_heads) * p.head_dim_v);
+    const int64_t sweep_keys = std::max<int64_t>(
+        kAttnKeyBlock, int64_t(kSweepBytes / row_bytes) / kAttnKeyBlock * kAttnKeyBlock);
+    const bool sweep = p.n_tokens == 1 && p.n_kv_heads > 1 && splits > 1 &&
+                       n_keys >= 2 * sweep_keys * int64_t(pool_.size());
+    if (sweep) {
+      range = sweep_keys;
+      splits = int((n_keys + range - 1) / range);
+    }
     const size_t need = attention_scratch_floats(p, qb);
     if (splits == 1) {
       pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
@@ -213,23 +231,36 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       });
       return;
     }
-    const int64_t range =
-        (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
     const size_t part_stride = size_t(group) * qb * (p.head_dim_v + 2);
     if (attn_parts_.size() < size_t(items) * splits * part_stride)
       attn_parts_.resize(size_t(items) * splits * part_stride);
     float* parts = attn_parts_.data();
-    pool_.parallel_for(items * splits, 1, [&](int64_t i0, int64_t i1, int thread) {
-      float* s = scratch(thread, need);
-      for (int64_t i = i0; i < i1; ++i) {
-        const int64_t item = i / splits;
-        const int split = int(i % splits);
-        const int block = n_blocks - 1 - int(item / p.n_kv_heads);
-        const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
-        vk->attention(q, kv, out, p, int(item % p.n_kv_heads), t0, t1, split * range,
-                      std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
-      }
-    });
+    if (sweep) {
+      // Runs of ranges (two per thread, so that a descheduled thread's run is taken over), the
+      // KV heads (items: one query token) inside each range; range sp of head h leaves its state
+      // at part h * splits + sp.
+      const int64_t runs = std::min<int64_t>(splits, want);
+      pool_.parallel_for(runs, 1, [&](int64_t c0, int64_t c1, int thread) {
+        float* s = scratch(thread, need);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t sp = c * splits / runs; sp < (c + 1) * splits / runs; ++sp)
+            for (int h = 0; h < p.n_kv_heads; ++h)
+              vk->attention(q, kv, out, p, h, 0, 1, sp * range, std::min(n_keys, (sp + 1) * range),
+                            parts + (size_t(h) * splits + size_t(sp)) * part_stride, s);
+      });
+    } else {
+      pool_.parallel_for(items * splits, 1, [&](int64_t i0, int64_t i1, int thread) {
+        float* s = scratch(thread, need);
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t item = i / splits;
+          const int split = int(i % splits);
+          const int block = n_blocks - 1 - int(item / p.n_kv_heads);
+          const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
+          vk->attention(q, kv, out, p, int(item % p.n_kv_heads), t0, t1, split * range,
+                        std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
+        }
+      });
+    }
     // Partial row (t - t0) * group + g of an item is query head kvh * group + g of token t; the
     // group's heads are consecutive in out.
     for (int64_t item = 0; item < items; ++item) {

@@ -447,14 +447,14 @@ constexpr int kDecodeDim = 256;
 struct HeadRows {
   const uint8_t* base;
   size_t stride;
-  size_t bytes;
+  size_t bytes;  // prefetched per row (the head's part, or the whole row)
   int64_t n_rows;
   const uint8_t* row(int64_t j) const { return base + size_t(j) * stride; }
   // Software prefetch of row j (when the cache has it): the head's part of each row is a short run
   // (72-512 bytes) every stride bytes, a pattern one core's hardware prefetcher follows too slowly
-  // (the loads that start a row stalled most in profiles). The fused decodes prefetch K rows
-  // kDecodePrefetch keys ahead of their scores, and each V row when its key is scored (P.V
-  // comes after the block's softmax).
+  // (the loads that start a row stalled most in profiles); head 0 prefetches whole rows. The fused
+  // decodes prefetch K rows kDecodePrefetch keys ahead of their scores, and each V row when its key
+  // is scored (P.V comes after the block's softmax).
   void prefetch(int64_t j) const {
     if (j >= n_rows) return;
     const uint8_t* p = row(j);
@@ -463,10 +463,14 @@ struct HeadRows {
     _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
   }
 };
+// Head 0 (at the start of each row) prefetches whole rows: with several KV heads, decode runs the
+// heads of a key range one after the other on one thread (CpuBackend::attention), and the later
+// heads find their parts of the rows in L2.
 inline HeadRows head_rows(ops::KvType t, const void* cache, int64_t width, int64_t head_offset,
                           int64_t head_dim, int64_t n_rows) {
   return {static_cast<const uint8_t*>(cache) + ops::kv_row_bytes(t, head_offset),
-          ops::kv_row_bytes(t, width), ops::kv_row_bytes(t, head_dim), n_rows};
+          ops::kv_row_bytes(t, width),
+          head_offset == 0 ? ops::kv_row_bytes(t, width) : ops::kv_row_bytes(t, head_dim), n_rows};
 }
 inline constexpr int kDecodePrefetch = 16;
 
