@@ -108,32 +108,13 @@ void dec8_pv_all(const HeadRows& v, int Dv, int rows, int64_t j0, int n, const f
   });
 }
 
-// P.V of one block for every row (both decode paths): W = P d_v first for a quantized V.
-inline void dec8_pv_block(const Ctx& c, const HeadRows& v, int rows, int64_t j0, int n,
-                          const float* S, float* W, uint16_t* dv, float* O) {
-  const ops::KvType vt = c.kv->v_type;
-  if (ops::kv_quantized(vt)) fold_v_scales(vt, v, c.Dv / 32, rows, j0, n, S, W, dv);
-  switch (vt) {
-    case ops::KvType::F32:
-      return dec8_pv_all<ops::KvType::F32>(v, c.Dv, rows, j0, n, S, W, O);
-    case ops::KvType::F16:
-      return dec8_pv_all<ops::KvType::F16>(v, c.Dv, rows, j0, n, S, W, O);
-    case ops::KvType::Q8_0:
-      return dec8_pv_all<ops::KvType::Q8_0>(v, c.Dv, rows, j0, n, S, W, O);
-    case ops::KvType::Q4_0:
-      return dec8_pv_all<ops::KvType::Q4_0>(v, c.Dv, rows, j0, n, S, W, O);
-  }
-}
-
 // The fused decode on 256-bit registers (AVX2, AVX-VNNI): false, having done nothing, for shapes
 // it does not serve. Quantized keys are scored as in the general path (the 8-key integer tiles,
 // built in Kt); W (rows x Dv / 32 x KB floats) goes to Vbuf.
 template <class Dot>
 bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O,
                      float* M, float* L, float* Kt, float* Vbuf) {
-  if (rows > kDecodeRows || c.D % 32 != 0 || c.Dv % 32 != 0 || c.D > kDecodeDim ||
-      c.Dv > kDecodeDim)
-    return false;
+  if (!decode_serves(c, rows)) return false;
   const ops::KvLayer& kv = *c.kv;
   const HeadRows k = head_rows(kv.k_type, kv.k, c.k_width, int64_t(c.kv_head) * c.D, c.D, kv.n_ctx);
   const HeadRows v =
@@ -141,11 +122,7 @@ bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S
   const bool int_keys = ops::kv_quantized(kv.k_type);
   alignas(32) float qf[kDecodeRows * kDecodeDim];
   alignas(32) uint16_t dv[kDecodeDim / 32 * KB];
-  if (!int_keys)
-    for (int r = 0; r < rows; ++r) {
-      const float* q = c.qrow(r);
-      for (int e = 0; e < c.D; ++e) qf[r * c.D + e] = q[e] * c.p->scale;
-    }
+  if (!int_keys) scaled_query_rows(c, rows, qf);
   auto* Kq = reinterpret_cast<__m256i*>(Kt);
   float* Dk = Kt + size_t(KB) * c.D / 4;
   const bool f16 = kv.k_type == ops::KvType::F16;
@@ -163,7 +140,9 @@ bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S
       });
     }
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
-    dec8_pv_block(c, v, rows, j0, n, S, Vbuf, dv, O);
+    if (ops::kv_quantized(kv.v_type))
+      fold_v_scales(kv.v_type, v, c.Dv / 32, rows, j0, n, S, Vbuf, dv);
+    with_kv_type(kv.v_type, [&](auto VT) { dec8_pv_all<VT>(v, c.Dv, rows, j0, n, S, Vbuf, O); });
   }
   return true;
 }

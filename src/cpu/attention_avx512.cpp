@@ -88,8 +88,8 @@ struct DecodeRows {
   int nb = 0;         // blocks of 32 in a K row of the head (quantized K)
   int nch = 0;        // chunks of 4 blocks
   HeadRows k{}, v{};  // the head's K and V rows
-  alignas(
-      64) float qf[kDecodeRows * kDecodeDim];  // float K: the query rows times the scale, [row][D]
+  // Float K: the query rows times the attention scale, [row][D].
+  alignas(64) float qf[kDecodeRows * kDecodeDim];
   // Quantized K, per (row, chunk): 128 levels (elements 0..15 of the chunk's 4 blocks, then
   // 16..31), 16 bias lanes (lane 4b: -offset * the level sum of block b), 16 scale lanes (lanes
   // 4b..4b+3: block b's d_q times the attention scale); zero for blocks past the row.
@@ -295,9 +295,7 @@ void dec_pv_all(const DecodeRows& d, int64_t j0, int n, const float* S, float* O
 // not serve.
 bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O, float* M,
                   float* L) {
-  if (rows > kDecodeRows || c.D % 32 != 0 || c.Dv % 32 != 0 || c.D > kDecodeDim ||
-      c.Dv > kDecodeDim)
-    return false;
+  if (!decode_serves(c, rows)) return false;
   DecodeRows d;
   d.c = &c;
   d.rows = rows;
@@ -327,31 +325,15 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
         }
       }
   } else {
-    for (int r = 0; r < rows; ++r) {
-      const float* q = c.qrow(r);
-      for (int e = 0; e < c.D; ++e) d.qf[r * c.D + e] = q[e] * scale;
-    }
+    scaled_query_rows(c, rows, d.qf);
   }
   for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
     with_rows<kDecodeRows>(rows, [&](auto R) { dec_scores<R>(d, j0, kb, S); });
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
-    switch (kv.v_type) {
-      case ops::KvType::F32:
-        dec_pv_all<ops::KvType::F32>(d, j0, n, S, O);
-        break;
-      case ops::KvType::F16:
-        dec_pv_all<ops::KvType::F16>(d, j0, n, S, O);
-        break;
-      case ops::KvType::Q8_0:
-      case ops::KvType::Q4_0:
-        fold_v_scales(kv.v_type, d.v, c.Dv / 32, rows, j0, n, S, d.W, d.dv);
-        if (kv.v_type == ops::KvType::Q8_0)
-          dec_pv_all<ops::KvType::Q8_0>(d, j0, n, S, O);
-        else
-          dec_pv_all<ops::KvType::Q4_0>(d, j0, n, S, O);
-        break;
-    }
+    if (ops::kv_quantized(kv.v_type))
+      fold_v_scales(kv.v_type, d.v, c.Dv / 32, rows, j0, n, S, d.W, d.dv);
+    with_kv_type(kv.v_type, [&](auto VT) { dec_pv_all<VT>(d, j0, n, S, O); });
   }
   return true;
 }

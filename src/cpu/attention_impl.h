@@ -501,6 +501,36 @@ __attribute__((always_inline)) inline void pass_rows(const HeadRows& k, const He
   }
 }
 
+// Whether the fused decodes serve a group of `rows` query rows with these head sizes.
+inline bool decode_serves(const Ctx& c, int rows) {
+  return rows <= kDecodeRows && c.D % 32 == 0 && c.Dv % 32 == 0 && c.D <= kDecodeDim &&
+         c.Dv <= kDecodeDim;
+}
+
+// qf[r][e] = q_r[e] * the attention scale for the group's rows ([rows][D]: float keys).
+inline void scaled_query_rows(const Ctx& c, int rows, float* qf) {
+  for (int r = 0; r < rows; ++r) {
+    const float* q = c.qrow(r);
+    for (int e = 0; e < c.D; ++e) qf[r * c.D + e] = q[e] * c.p->scale;
+  }
+}
+
+// f(std::integral_constant<ops::KvType, t>{}): the one place the fused decodes turn a V cache type
+// into a template argument.
+template <class F>
+void with_kv_type(ops::KvType t, F&& f) {
+  switch (t) {
+    case ops::KvType::F32:
+      return f(std::integral_constant<ops::KvType, ops::KvType::F32>{});
+    case ops::KvType::F16:
+      return f(std::integral_constant<ops::KvType, ops::KvType::F16>{});
+    case ops::KvType::Q8_0:
+      return f(std::integral_constant<ops::KvType, ops::KvType::Q8_0>{});
+    case ops::KvType::Q4_0:
+      return f(std::integral_constant<ops::KvType, ops::KvType::Q4_0>{});
+  }
+}
+
 // P.V row groups: up to 6 rows share each converted piece of a V row (6 x 4 zmm or 6 x 2 ymm
 // accumulators); 7 and 8 rows go as 4 + 3 / 4. g(r0, nr) for each group.
 template <class G>

@@ -23,9 +23,9 @@ constexpr size_t kChunk = size_t(256)
                           << 20;  // arena chunk: large, so most weights share huge pages
 
 // size bytes (a multiple of kHugePage) of zeroed anonymous memory starting on a 2 MB boundary,
-// advised for transparent huge pages (huge: whether the kernel took the advice); null when mmap
-// fails. Over-allocates by one huge page and trims, so that whole huge pages back it.
-uint8_t* map_huge(size_t size, bool* huge) {
+// advised for transparent huge pages (huge, when given: whether the kernel took the advice); null
+// when mmap fails. Over-allocates by one huge page and trims, so that whole huge pages back it.
+uint8_t* map_huge(size_t size, bool* huge = nullptr) {
   void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
@@ -35,10 +35,11 @@ uint8_t* map_huge(size_t size, bool* huge) {
   const size_t tail = addr + size + kHugePage - (start + size);
   if (tail) munmap(reinterpret_cast<void*>(start + size), tail);
   auto* base = reinterpret_cast<uint8_t*>(start);
-  *huge = false;
+  bool advised = false;
 #ifdef MADV_HUGEPAGE
-  if (madvise(base, size, MADV_HUGEPAGE) == 0) *huge = true;
+  advised = madvise(base, size, MADV_HUGEPAGE) == 0;
 #endif
+  if (huge) *huge = advised;
   return base;
 }
 
@@ -51,8 +52,7 @@ class HostBuffer final : public ops::Buffer {
       // and with 4 KB pages a 1.5B model's f16 cache changes page every 8 rows of a layer, a TLB
       // miss each (decode attention ran 1.5x slower at depth 16384 on 4 KB pages).
       mapped_ = (rounded + kHugePage - 1) / kHugePage * kHugePage;
-      bool huge = false;
-      data_ = map_huge(mapped_, &huge);
+      data_ = map_huge(mapped_);
     } else {
       data_ = std::aligned_alloc(64, rounded ? rounded : 64);
       if (data_) std::memset(data_, 0, rounded);
