@@ -63,11 +63,28 @@ inline __m128i and8(__m128i v, int m) {
   return _mm_and_si128(v, _mm_set1_epi8(char(m)));
 }
 
-// The IQ4 levels plus 128 (so they are unsigned), in each 128-bit lane for vpshufb.
+// The IQ4 levels plus 128 (so they are unsigned), repeated 4 times: a 64-entry vpermb table that
+// looks up a byte's low nibble whatever its bits 4-5 hold (vpermb reads bits 0-5 of each index
+// byte), so the nibbles need no masks. Built at compile time: a table built per tile call cost
+// IQ4_XS decode ~5 % (64 scalar stores per 16 rows).
+struct IQ4Table64 {
+  alignas(64) uint8_t t[64];
+  constexpr IQ4Table64() : t{} {
+    for (int i = 0; i < 64; ++i) t[i] = uint8_t(quant::kIQ4Values[i % 16] + 128);
+  }
+};
+inline constexpr IQ4Table64 kIQ4Table64;
 inline __m512i iq4_table() {
-  alignas(16) uint8_t t[16];
-  for (int i = 0; i < 16; ++i) t[i] = uint8_t(quant::kIQ4Values[i] + 128);
-  return _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+  return _mm512_load_si512(kIQ4Table64.t);
+}
+
+// The IQ4 levels of the low (w0) and high (w1) nibbles of v. The high nibbles are shifted down
+// within 16-bit words, which puts the next byte's low nibble in bits 4-7: the table ignores it.
+// One shift and two lookups, against two masks, a shift and two vpshufb: the matvec ceiling per
+// core (BM_Matmul/IQ4_XS_matvec/1536/512/1/1) went from 10.0 to 9.0 us.
+inline void iq4_levels(__m512i table, __m512i v, __m512i& w0, __m512i& w1) {
+  w0 = _mm512_permutexvar_epi8(v, table);
+  w1 = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), table);
 }
 
 // ---- decoders: one per format ----------------------------------------------------------------
@@ -105,9 +122,7 @@ struct DecIQ4NL {
   }
   __m512 scale(int) const { return d; }
   void weights(int, int p, __m512i& w0, __m512i& w1) const {
-    const __m512i v = load64(qs + 64 * p);
-    w0 = _mm512_shuffle_epi8(table, nib_lo(v));
-    w1 = _mm512_shuffle_epi8(table, nib_hi(v));
+    iq4_levels(table, load64(qs + 64 * p), w0, w1);
   }
 };
 
@@ -183,9 +198,7 @@ struct DecIQ4XS {
     return _mm512_mul_ps(d, v);
   }
   void weights(int g, int p, __m512i& w0, __m512i& w1) const {
-    const __m512i v = load64(qs + 256 * g + 64 * p);
-    w0 = _mm512_shuffle_epi8(table, nib_lo(v));
-    w1 = _mm512_shuffle_epi8(table, nib_hi(v));
+    iq4_levels(table, load64(qs + 256 * g + 64 * p), w0, w1);
   }
 };
 
