@@ -137,6 +137,17 @@ inline std::vector<std::vector<float>> prefill_logits(Model& m, const Golden& g)
   return out;
 }
 
+// Logits of every prompt position, the prompt evaluated one token per call (the decode path).
+inline std::vector<std::vector<float>> token_by_token(Model& m, const Golden& g) {
+  Session s(m);
+  std::vector<std::vector<float>> out;
+  for (int32_t t : g.tokens) {
+    s.eval(std::span<const int32_t>(&t, 1));
+    out.emplace_back(s.logits().begin(), s.logits().end());
+  }
+  return out;
+}
+
 inline void expect_bar(const Golden& g, const Score& s, const std::string& what) {
   std::printf("%-34s max_nrmse %.3e (llama.cpp %.3e, ratio %.2f)  top1 %.3f (llama.cpp %.3f)\n",
               what.c_str(), s.max_nrmse, g.ref_max_nrmse, s.max_nrmse / g.ref_max_nrmse, s.top1,

@@ -91,16 +91,6 @@ void expect_moe_bar(const std::string& name, const Golden& g,
   EXPECT_GE(s.top1, 0.95) << name << " " << what;
 }
 
-std::vector<std::vector<float>> token_by_token(straw::Model& m, const Golden& g) {
-  straw::Session s(m);
-  std::vector<std::vector<float>> out;
-  for (int32_t t : g.tokens) {
-    s.eval(std::span<const int32_t>(&t, 1));
-    out.emplace_back(s.logits().begin(), s.logits().end());
-  }
-  return out;
-}
-
 class Qwen3MoeGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Qwen3MoeGolden, PromptAtOnceTokenByTokenAndMicroBatchesMeetTheBar) {

@@ -1,7 +1,8 @@
 // The attention kernel (attention_impl.h) built with AVX-512: integer scores with EVEX vpdpbusd on
 // 256-bit registers (AVX512-VNNI + VL; the 8-key tiles and 32-element blocks fit them exactly),
 // quantized V rows converted and P.V computed on 512-bit registers (4 rows x 64 columns at a time),
-// and its own fused decode on 512-bit registers (fused_decode).
+// and its own fused decode on 512-bit registers (fused_decode; P.V over a quantized V cache in
+// 16-bit integers with vpdpwssd).
 // GCC 12 intrinsics: see the note in matmul_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -98,6 +99,8 @@ struct DecodeRows {
   alignas(64) float qd[kDecodeRows * kDecodeDim / 128 * 16];
   alignas(64) float W[kDecodeRows * kWRow];       // quantized V: P d_v, [row][block][key]
   alignas(64) uint16_t dv[kDecodeDim / 32 * KB];  // quantized V: fp16 scales, [block][key]
+  alignas(64) int16_t wq[kDecodeRows * kWRow];    // quantized V: W in 16 bits, [row][block][key]
+  alignas(64) float ws[kDecodeRows * kDecodeDim / 32];  // wq's scale per (row, block)
 };
 
 // Scores of one block of keys [j0, j0 + kb) for R rows over a float (F16 / F32) K cache.
@@ -227,11 +230,10 @@ void dec_scores(const DecodeRows& d, int64_t j0, int kb, float* S) {
   }
 }
 
-// O[r0 + r][d0, d0 + 16 ND) += sum_j w_r(j) V[j] over keys [j0, j0 + n) for NR rows: w = P for
-// float V, W (P d_v of the column's block) for quantized V.
+// O[r0 + r][d0, d0 + 16 ND) += sum_j P_r(j) V[j] over keys [j0, j0 + n) for NR rows of a float
+// V cache.
 template <int NR, int ND, ops::KvType VT>
 void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, float* O, int d0) {
-  constexpr bool kQuant = VT == ops::KvType::Q8_0 || VT == ops::KvType::Q4_0;
   const int Dv = d.c->Dv;
   __m512 acc[NR][ND];
 #pragma GCC unroll 8
@@ -246,29 +248,15 @@ void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, floa
       const int e = d0 + 16 * k;
       if constexpr (VT == ops::KvType::F32) {
         v[k] = _mm512_loadu_ps(reinterpret_cast<const float*>(row) + e);
-      } else if constexpr (VT == ops::KvType::F16) {
-        v[k] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * e)));
-      } else if constexpr (VT == ops::KvType::Q8_0) {
-        const __m128i q =
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 34 * (e / 32) + 2 + (e % 32)));
-        v[k] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
       } else {
-        // Q4_0: elements 0..15 of a block are the low nibbles, 16..31 the high ones.
-        const __m128i raw =
-            _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 18 * (e / 32) + 2));
-        const __m128i nibs = e % 32 ? _mm_srli_epi16(raw, 4) : raw;
-        const __m128i q = _mm_sub_epi8(_mm_and_si128(nibs, _mm_set1_epi8(0x0F)), _mm_set1_epi8(8));
-        v[k] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+        v[k] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * e)));
       }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
+      const __m512 w = _mm512_set1_ps(S[size_t(r0 + r) * KB + j]);
 #pragma GCC unroll 4
-      for (int k = 0; k < ND; ++k) {
-        const float w = kQuant ? d.W[size_t(r0 + r) * kWRow + (d0 + 16 * k) / 32 * KB + j]
-                               : S[size_t(r0 + r) * KB + j];
-        acc[r][k] = _mm512_fmadd_ps(_mm512_set1_ps(w), v[k], acc[r][k]);
-      }
+      for (int k = 0; k < ND; ++k) acc[r][k] = _mm512_fmadd_ps(w, v[k], acc[r][k]);
     }
   }
 #pragma GCC unroll 8
@@ -277,11 +265,120 @@ void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, floa
     for (int k = 0; k < ND; ++k) _mm512_storeu_ps(O + size_t(r0 + r) * Dv + d0 + 16 * k, acc[r][k]);
 }
 
+// ---- P.V over a quantized V cache in 16-bit integers
+// W (P d_v, fold_v_scales) of each (row, block) over the key block becomes int16 with one scale
+// (largest magnitude / 32767: relative error <= 1.5e-5, far below the 8- or 4-bit levels' own),
+// and each pair of V rows is interleaved column by column into (key j, key j + 1) 16-bit pairs,
+// so that one vpdpwssd adds two keys' products for 16 columns (32 multiply-adds, against 16 per
+// FMA, which bound the float P.V). The int32 sums stay exact over a key block (64 keys x 32767 x
+// 128 < 2^31); they are scaled into O once per block.
+
+// wq / ws from W for keys [0, n) of every row and block; key n is zeroed when n is odd, so that
+// key pairs are whole.
+void quantize_w(DecodeRows& d, int n) {
+  const int nbv = d.c->Dv / 32;
+  for (int r = 0; r < d.rows; ++r)
+    for (int b = 0; b < nbv; ++b) {
+      const float* w = d.W + size_t(r) * kWRow + b * KB;
+      int16_t* q = d.wq + size_t(r) * kWRow + b * KB;
+      __m512 amax = _mm512_setzero_ps();
+      for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, w + j)));
+      }
+      const float mx = _mm512_reduce_max_ps(amax);
+      d.ws[r * nbv + b] = mx / 32767.0f;
+      const __m512 inv = _mm512_set1_ps(mx > 0.0f ? 32767.0f / mx : 0.0f);
+      for (int j = 0; j < n; j += 16) {
+        const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
+        const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + j), inv));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q + j), _mm512_cvtsepi32_epi16(qi));
+      }
+    }
+}
+
+// The 32 levels (int8) of block blk of a V row.
+template <ops::KvType VT>
+inline __m256i v_levels(const uint8_t* row, int blk) {
+  if constexpr (VT == ops::KvType::Q8_0) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 34 * blk + 2));
+  } else {
+    // Q4_0: elements 0..15 of a block are the low nibbles, 16..31 the high ones.
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 18 * blk + 2));
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+  }
+}
+
+// acc += the (key j, key j + 1) pairs of v times the broadcast pair w[0..1], per 32-bit lane. The
+// broadcast is the instruction's memory operand (GCC 12 does not fold it; see matmul_avx512.cpp).
+inline __m512i dpwssd_bcast(__m512i acc, __m512i v, const int16_t* w) {
+  using i32_unaligned = int32_t __attribute__((aligned(1), may_alias));
+  asm("vpdpwssd %2%{1to16%}, %1, %0"
+      : "+v"(acc)
+      : "v"(v), "m"(*reinterpret_cast<const i32_unaligned*>(w)));
+  return acc;
+}
+
+// O[r0 + r][32 blk0, 32 (blk0 + NB)) += sum_j W_r(j) V[j] over keys [j0, j0 + n) for NR rows. Per
+// block, v0 holds the pairs of columns 0..7 and 16..23, v1 of 8..15 and 24..31 (vpunpck*bw work
+// inside 128-bit lanes); the epilogue puts the columns back in order.
+template <int NR, int NB, ops::KvType VT>
+void dec_pv_q16(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int blk0) {
+  const int Dv = d.c->Dv;
+  __m512i acc[NR][2 * NB];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int k = 0; k < 2 * NB; ++k) acc[r][k] = _mm512_setzero_si512();
+  for (int j = 0; j < n; j += 2) {
+    const uint8_t* a = d.v.row(j0 + j);
+    const uint8_t* b = j + 1 < n ? d.v.row(j0 + j + 1) : a;  // odd tail: key n's W is 0
+    __m512i v[2 * NB];
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; ++k) {
+      const __m256i x = v_levels<VT>(a, blk0 + k), y = v_levels<VT>(b, blk0 + k);
+      v[2 * k] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(x, y));
+      v[2 * k + 1] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(x, y));
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 2
+      for (int k = 0; k < NB; ++k) {
+        const int16_t* w = d.wq + size_t(r0 + r) * kWRow + (blk0 + k) * KB + j;
+        acc[r][2 * k] = dpwssd_bcast(acc[r][2 * k], v[2 * k], w);
+        acc[r][2 * k + 1] = dpwssd_bcast(acc[r][2 * k + 1], v[2 * k + 1], w);
+      }
+    }
+  }
+  const int nbv = Dv / 32;
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; ++k) {
+      const __m512 s = _mm512_set1_ps(d.ws[(r0 + r) * nbv + blk0 + k]);
+      const __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][2 * k]), s);
+      const __m512 f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][2 * k + 1]), s);
+      float* o = O + size_t(r0 + r) * Dv + 32 * (blk0 + k);
+      _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_shuffle_f32x4(f0, f1, 0x44)));
+      _mm512_storeu_ps(o + 16,
+                       _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_shuffle_f32x4(f0, f1, 0xEE)));
+    }
+  }
+}
+
 template <int NR, ops::KvType VT>
 void dec_pv_rows(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, float* O) {
-  int d0 = 0;
-  for (; d0 + 64 <= d.c->Dv; d0 += 64) dec_pv<NR, 4, VT>(d, r0, j0, n, S, O, d0);
-  if (d0 < d.c->Dv) dec_pv<NR, 2, VT>(d, r0, j0, n, S, O, d0);  // Dv is a multiple of 32
+  if constexpr (VT == ops::KvType::Q8_0 || VT == ops::KvType::Q4_0) {
+    const int nbv = d.c->Dv / 32;
+    int b = 0;
+    for (; b + 2 <= nbv; b += 2) dec_pv_q16<NR, 2, VT>(d, r0, j0, n, O, b);
+    if (b < nbv) dec_pv_q16<NR, 1, VT>(d, r0, j0, n, O, b);
+  } else {
+    int d0 = 0;
+    for (; d0 + 64 <= d.c->Dv; d0 += 64) dec_pv<NR, 4, VT>(d, r0, j0, n, S, O, d0);
+    if (d0 < d.c->Dv) dec_pv<NR, 2, VT>(d, r0, j0, n, S, O, d0);  // Dv is a multiple of 32
+  }
 }
 
 template <ops::KvType VT>
@@ -331,8 +428,10 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
     with_rows<kDecodeRows>(rows, [&](auto R) { dec_scores<R>(d, j0, kb, S); });
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
-    if (ops::kv_quantized(kv.v_type))
+    if (ops::kv_quantized(kv.v_type)) {
       fold_v_scales(kv.v_type, d.v, c.Dv / 32, rows, j0, n, S, d.W, d.dv);
+      quantize_w(d, n);
+    }
     with_kv_type(kv.v_type, [&](auto VT) { dec_pv_all<VT>(d, j0, n, S, O); });
   }
   return true;
