@@ -39,9 +39,9 @@ std::vector<float> random_floats(std::mt19937& rng, size_t n, float scale = 1.0f
 
 // How the slots of a test are routed.
 enum class Routing {
-  Random,      // each token picks n_used distinct experts at random
-  OneExpert,   // every token's first choice is expert 0 (the rest random)
-  Sparse,      // experts 1 and n_expert-1 take almost every slot, expert 2 one slot, the rest none
+  Random,     // each token picks n_used distinct experts at random
+  OneExpert,  // every token's first choice is expert 0 (the rest random)
+  Sparse,     // experts 1 and n_expert-1 take almost every slot, expert 2 one slot, the rest none
 };
 
 std::vector<int32_t> routing(std::mt19937& rng, Routing r, int n_tokens, int n_used, int n_expert) {
@@ -152,11 +152,11 @@ TEST(CpuMoeMatmul, EveryKernelLevelMatchesExactMath) {
     for (Type t : types) {
       const int64_t n_in = quant::type_info(t).block_size == 256 ? 512 : 96;
       for (const MoeCase& c : {
-               MoeCase{t, 8, 48, n_in, 1, 2, Routing::Random, false},      // decode
-               MoeCase{t, 8, 21, n_in, 7, 2, Routing::Random, true},       // partial tile
-               MoeCase{t, 16, 32, n_in, 40, 4, Routing::Random, false},    // prefill
-               MoeCase{t, 8, 16, n_in, 9, 3, Routing::OneExpert, true},    // one expert for all
-               MoeCase{t, 8, 35, n_in, 6, 2, Routing::Sparse, false},      // 0 and 1 token
+               MoeCase{t, 8, 48, n_in, 1, 2, Routing::Random, false},    // decode
+               MoeCase{t, 8, 21, n_in, 7, 2, Routing::Random, true},     // partial tile
+               MoeCase{t, 16, 32, n_in, 40, 4, Routing::Random, false},  // prefill
+               MoeCase{t, 8, 16, n_in, 9, 3, Routing::OneExpert, true},  // one expert for all
+               MoeCase{t, 8, 35, n_in, 6, 2, Routing::Sparse, false},    // 0 and 1 token
            }) {
         check_moe(isa, c, false, seed);
         check_moe(isa, c, true, seed);
