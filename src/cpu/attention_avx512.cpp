@@ -97,7 +97,6 @@ struct DecodeRows {
   alignas(64) int8_t q8[kDecodeRows * kDecodeDim];
   alignas(64) int32_t bias[kDecodeRows * kDecodeDim / 128 * 16];
   alignas(64) float qd[kDecodeRows * kDecodeDim / 128 * 16];
-  alignas(64) float W[kDecodeRows * kWRow];       // quantized V: P d_v, [row][block][key]
   alignas(64) uint16_t dv[kDecodeDim / 32 * KB];  // quantized V: fp16 scales, [block][key]
   alignas(64) int16_t wq[kDecodeRows * kWRow];    // quantized V: W in 16 bits, [row][block][key]
   alignas(64) float ws[kDecodeRows * kDecodeDim / 32];  // wq's scale per (row, block)
@@ -266,35 +265,42 @@ void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, floa
 }
 
 // ---- P.V over a quantized V cache in 16-bit integers
-// W (P d_v, fold_v_scales) of each (row, block) over the key block becomes int16 with one scale
+// W = P d_v of each (row, block) over the key block becomes int16 with one scale
 // (largest magnitude / 32767: relative error <= 1.5e-5, far below the 8- or 4-bit levels' own),
 // and each pair of V rows is interleaved column by column into (key j, key j + 1) 16-bit pairs,
 // so that one vpdpwssd adds two keys' products for 16 columns (32 multiply-adds, against 16 per
 // FMA, which bound the float P.V). The int32 sums stay exact over a key block (64 keys x 32767 x
 // 128 < 2^31); they are scaled into O once per block.
 
-// wq / ws from W for keys [0, n) of every row and block; key n is zeroed when n is odd, so that
-// key pairs are whole.
-void quantize_w(DecodeRows& d, int n) {
+// wq / ws from W = P d_v (S: the block's probabilities, [row][KB]; d.dv: the V scales,
+// gather_v_scales) for keys [0, n) of every row and block, W kept in registers (n <= KB = 4 x 16
+// keys); key n is zeroed when n is odd, so that key pairs are whole.
+void quantize_w(DecodeRows& d, const float* S, int n) {
   const int nbv = d.c->Dv / 32;
-  for (int r = 0; r < d.rows; ++r)
-    for (int b = 0; b < nbv; ++b) {
-      const float* w = d.W + size_t(r) * kWRow + b * KB;
-      int16_t* q = d.wq + size_t(r) * kWRow + b * KB;
+  const int nv = (n + 15) / 16;
+  __mmask16 m[KB / 16];
+  for (int k = 0; k < nv; ++k)
+    m[k] = n - 16 * k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - 16 * k)) - 1);
+  for (int b = 0; b < nbv; ++b) {
+    __m512 dv[KB / 16];
+    for (int k = 0; k < nv; ++k)
+      dv[k] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[k], d.dv + b * KB + 16 * k));
+    for (int r = 0; r < d.rows; ++r) {
+      __m512 w[KB / 16];
       __m512 amax = _mm512_setzero_ps();
-      for (int j = 0; j < n; j += 16) {
-        const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
-        amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, w + j)));
+      for (int k = 0; k < nv; ++k) {
+        w[k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[k], S + size_t(r) * KB + 16 * k), dv[k]);
+        amax = _mm512_max_ps(amax, _mm512_abs_ps(w[k]));
       }
       const float mx = _mm512_reduce_max_ps(amax);
       d.ws[r * nbv + b] = mx / 32767.0f;
       const __m512 inv = _mm512_set1_ps(mx > 0.0f ? 32767.0f / mx : 0.0f);
-      for (int j = 0; j < n; j += 16) {
-        const __mmask16 m = n - j >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - j)) - 1);
-        const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, w + j), inv));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(q + j), _mm512_cvtsepi32_epi16(qi));
-      }
+      int16_t* q = d.wq + size_t(r) * kWRow + b * KB;
+      for (int k = 0; k < nv; ++k)
+        _mm256_store_si256(reinterpret_cast<__m256i*>(q + 16 * k),
+                           _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(w[k], inv))));
     }
+  }
 }
 
 // The 32 levels (int8) of block blk of a V row.
@@ -429,8 +435,8 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
     with_rows<kDecodeRows>(rows, [&](auto R) { dec_scores<R>(d, j0, kb, S); });
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
     if (ops::kv_quantized(kv.v_type)) {
-      fold_v_scales(kv.v_type, d.v, c.Dv / 32, rows, j0, n, S, d.W, d.dv);
-      quantize_w(d, n);
+      gather_v_scales(kv.v_type, d.v, c.Dv / 32, j0, n, d.dv);
+      quantize_w(d, S, n);
     }
     with_kv_type(kv.v_type, [&](auto VT) { dec_pv_all<VT>(d, j0, n, S, O); });
   }

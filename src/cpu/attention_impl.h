@@ -436,8 +436,8 @@ void scores_int(const Ctx& c, int rows, int64_t j0, int kb, __m256i* Kq, float* 
 // key row is converted in registers and dotted with every query row, one accumulator per (row,
 // key), the accumulators reduced several at once; each V row is converted in registers and used
 // by up to 6 rows, with a quantized row's block scales folded into the probabilities first
-// (W = P d_v, fold_v_scales). It serves heads up to kDecodeDim (multiples of 32) and groups up to
-// kDecodeRows rows; other shapes take the general path.
+// (W = P d_v; on AVX-512 rounded to 16-bit integers for vpdpwssd). It serves heads up to kDecodeDim
+// (multiples of 32) and groups up to kDecodeRows rows; other shapes take the general path.
 
 constexpr int kDecodeRows = 8;
 constexpr int kDecodeDim = 256;
@@ -540,17 +540,24 @@ void pv_row_groups(int rows, G&& g) {
   g(4, rows - 4);
 }
 
+// dv[b][j] (at dv + b * KB + j) = the fp16 scale of block b of V row j0 + j for keys [0, n) of a
+// quantized V cache (nbv blocks per row).
+inline void gather_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int64_t j0, int n,
+                            uint16_t* dv) {
+  const size_t bb = vt == ops::KvType::Q8_0 ? 34 : 18;
+  for (int j = 0; j < n; ++j) {
+    const uint8_t* row = v.row(j0 + j);
+    for (int b = 0; b < nbv; ++b) std::memcpy(&dv[b * KB + j], row + bb * b, 2);
+  }
+}
+
 // W[r][b][j] (at W + r * kWRow + b * KB + j) = P[r][j] * d_v(j, b) for keys [j0, j0 + n) of a
 // quantized V cache (nbv blocks per row); dv: scratch for [nbv][KB] fp16 scales (32-byte
 // aligned). The fixed row stride lets P.V address every row's W from one pointer.
 inline constexpr int kWRow = kDecodeDim / 32 * KB;
 inline void fold_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int rows, int64_t j0, int n,
                           const float* S, float* W, uint16_t* dv) {
-  const size_t bb = vt == ops::KvType::Q8_0 ? 34 : 18;
-  for (int j = 0; j < n; ++j) {
-    const uint8_t* row = v.row(j0 + j);
-    for (int b = 0; b < nbv; ++b) std::memcpy(&dv[b * KB + j], row + bb * b, 2);
-  }
+  gather_v_scales(vt, v, nbv, j0, n, dv);
   for (int b = 0; b < nbv; ++b)
     for (int j = 0; j < n; j += 8) {
       const __m256 s =
