@@ -65,8 +65,8 @@ inline __m128i and8(__m128i v, int m) {
 
 // The IQ4 levels plus 128 (so they are unsigned), repeated 4 times: a 64-entry vpermb table that
 // looks up a byte's low nibble whatever its bits 4-5 hold (vpermb reads bits 0-5 of each index
-// byte), so the nibbles need no masks. Built at compile time: a table built per tile call cost
-// IQ4_XS decode ~5 % (64 scalar stores per 16 rows).
+// byte), so the nibbles need no masks. Built at compile time: built per tile call (64 scalar
+// stores per 16 rows) it left the one-token IQ4_XS matvec at 9.9 us instead of 9.0.
 struct IQ4Table64 {
   alignas(64) uint8_t t[64];
   constexpr IQ4Table64() : t{} {
