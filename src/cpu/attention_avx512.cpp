@@ -57,12 +57,10 @@ inline void pv_rows512(const float* S, int r0, const float* V, float* O, int Dv,
 
 // ---- decode: one query token (see attention_impl.h) -------------------------------------------
 //
-// Scores: 16 / rows keys per pass, one accumulator per (row, key), reduced 16 at once (hsum16).
-// Float keys: FMA, 16 elements per instruction. Q8_0 / Q4_0 keys: vpdpbusd over chunks of 4
-// blocks, straight from the cache rows (no 8-key tiles): one register holds elements 0..15 of the
-// 4 blocks (16 bytes each), another 16..31 (Q4_0: the low and the high nibbles of the block's 16
-// bytes, gathered with one vpermi2b), the query's levels permuted to match; the bias lanes start
-// the sum, then each lane gets its block's d_k d_q. P.V: 6 rows x 64 columns of accumulators.
+// Scores: float keys 16 / rows keys per pass, one accumulator per (row, key), reduced 16 at once
+// (hsum16), FMA over 16 elements per instruction. Q8_0 / Q4_0 keys: 16 keys in the lanes of a
+// register, transposed from the cache rows in registers, vpdpbusd per row and 4 elements of the
+// 16 keys (dec_scores_int), no reduction. P.V: 6 rows x 64 columns of accumulators.
 
 // Lane i of the result: the sum of the 16 lanes of a[i].
 __attribute__((always_inline)) inline __m512 hsum16(const __m512* a) {
@@ -87,16 +85,11 @@ struct DecodeRows {
   const Ctx* c = nullptr;
   int rows = 0;
   int nb = 0;         // blocks of 32 in a K row of the head (quantized K)
-  int nch = 0;        // chunks of 4 blocks
   HeadRows k{}, v{};  // the head's K and V rows
   // Float K: the query rows times the attention scale, [row][D].
   alignas(64) float qf[kDecodeRows * kDecodeDim];
-  // Quantized K, per (row, chunk): 128 levels (elements 0..15 of the chunk's 4 blocks, then
-  // 16..31), 16 bias lanes (lane 4b: -offset * the level sum of block b), 16 scale lanes (lanes
-  // 4b..4b+3: block b's d_q times the attention scale); zero for blocks past the row.
-  alignas(64) int8_t q8[kDecodeRows * kDecodeDim];
-  alignas(64) int32_t bias[kDecodeRows * kDecodeDim / 128 * 16];
-  alignas(64) float qd[kDecodeRows * kDecodeDim / 128 * 16];
+  // Quantized K: the query's block scales d_q times the attention scale, [row][block].
+  alignas(64) float qd[kDecodeRows * kDecodeDim / 32];
   alignas(64) uint16_t dv[kDecodeDim / 32 * KB];  // quantized V: fp16 scales, [block][key]
   alignas(64) int16_t wq[kDecodeRows * kWRow];    // quantized V: W in 16 bits, [row][block][key]
   alignas(64) float ws[kDecodeRows * kDecodeDim / 32];  // wq's scale per (row, block)
@@ -109,7 +102,7 @@ void dec_scores_float(const DecodeRows& d, int64_t j0, int kb, float* S) {
   const int D = d.c->D;
   for (int j = 0; j < kb; j += KP) {
     const uint8_t* kr[KP];
-    pass_rows<KP>(d.k, d.v, j0, j, kb, kr);
+    pass_rows<KP>(d.k, d.v, d.c->ahead, j0, j, kb, kr);
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
@@ -132,86 +125,89 @@ void dec_scores_float(const DecodeRows& d, int64_t j0, int kb, float* S) {
   }
 }
 
-// Byte indices (vpermi2b over 128 bytes of a row from a chunk's start) of a chunk of 4 Q4_0
-// blocks' levels (block b's 16 bytes of nibbles at 18 b + 2), and of the fp16 scales of 4 blocks
-// of `bb` bytes, each repeated for 4 lanes (16 halves in the low 32 bytes).
-inline __m512i q4_level_index() {
-  alignas(64) uint8_t idx[64];
-  for (int p = 0; p < 64; ++p) idx[p] = uint8_t(18 * (p / 16) + 2 + p % 16);
-  return _mm512_load_si512(idx);
-}
-inline __m512i scale_index(int bb) {
-  alignas(64) uint8_t idx[64] = {};
-  for (int e = 0; e < 16; ++e) {
-    idx[2 * e] = uint8_t(bb * (e / 4));
-    idx[2 * e + 1] = uint8_t(bb * (e / 4) + 1);
-  }
-  return _mm512_load_si512(idx);
+// acc += the unsigned bytes of k times the signed bytes of the broadcast dword q[0..3], per
+// 32-bit lane; the broadcast is the instruction's memory operand (see dpwssd_bcast below).
+inline __m512i dpbusd_bcast(__m512i acc, __m512i k, const int8_t* q) {
+  using i32_unaligned = int32_t __attribute__((aligned(1), may_alias));
+  asm("vpdpbusd %2%{1to16%}, %1, %0"
+      : "+v"(acc)
+      : "v"(k), "m"(*reinterpret_cast<const i32_unaligned*>(q)));
+  return acc;
 }
 
-// Scores of one block of keys for R rows over a Q8_0 / Q4_0 K cache.
+// t[m], m = 0..3: dword m of the 16 bytes at kr[i] + o for the 16 keys i, key i in lane i (keys
+// 4l + g arrive in 128-bit lane l of register g, then a 4 x 4 transpose inside each 128-bit lane).
+__attribute__((always_inline)) inline void transpose_keys(const uint8_t* const* kr, size_t o,
+                                                          __m512i* t) {
+  const auto row = [&](int i) {
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(kr[i] + o));
+  };
+  __m512i a[4];
+#pragma GCC unroll 4
+  for (int g = 0; g < 4; ++g)
+    a[g] = _mm512_inserti32x4(
+        _mm512_inserti32x4(_mm512_inserti32x4(_mm512_castsi128_si512(row(g)), row(4 + g), 1),
+                           row(8 + g), 2),
+        row(12 + g), 3);
+  const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+  t[0] = _mm512_unpacklo_epi64(t0, t2);
+  t[1] = _mm512_unpackhi_epi64(t0, t2);
+  t[2] = _mm512_unpacklo_epi64(t1, t3);
+  t[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// Scores of one block of keys for R rows over a Q8_0 / Q4_0 K cache, 16 keys in the lanes of one
+// register (no reduction across lanes): per K block, 8 registers hold the levels of 16 keys, dword
+// m of each lane the key's elements 4m..4m+3 (Q4_0: dwords 0..3 the low nibbles, elements 0..15,
+// dwords 4..7 the high ones), each dotted with the query's broadcast dword m by one vpdpbusd per
+// row; the bias starts the sum, the 16 keys' d_k times d_q scale it. (The int32 sum of a block
+// is exact: 32 x 255 x 127 < 2^31.) Per key and row, 2 vpdpbusd for a head of 128 as before, but
+// none of the reduction and about a third of the other instructions; d_k through scalar loads
+// (vpgatherdd was no faster).
 template <int R, bool kQ4>
 void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
-  constexpr int KP = 16 / R;
   constexpr int bb = kQ4 ? 18 : 34;  // bytes per block
-  const __m512i lvl_idx = q4_level_index(), sc_idx = scale_index(bb);
+  const int nb = d.nb, D = d.c->D;
   const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80));
-  for (int j = 0; j < kb; j += KP) {
-    const uint8_t* kr[KP];
-    pass_rows<KP>(d.k, d.v, j0, j, kb, kr);
-    __m512 acc[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
-    for (int ch = 0; ch < d.nch; ++ch) {
-      const int nbk = std::min(4, d.nb - 4 * ch);
-      const int bytes = nbk * bb;  // the chunk's bytes in the head's row (masked loads: no reads
-                                   // past it, so none past the cache's end)
-      const __mmask64 m0 = bytes >= 64 ? ~__mmask64(0) : (__mmask64(1) << bytes) - 1;
-      const __mmask64 m1 = bytes >= 128  ? ~__mmask64(0)
-                           : bytes <= 64 ? __mmask64(0)
-                                         : (__mmask64(1) << (bytes - 64)) - 1;
-      const __mmask16 lanes = __mmask16((1u << (4 * nbk)) - 1);
-#pragma GCC unroll 16
-      for (int i = 0; i < KP; ++i) {
-        const uint8_t* src = kr[i] + size_t(ch) * 4 * bb;
-        const __m512i z0 = _mm512_maskz_loadu_epi8(m0, src);
-        const __m512i z1 = _mm512_maskz_loadu_epi8(m1, src + 64);
-        const __m512 dk = _mm512_maskz_cvtph_ps(
-            lanes, _mm512_castsi512_si256(_mm512_permutex2var_epi8(z0, sc_idx, z1)));
-        __m512i lo, hi;
-        if constexpr (kQ4) {
-          const __m512i raw = _mm512_permutex2var_epi8(z0, lvl_idx, z1);
-          lo = _mm512_and_si512(raw, nib);
-          hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
-        } else {
-          lo = hi = _mm512_setzero_si512();
-          for (int b = 0; b < nbk; ++b) {
-            const __mmask16 m = __mmask16(0xF << (4 * b));
-            lo = _mm512_mask_broadcast_i32x4(
-                lo, m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + bb * b + 2)));
-            hi = _mm512_mask_broadcast_i32x4(
-                hi, m, _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + bb * b + 18)));
-          }
-          lo = _mm512_xor_si512(lo, flip);
-          hi = _mm512_xor_si512(hi, flip);
-        }
+  for (int j = 0; j < kb; j += 16) {
+    const uint8_t* kr[16];
+    pass_rows<16>(d.k, d.v, d.c->ahead, j0, j, kb, kr);
+    // Keys past kb repeat the block's last (pass_rows); their lanes are stored but not used.
+    __m512 acc[R];
 #pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) {
-          const size_t rc = size_t(r) * d.nch + ch;
-          __m512i ia = _mm512_load_si512(d.bias + 16 * rc);
-          ia = _mm512_dpbusd_epi32(ia, lo, _mm512_load_si512(d.q8 + 128 * rc));
-          ia = _mm512_dpbusd_epi32(ia, hi, _mm512_load_si512(d.q8 + 128 * rc + 64));
-          acc[i * R + r] =
-              _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia),
-                              _mm512_mul_ps(dk, _mm512_load_ps(d.qd + 16 * rc)), acc[i * R + r]);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    alignas(32) uint16_t ks[kDecodeDim / 32][16];
+    for (int i = 0; i < 16; ++i)
+      for (int b = 0; b < nb; ++b) std::memcpy(&ks[b][i], kr[i] + size_t(bb) * b, 2);
+    for (int b = 0; b < nb; ++b) {
+      const __m512 dk = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ks[b])));
+      __m512i lv[8];
+      transpose_keys(kr, size_t(bb) * b + 2, lv);
+      if constexpr (kQ4) {
+#pragma GCC unroll 4
+        for (int m = 0; m < 4; ++m) {
+          lv[4 + m] = _mm512_and_si512(_mm512_srli_epi16(lv[m], 4), nib);
+          lv[m] = _mm512_and_si512(lv[m], nib);
         }
+      } else {
+        transpose_keys(kr, size_t(bb) * b + 18, lv + 4);
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; ++m) lv[m] = _mm512_xor_si512(lv[m], flip);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const int8_t* q = d.c->q8 + size_t(r) * D + 32 * b;
+        __m512i ia = _mm512_set1_epi32(d.c->bias[size_t(r) * nb + b]);
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; ++m) ia = dpbusd_bcast(ia, lv[m], q + 4 * m);
+        acc[r] =
+            _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia),
+                            _mm512_mul_ps(dk, _mm512_set1_ps(d.qd[size_t(r) * nb + b])), acc[r]);
       }
     }
-    alignas(64) float s[16];
-    _mm512_store_ps(s, hsum16(acc));
-    const int n = std::min(KP, kb - j);
-    for (int i = 0; i < n; ++i)
-      for (int r = 0; r < R; ++r) S[size_t(r) * KB + j + i] = s[i * R + r];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) _mm512_storeu_ps(S + size_t(r) * KB + j, acc[r]);
   }
 }
 
@@ -407,26 +403,10 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
   d.v = head_rows(kv.v_type, kv.v, c.v_width, int64_t(c.kv_head) * c.Dv, c.Dv, kv.n_ctx);
   const float scale = c.p->scale;
   if (ops::kv_quantized(kv.k_type)) {
-    // From the quantized query rows (c.q8 / c.dq / c.bias, attention_kernel's): levels permuted to
-    // the chunk order, bias and scale lanes.
+    // The quantized query rows are c.q8 / c.dq / c.bias (attention_kernel's); qd adds the
+    // attention scale.
     d.nb = c.D / 32;
-    d.nch = (d.nb + 3) / 4;
-    for (int r = 0; r < rows; ++r)
-      for (int ch = 0; ch < d.nch; ++ch) {
-        const size_t rc = size_t(r) * d.nch + ch;
-        int8_t* q = d.q8 + 128 * rc;
-        std::memset(q, 0, 128);
-        std::fill_n(d.bias + 16 * rc, 16, 0);
-        std::fill_n(d.qd + 16 * rc, 16, 0.0f);
-        for (int b = 0; b < 4 && 4 * ch + b < d.nb; ++b) {
-          const int blk = 4 * ch + b;
-          const int8_t* src = c.q8 + size_t(r) * c.D + 32 * blk;
-          std::memcpy(q + 16 * b, src, 16);
-          std::memcpy(q + 64 + 16 * b, src + 16, 16);
-          d.bias[16 * rc + 4 * b] = c.bias[size_t(r) * d.nb + blk];
-          std::fill_n(d.qd + 16 * rc + 4 * b, 4, c.dq[size_t(r) * d.nb + blk] * scale);
-        }
-      }
+    for (int i = 0; i < rows * d.nb; ++i) d.qd[i] = c.dq[i] * scale;
   } else {
     scaled_query_rows(c, rows, d.qf);
   }
@@ -506,8 +486,8 @@ struct EvexVnni {
 
 void attention_avx512(const float* q, const ops::KvLayer& kv, float* out,
                       const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                      int64_t k1, float* partial, float* scratch) {
-  attention_kernel<EvexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch);
+                      int64_t k1, float* partial, float* scratch, KeyRange l2_ahead) {
+  attention_kernel<EvexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch, l2_ahead);
 }
 
 }  // namespace straw::cpu

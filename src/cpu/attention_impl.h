@@ -100,6 +100,31 @@ inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t off
   }
 }
 
+// Rows of a later key range that a one-token call brings into L2 while it runs: the decode
+// sweep's next range, this KV head's share of it (CpuBackend::attention). Without it the first
+// head of each range waits on memory for its rows while the other heads, which find them in L2,
+// leave the memory idle; with it the reads overlap the arithmetic. Spread over the call's keys:
+// key j of the call brings in rows [first + (j - k0) step, first + (j + 1 - k0) step).
+struct L2Ahead {
+  const uint8_t* k = nullptr;  // row 0 of the K and V caches (whole rows: every head)
+  const uint8_t* v = nullptr;
+  size_t k_row = 0, v_row = 0;  // bytes per row
+  int64_t first = 0, end = 0;   // the rows to bring in
+  int64_t k0 = 0;               // the call's first key
+  uint64_t step = 0;            // rows per call key, 16.16 fixed point, rounded up (0: none)
+  void key(int64_t j) const {
+    if (step == 0) return;
+    const int64_t a = first + int64_t((uint64_t(j - k0) * step) >> 16);
+    const int64_t b = std::min(end, first + int64_t((uint64_t(j + 1 - k0) * step) >> 16));
+    for (int64_t r = a; r < b; ++r) {
+      for (size_t o = 0; o < k_row; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(k + size_t(r) * k_row + o), _MM_HINT_T1);
+      for (size_t o = 0; o < v_row; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(v + size_t(r) * v_row + o), _MM_HINT_T1);
+    }
+  }
+};
+
 struct Ctx {
   const float* q;
   const ops::KvLayer* kv;
@@ -111,6 +136,7 @@ struct Ctx {
   const int8_t* q8 = nullptr;
   const float* dq = nullptr;
   const int32_t* bias = nullptr;
+  L2Ahead ahead{};  // one query token: rows of the sweep's next range
   const float* qrow(int r) const {
     const int t = t0 + r / group, h = kv_head * group + r % group;
     return q + (int64_t(t) * p->n_heads + h) * D;
@@ -491,13 +517,16 @@ void with_rows(int n, F&& f) {
 // V rows.
 template <int KP>
 __attribute__((always_inline)) inline void pass_rows(const HeadRows& k, const HeadRows& v,
-                                                     int64_t j0, int j, int kb,
-                                                     const uint8_t** kr) {
+                                                     const L2Ahead& ahead, int64_t j0, int j,
+                                                     int kb, const uint8_t** kr) {
 #pragma GCC unroll 16
   for (int i = 0; i < KP; ++i) {
     kr[i] = k.row(j0 + std::min(j + i, kb - 1));
     k.prefetch(j0 + j + i + kDecodePrefetch);
-    if (j + i < kb) v.prefetch(j0 + j + i);
+    if (j + i < kb) {
+      v.prefetch(j0 + j + i);
+      ahead.key(j0 + j + i);
+    }
   }
 }
 
@@ -571,7 +600,7 @@ inline void fold_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int rows, 
 template <class Dot>
 void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
                       const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                      int64_t k1, float* partial, float* scratch) {
+                      int64_t k1, float* partial, float* scratch, KeyRange l2_ahead) {
   Ctx c{q,
         &kv,
         &p,
@@ -583,6 +612,18 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
         int64_t(p.n_kv_heads) * p.head_dim,
         int64_t(p.n_kv_heads) * p.head_dim_v};
   const int rows = c.group * (t1 - t0);
+  const int64_t k_end = std::min<int64_t>(k1, p.pos0 + t1);
+  if (t1 - t0 == 1 && l2_ahead.end > l2_ahead.begin && k_end > k0) {
+    c.ahead = {static_cast<const uint8_t*>(kv.k),
+               static_cast<const uint8_t*>(kv.v),
+               ops::kv_row_bytes(kv.k_type, c.k_width),
+               ops::kv_row_bytes(kv.v_type, c.v_width),
+               l2_ahead.begin,
+               l2_ahead.end,
+               k0,
+               ((uint64_t(l2_ahead.end - l2_ahead.begin) << 16) + uint64_t(k_end - k0) - 1) /
+                   uint64_t(k_end - k0)};
+  }
   // Scratch: Kt or one K row [D * KB], V block [KB][Dv], scores [rows][KB], O [rows][Dv], m, l.
   float* Kt = scratch;
   float* V = Kt + size_t(KB) * c.D;
@@ -615,7 +656,6 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
   std::fill_n(L, rows, 0.0f);
   float* kbuf = V;  // up to 8 converted K rows; V is loaded after the scores
 
-  const int64_t k_end = std::min<int64_t>(k1, p.pos0 + t1);
   // Decode (one query token): the policy's fused path where it has one and the shapes allow it
   // (it returns false otherwise, having done nothing).
   bool fused = false;

@@ -220,6 +220,11 @@ struct MatKernels {
                int64_t ldx, int n_tok, float* y, int64_t ldy);
 };
 
+// Keys [begin, end) of a KV cache.
+struct KeyRange {
+  int64_t begin = 0, end = 0;
+};
+
 // Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-VNNI and AVX-512 levels
 // use them too: these ops are a small part of the time and mostly bound by memory or latency),
 // except the integer scores of attention over a Q8_0 / Q4_0 K cache, which each level does with
@@ -244,9 +249,11 @@ struct VecKernels {
   // per row (row = (t - t0) * group + head of the group) Dv + 2 floats: sum_j e^(s_j - m) v_j, m
   // (the max score, -inf without keys), l = sum_j e^(s_j - m).
   // scratch: attention_scratch_floats(p, t1 - t0) floats.
+  // l2_ahead: keys of a later call (whole K and V rows, every head) that a one-token call brings
+  // into L2 as it goes, spread over its keys (the decode sweep's next range; empty for none).
   void (*attention)(const float* q, const ops::KvLayer& kv, float* out,
                     const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                    int64_t k1, float* partial, float* scratch);
+                    int64_t k1, float* partial, float* scratch, KeyRange l2_ahead);
 };
 
 // Combines n partial states (attention's partial output for the same rows over disjoint key
