@@ -7,10 +7,14 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "cpu/attention_impl.h"
+#include "cpu/vec_avx512.h"
 
 namespace straw::cpu {
 
 namespace {
+
+using avx512::dpbusd_bcast;
+using avx512::dpwssd_bcast;
 
 // O[r0 + i] += sum_j P[r0 + i][j] V[j] for NR rows over ND x 16 columns from d0 (the last 16
 // masked by `tail`): 4 rows x 64 columns are 16 accumulators of the 32 registers, each V load
@@ -123,16 +127,6 @@ void dec_scores_float(const DecodeRows& d, int64_t j0, int kb, float* S) {
     for (int i = 0; i < n; ++i)
       for (int r = 0; r < R; ++r) S[size_t(r) * KB + j + i] = s[i * R + r];
   }
-}
-
-// acc += the unsigned bytes of k times the signed bytes of the broadcast dword q[0..3], per
-// 32-bit lane; the broadcast is the instruction's memory operand (see dpwssd_bcast below).
-inline __m512i dpbusd_bcast(__m512i acc, __m512i k, const int8_t* q) {
-  using i32_unaligned = int32_t __attribute__((aligned(1), may_alias));
-  asm("vpdpbusd %2%{1to16%}, %1, %0"
-      : "+v"(acc)
-      : "v"(k), "m"(*reinterpret_cast<const i32_unaligned*>(q)));
-  return acc;
 }
 
 // t[m], m = 0..3: dword m of the 16 bytes at kr[i] + o for the 16 keys i, key i in lane i (keys
@@ -310,16 +304,6 @@ inline __m256i v_levels(const uint8_t* row, int blk) {
     const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
     return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
   }
-}
-
-// acc += the (key j, key j + 1) pairs of v times the broadcast pair w[0..1], per 32-bit lane. The
-// broadcast is the instruction's memory operand (GCC 12 does not fold it; see matmul_avx512.cpp).
-inline __m512i dpwssd_bcast(__m512i acc, __m512i v, const int16_t* w) {
-  using i32_unaligned = int32_t __attribute__((aligned(1), may_alias));
-  asm("vpdpwssd %2%{1to16%}, %1, %0"
-      : "+v"(acc)
-      : "v"(v), "m"(*reinterpret_cast<const i32_unaligned*>(w)));
-  return acc;
 }
 
 // O[r0 + r][32 blk0, 32 (blk0 + NB)) += sum_j W_r(j) V[j] over keys [j0, j0 + n) for NR rows. Per

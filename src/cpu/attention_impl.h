@@ -100,6 +100,20 @@ inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t off
   }
 }
 
+// Software prefetch of the cache lines of bytes [p, p + n), n > 0: into L1 (T0), or into L2 (T1)
+// when kToL2.
+template <bool kToL2>
+inline void prefetch_bytes(const uint8_t* p, size_t n) {
+  const auto line = [](const uint8_t* a) {
+    if constexpr (kToL2)
+      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T1);
+    else
+      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+  };
+  for (size_t o = 0; o < n; o += 64) line(p + o);
+  line(p + n - 1);  // p need not start a line
+}
+
 // Rows of a later key range that a one-token call brings into L2 while it runs: the decode
 // sweep's next range, this KV head's share of it (CpuBackend::attention). Without it the first
 // head of each range waits on memory for its rows while the other heads, which find them in L2,
@@ -116,12 +130,9 @@ struct L2Ahead {
     if (step == 0) return;
     const int64_t a = first + int64_t((uint64_t(j - k0) * step) >> 16);
     const int64_t b = std::min(end, first + int64_t((uint64_t(j + 1 - k0) * step) >> 16));
-    for (int64_t r = a; r < b; ++r) {
-      for (size_t o = 0; o < k_row; o += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(k + size_t(r) * k_row + o), _MM_HINT_T1);
-      for (size_t o = 0; o < v_row; o += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(v + size_t(r) * v_row + o), _MM_HINT_T1);
-    }
+    if (b <= a) return;
+    prefetch_bytes<true>(k + size_t(a) * k_row, size_t(b - a) * k_row);
+    prefetch_bytes<true>(v + size_t(a) * v_row, size_t(b - a) * v_row);
   }
 };
 
@@ -482,11 +493,7 @@ struct HeadRows {
   // decodes prefetch K rows kDecodePrefetch keys ahead of their scores, and each V row when its key
   // is scored (P.V comes after the block's softmax).
   void prefetch(int64_t j) const {
-    if (j >= n_rows) return;
-    const uint8_t* p = row(j);
-    for (size_t o = 0; o < bytes; o += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(p + o), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + bytes - 1), _MM_HINT_T0);
+    if (j < n_rows) prefetch_bytes<false>(row(j), bytes);
   }
 };
 // Head 0 (at the start of each row) prefetches whole rows: with several KV heads, decode runs the

@@ -17,6 +17,7 @@
 #include <algorithm>
 
 #include "cpu/kernels.h"
+#include "cpu/vec_avx512.h"
 #include "quant/iq4_nl.h"
 
 namespace straw::cpu {
@@ -27,16 +28,7 @@ using quant::Type;
 
 constexpr int kMaxTok = 8;  // tokens per kernel call (16 rows x 8 tokens of accumulators)
 
-// acc += u8(w) . s8(x[0..3]) in every lane, the 4 activation bytes broadcast from memory by the
-// instruction itself ({1to16}): GCC 12 does not fold the broadcast into vpdpbusd, and the separate
-// vpbroadcastd costs an extra operation per dot product.
-using i32_unaligned = int32_t __attribute__((aligned(1), may_alias));
-inline __m512i dpbusd_bcast(__m512i acc, __m512i w, const int8_t* x) {
-  asm("vpdpbusd %2%{1to16%}, %1, %0"
-      : "+v"(acc)
-      : "v"(w), "m"(*reinterpret_cast<const i32_unaligned*>(x)));
-  return acc;
-}
+using avx512::dpbusd_bcast;
 
 inline __m512 half16(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
