@@ -122,7 +122,13 @@ TEST(CpuActQuant, SimdMatchesTheReferenceBitForBit) {
       if (n > 64) x[40] = 1e30f, x[41] = -1e-30f;  // extremes in one block
       if (n > 96)
         for (int i = 64; i < 96; ++i) x[i] = float(i % 5) - 2.0f;  // exact ties
-      for (cpu::ActParams p : {cpu::ActParams{0, 32}, {8, 32}, {128, 32}, {32, 16}}) {
+      for (cpu::ActParams p : {cpu::ActParams{0, 32},
+                               {8, 32},
+                               {128, 32},
+                               {32, 16},
+                               {0, 32, 256},
+                               {128, 32, 256},
+                               {32, 16, 256}}) {
         const cpu::ActLayout a = cpu::act_layout(n);
         std::vector<uint8_t> ref(a.stride), simd(a.stride);
         cpu::quantize_act_ref(x.data(), n, p, ref.data());
@@ -134,6 +140,7 @@ TEST(CpuActQuant, SimdMatchesTheReferenceBitForBit) {
         EXPECT_EQ(0,
                   std::memcmp(ref.data() + a.bias_off, simd.data() + a.bias_off, n / p.group * 4))
             << cpu::isa_name(isa) << " bias n=" << n << " group " << p.group;
+        EXPECT_EQ(0, std::memcmp(ref.data() + a.sum_off, simd.data() + a.sum_off, n / 32 * 2));
       }
     }
   }
@@ -157,6 +164,32 @@ TEST(CpuActQuant, ReferenceRoundsToNearestWithinHalfAStep) {
     }
     EXPECT_EQ(bias[b], -8 * sum);
   }
+}
+
+TEST(CpuActQuant, ASpanOf256SharesOneScale) {
+  std::mt19937 rng(4);
+  const int64_t n = 800;  // three spans of 256 and a last one of 32
+  std::vector<float> x = random_floats(rng, n);
+  x[300] = 9.0f;  // the max of the second span
+  const cpu::ActLayout a = cpu::act_layout(n);
+  std::vector<uint8_t> buf(a.stride);
+  cpu::quantize_act_ref(x.data(), n, {0, 32, 256}, buf.data());
+  const auto* q = reinterpret_cast<const int8_t*>(buf.data());
+  const auto* d = reinterpret_cast<const float*>(buf.data() + a.d_off);
+  const auto* sum = reinterpret_cast<const int16_t*>(buf.data() + a.sum_off);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    float amax = 0;
+    for (int64_t e = b / 8 * 256; e < std::min<int64_t>(n, b / 8 * 256 + 256); ++e)
+      amax = std::max(amax, std::fabs(x[e]));
+    EXPECT_EQ(d[b], amax / 127.0f) << "block " << b;
+    int s = 0;
+    for (int j = 0; j < 32; ++j) {
+      EXPECT_LE(std::fabs(x[32 * b + j] - d[b] * q[32 * b + j]), 0.5001f * d[b]);
+      s += q[32 * b + j];
+    }
+    EXPECT_EQ(sum[b], s);
+  }
+  EXPECT_EQ(q[300], 127);
 }
 
 // Kernel level: tiled kernel == exact dot of dequantized weights and dequantized activations.

@@ -28,7 +28,8 @@
 // each instruction.
 //
 // Quantized activations (one token): int8 levels q with one float scale d per 32 elements
-// (x ~= d * q; d = max|x| / 127, q = round-to-nearest-even(x * 127 / max|x|)), plus per-group sums
+// (x ~= d * q; d = max|x| / 127, q = round-to-nearest-even(x * 127 / max|x|), the max over the 32
+// elements or over the 256 of their span: ActParams), plus per-group sums
 // that fold the weights' level offset and minimum into the dot product. See act_layout().
 #pragma once
 
@@ -141,6 +142,7 @@ struct ActLayout {
   size_t d_off = 0;     // float d[n_in / 32]: the scale of each 32 elements
   size_t ds_off = 0;    // float ds[n_in / 32]: d * sum(q) per 32 (for formats with a minimum)
   size_t bias_off = 0;  // int32 bias[n_in / group]: -offset * sum(q) per group
+  size_t sum_off = 0;   // int16 sum[n_in / 32]: sum(q) per 32 (pairs feed vpdpwssd with mins)
   size_t stride = 0;    // bytes per token; q (n_in int8) starts at 0
 };
 
@@ -150,7 +152,8 @@ inline ActLayout act_layout(int64_t n_in) {
   a.d_off = align64(size_t(n_in));
   a.ds_off = a.d_off + align64(size_t(n_in / 32) * 4);
   a.bias_off = a.ds_off + align64(size_t(n_in / 32) * 4);
-  a.stride = a.bias_off + align64(size_t(n_in / 16) * 4);
+  a.sum_off = a.bias_off + align64(size_t(n_in / 16) * 4);
+  a.stride = a.sum_off + align64(size_t(n_in / 32) * 2);
   return a;
 }
 
@@ -161,24 +164,28 @@ struct ActIn {
   const float* d;
   const float* ds;
   const int32_t* bias;
+  const int16_t* sum;
 };
 struct ActOut {
   int8_t* q;
   float* d;
   float* ds;
   int32_t* bias;
+  int16_t* sum;
 };
 
 inline ActIn act_in(const uint8_t* rec, const ActLayout& a) {
   return {reinterpret_cast<const int8_t*>(rec), reinterpret_cast<const float*>(rec + a.d_off),
           reinterpret_cast<const float*>(rec + a.ds_off),
-          reinterpret_cast<const int32_t*>(rec + a.bias_off)};
+          reinterpret_cast<const int32_t*>(rec + a.bias_off),
+          reinterpret_cast<const int16_t*>(rec + a.sum_off)};
 }
 
 inline ActOut act_out(void* rec, const ActLayout& a) {
   auto* b = static_cast<uint8_t*>(rec);
   return {reinterpret_cast<int8_t*>(b), reinterpret_cast<float*>(b + a.d_off),
-          reinterpret_cast<float*>(b + a.ds_off), reinterpret_cast<int32_t*>(b + a.bias_off)};
+          reinterpret_cast<float*>(b + a.ds_off), reinterpret_cast<int32_t*>(b + a.bias_off),
+          reinterpret_cast<int16_t*>(b + a.sum_off)};
 }
 
 // Tokens per pass over a thread's tiles: all of them for small batches (n_tok <= max_tok, the
@@ -193,11 +200,22 @@ inline int act_token_block(const ActLayout& a, int n_tok, int max_tok) {
 }
 
 // How an ISA's kernel for a tiled type wants its activations: the weights' unsigned level offset
-// (the kernel multiplies levels u = w + offset) and the group size of the bias sums.
+// (the kernel multiplies levels u = w + offset), the group size of the bias sums, and the span of
+// one scale. With span 256 (formats with 256-element blocks, as llama.cpp's Q8_K) one max|x| sets
+// the scale of 256 elements and d repeats it over their 8 entries: the layout is the same, and a
+// kernel may apply the activation scale once per block instead of once per group and token.
 struct ActParams {
   int offset = 0;
   int group = 32;
+  int span = 32;  // 32 or 256; a row's last span may be shorter (a multiple of 32)
 };
+
+// Widens the max|x| of each 32 elements (m[0..n), the blocks of one span) to the span's max.
+inline void span_max(float* m, int n) {
+  float s = 0;
+  for (int k = 0; k < n; ++k) s = std::max(s, m[k]);
+  for (int k = 0; k < n; ++k) m[k] = s;
+}
 
 // Reference activation quantizer (the definition the SIMD versions reproduce bit for bit).
 void quantize_act_ref(const float* x, int64_t n_in, ActParams p, void* out);
