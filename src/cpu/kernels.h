@@ -210,11 +210,40 @@ struct ActParams {
   int span = 32;  // 32 or 256; a row's last span may be shorter (a multiple of 32)
 };
 
-// Widens the max|x| of each 32 elements (m[0..n), the blocks of one span) to the span's max.
-inline void span_max(float* m, int n) {
-  float s = 0;
-  for (int k = 0; k < n; ++k) s = std::max(s, m[k]);
-  for (int k = 0; k < n; ++k) m[k] = s;
+// The level sums of the two 16-element halves of a 32-element block.
+struct HalfSums {
+  int lo = 0, hi = 0;
+};
+
+// What every activation quantizer shares: the spans (one scale per p.span elements) and the sums.
+// block_max(i): max|x| of the 32 elements of block i; block_levels(i, amax): writes block i's q
+// (x * 127 / amax rounded to nearest even, 0 when amax is 0) and returns its HalfSums. Fills d, ds,
+// bias and sum of out.
+template <class BlockMax, class BlockLevels>
+void quantize_act_spans(int64_t n_in, ActParams p, const ActOut& out, BlockMax block_max,
+                        BlockLevels block_levels) {
+  const int64_t n_blocks = n_in / 32;
+  const int per_span = p.span / 32;
+  for (int64_t b0 = 0; b0 < n_blocks; b0 += per_span) {
+    const int nb = int(std::min<int64_t>(per_span, n_blocks - b0));
+    float m[8], span = 0;
+    for (int k = 0; k < nb; ++k) span = std::max(span, m[k] = block_max(b0 + k));
+    for (int k = 0; k < nb; ++k) {
+      const int64_t i = b0 + k;
+      const float amax = per_span > 1 ? span : m[k];
+      const HalfSums h = block_levels(i, amax);
+      const int sum = h.lo + h.hi;
+      out.d[i] = amax / 127.0f;
+      out.ds[i] = out.d[i] * float(sum);
+      out.sum[i] = int16_t(sum);
+      if (p.group == 32) {
+        out.bias[i] = -p.offset * sum;
+      } else {
+        out.bias[2 * i] = -p.offset * h.lo;
+        out.bias[2 * i + 1] = -p.offset * h.hi;
+      }
+    }
+  }
 }
 
 // Reference activation quantizer (the definition the SIMD versions reproduce bit for bit).

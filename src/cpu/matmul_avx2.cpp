@@ -506,45 +506,27 @@ inline int hsum8(__m256i v) {
 }
 
 void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
-  const auto [q, d, ds, bias, qsum] = act_out(out, act_layout(n_in));
+  const ActOut o = act_out(out, act_layout(n_in));
   const __m256 sign = _mm256_set1_ps(-0.0f);
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  const int64_t n_blocks = n_in / 32;
-  const int per_span = p.span / 32;
-  for (int64_t b0 = 0; b0 < n_blocks; b0 += per_span) {
-    const int nb = int(std::min<int64_t>(per_span, n_blocks - b0));
-    float m[8];
-    for (int k = 0; k < nb; ++k) {
-      __m256 mv = _mm256_setzero_ps();
-      for (int j = 0; j < 4; ++j)
-        mv = _mm256_max_ps(mv, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 32 * (b0 + k) + 8 * j)));
-      m[k] = avx2::hmax(mv);
-    }
-    span_max(m, nb);
-    for (int k = 0; k < nb; ++k) {
-      const int64_t i = b0 + k;
-      const float amax = m[k];
-      const __m256 vid = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-      __m256i qi[4];
-      for (int j = 0; j < 4; ++j)
-        qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * i + 8 * j), vid));
-      const __m256i p16 =
-          _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * i),
-                          _mm256_permutevar8x32_epi32(p16, order));
-      const int s0 = hsum8(_mm256_add_epi32(qi[0], qi[1]));
-      const int s1 = hsum8(_mm256_add_epi32(qi[2], qi[3]));
-      d[i] = amax / 127.0f;
-      ds[i] = d[i] * float(s0 + s1);
-      qsum[i] = int16_t(s0 + s1);
-      if (p.group == 32) {
-        bias[i] = -p.offset * (s0 + s1);
-      } else {
-        bias[2 * i] = -p.offset * s0;
-        bias[2 * i + 1] = -p.offset * s1;
-      }
-    }
-  }
+  auto block_max = [&](int64_t i) {
+    __m256 m = _mm256_setzero_ps();
+    for (int j = 0; j < 4; ++j)
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 32 * i + 8 * j)));
+    return avx2::hmax(m);
+  };
+  auto block_levels = [&](int64_t i, float amax) {
+    const __m256 vid = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    __m256i qi[4];
+    for (int j = 0; j < 4; ++j)
+      qi[j] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * i + 8 * j), vid));
+    const __m256i p16 =
+        _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.q + 32 * i),
+                        _mm256_permutevar8x32_epi32(p16, order));
+    return HalfSums{hsum8(_mm256_add_epi32(qi[0], qi[1])), hsum8(_mm256_add_epi32(qi[2], qi[3]))};
+  };
+  quantize_act_spans(n_in, p, o, block_max, block_levels);
 }
 
 // ---- float weights -----------------------------------------------------------------------------

@@ -504,40 +504,22 @@ ActParams act_params(Type t) {
 // ---- activation quantization -------------------------------------------------------------------
 
 void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
-  const auto [q, d, ds, bias, qsum] = act_out(out, act_layout(n_in));
-  const int64_t n_blocks = n_in / 32;
-  const int per_span = p.span / 32;
-  for (int64_t b0 = 0; b0 < n_blocks; b0 += per_span) {
-    const int nb = int(std::min<int64_t>(per_span, n_blocks - b0));
-    float m[8];
-    for (int k = 0; k < nb; ++k) {
-      const float* xb = x + 32 * (b0 + k);
-      m[k] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb)),
-                                                _mm512_abs_ps(_mm512_loadu_ps(xb + 16))));
-    }
-    span_max(m, nb);
-    for (int k = 0; k < nb; ++k) {
-      const int64_t i = b0 + k;
-      const __m512 x0 = _mm512_loadu_ps(x + 32 * i), x1 = _mm512_loadu_ps(x + 32 * i + 16);
-      const float amax = m[k];
-      const __m512 vid = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-      // cvtps2dq rounds to nearest even (the default MXCSR mode), as nearbyint does.
-      const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
-      const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vid));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * i), _mm512_cvtepi32_epi8(q0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 32 * i + 16), _mm512_cvtepi32_epi8(q1));
-      const int s0 = _mm512_reduce_add_epi32(q0), s1 = _mm512_reduce_add_epi32(q1);
-      d[i] = amax / 127.0f;
-      ds[i] = d[i] * float(s0 + s1);
-      qsum[i] = int16_t(s0 + s1);
-      if (p.group == 32) {
-        bias[i] = -p.offset * (s0 + s1);
-      } else {
-        bias[2 * i] = -p.offset * s0;
-        bias[2 * i + 1] = -p.offset * s1;
-      }
-    }
-  }
+  const ActOut o = act_out(out, act_layout(n_in));
+  auto block_max = [&](int64_t i) {
+    const float* xb = x + 32 * i;
+    return _mm512_reduce_max_ps(
+        _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(xb)), _mm512_abs_ps(_mm512_loadu_ps(xb + 16))));
+  };
+  auto block_levels = [&](int64_t i, float amax) {
+    const __m512 vid = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    // cvtps2dq rounds to nearest even (the default MXCSR mode), as nearbyint does.
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * i), vid));
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 32 * i + 16), vid));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q + 32 * i), _mm512_cvtepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o.q + 32 * i + 16), _mm512_cvtepi32_epi8(q1));
+    return HalfSums{_mm512_reduce_add_epi32(q0), _mm512_reduce_add_epi32(q1)};
+  };
+  quantize_act_spans(n_in, p, o, block_max, block_levels);
 }
 
 // ---- float weights -----------------------------------------------------------------------------

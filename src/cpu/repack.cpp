@@ -306,39 +306,23 @@ void repack_float_group(quant::Type t, int64_t n_in, const void* src, size_t src
 }
 
 void quantize_act_ref(const float* x, int64_t n_in, ActParams p, void* out) {
-  const auto [q, d, ds, bias, qsum] = act_out(out, act_layout(n_in));
-  const int64_t n_blocks = n_in / 32;
-  const int per_span = p.span / 32;
-  for (int64_t b0 = 0; b0 < n_blocks; b0 += per_span) {
-    const int nb = int(std::min<int64_t>(per_span, n_blocks - b0));
-    float m[8];
-    for (int k = 0; k < nb; ++k) {
-      m[k] = 0;
-      for (int j = 0; j < 32; ++j) m[k] = std::fmax(m[k], std::fabs(x[32 * (b0 + k) + j]));
+  const ActOut o = act_out(out, act_layout(n_in));
+  auto block_max = [&](int64_t i) {
+    float m = 0;
+    for (int j = 0; j < 32; ++j) m = std::fmax(m, std::fabs(x[32 * i + j]));
+    return m;
+  };
+  auto block_levels = [&](int64_t i, float amax) {
+    const float id = amax > 0 ? 127.0f / amax : 0.0f;
+    HalfSums h;
+    for (int j = 0; j < 32; ++j) {
+      const int v = int(std::nearbyint(x[32 * i + j] * id));
+      o.q[32 * i + j] = int8_t(v);
+      (j < 16 ? h.lo : h.hi) += v;
     }
-    span_max(m, nb);
-    for (int k = 0; k < nb; ++k) {
-      const int64_t i = b0 + k;
-      const float* xb = x + 32 * i;
-      const float id = m[k] > 0 ? 127.0f / m[k] : 0.0f;
-      int sum = 0, half_sum[2] = {0, 0};
-      for (int j = 0; j < 32; ++j) {
-        const int v = int(std::nearbyint(xb[j] * id));
-        q[32 * i + j] = int8_t(v);
-        sum += v;
-        half_sum[j / 16] += v;
-      }
-      d[i] = m[k] / 127.0f;
-      ds[i] = d[i] * float(sum);
-      qsum[i] = int16_t(sum);
-      if (p.group == 32) {
-        bias[i] = -p.offset * sum;
-      } else {
-        bias[2 * i] = -p.offset * half_sum[0];
-        bias[2 * i + 1] = -p.offset * half_sum[1];
-      }
-    }
-  }
+    return h;
+  };
+  quantize_act_spans(n_in, p, o, block_max, block_levels);
 }
 
 const MatKernels* mat_kernels(Isa isa) {
