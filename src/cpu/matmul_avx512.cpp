@@ -284,11 +284,12 @@ struct DecQ6K {
 // Decoders with kSpan 256 (Q4_K, Q5_K, Q6_K) get activations with one scale per 256 (act_params),
 // so their group sums are scaled by the weights' group scale only, into a per-block sum, and the
 // activation scale is applied once per block: one multiply per group and token less. Q6_K (16
-// groups per block, in a loop above 4 tokens) keeps the per-group scaling there: with a third set
-// of accumulators it was not faster (5-10 % slower in one run, within this VM's spread). IQ4_XS
+// groups per block, in a loop above 4 tokens) keeps the per-group scaling at 6-8 tokens: with a
+// third set of accumulators 8 tokens were not faster (-3 %); 5 tokens (a 1+4 verification) were
+// (BM_Matmul 1536x512, 113-119 -> 128-130 GMAC/s per core). IQ4_XS
 // keeps one activation scale per 32: with 256 a golden file's top-1 fell below the bar.
 template <class D, int T>
-inline constexpr bool kBlockActScale = D::kSpan == 256 && (D::kGroup == 32 || T <= 4);
+inline constexpr bool kBlockActScale = D::kSpan == 256 && (D::kGroup == 32 || T <= 5);
 
 // One group of one tile-block for T tokens: integer dot products, then the scales: the dot part
 // into dot (acc, or the block sum with kBlockActScale), the minimum part into acc.
