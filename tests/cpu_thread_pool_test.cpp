@@ -1,5 +1,6 @@
 // The CPU thread pool: every index exactly once, every thread once per run(), thread indices
-// unique among concurrent chunks, and no lost wake-ups after the workers went to sleep.
+// unique among concurrent chunks, each thread's own run in order and a stalled one taken over, and
+// no lost wake-ups after the workers went to sleep.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -43,6 +44,41 @@ TEST(CpuThreadPool, ThreadIndicesAreNotSharedByConcurrentChunks) {
       busy[thread].fetch_sub(1);
     });
   EXPECT_FALSE(clash.load());
+}
+
+// Each thread owns a contiguous run of chunks and takes it in order, so that a matvec is one
+// sequential read per core; a run whose owner is stalled is finished from its back by the others.
+TEST(CpuThreadPool, OwnersTakeTheirRunInOrderAndOthersFinishAStalledOne) {
+  constexpr int kThreads = 4;
+  constexpr int64_t kChunks = 64;
+  ThreadPool pool(kThreads);
+  std::vector<int> owner(kChunks, -1);
+  std::vector<std::vector<int64_t>> order(kThreads);
+  std::vector<int64_t> seq(kChunks, -1);
+  std::atomic<int64_t> clock{0};
+  pool.parallel_for(kChunks, 1, [&](int64_t b, int64_t, int thread) {
+    // The caller (thread 0) stalls on its first chunk, as a descheduled thread would.
+    if (b == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    owner[size_t(b)] = thread;  // chunks are disjoint; the pool's wait orders these writes
+    order[size_t(thread)].push_back(b);
+    seq[size_t(b)] = clock.fetch_add(1);
+  });
+  const int64_t per_run = kChunks / kThreads;
+  // The chunks a thread took from its own run are that run's first ones, in order, without gaps.
+  for (int t = 0; t < kThreads; ++t) {
+    int64_t next = t * per_run;
+    for (int64_t c : order[size_t(t)]) {
+      if (c / per_run == t) {
+        EXPECT_EQ(c, next) << "thread " << t;
+        ++next;
+      }
+    }
+  }
+  int taken_over = 0;
+  for (int64_t c = 1; c < per_run; ++c) taken_over += owner[size_t(c)] != 0;
+  EXPECT_GT(taken_over, 0) << "nobody took over the stalled caller's run";
+  // ... from its back: its last chunk went before its second.
+  EXPECT_LT(seq[size_t(per_run - 1)], seq[1]);
 }
 
 TEST(CpuThreadPool, RunCallsEveryThreadOnce) {

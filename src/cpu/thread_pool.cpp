@@ -29,8 +29,12 @@ constexpr uint64_t kEpochMask = (uint64_t(1) << (64 - kEpochShift)) - 1;
 uint64_t epoch_of(uint64_t s) {
   return s >> kEpochShift;
 }
-uint64_t chunks_of(uint64_t s) {
-  return (s >> kChunkBits) & kChunkMask;
+
+// A run's word: epoch (24 bits) | front | back.
+constexpr int kRunEpochShift = 2 * kChunkBits;
+constexpr uint64_t kRunEpochMask = (uint64_t(1) << (64 - kRunEpochShift)) - 1;
+uint64_t run_word(uint64_t epoch, uint64_t front, uint64_t back) {
+  return (epoch & kRunEpochMask) << kRunEpochShift | front << kChunkBits | back;
 }
 
 using Clock = std::chrono::steady_clock;
@@ -45,7 +49,8 @@ constexpr auto kYieldAfter = std::chrono::microseconds(50);
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads), runs_(size_t(n_threads_)) {
   threads_.reserve(n_threads_ - 1);
   for (int i = 1; i < n_threads_; ++i) threads_.emplace_back([this, i] { worker(i); });
 }
@@ -80,19 +85,34 @@ void ThreadPool::wait_done(int64_t target) {
   }
 }
 
-// Claims and runs chunks of region `epoch` until none are left (or the region is over).
-void ThreadPool::work_chunks(uint64_t epoch, int thread) {
-  uint64_t s = state_.load(std::memory_order_acquire);
+// Claims one chunk of region `epoch` from thread run `run`: from its front (the owner) or its back
+// (a thread done with its own). False when the run has none left or the region is over.
+bool ThreadPool::claim(uint64_t epoch, int run, bool front, int64_t& chunk) {
+  std::atomic<uint64_t>& word = runs_[size_t(run)].word;
+  uint64_t w = word.load(std::memory_order_acquire);
   for (;;) {
-    if (epoch_of(s) != epoch || (s & kChunkMask) >= chunks_of(s)) return;
-    if (!state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel,
-                                      std::memory_order_acquire))
-      continue;
-    // The claim succeeded, so the region's fields are this region's until the chunk is counted.
-    const int64_t begin = int64_t(s & kChunkMask) * grain_;
-    (*range_fn_)(begin, std::min(n_, begin + grain_), thread);
-    done_.fetch_add(1, std::memory_order_acq_rel);
-    s = state_.load(std::memory_order_acquire);
+    const uint64_t f = (w >> kChunkBits) & kChunkMask, b = w & kChunkMask;
+    if ((w >> kRunEpochShift) != (epoch & kRunEpochMask) || f >= b) return false;
+    const uint64_t next = front ? w + (uint64_t(1) << kChunkBits) : w - 1;
+    if (word.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      chunk = int64_t(front ? f : b - 1);
+      return true;
+    }
+  }
+}
+
+// Runs chunks of region `epoch` until none are left: its own run's from the front, then the
+// others' from the back (the next thread's first).
+void ThreadPool::work_chunks(uint64_t epoch, int thread) {
+  for (int k = 0; k < n_threads_; ++k) {
+    const int run = (thread + k) % n_threads_;
+    int64_t chunk = 0;
+    while (claim(epoch, run, k == 0, chunk)) {
+      // The claim succeeded, so the region's fields are this region's until the chunk is counted.
+      const int64_t begin = chunk * grain_;
+      (*range_fn_)(begin, std::min(n_, begin + grain_), thread);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
   }
 }
 
@@ -163,7 +183,13 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   n_ = n;
   grain_ = grain;
   done_.store(0, std::memory_order_relaxed);
-  publish(epoch << kEpochShift | uint64_t(chunks) << kChunkBits);
+  // Written before state_ is published (a seq_cst store), so a worker that sees the new epoch
+  // sees these runs; a late worker of the previous region finds its epoch gone from every run.
+  for (int t = 0; t < n_threads_; ++t)
+    runs_[size_t(t)].word.store(
+        run_word(epoch, uint64_t(chunks * t / n_threads_), uint64_t(chunks * (t + 1) / n_threads_)),
+        std::memory_order_relaxed);
+  publish(epoch << kEpochShift);
   work_chunks(epoch, 0);
   wait_done(chunks);
 }
