@@ -379,6 +379,42 @@ TEST(CpuBackendMatmul, SimdPathsAgreeWithTheReference) {
     }
 }
 
+// matmul_many (one parallel region over several tiled weights, x quantized once per activation
+// format) gives exactly what one matmul per weight gives, a float weight among them included.
+TEST(CpuBackendMatmul, ManyInOneRegionEqualsOneByOne) {
+  std::mt19937 rng(7);
+  constexpr int64_t kIn = 512;
+  struct Spec {
+    Type type;
+    int64_t rows;
+  };
+  const std::vector<Spec> specs = {
+      {Type::Q4_K, 72}, {Type::Q6_K, 40}, {Type::IQ4_XS, 17}, {Type::F32, 9}};
+  std::vector<std::vector<uint8_t>> raw;
+  for (const Spec& s : specs) raw.push_back(random_weight(rng, s.type, s.rows, kIn, false));
+  for (Isa isa : simd_isas())
+    for (int n_tok : {1, 5, 9, 20}) {
+      cpu::CpuBackend be(cpu::CpuOptions{.n_threads = 2, .isa = isa});
+      std::vector<straw::ops::Weight> w;
+      for (size_t i = 0; i < specs.size(); ++i)
+        w.push_back(be.prepare_weight({specs[i].type, kIn, specs[i].rows,
+                                       quant::row_bytes(specs[i].type, kIn), raw[i].data(), 0}));
+      const std::vector<float> x = random_floats(rng, size_t(n_tok) * kIn, 1.5f);
+      std::vector<std::vector<float>> one(specs.size()), many(specs.size());
+      std::vector<straw::ops::MatmulJob> jobs;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        one[i].resize(size_t(n_tok) * specs[i].rows);
+        many[i].assign(one[i].size(), std::nanf(""));
+        be.matmul(w[i], x.data(), one[i].data(), n_tok);
+        jobs.push_back({&w[i], many[i].data()});
+      }
+      be.matmul_many(jobs, x.data(), n_tok);
+      for (size_t i = 0; i < specs.size(); ++i)
+        ASSERT_EQ(one[i], many[i])
+            << cpu::isa_name(isa) << " " << quant::type_name(specs[i].type) << " tokens " << n_tok;
+    }
+}
+
 TEST(CpuBackendMatmul, ReportsWhatPrepareDid) {
   std::mt19937 rng(1);
   const std::vector<uint8_t> w = random_weight(rng, Type::Q4_K, 32, 256, false);

@@ -80,6 +80,10 @@ class CpuBackend final : public ops::Backend {
   ops::Weight prepare_weight(const ops::Weight& w) override;
   void get_rows(const ops::Weight& table, std::span<const int32_t> tokens, float* out) override;
   void matmul(const ops::Weight& w, const float* x, float* y, int n_tokens) override;
+  // Tiled weights at fewer than 16 tokens: one parallel region over all their tiles (one barrier;
+  // decode reads them as one stream per thread), x quantized once per activation format; other
+  // weights and longer batches one matmul each.
+  void matmul_many(std::span<const ops::MatmulJob> jobs, const float* x, int n_tokens) override;
   void add_bias(float* y, const ops::Weight& b, int64_t n_rows, int64_t width) override;
   void rmsnorm(const float* x, const ops::Weight& w, float* y, int64_t n_rows, int64_t width,
                float eps) override;
@@ -161,7 +165,7 @@ class CpuBackend final : public ops::Backend {
     std::vector<float> cs;
   };
   std::array<RopeTable, 8> rope_tables_;
-  size_t rope_next_ = 0;  // the table replaced next (round robin)
+  size_t rope_next_ = 0;          // the table replaced next (round robin)
   std::vector<float> conv_taps_;  // ssm_conv's taps transposed to [kernel][channels]
 };
 

@@ -25,6 +25,15 @@ namespace {
 // Work items per thread in a matmul: enough that a thread slowed by other load hands its share to
 // the others, few enough that each item streams a long contiguous run of weights.
 constexpr int64_t kItemsPerThread = 8;
+// From this many tokens on the activations are quantized in parallel, and matmul_many runs one
+// matmul per weight (the products are long enough that a barrier each does not count).
+constexpr int kParallelQuantTokens = 16;
+// matmul_many fuses at most this many tiled weights (q / k / v; the delta-net's four inputs).
+constexpr size_t kMaxFused = 4;
+
+bool same_params(const ActParams& a, const ActParams& b) {
+  return a.offset == b.offset && a.group == b.group && a.span == b.span;
+}
 
 }  // namespace
 
@@ -46,7 +55,7 @@ void CpuBackend::matmul_tiled(const ops::Weight& w, const float* x, float* y, in
     for (int64_t t = t0; t < t1; ++t)
       kernels_->quantize_act(x + t * w.n_in, w.n_in, ap, act + t * A.stride);
   };
-  if (n_tokens >= 16)
+  if (n_tokens >= kParallelQuantTokens)
     pool_.parallel_for(n_tokens, 4, quantize);
   else
     quantize(0, n_tokens, 0);
@@ -69,6 +78,62 @@ void CpuBackend::matmul_tiled(const ops::Weight& w, const float* x, float* y, in
       const int64_t rows = std::min<int64_t>(kTileRows, w.n_out - t * kTileRows);
       repack_tile(L, src + t * kTileRows * w.row_bytes, w.row_bytes, int(rows), tile);
       kernels_->tiled(L, tile, 1, rows, act, n_tokens, y + t * kTileRows, w.n_out);
+    }
+  });
+}
+
+void CpuBackend::matmul_many(std::span<const ops::MatmulJob> jobs, const float* x, int n_tokens) {
+  if (n_tokens <= 0) return;
+  // The fused ones: tiled (repacked) weights, few tokens.
+  const ops::MatmulJob* fused[kMaxFused];
+  size_t n_fused = 0;
+  for (const ops::MatmulJob& j : jobs) {
+    const bool tiled = kernels_ && j.w->layout == kLayoutTiled && j.w->n_expert <= 1 &&
+                       j.w->n_out > 0 && j.w->n_in == jobs[0].w->n_in;
+    if (tiled && n_tokens < kParallelQuantTokens && n_fused < kMaxFused)
+      fused[n_fused++] = &j;
+    else
+      matmul(*j.w, x, j.y, n_tokens);
+  }
+  if (n_fused == 1) return matmul(*fused[0]->w, x, fused[0]->y, n_tokens);
+  if (n_fused == 0) return;
+
+  // x quantized once per activation format (format k at act + k * act_bytes).
+  const int64_t n_in = fused[0]->w->n_in;
+  const ActLayout A = act_layout(n_in);
+  ActParams params[kMaxFused];
+  size_t act_of[kMaxFused], n_act = 0;
+  for (size_t f = 0; f < n_fused; ++f) {
+    const ActParams ap = kernels_->act_params(fused[f]->w->type);
+    size_t k = 0;
+    while (k < n_act && !same_params(params[k], ap)) ++k;
+    if (k == n_act) params[n_act++] = ap;
+    act_of[f] = k;
+  }
+  const size_t act_bytes = A.stride * size_t(n_tokens);
+  uint8_t* act = act_buffer(act_bytes * n_act);
+  for (size_t k = 0; k < n_act; ++k)
+    for (int t = 0; t < n_tokens; ++t)
+      kernels_->quantize_act(x + t * n_in, n_in, params[k], act + k * act_bytes + t * A.stride);
+
+  // One region over the weights' tiles in a row: weight f has tiles [first[f], first[f + 1]).
+  TileLayout L[kMaxFused];
+  int64_t first[kMaxFused + 1] = {0};
+  for (size_t f = 0; f < n_fused; ++f) {
+    L[f] = tile_layout(fused[f]->w->type, n_in);
+    first[f + 1] = first[f] + n_tiles(fused[f]->w->n_out);
+  }
+  const int64_t tiles = first[n_fused];
+  const int64_t grain = std::max<int64_t>(1, tiles / (kItemsPerThread * pool_.size()));
+  pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int) {
+    for (size_t f = 0; f < n_fused; ++f) {
+      const int64_t a = std::max(t0, first[f]), b = std::min(t1, first[f + 1]);
+      if (a >= b) continue;
+      const ops::Weight& w = *fused[f]->w;
+      const int64_t i0 = a - first[f];
+      kernels_->tiled(L[f], static_cast<const uint8_t*>(w.data) + i0 * L[f].tile_bytes, b - a,
+                      w.n_out - i0 * kTileRows, act + act_of[f] * act_bytes, n_tokens,
+                      fused[f]->y + i0 * kTileRows, w.n_out);
     }
   });
 }

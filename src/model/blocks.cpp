@@ -15,18 +15,15 @@ void attention_block(BlockContext& c, const LayerWeights& l, int il, const Atten
 
   // n = RMSNorm(x) * attn_norm
   c.be->rmsnorm(a.x, l.attn_norm, a.xn, T, E, hp.rms_eps);
-  // q = Wq n + bq;  k = Wk n + bk;  v = Wv n + bv
+  // q = Wq n + bq;  k = Wk n + bk;  v = Wv n + bv   (one call: they read the same n)
+  const ops::MatmulJob qkv[] = {{&l.wq, o.output_gate ? a.mix : a.q}, {&l.wk, a.k}, {&l.wv, a.v}};
+  c.be->matmul_many(qkv, a.xn, T);
   if (o.output_gate) {
     // [q_h | gate_h] = Wq n per head: q into a.q, the gate into a.z
-    c.be->matmul(l.wq, a.xn, a.mix, T);
     c.be->copy_rows(a.mix, 2 * hp.head_dim, a.q, hp.head_dim, int64_t(T) * hp.n_head, hp.head_dim);
     c.be->copy_rows(a.mix + hp.head_dim, 2 * hp.head_dim, a.z, hp.head_dim, int64_t(T) * hp.n_head,
                     hp.head_dim);
-  } else {
-    c.be->matmul(l.wq, a.xn, a.q, T);
   }
-  c.be->matmul(l.wk, a.xn, a.k, T);
-  c.be->matmul(l.wv, a.xn, a.v, T);
   if (l.bq) c.be->add_bias(a.q, l.bq, T, Q);
   if (l.bk) c.be->add_bias(a.k, l.bk, T, K);
   if (l.bv) c.be->add_bias(a.v, l.bv, T, V);
@@ -86,8 +83,8 @@ void swiglu_ffn_block(BlockContext& c, const LayerWeights& l, int il) {
   // n = RMSNorm(x) * ffn_norm
   c.be->rmsnorm(a.x, l.ffn_norm, a.xn, T, hp.n_embd, hp.rms_eps);
   // h = silu(W_gate n) * (W_up n)
-  c.be->matmul(l.w_gate, a.xn, a.gate, T);
-  c.be->matmul(l.w_up, a.xn, a.up, T);
+  const ops::MatmulJob gate_up[] = {{&l.w_gate, a.gate}, {&l.w_up, a.up}};
+  c.be->matmul_many(gate_up, a.xn, T);
   c.be->swiglu(a.gate, a.up, a.gate, int64_t(T) * hp.n_ff);
   // x += W_down h
   c.be->matmul(l.w_down, a.gate, a.proj, T);

@@ -18,10 +18,9 @@ void delta_net_block(BlockContext& c, const LayerWeights& l, int il) {
   // n = RMSNorm(x) * attn_norm
   c.be->rmsnorm(a.x, l.attn_norm, a.xn, T, hp.n_embd, hp.rms_eps);
   // [q k v] = W_qkv n;  z = W_z n;  beta = W_beta n;  alpha = W_alpha n
-  c.be->matmul(l.ssm_qkv, a.xn, a.mix, T);
-  c.be->matmul(l.ssm_z, a.xn, a.z, T);
-  c.be->matmul(l.ssm_beta, a.xn, a.beta, T);
-  c.be->matmul(l.ssm_alpha, a.xn, a.alpha, T);
+  const ops::MatmulJob in[] = {
+      {&l.ssm_qkv, a.mix}, {&l.ssm_z, a.z}, {&l.ssm_beta, a.beta}, {&l.ssm_alpha, a.alpha}};
+  c.be->matmul_many(in, a.xn, T);
   // g = softplus(alpha + dt_bias) * a  (log decay, <= 0);  beta = sigmoid(beta)
   c.be->delta_net_gates(a.alpha, a.beta, l.ssm_dt, l.ssm_a, T, Hv);
   // Per sequence (its rows and its recurrent state):

@@ -28,8 +28,8 @@ void moe_ffn_block(BlockContext& c, const LayerWeights& l, int il) {
     // s = sigmoid(w_g · n) * W_down_s (silu(W_gate_s n) * (W_up_s n));  x += s
     // (the routed slots' buffers are free again: gate/up hold n_ff_shexp per token, experts n_embd)
     const int64_t FS = hp.n_ff_shexp;
-    c.be->matmul(l.gate_shexp, a.xn, a.gate, T);
-    c.be->matmul(l.up_shexp, a.xn, a.up, T);
+    const ops::MatmulJob gate_up[] = {{&l.gate_shexp, a.gate}, {&l.up_shexp, a.up}};
+    c.be->matmul_many(gate_up, a.xn, T);
     c.be->swiglu(a.gate, a.up, a.gate, int64_t(T) * FS);
     c.be->matmul(l.down_shexp, a.gate, a.experts, T);
     c.be->matmul(l.gate_inp_shexp, a.xn, a.router, T);

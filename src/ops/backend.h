@@ -26,10 +26,16 @@ struct Weight {
   int64_t n_out = 0;     // ne1: number of rows (1 for vectors)
   size_t row_bytes = 0;  // bytes between consecutive rows
   const void* data = nullptr;
-  uint32_t layout = 0;  // backend-specific layout tag; 0: rows exactly as stored in the file
+  uint32_t layout = 0;      // backend-specific layout tag; 0: rows exactly as stored in the file
   int64_t n_expert = 1;     // ne2: matrices stacked in an expert tensor ([n_expert][n_out][n_in])
   size_t expert_bytes = 0;  // bytes between consecutive matrices (n_out * row_bytes in the file)
   explicit operator bool() const { return data != nullptr; }
+};
+
+// One product of Backend::matmul_many: y = W x   (y: [n_tokens][w->n_out]).
+struct MatmulJob {
+  const Weight* w = nullptr;
+  float* y = nullptr;
 };
 
 enum class RopeMode {
@@ -187,6 +193,13 @@ class Backend {
 
   // y[t][o] = sum_i w[o][i] * x[t][i]   (x: [n_tokens][n_in], y: [n_tokens][n_out])
   virtual void matmul(const Weight& w, const float* x, float* y, int n_tokens) = 0;
+
+  // y_j = W_j x for every job: products of one input (q / k / v, gate / up), the same x, n_in and
+  // n_tokens, the outputs apart. A backend may run them as one step (the CPU: one parallel region
+  // and one quantization of x per activation format); the default calls matmul for each.
+  virtual void matmul_many(std::span<const MatmulJob> jobs, const float* x, int n_tokens) {
+    for (const MatmulJob& j : jobs) matmul(*j.w, x, j.y, n_tokens);
+  }
 
   // y[r][i] += b[i] for r < n_rows   (b: an F32 vector of `width` elements)
   virtual void add_bias(float* y, const Weight& b, int64_t n_rows, int64_t width) = 0;

@@ -12,9 +12,13 @@ void ProfiledBackend::timed(const char* op, const char* type, uint64_t bytes, F&
   const auto t0 = std::chrono::steady_clock::now();
   f();
   const auto t1 = std::chrono::steady_clock::now();
+  add(op, type, bytes, std::chrono::duration<double>(t1 - t0).count());
+}
+
+void ProfiledBackend::add(const char* op, const char* type, uint64_t bytes, double seconds) {
   OpStat& s = table_[{op, type}];
   s.calls += 1;
-  s.seconds += std::chrono::duration<double>(t1 - t0).count();
+  s.seconds += seconds;
   s.bytes += bytes;
 }
 
@@ -53,6 +57,19 @@ void ProfiledBackend::get_rows(const Weight& table, std::span<const int32_t> tok
 }
 void ProfiledBackend::matmul(const Weight& w, const float* x, float* y, int n_tokens) {
   timed("matmul", type_of(w), matrix_bytes(w), [&] { inner_.matmul(w, x, y, n_tokens); });
+}
+void ProfiledBackend::matmul_many(std::span<const MatmulJob> jobs, const float* x, int n_tokens) {
+  uint64_t total = 0;
+  for (const MatmulJob& j : jobs) total += matrix_bytes(*j.w);
+  const auto t0 = std::chrono::steady_clock::now();
+  inner_.matmul_many(jobs, x, n_tokens);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (const MatmulJob& j : jobs) {
+    const uint64_t bytes = matrix_bytes(*j.w);
+    add("matmul", type_of(*j.w), bytes,
+        total ? seconds * double(bytes) / double(total) : seconds / double(jobs.size()));
+  }
 }
 void ProfiledBackend::add_bias(float* y, const Weight& b, int64_t n_rows, int64_t width) {
   timed("add_bias", "", 0, [&] { inner_.add_bias(y, b, n_rows, width); });

@@ -45,6 +45,8 @@ class ProfiledBackend final : public Backend {
 
   void get_rows(const Weight& table, std::span<const int32_t> tokens, float* out) override;
   void matmul(const Weight& w, const float* x, float* y, int n_tokens) override;
+  // One call timed; each product gets a "matmul" call of its type, the time split by bytes.
+  void matmul_many(std::span<const MatmulJob> jobs, const float* x, int n_tokens) override;
   void add_bias(float* y, const Weight& b, int64_t n_rows, int64_t width) override;
   void rmsnorm(const float* x, const Weight& w, float* y, int64_t n_rows, int64_t width,
                float eps) override;
@@ -79,6 +81,7 @@ class ProfiledBackend final : public Backend {
   // Runs f() and adds its wall time (and `bytes`) to the row (op, type).
   template <class F>
   void timed(const char* op, const char* type, uint64_t bytes, F&& f);
+  void add(const char* op, const char* type, uint64_t bytes, double seconds);
 
   Backend& inner_;
   std::map<std::pair<std::string, std::string>, OpStat> table_;
