@@ -122,6 +122,12 @@ class CpuBackend final : public ops::Backend {
 
   void matmul_reference(const ops::Weight& w, const float* x, float* y, int n_tokens);
   void matmul_tiled(const ops::Weight& w, const float* x, float* y, int n_tokens);
+  // Repacked weights of one n_in (at most 4): one parallel region over all their tiles.
+  void matmul_tiles(std::span<const ops::MatmulJob* const> jobs, const float* x, int n_tokens);
+  // x ([n_tokens][n_in]) quantized in each format into the act buffer, format k at
+  // k * stride * n_tokens (over tokens in parallel from 16 tokens on).
+  uint8_t* quantized_act(const float* x, int64_t n_in, int n_tokens,
+                         std::span<const ActParams> formats);
   void matmul_rows(const ops::Weight& w, const float* x, float* y, int n_tokens);
   // moe_matmul's paths (moe.cpp): the slots sorted by expert are in moe_; each writes the result
   // of sorted slot i to moe_y_ + i * n_out.

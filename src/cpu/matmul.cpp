@@ -46,31 +46,73 @@ void CpuBackend::matmul(const ops::Weight& w, const float* x, float* y, int n_to
   matmul_reference(w, x, y, n_tokens);
 }
 
-void CpuBackend::matmul_tiled(const ops::Weight& w, const float* x, float* y, int n_tokens) {
-  const TileLayout L = tile_layout(w.type, w.n_in);
-  const ActLayout A = act_layout(w.n_in);
-  const ActParams ap = kernels_->act_params(w.type);
-  uint8_t* act = act_buffer(A.stride * size_t(n_tokens));
+uint8_t* CpuBackend::quantized_act(const float* x, int64_t n_in, int n_tokens,
+                                   std::span<const ActParams> formats) {
+  const ActLayout A = act_layout(n_in);
+  const size_t bytes = A.stride * size_t(n_tokens);
+  uint8_t* act = act_buffer(bytes * formats.size());
   auto quantize = [&](int64_t t0, int64_t t1, int) {
-    for (int64_t t = t0; t < t1; ++t)
-      kernels_->quantize_act(x + t * w.n_in, w.n_in, ap, act + t * A.stride);
+    for (size_t k = 0; k < formats.size(); ++k)
+      for (int64_t t = t0; t < t1; ++t)
+        kernels_->quantize_act(x + t * n_in, n_in, formats[k], act + k * bytes + t * A.stride);
   };
   if (n_tokens >= kParallelQuantTokens)
     pool_.parallel_for(n_tokens, 4, quantize);
   else
     quantize(0, n_tokens, 0);
+  return act;
+}
 
-  const int64_t tiles = n_tiles(w.n_out);
+void CpuBackend::matmul_tiles(std::span<const ops::MatmulJob* const> jobs, const float* x,
+                              int n_tokens) {
+  // x quantized once per activation format: weight f reads format act_of[f].
+  const int64_t n_in = jobs[0]->w->n_in;
+  ActParams formats[kMaxFused];
+  size_t act_of[kMaxFused], n_formats = 0;
+  for (size_t f = 0; f < jobs.size(); ++f) {
+    const ActParams ap = kernels_->act_params(jobs[f]->w->type);
+    size_t k = 0;
+    while (k < n_formats && !same_params(formats[k], ap)) ++k;
+    if (k == n_formats) formats[n_formats++] = ap;
+    act_of[f] = k;
+  }
+  const uint8_t* act = quantized_act(x, n_in, n_tokens, {formats, n_formats});
+  const size_t act_bytes = act_layout(n_in).stride * size_t(n_tokens);
+
+  // One region over the weights' tiles in a row: weight f has tiles [first[f], first[f + 1]).
+  TileLayout L[kMaxFused];
+  int64_t first[kMaxFused + 1] = {0};
+  for (size_t f = 0; f < jobs.size(); ++f) {
+    L[f] = tile_layout(jobs[f]->w->type, n_in);
+    first[f + 1] = first[f] + n_tiles(jobs[f]->w->n_out);
+  }
+  const int64_t tiles = first[jobs.size()];
   const int64_t grain = std::max<int64_t>(1, tiles / (kItemsPerThread * pool_.size()));
+  pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int) {
+    for (size_t f = 0; f < jobs.size(); ++f) {
+      const int64_t a = std::max(t0, first[f]), b = std::min(t1, first[f + 1]);
+      if (a >= b) continue;
+      const ops::Weight& w = *jobs[f]->w;
+      const int64_t i0 = a - first[f];
+      kernels_->tiled(L[f], static_cast<const uint8_t*>(w.data) + i0 * L[f].tile_bytes, b - a,
+                      w.n_out - i0 * kTileRows, act + act_of[f] * act_bytes, n_tokens,
+                      jobs[f]->y + i0 * kTileRows, w.n_out);
+    }
+  });
+}
+
+void CpuBackend::matmul_tiled(const ops::Weight& w, const float* x, float* y, int n_tokens) {
   if (w.layout == kLayoutTiled) {
-    const auto* base = static_cast<const uint8_t*>(w.data);
-    pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int) {
-      kernels_->tiled(L, base + t0 * L.tile_bytes, t1 - t0, w.n_out - t0 * kTileRows, act, n_tokens,
-                      y + t0 * kTileRows, w.n_out);
-    });
-    return;
+    const ops::MatmulJob job{&w, y};
+    const ops::MatmulJob* one = &job;
+    return matmul_tiles({&one, 1}, x, n_tokens);
   }
   // In place (RAM was short at load): repack each tile into per-thread scratch first.
+  const TileLayout L = tile_layout(w.type, w.n_in);
+  const ActParams ap = kernels_->act_params(w.type);
+  const uint8_t* act = quantized_act(x, w.n_in, n_tokens, {&ap, 1});
+  const int64_t tiles = n_tiles(w.n_out);
+  const int64_t grain = std::max<int64_t>(1, tiles / (kItemsPerThread * pool_.size()));
   const auto* src = static_cast<const uint8_t*>(w.data);
   pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int thread) {
     auto* tile = reinterpret_cast<uint8_t*>(scratch(thread, L.tile_bytes / 4 + 16));
@@ -84,7 +126,7 @@ void CpuBackend::matmul_tiled(const ops::Weight& w, const float* x, float* y, in
 
 void CpuBackend::matmul_many(std::span<const ops::MatmulJob> jobs, const float* x, int n_tokens) {
   if (n_tokens <= 0) return;
-  // The fused ones: tiled (repacked) weights, few tokens.
+  // The fused ones: tiled (repacked) weights, few tokens; the others one matmul each.
   const ops::MatmulJob* fused[kMaxFused];
   size_t n_fused = 0;
   for (const ops::MatmulJob& j : jobs) {
@@ -95,47 +137,7 @@ void CpuBackend::matmul_many(std::span<const ops::MatmulJob> jobs, const float* 
     else
       matmul(*j.w, x, j.y, n_tokens);
   }
-  if (n_fused == 1) return matmul(*fused[0]->w, x, fused[0]->y, n_tokens);
-  if (n_fused == 0) return;
-
-  // x quantized once per activation format (format k at act + k * act_bytes).
-  const int64_t n_in = fused[0]->w->n_in;
-  const ActLayout A = act_layout(n_in);
-  ActParams params[kMaxFused];
-  size_t act_of[kMaxFused], n_act = 0;
-  for (size_t f = 0; f < n_fused; ++f) {
-    const ActParams ap = kernels_->act_params(fused[f]->w->type);
-    size_t k = 0;
-    while (k < n_act && !same_params(params[k], ap)) ++k;
-    if (k == n_act) params[n_act++] = ap;
-    act_of[f] = k;
-  }
-  const size_t act_bytes = A.stride * size_t(n_tokens);
-  uint8_t* act = act_buffer(act_bytes * n_act);
-  for (size_t k = 0; k < n_act; ++k)
-    for (int t = 0; t < n_tokens; ++t)
-      kernels_->quantize_act(x + t * n_in, n_in, params[k], act + k * act_bytes + t * A.stride);
-
-  // One region over the weights' tiles in a row: weight f has tiles [first[f], first[f + 1]).
-  TileLayout L[kMaxFused];
-  int64_t first[kMaxFused + 1] = {0};
-  for (size_t f = 0; f < n_fused; ++f) {
-    L[f] = tile_layout(fused[f]->w->type, n_in);
-    first[f + 1] = first[f] + n_tiles(fused[f]->w->n_out);
-  }
-  const int64_t tiles = first[n_fused];
-  const int64_t grain = std::max<int64_t>(1, tiles / (kItemsPerThread * pool_.size()));
-  pool_.parallel_for(tiles, grain, [&](int64_t t0, int64_t t1, int) {
-    for (size_t f = 0; f < n_fused; ++f) {
-      const int64_t a = std::max(t0, first[f]), b = std::min(t1, first[f + 1]);
-      if (a >= b) continue;
-      const ops::Weight& w = *fused[f]->w;
-      const int64_t i0 = a - first[f];
-      kernels_->tiled(L[f], static_cast<const uint8_t*>(w.data) + i0 * L[f].tile_bytes, b - a,
-                      w.n_out - i0 * kTileRows, act + act_of[f] * act_bytes, n_tokens,
-                      fused[f]->y + i0 * kTileRows, w.n_out);
-    }
-  });
+  if (n_fused > 0) matmul_tiles({fused, n_fused}, x, n_tokens);
 }
 
 void CpuBackend::matmul_rows(const ops::Weight& w, const float* x, float* y, int n_tokens) {
