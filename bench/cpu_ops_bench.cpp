@@ -124,6 +124,7 @@ void BM_AttentionKv(benchmark::State& state) {
 BENCHMARK(BM_AttentionKv)
     ->ArgsProduct({{1}, {16384}, {12}, {2}, {1, 2}, {1, 2, 3}, {1, 8}})
     ->ArgsProduct({{1}, {16384}, {6}, {1}, {1}, {1, 3}, {1, 8}})
+    ->ArgsProduct({{1}, {16384}, {28}, {4}, {2}, {1, 2, 3}, {8}})
     ->ArgsProduct({{512}, {16384}, {12}, {2}, {2}, {1, 2, 3}, {1}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

@@ -109,6 +109,51 @@ struct AttnCase {
   ops::KvType v_type;
 };
 
+// One case: the cache filled through kv_store of the reference backend (and of `be`: the same
+// bytes), then be.attention against ref.attention.
+void check_attention(const AttnCase& c, CpuBackend& ref, CpuBackend& be, Isa isa,
+                     std::mt19937& rng) {
+  const int64_t n_ctx = c.pos0 + c.n_tokens + 3;
+  const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim, vw = int64_t(c.n_kv_heads) * c.head_dim_v;
+  std::vector<uint8_t> kbuf(n_ctx * ops::kv_row_bytes(c.k_type, kw)),
+      vbuf(n_ctx * ops::kv_row_bytes(c.v_type, vw));
+  ops::KvLayer kv{c.k_type, c.v_type, kbuf.data(), vbuf.data(), n_ctx};
+  // Fill the cache (earlier positions) through kv_store of the reference backend.
+  const std::vector<float> k = random_floats(rng, (c.pos0 + c.n_tokens) * kw, 1.0f);
+  const std::vector<float> v = random_floats(rng, (c.pos0 + c.n_tokens) * vw, 1.0f);
+  ref.kv_store(kv, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
+  // The SIMD kv_store writes the same bytes.
+  std::vector<uint8_t> kbuf2(kbuf.size()), vbuf2(vbuf.size());
+  ops::KvLayer kv2{c.k_type, c.v_type, kbuf2.data(), vbuf2.data(), n_ctx};
+  be.kv_store(kv2, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
+  ASSERT_EQ(kbuf, kbuf2);
+  ASSERT_EQ(vbuf, vbuf2);
+
+  const std::vector<float> q =
+      random_floats(rng, size_t(c.n_tokens) * c.n_heads * c.head_dim, 1.0f);
+  ops::AttentionParams p{c.n_tokens,
+                         c.pos0,
+                         c.n_heads,
+                         c.n_kv_heads,
+                         c.head_dim,
+                         c.head_dim_v,
+                         1.0f / std::sqrt(float(c.head_dim))};
+  std::vector<float> a(size_t(c.n_tokens) * c.n_heads * c.head_dim_v), b(a.size());
+  ref.attention(q.data(), kv, a.data(), p);
+  be.attention(q.data(), kv, b.data(), p);
+  // The AVX-512 decode (every item of one query token, prompt tails too) computes P.V over a
+  // quantized V cache in 16-bit integers: each key block's P d_v rounded to 2^-16 of its
+  // largest value per row and V block, up to ~5e-5 here on outputs of order 0.1-1 (the 8- or
+  // 4-bit V levels themselves cost 4e-3 and more; golden logits do not move, see
+  // Golden.QuantizedKvCacheStaysCloseToTheF16Cache).
+  const bool int_pv = isa == Isa::Avx512 && ops::kv_quantized(c.v_type);
+  expect_close(b, a, int_pv ? 2e-4f : 2e-5f, int_pv ? 1e-4f : 2e-6f,
+               "attention " + std::string(cpu::isa_name(isa)) + " threads " +
+                   std::to_string(be.n_threads()) + " tokens " + std::to_string(c.n_tokens) +
+                   " pos0 " + std::to_string(c.pos0) + " K " + ops::kv_type_name(c.k_type) + " V " +
+                   ops::kv_type_name(c.v_type));
+}
+
 TEST(CpuOps, AttentionMatchesTheScalarBackend) {
   using ops::KvType;
   const AttnCase cases[] = {
@@ -170,48 +215,27 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
   CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});
   for (Isa isa : simd_isas()) {
     CpuBackend be(CpuOptions{.n_threads = 2, .isa = isa});
-    for (const AttnCase& c : cases) {
-      const int64_t n_ctx = c.pos0 + c.n_tokens + 3;
-      const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim,
-                    vw = int64_t(c.n_kv_heads) * c.head_dim_v;
-      std::vector<uint8_t> kbuf(n_ctx * ops::kv_row_bytes(c.k_type, kw)),
-          vbuf(n_ctx * ops::kv_row_bytes(c.v_type, vw));
-      ops::KvLayer kv{c.k_type, c.v_type, kbuf.data(), vbuf.data(), n_ctx};
-      // Fill the cache (earlier positions) through kv_store of the reference backend.
-      const std::vector<float> k = random_floats(rng, (c.pos0 + c.n_tokens) * kw, 1.0f);
-      const std::vector<float> v = random_floats(rng, (c.pos0 + c.n_tokens) * vw, 1.0f);
-      ref.kv_store(kv, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
-      // The SIMD kv_store writes the same bytes.
-      std::vector<uint8_t> kbuf2(kbuf.size()), vbuf2(vbuf.size());
-      ops::KvLayer kv2{c.k_type, c.v_type, kbuf2.data(), vbuf2.data(), n_ctx};
-      be.kv_store(kv2, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
-      ASSERT_EQ(kbuf, kbuf2);
-      ASSERT_EQ(vbuf, vbuf2);
-
-      const std::vector<float> q =
-          random_floats(rng, size_t(c.n_tokens) * c.n_heads * c.head_dim, 1.0f);
-      ops::AttentionParams p{c.n_tokens,
-                             c.pos0,
-                             c.n_heads,
-                             c.n_kv_heads,
-                             c.head_dim,
-                             c.head_dim_v,
-                             1.0f / std::sqrt(float(c.head_dim))};
-      std::vector<float> a(size_t(c.n_tokens) * c.n_heads * c.head_dim_v), b(a.size());
-      ref.attention(q.data(), kv, a.data(), p);
-      be.attention(q.data(), kv, b.data(), p);
-      // The AVX-512 decode (every item of one query token, prompt tails too) computes P.V over a
-      // quantized V cache in 16-bit integers: each key block's P d_v rounded to 2^-16 of its
-      // largest value per row and V block, up to ~5e-5 here on outputs of order 0.1-1 (the 8- or
-      // 4-bit V levels themselves cost 4e-3 and more; golden logits do not move, see
-      // Golden.QuantizedKvCacheStaysCloseToTheF16Cache).
-      const bool int_pv = isa == Isa::Avx512 && ops::kv_quantized(c.v_type);
-      expect_close(b, a, int_pv ? 2e-4f : 2e-5f, int_pv ? 1e-4f : 2e-6f,
-                   "attention " + std::string(cpu::isa_name(isa)) + " tokens " +
-                       std::to_string(c.n_tokens) + " pos0 " + std::to_string(c.pos0) + " K " +
-                       ops::kv_type_name(c.k_type) + " V " + ops::kv_type_name(c.v_type));
-    }
+    for (const AttnCase& c : cases) check_attention(c, ref, be, isa, rng);
   }
+}
+
+// Decode over a long context sweeps the key ranges with every KV head in turn, whatever the thread
+// count: on one thread, and with as many KV heads as threads or more (one item per head would
+// read each head's strided part of every row on its own).
+TEST(CpuOps, AttentionDecodeSweepsOnOneThreadAndManyKvHeads) {
+  using ops::KvType;
+  const AttnCase cases[] = {
+      {1, 12, 2, 128, 128, 3000, KvType::F16, KvType::F16},
+      {1, 16, 4, 128, 128, 2500, KvType::Q8_0, KvType::Q4_0},
+      {1, 40, 8, 128, 128, 1200, KvType::Q4_0, KvType::F16},
+  };
+  std::mt19937 rng(22);
+  CpuBackend ref(CpuOptions{.n_threads = 2, .isa = Isa::Scalar});
+  for (Isa isa : simd_isas())
+    for (int threads : {1, 2}) {
+      CpuBackend be(CpuOptions{.n_threads = threads, .isa = isa});
+      for (const AttnCase& c : cases) check_attention(c, ref, be, isa, rng);
+    }
 }
 
 }  // namespace

@@ -213,13 +213,15 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
     // every head brings its share of the next range's whole rows into L2 while it works (l2_ahead;
     // the first head's pass prefetches whole rows too, for the run's first range), so a thread
     // reads each row from memory once, as one stream, instead of every head reading its strided
-    // part, and the reads overlap the arithmetic.
+    // part, and the reads overlap the arithmetic. This holds at any thread count: with one thread,
+    // or with as many KV heads as threads or more (no key split needed), one item per head read
+    // its strided parts of every row on its own (1.2x the time with f16 rows, BM_AttentionKv).
     const size_t row_bytes = ops::kv_row_bytes(kv.k_type, int64_t(p.n_kv_heads) * p.head_dim) +
                              ops::kv_row_bytes(kv.v_type, int64_t(p.n_kv_heads) * p.head_dim_v);
     const int64_t sweep_keys = std::max<int64_t>(
         kAttnKeyBlock, int64_t(kSweepBytes / row_bytes) / kAttnKeyBlock * kAttnKeyBlock);
-    const bool sweep = p.n_tokens == 1 && p.n_kv_heads > 1 && splits > 1 &&
-                       n_keys >= 2 * sweep_keys * int64_t(pool_.size());
+    const bool sweep =
+        p.n_tokens == 1 && p.n_kv_heads > 1 && n_keys >= 2 * sweep_keys * int64_t(pool_.size());
     if (sweep) {
       range = sweep_keys;
       splits = int((n_keys + range - 1) / range);
