@@ -117,14 +117,14 @@ void check_attention(const AttnCase& c, CpuBackend& ref, CpuBackend& be, Isa isa
   const int64_t kw = int64_t(c.n_kv_heads) * c.head_dim, vw = int64_t(c.n_kv_heads) * c.head_dim_v;
   std::vector<uint8_t> kbuf(n_ctx * ops::kv_row_bytes(c.k_type, kw)),
       vbuf(n_ctx * ops::kv_row_bytes(c.v_type, vw));
-  ops::KvLayer kv{c.k_type, c.v_type, kbuf.data(), vbuf.data(), n_ctx};
+  ops::KvLayer kv{c.k_type, c.v_type, kbuf.data(), vbuf.data(), n_ctx, c.n_kv_heads};
   // Fill the cache (earlier positions) through kv_store of the reference backend.
   const std::vector<float> k = random_floats(rng, (c.pos0 + c.n_tokens) * kw, 1.0f);
   const std::vector<float> v = random_floats(rng, (c.pos0 + c.n_tokens) * vw, 1.0f);
   ref.kv_store(kv, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
   // The SIMD kv_store writes the same bytes.
   std::vector<uint8_t> kbuf2(kbuf.size()), vbuf2(vbuf.size());
-  ops::KvLayer kv2{c.k_type, c.v_type, kbuf2.data(), vbuf2.data(), n_ctx};
+  ops::KvLayer kv2{c.k_type, c.v_type, kbuf2.data(), vbuf2.data(), n_ctx, c.n_kv_heads};
   be.kv_store(kv2, k.data(), v.data(), int(c.pos0 + c.n_tokens), 0, kw, vw);
   ASSERT_EQ(kbuf, kbuf2);
   ASSERT_EQ(vbuf, vbuf2);
@@ -200,8 +200,7 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
       {1, 14, 2, 64, 96, 77, KvType::Q4_0, KvType::Q8_0},
       {1, 16, 2, 128, 64, 200, KvType::F16, KvType::Q4_0},
       {1, 16, 1, 64, 64, 300, KvType::Q8_0, KvType::Q8_0},
-      // Decode sweeps (key ranges of ~768 KB of rows, every KV head in turn on one thread), a last
-      // range shorter than the others; the 32K cases below sweep too.
+      // Decode over long contexts, a last key range shorter than the others.
       {1, 12, 2, 128, 128, 4000, KvType::F16, KvType::F16},
       {1, 20, 4, 64, 64, 9000, KvType::F32, KvType::Q4_0},
       // A prompt chunk at depth with fewer (KV head, 16-token) items than twice the threads: the
@@ -219,10 +218,9 @@ TEST(CpuOps, AttentionMatchesTheScalarBackend) {
   }
 }
 
-// Decode over a long context sweeps the key ranges with every KV head in turn, whatever the thread
-// count: on one thread, and with as many KV heads as threads or more (one item per head would
-// read each head's strided part of every row on its own).
-TEST(CpuOps, AttentionDecodeSweepsOnOneThreadAndManyKvHeads) {
+// Decode over a long context on one thread (each KV head's keys whole) and on two with as many KV
+// heads as threads or more, in the CPU's head-major cache.
+TEST(CpuOps, AttentionDecodeOnOneThreadAndManyKvHeads) {
   using ops::KvType;
   const AttnCase cases[] = {
       {1, 12, 2, 128, 128, 3000, KvType::F16, KvType::F16},

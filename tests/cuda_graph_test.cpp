@@ -73,7 +73,7 @@ struct ToySession {
     const size_t kv_bytes = size_t(kCtx) * kKvHeads * kHeadDim * 2;
     kv_k = be.alloc(kv_bytes);
     kv_v = be.alloc(kv_bytes);
-    kv = {ops::KvType::F16, ops::KvType::F16, kv_k->data(), kv_v->data(), kCtx};
+    kv = {ops::KvType::F16, ops::KvType::F16, kv_k->data(), kv_v->data(), kCtx, kKvHeads};
     const size_t n = size_t(kEmbd);
     act = be.alloc(8 * (5 * n + 2 * kKvHeads * kHeadDim + kVocab) * sizeof(float));
     float* p = static_cast<float*>(act->data());

@@ -312,16 +312,24 @@ struct AttnCase {
 
 TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
   const AttnCase cases[] = {
-      {8, 2, 64, 0, 1, ops::KvType::F16},      {8, 2, 64, 37, 1, ops::KvType::F32},
-      {28, 4, 128, 1000, 1, ops::KvType::F16}, {28, 4, 128, 5, 3, ops::KvType::F16},
-      {40, 8, 128, 300, 8, ops::KvType::F16},  {4, 4, 256, 20, 2, ops::KvType::F32},
-      {6, 2, 80, 50, 4, ops::KvType::F16},     {8, 2, 64, 0, 9, ops::KvType::F16},
-      {8, 2, 64, 70, 33, ops::KvType::F32},    {28, 4, 128, 0, 100, ops::KvType::F16},
-      {28, 4, 128, 200, 77, ops::KvType::F16}, {4, 2, 256, 10, 40, ops::KvType::F16},
+      {8, 2, 64, 0, 1, ops::KvType::F16},
+      {8, 2, 64, 37, 1, ops::KvType::F32},
+      {28, 4, 128, 1000, 1, ops::KvType::F16},
+      {28, 4, 128, 5, 3, ops::KvType::F16},
+      {40, 8, 128, 300, 8, ops::KvType::F16},
+      {4, 4, 256, 20, 2, ops::KvType::F32},
+      {6, 2, 80, 50, 4, ops::KvType::F16},
+      {8, 2, 64, 0, 9, ops::KvType::F16},
+      {8, 2, 64, 70, 33, ops::KvType::F32},
+      {28, 4, 128, 0, 100, ops::KvType::F16},
+      {28, 4, 128, 200, 77, ops::KvType::F16},
+      {4, 2, 256, 10, 40, ops::KvType::F16},
       {6, 2, 80, 3, 20, ops::KvType::F16},
       // Quantized caches (flash-decoding kernel for every batch size).
-      {8, 2, 64, 37, 1, ops::KvType::Q8_0},    {28, 4, 128, 1000, 1, ops::KvType::Q4_0},
-      {8, 2, 64, 70, 33, ops::KvType::Q4_0},   {28, 4, 128, 200, 77, ops::KvType::Q8_0},
+      {8, 2, 64, 37, 1, ops::KvType::Q8_0},
+      {28, 4, 128, 1000, 1, ops::KvType::Q4_0},
+      {8, 2, 64, 70, 33, ops::KvType::Q4_0},
+      {28, 4, 128, 200, 77, ops::KvType::Q8_0},
       {6, 2, 96, 3, 20, ops::KvType::Q4_0},
   };
   for (const AttnCase& c : cases) {
@@ -333,9 +341,9 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
     const std::vector<float> v = random(size_t(n_fill * kw), -2.0f, 2.0f);
     const std::vector<float> q = random(size_t(c.n_tokens) * c.n_heads * c.head_dim, -2.0f, 2.0f);
     std::vector<uint8_t> kc(size_t(n_ctx) * row_bytes), vc(kc.size());
-    const ops::KvLayer cpu_kv{c.kv, c.kv, kc.data(), vc.data(), n_ctx};
+    const ops::KvLayer cpu_kv{c.kv, c.kv, kc.data(), vc.data(), n_ctx, c.n_kv_heads};
     auto kcd = gpu_->alloc(kc.size()), vcd = gpu_->alloc(vc.size());
-    const ops::KvLayer gpu_kv{c.kv, c.kv, kcd->data(), vcd->data(), n_ctx};
+    const ops::KvLayer gpu_kv{c.kv, c.kv, kcd->data(), vcd->data(), n_ctx, c.n_kv_heads};
     auto kd = up(k), vd = up(v), qd = up(q);
     // Two stores: the history, then the batch's own rows at pos0.
     cpu_.kv_store(cpu_kv, k.data(), v.data(), int(c.pos0), 0, kw, kw);
@@ -345,10 +353,18 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
                    int(c.pos0), 0, kw, kw);
     gpu_->kv_store(gpu_kv, static_cast<float*>(kd->data()) + c.pos0 * kw,
                    static_cast<float*>(vd->data()) + c.pos0 * kw, c.n_tokens, c.pos0, kw, kw);
+    // The same rows in each backend's order: the GPU's [n_ctx][n_kv_heads], the CPU's
+    // [n_kv_heads][n_ctx] (ops::KvLayer).
     std::vector<uint8_t> kc_gpu(kc.size());
     gpu_->to_host(kcd->data(), kc_gpu.data(), kc_gpu.size());
-    EXPECT_EQ(std::memcmp(kc_gpu.data(), kc.data(), size_t(n_fill) * row_bytes), 0)
-        << "K cache rows differ";
+    const size_t head_bytes = row_bytes / size_t(c.n_kv_heads);
+    int differ = 0;
+    for (int64_t j = 0; j < n_fill; ++j)
+      for (int h = 0; h < c.n_kv_heads; ++h)
+        differ += std::memcmp(kc_gpu.data() + size_t(j) * row_bytes + size_t(h) * head_bytes,
+                              kc.data() + (size_t(h) * size_t(n_ctx) + size_t(j)) * head_bytes,
+                              head_bytes) != 0;
+    EXPECT_EQ(differ, 0) << "K cache rows differ";
 
     ops::AttentionParams p;
     p.n_tokens = c.n_tokens, p.pos0 = c.pos0, p.n_heads = c.n_heads, p.n_kv_heads = c.n_kv_heads;
@@ -359,8 +375,8 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
     auto od = poisoned(ref.size());
     gpu_->attention(static_cast<float*>(qd->data()), gpu_kv, static_cast<float*>(od->data()), p);
     // The tiled (tensor-core) kernel rounds q and the probabilities to binary16.
-    const bool tiled = c.n_tokens > cuda::kMaxMatvecTokens && c.head_dim != 80 &&
-                       !ops::kv_quantized(c.kv);
+    const bool tiled =
+        c.n_tokens > cuda::kMaxMatvecTokens && c.head_dim != 80 && !ops::kv_quantized(c.kv);
     EXPECT_LE(nrmse(down(*od, ref.size()), ref), tiled ? 5e-3 : 1e-5)
         << c.n_heads << "/" << c.n_kv_heads << " heads of " << c.head_dim << ", pos " << c.pos0
         << ", " << c.n_tokens << " tokens, " << ops::kv_type_name(c.kv);

@@ -18,13 +18,10 @@ namespace straw::cpu {
 
 namespace {
 
-// Elements [offset, offset + n) of cache row p (row length `width`, element type t) as floats; F16,
-// Q8_0 and Q4_0 caches are converted into `tmp` (for the quantized types, offset and n are
-// multiples of 32: whole blocks).
-const float* cache_slice(ops::KvType t, const void* base, int64_t p, int64_t width, int64_t offset,
-                         int64_t n, float* tmp) {
-  const uint8_t* row = static_cast<const uint8_t*>(base) + p * ops::kv_row_bytes(t, width);
-  const uint8_t* src = row + ops::kv_row_bytes(t, offset);
+// Row p of one head's rows (cache_head: n elements of type t) as floats; F16, Q8_0 and Q4_0 rows
+// are converted into `tmp` (for the quantized types, n is a multiple of 32: whole blocks).
+const float* cache_row(ops::KvType t, const uint8_t* head, int64_t p, int64_t n, float* tmp) {
+  const uint8_t* src = head + p * ops::kv_row_bytes(t, n);
   switch (t) {
     case ops::KvType::F32:
       return reinterpret_cast<const float*>(src);
@@ -42,11 +39,12 @@ const float* cache_slice(ops::KvType t, const void* base, int64_t p, int64_t wid
   return tmp;
 }
 
-// Stores `width` floats as cache row p of type t. Quantized rows use llama.cpp's reference rounding
-// (quantize_row_q8_0_ref / quantize_row_q4_0_ref), so that a cache holds what llama.cpp's would.
-void store_row(ops::KvType t, void* base, int64_t p, const float* x, int64_t width,
+// Stores `width` floats as row p of one head's rows (cache_head) of type t. Quantized rows use
+// llama.cpp's reference rounding (quantize_row_q8_0_ref / quantize_row_q4_0_ref), so that a cache
+// holds what llama.cpp's would.
+void store_row(ops::KvType t, uint8_t* head, int64_t p, const float* x, int64_t width,
                const VecKernels* vk) {
-  uint8_t* dst = static_cast<uint8_t*>(base) + p * ops::kv_row_bytes(t, width);
+  uint8_t* dst = head + p * ops::kv_row_bytes(t, width);
   switch (t) {
     case ops::KvType::F32:
       std::copy_n(x, width, reinterpret_cast<float*>(dst));
@@ -76,12 +74,6 @@ constexpr int kQueryBlock = 16;
 // has work even when there are fewer KV heads than threads, and the ranges' softmax states are
 // merged afterwards.
 constexpr int64_t kMinSplitKeys = 4 * kAttnKeyBlock;
-
-// K + V bytes (all heads) of one key range of the decode sweep (see CpuBackend::attention): the
-// range and the next one, which its heads bring in as they go, fit in L2 (1 MB on Zen 4 / 5,
-// 1-2 MB on recent Intel cores). 768 KB ranges without the next one took 1.5x the time with a
-// q8_0 cache (BM_AttentionKv, 2 threads, from memory: 1.0 against 0.66 ms).
-constexpr size_t kSweepBytes = size_t(384) << 10;
 
 // q.k for one key head of a Q8_0 / Q4_0 cache (row `src`, dim elements) against a query head from
 // quantize_query: the integer sum per block of 32 times both scales.
@@ -151,10 +143,18 @@ void CpuBackend::kv_store(const ops::KvLayer& kv, const float* k, const float* v
   if (pos0 < 0 || pos0 + n_tokens > kv.n_ctx)
     fail("the context is full: positions ", pos0, "..", pos0 + n_tokens - 1,
          " do not fit a context of ", kv.n_ctx, " tokens (use a larger --ctx)");
+  if (kv.n_heads < 1 || k_width % kv.n_heads != 0 || v_width % kv.n_heads != 0)
+    fail("internal error: kv_store of rows of ", k_width, " / ", v_width, " elements in ",
+         kv.n_heads, " heads");
   const VecKernels* vk = vec_kernels(isa_);
-  for (int t = 0; t < n_tokens; ++t) {
-    store_row(kv.k_type, kv.k, pos0 + t, k + t * k_width, k_width, vk);
-    store_row(kv.v_type, kv.v, pos0 + t, v + t * v_width, v_width, vk);
+  const int64_t dk = k_width / kv.n_heads, dv = v_width / kv.n_heads;
+  for (int h = 0; h < kv.n_heads; ++h) {
+    uint8_t* kh = cache_head(kv.k_type, kv.k, kv.n_ctx, dk, h);
+    uint8_t* vh = cache_head(kv.v_type, kv.v, kv.n_ctx, dv, h);
+    for (int t = 0; t < n_tokens; ++t) {
+      store_row(kv.k_type, kh, pos0 + t, k + t * k_width + h * dk, dk, vk);
+      store_row(kv.v_type, vh, pos0 + t, v + t * v_width + h * dv, dv, vk);
+    }
   }
 }
 
@@ -163,34 +163,39 @@ void CpuBackend::kv_shift(const ops::KvLayer& kv, const ops::KvShiftParams& p) {
   if (p.dst < 0 || p.dst >= p.src || p.src + p.n > kv.n_ctx)
     fail("internal error: kv_shift of rows ", p.src, "..", p.src + p.n - 1, " to ", p.dst,
          " in a cache of ", kv.n_ctx, " rows");
-  const int64_t k_width = int64_t(p.n_kv_heads) * p.head_dim;
-  const int64_t v_width = int64_t(p.n_kv_heads) * p.head_dim_v;
+  if (kv.n_heads != p.n_kv_heads)
+    fail("internal error: kv_shift over ", p.n_kv_heads, " heads of a cache of ", kv.n_heads);
   const VecKernels* vk = vec_kernels(isa_);
-  // Keys in chunks of rows, ascending: a row is written below where it is read, after every row
-  // that overlaps its destination has been read.
+  // Each head's keys in chunks of rows, ascending: a row is written below where it is read, after
+  // every row that overlaps its destination has been read.
   ops::RopeParams turn = p.rope;
   turn.mscale = 1.0f;
   constexpr int64_t kChunk = 64;
-  std::vector<float> buf(size_t(kChunk * k_width));
-  for (int64_t r0 = 0; r0 < p.n; r0 += kChunk) {
-    const int64_t n = std::min(kChunk, p.n - r0);
-    for (int64_t r = 0; r < n; ++r) {
-      const float* row = cache_slice(kv.k_type, kv.k, p.src + r0 + r, k_width, 0, k_width,
-                                     buf.data() + r * k_width);
-      if (row != buf.data() + r * k_width) std::copy_n(row, k_width, buf.data() + r * k_width);
+  std::vector<float> buf(size_t(kChunk * p.head_dim));
+  for (int h = 0; h < p.n_kv_heads; ++h) {
+    uint8_t* kh = cache_head(kv.k_type, kv.k, kv.n_ctx, p.head_dim, h);
+    for (int64_t r0 = 0; r0 < p.n; r0 += kChunk) {
+      const int64_t n = std::min(kChunk, p.n - r0);
+      for (int64_t r = 0; r < n; ++r) {
+        float* dst = buf.data() + r * p.head_dim;
+        const float* row = cache_row(kv.k_type, kh, p.src + r0 + r, p.head_dim, dst);
+        if (row != dst) std::copy_n(row, p.head_dim, dst);
+      }
+      // Every row turns by the same angle: one "token" at position dst - src.
+      rope(buf.data(), 1, int(n), p.head_dim, p.dst - p.src, turn);
+      for (int64_t r = 0; r < n; ++r)
+        store_row(kv.k_type, kh, p.dst + r0 + r, buf.data() + r * p.head_dim, p.head_dim, vk);
     }
-    // Every head of every row turns by the same angle: one "token" at position dst - src.
-    rope(buf.data(), 1, int(n * p.n_kv_heads), p.head_dim, p.dst - p.src, turn);
-    for (int64_t r = 0; r < n; ++r)
-      store_row(kv.k_type, kv.k, p.dst + r0 + r, buf.data() + r * k_width, k_width, vk);
+    const size_t v_row = ops::kv_row_bytes(kv.v_type, p.head_dim_v);
+    uint8_t* vh = cache_head(kv.v_type, kv.v, kv.n_ctx, p.head_dim_v, h);
+    std::memmove(vh + p.dst * v_row, vh + p.src * v_row, size_t(p.n) * v_row);
   }
-  const size_t v_row = ops::kv_row_bytes(kv.v_type, v_width);
-  auto* v = static_cast<uint8_t*>(kv.v);
-  std::memmove(v + p.dst * v_row, v + p.src * v_row, size_t(p.n) * v_row);
 }
 
 void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
                            const ops::AttentionParams& p) {
+  if (kv.n_heads != p.n_kv_heads)
+    fail("internal error: attention over ", p.n_kv_heads, " KV heads in a cache of ", kv.n_heads);
   const VecKernels* vk = vec_kernels(isa_);
   if (vk && p.head_dim % 8 == 0 && p.head_dim_v % 8 == 0) {
     // Items: (KV head, block of query tokens), the blocks with the most keys (the last) first.
@@ -207,25 +212,6 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
                                : int(std::max<int64_t>(1, std::min(n_keys / kMinSplitKeys,
                                                                    (want + items - 1) / items)));
     int64_t range = (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
-    // Decode over a long context with several KV heads: the keys go in short ranges (their K and V
-    // rows, all heads, about kSweepBytes: they stay in L2), each thread takes a run of ranges and
-    // in each range every KV head in turn. The heads' parts of a cache row sit side by side, and
-    // every head brings its share of the next range's whole rows into L2 while it works (l2_ahead;
-    // the first head's pass prefetches whole rows too, for the run's first range), so a thread
-    // reads each row from memory once, as one stream, instead of every head reading its strided
-    // part, and the reads overlap the arithmetic. This holds at any thread count: with one thread,
-    // or with as many KV heads as threads or more (no key split needed), one item per head read
-    // its strided parts of every row on its own (1.2x the time with f16 rows, BM_AttentionKv).
-    const size_t row_bytes = ops::kv_row_bytes(kv.k_type, int64_t(p.n_kv_heads) * p.head_dim) +
-                             ops::kv_row_bytes(kv.v_type, int64_t(p.n_kv_heads) * p.head_dim_v);
-    const int64_t sweep_keys = std::max<int64_t>(
-        kAttnKeyBlock, int64_t(kSweepBytes / row_bytes) / kAttnKeyBlock * kAttnKeyBlock);
-    const bool sweep =
-        p.n_tokens == 1 && p.n_kv_heads > 1 && n_keys >= 2 * sweep_keys * int64_t(pool_.size());
-    if (sweep) {
-      range = sweep_keys;
-      splits = int((n_keys + range - 1) / range);
-    }
     const size_t need = attention_scratch_floats(p, qb);
     if (splits == 1) {
       pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
@@ -233,8 +219,7 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
         for (int64_t i = i0; i < i1; ++i) {
           const int block = n_blocks - 1 - int(i / p.n_kv_heads);
           const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
-          vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, 0, p.pos0 + t1, nullptr, s,
-                        KeyRange{});
+          vk->attention(q, kv, out, p, int(i % p.n_kv_heads), t0, t1, 0, p.pos0 + t1, nullptr, s);
         }
       });
       return;
@@ -243,42 +228,17 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
     if (attn_parts_.size() < size_t(items) * splits * part_stride)
       attn_parts_.resize(size_t(items) * splits * part_stride);
     float* parts = attn_parts_.data();
-    if (sweep) {
-      // Runs of ranges (two per thread, so that a descheduled thread's run is taken over), the
-      // KV heads (items: one query token) inside each range; range sp of head h leaves its state
-      // at part h * splits + sp. While it works on a range, each head brings its share of the
-      // run's next range into L2 (l2_ahead).
-      const int64_t runs = std::min<int64_t>(splits, want);
-      pool_.parallel_for(runs, 1, [&](int64_t c0, int64_t c1, int thread) {
-        float* s = scratch(thread, need);
-        for (int64_t c = c0; c < c1; ++c) {
-          const int64_t sp_end = (c + 1) * splits / runs;
-          for (int64_t sp = c * splits / runs; sp < sp_end; ++sp) {
-            const int64_t next0 = std::min(n_keys, (sp + 1) * range);
-            const int64_t next_n = sp + 1 < sp_end ? std::min(n_keys, (sp + 2) * range) - next0 : 0;
-            for (int h = 0; h < p.n_kv_heads; ++h) {
-              const KeyRange ahead{next0 + next_n * h / p.n_kv_heads,
-                                   next0 + next_n * (h + 1) / p.n_kv_heads};
-              vk->attention(q, kv, out, p, h, 0, 1, sp * range, next0,
-                            parts + (size_t(h) * splits + size_t(sp)) * part_stride, s, ahead);
-            }
-          }
-        }
-      });
-    } else {
-      pool_.parallel_for(items * splits, 1, [&](int64_t i0, int64_t i1, int thread) {
-        float* s = scratch(thread, need);
-        for (int64_t i = i0; i < i1; ++i) {
-          const int64_t item = i / splits;
-          const int split = int(i % splits);
-          const int block = n_blocks - 1 - int(item / p.n_kv_heads);
-          const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
-          vk->attention(q, kv, out, p, int(item % p.n_kv_heads), t0, t1, split * range,
-                        std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s,
-                        KeyRange{});
-        }
-      });
-    }
+    pool_.parallel_for(items * splits, 1, [&](int64_t i0, int64_t i1, int thread) {
+      float* s = scratch(thread, need);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t item = i / splits;
+        const int split = int(i % splits);
+        const int block = n_blocks - 1 - int(item / p.n_kv_heads);
+        const int t0 = block * qb, t1 = std::min(p.n_tokens, t0 + qb);
+        vk->attention(q, kv, out, p, int(item % p.n_kv_heads), t0, t1, split * range,
+                      std::min(n_keys, (split + 1) * range), parts + size_t(i) * part_stride, s);
+      }
+    });
     // Partial row (t - t0) * group + g of an item is query head kvh * group + g of token t; the
     // group's heads are consecutive in out.
     for (int64_t item = 0; item < items; ++item) {
@@ -294,15 +254,13 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
   }
 
   const int group = p.n_heads / p.n_kv_heads;
-  const int64_t k_width = int64_t(p.n_kv_heads) * p.head_dim;
-  const int64_t v_width = int64_t(p.n_kv_heads) * p.head_dim_v;
   const int64_t n_keys_max = p.pos0 + p.n_tokens;
   const int64_t items = int64_t(p.n_tokens) * p.n_heads;
   const bool int_keys = ops::kv_quantized(kv.k_type);
   if (int_keys && p.head_dim % 32 != 0)
     fail("internal error: a ", ops::kv_type_name(kv.k_type), " K cache needs a head size that is a",
          " multiple of 32, not ", p.head_dim);
-  const size_t k_row = ops::kv_row_bytes(kv.k_type, k_width);
+  const size_t k_row = ops::kv_row_bytes(kv.k_type, p.head_dim);
   pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {
     // Scratch: scores for every visible key, one converted K head, one converted V head, and the
     // quantized query (levels, scales, sums).
@@ -315,17 +273,17 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
     for (int64_t item = i0; item < i1; ++item) {
       const int t = int(item / p.n_heads), h = int(item % p.n_heads), kvh = h / group;
       const float* qh = q + (int64_t(t) * p.n_heads + h) * p.head_dim;
+      const uint8_t* kh = cache_head(kv.k_type, kv.k, kv.n_ctx, p.head_dim, kvh);
+      const uint8_t* vh = cache_head(kv.v_type, kv.v, kv.n_ctx, p.head_dim_v, kvh);
       const int64_t n_keys = p.pos0 + t + 1;  // causal: keys 0..pos0+t
       if (int_keys) quantize_query(qh, p.head_dim, q8, dq, sq);
       float max_s = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < n_keys; ++j) {
         if (int_keys) {
-          const uint8_t* src = static_cast<const uint8_t*>(kv.k) + j * k_row +
-                               ops::kv_row_bytes(kv.k_type, int64_t(kvh) * p.head_dim);
+          const uint8_t* src = kh + j * k_row;
           scores[j] = quantized_score(kv.k_type, src, p.head_dim, q8, dq) * p.scale;
         } else {
-          const float* kj =
-              cache_slice(kv.k_type, kv.k, j, k_width, int64_t(kvh) * p.head_dim, p.head_dim, kbuf);
+          const float* kj = cache_row(kv.k_type, kh, j, p.head_dim, kbuf);
           scores[j] = dot_f32(qh, kj, p.head_dim) * p.scale;
         }
         max_s = std::max(max_s, scores[j]);
@@ -339,8 +297,7 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       std::fill_n(o, p.head_dim_v, 0.0f);
       const float inv = static_cast<float>(1.0 / sum);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj = cache_slice(kv.v_type, kv.v, j, v_width, int64_t(kvh) * p.head_dim_v,
-                                      p.head_dim_v, vbuf);
+        const float* vj = cache_row(kv.v_type, vh, j, p.head_dim_v, vbuf);
         const float w = scores[j] * inv;
         for (int d = 0; d < p.head_dim_v; ++d) o[d] += w * vj[d];
       }

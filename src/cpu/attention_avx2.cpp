@@ -21,12 +21,12 @@ __attribute__((always_inline)) inline __m256 hsum8(const __m256* a) {
 // Scores of keys [j0, j0 + kb) for R rows over a float K cache; qf: the query rows times the
 // attention scale, [R][D], 32-byte aligned.
 template <int R, bool kF16>
-void dec8_scores(const HeadRows& k, const HeadRows& v, const L2Ahead& ahead, int D, const float* qf,
-                 int64_t j0, int kb, float* S) {
+void dec8_scores(const HeadRows& k, const HeadRows& v, int D, const float* qf, int64_t j0, int kb,
+                 float* S) {
   constexpr int KP = R >= 8 ? 1 : 8 / R;  // keys per pass: KP * R <= 8 accumulators
   for (int j = 0; j < kb; j += KP) {
     const uint8_t* kr[KP];
-    pass_rows<KP>(k, v, ahead, j0, j, kb, kr);
+    pass_rows<KP>(k, v, j0, j, kb, kr);
     __m256 acc[8];
 #pragma GCC unroll 8
     for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_ps();
@@ -116,9 +116,8 @@ bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S
                      float* M, float* L, float* Kt, float* Vbuf) {
   if (!decode_serves(c, rows)) return false;
   const ops::KvLayer& kv = *c.kv;
-  const HeadRows k = head_rows(kv.k_type, kv.k, c.k_width, int64_t(c.kv_head) * c.D, c.D, kv.n_ctx);
-  const HeadRows v =
-      head_rows(kv.v_type, kv.v, c.v_width, int64_t(c.kv_head) * c.Dv, c.Dv, kv.n_ctx);
+  const HeadRows k = head_rows(kv.k_type, c.kh, c.D, kv.n_ctx);
+  const HeadRows v = head_rows(kv.v_type, c.vh, c.Dv, kv.n_ctx);
   const bool int_keys = ops::kv_quantized(kv.k_type);
   alignas(32) float qf[kDecodeRows * kDecodeDim];
   alignas(32) uint16_t dv[kDecodeDim / 32 * KB];
@@ -129,17 +128,14 @@ bool fused_decode256(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S
   for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
     if (int_keys) {
-      for (int j = 0; j < kb; ++j) {
-        v.prefetch(j0 + j);
-        c.ahead.key(j0 + j);
-      }
+      for (int j = 0; j < kb; ++j) v.prefetch(j0 + j);
       scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
     } else {
       with_rows<kDecodeRows>(rows, [&](auto R) {
         if (f16)
-          dec8_scores<R, true>(k, v, c.ahead, c.D, qf, j0, kb, S);
+          dec8_scores<R, true>(k, v, c.D, qf, j0, kb, S);
         else
-          dec8_scores<R, false>(k, v, c.ahead, c.D, qf, j0, kb, S);
+          dec8_scores<R, false>(k, v, c.D, qf, j0, kb, S);
       });
     }
     const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
@@ -190,14 +186,14 @@ struct VexVnni {
 
 void attention_avx2(const float* q, const ops::KvLayer& kv, float* out,
                     const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                    int64_t k1, float* partial, float* scratch, KeyRange l2_ahead) {
-  attention_kernel<Maddubs>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch, l2_ahead);
+                    int64_t k1, float* partial, float* scratch) {
+  attention_kernel<Maddubs>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch);
 }
 
 void attention_avx_vnni(const float* q, const ops::KvLayer& kv, float* out,
                         const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                        int64_t k1, float* partial, float* scratch, KeyRange l2_ahead) {
-  attention_kernel<VexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch, l2_ahead);
+                        int64_t k1, float* partial, float* scratch) {
+  attention_kernel<VexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch);
 }
 
 }  // namespace straw::cpu

@@ -106,7 +106,7 @@ void dec_scores_float(const DecodeRows& d, int64_t j0, int kb, float* S) {
   const int D = d.c->D;
   for (int j = 0; j < kb; j += KP) {
     const uint8_t* kr[KP];
-    pass_rows<KP>(d.k, d.v, d.c->ahead, j0, j, kb, kr);
+    pass_rows<KP>(d.k, d.v, j0, j, kb, kr);
     __m512 acc[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
@@ -166,7 +166,7 @@ void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
   const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80));
   for (int j = 0; j < kb; j += 16) {
     const uint8_t* kr[16];
-    pass_rows<16>(d.k, d.v, d.c->ahead, j0, j, kb, kr);
+    pass_rows<16>(d.k, d.v, j0, j, kb, kr);
     // Keys past kb repeat the block's last (pass_rows); their lanes are stored but not used.
     __m512 acc[R];
 #pragma GCC unroll 8
@@ -383,8 +383,8 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
   d.c = &c;
   d.rows = rows;
   const ops::KvLayer& kv = *c.kv;
-  d.k = head_rows(kv.k_type, kv.k, c.k_width, int64_t(c.kv_head) * c.D, c.D, kv.n_ctx);
-  d.v = head_rows(kv.v_type, kv.v, c.v_width, int64_t(c.kv_head) * c.Dv, c.Dv, kv.n_ctx);
+  d.k = head_rows(kv.k_type, c.kh, c.D, kv.n_ctx);
+  d.v = head_rows(kv.v_type, c.vh, c.Dv, kv.n_ctx);
   const float scale = c.p->scale;
   if (ops::kv_quantized(kv.k_type)) {
     // The quantized query rows are c.q8 / c.dq / c.bias (attention_kernel's); qd adds the
@@ -417,10 +417,8 @@ struct EvexVnni {
   }
   // Row j of a Q8_0 / Q4_0 cache head as floats (see load_row in attention_impl.h), 16 elements
   // per instruction.
-  static void load_quant_row(ops::KvType t, const void* base, int64_t width, int64_t offset,
-                             int64_t j, int dim, float* dst) {
-    const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(t, width) +
-                         ops::kv_row_bytes(t, offset);
+  static void load_quant_row(ops::KvType t, const uint8_t* head, int64_t j, int dim, float* dst) {
+    const uint8_t* src = head + j * ops::kv_row_bytes(t, dim);
     const bool q8 = t == ops::KvType::Q8_0;
     for (int b = 0; b < dim / 32; ++b, src += q8 ? 34 : 18, dst += 32) {
       uint16_t h;
@@ -470,8 +468,8 @@ struct EvexVnni {
 
 void attention_avx512(const float* q, const ops::KvLayer& kv, float* out,
                       const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                      int64_t k1, float* partial, float* scratch, KeyRange l2_ahead) {
-  attention_kernel<EvexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch, l2_ahead);
+                      int64_t k1, float* partial, float* scratch) {
+  attention_kernel<EvexVnni>(q, kv, out, p, kv_head, t0, t1, k0, k1, partial, scratch);
 }
 
 }  // namespace straw::cpu

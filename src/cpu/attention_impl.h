@@ -48,13 +48,10 @@ inline float half_to_float(uint16_t h) {
   return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
-// Row j of one head's slice of the cache (K or V, element type t), `dim` elements from `offset`,
-// as floats (for Q8_0 and Q4_0, offset and dim are multiples of 32: whole blocks of an fp16 scale
-// and 32 levels).
-inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t offset, int64_t j,
-                     int dim, float* dst) {
-  const uint8_t* src = static_cast<const uint8_t*>(base) + j * ops::kv_row_bytes(t, width) +
-                       ops::kv_row_bytes(t, offset);
+// Row j of one head's rows of the cache (K or V, element type t, `dim` elements; cache_head) as
+// floats (for Q8_0 and Q4_0, dim is a multiple of 32: whole blocks of an fp16 scale and 32 levels).
+inline void load_row(ops::KvType t, const uint8_t* head, int64_t j, int dim, float* dst) {
+  const uint8_t* src = head + j * ops::kv_row_bytes(t, dim);
   switch (t) {
     case ops::KvType::F32:
       std::memcpy(dst, src, size_t(dim) * 4);
@@ -100,54 +97,27 @@ inline void load_row(ops::KvType t, const void* base, int64_t width, int64_t off
   }
 }
 
-// Software prefetch of the cache lines of bytes [p, p + n), n > 0: into L1 (T0), or into L2 (T1)
-// when kToL2.
-template <bool kToL2>
+// Software prefetch (into L1) of the cache lines of bytes [p, p + n), n > 0.
 inline void prefetch_bytes(const uint8_t* p, size_t n) {
   const auto line = [](const uint8_t* a) {
-    if constexpr (kToL2)
-      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T1);
-    else
-      _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
   };
   for (size_t o = 0; o < n; o += 64) line(p + o);
   line(p + n - 1);  // p need not start a line
 }
-
-// Rows of a later key range that a one-token call brings into L2 while it runs: the decode
-// sweep's next range, this KV head's share of it (CpuBackend::attention). Without it the first
-// head of each range waits on memory for its rows while the other heads, which find them in L2,
-// leave the memory idle; with it the reads overlap the arithmetic. Spread over the call's keys:
-// key j of the call brings in rows [first + (j - k0) step, first + (j + 1 - k0) step).
-struct L2Ahead {
-  const uint8_t* k = nullptr;  // row 0 of the K and V caches (whole rows: every head)
-  const uint8_t* v = nullptr;
-  size_t k_row = 0, v_row = 0;  // bytes per row
-  int64_t first = 0, end = 0;   // the rows to bring in
-  int64_t k0 = 0;               // the call's first key
-  uint64_t step = 0;            // rows per call key, 16.16 fixed point, rounded up (0: none)
-  void key(int64_t j) const {
-    if (step == 0) return;
-    const int64_t a = first + int64_t((uint64_t(j - k0) * step) >> 16);
-    const int64_t b = std::min(end, first + int64_t((uint64_t(j + 1 - k0) * step) >> 16));
-    if (b <= a) return;
-    prefetch_bytes<true>(k + size_t(a) * k_row, size_t(b - a) * k_row);
-    prefetch_bytes<true>(v + size_t(a) * v_row, size_t(b - a) * v_row);
-  }
-};
 
 struct Ctx {
   const float* q;
   const ops::KvLayer* kv;
   const ops::AttentionParams* p;
   int group, kv_head, t0, D, Dv;
-  int64_t k_width, v_width;
+  const uint8_t* kh;  // the KV head's K rows and V rows (cache_head)
+  const uint8_t* vh;
   // The quantized query rows (Q8_0 / Q4_0 K): row r's levels at q8 + r * D, its scales and
   // biases (-offset * sum of levels) at dq / bias + r * D / 32.
   const int8_t* q8 = nullptr;
   const float* dq = nullptr;
   const int32_t* bias = nullptr;
-  L2Ahead ahead{};  // one query token: rows of the sweep's next range
   const float* qrow(int r) const {
     const int t = t0 + r / group, h = kv_head * group + r % group;
     return q + (int64_t(t) * p->n_heads + h) * D;
@@ -168,7 +138,7 @@ inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
 void scores_direct(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* S) {
   const __m128 scale = _mm_set1_ps(c.p->scale);
   for (int j = 0; j < kb; ++j) {
-    load_row(c.kv->k_type, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + j, c.D, kbuf);
+    load_row(c.kv->k_type, c.kh, j0 + j, c.D, kbuf);
     for (int r0 = 0; r0 < rows; r0 += 4) {
       const int nr = std::min(4, rows - r0);
       const float* q0 = c.qrow(r0);
@@ -217,8 +187,7 @@ void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float
     // Eight key rows as floats (zero past the block), then 8x8 transposes into Kt.
     for (int j = 0; j < 8; ++j) {
       if (jb + j < kb)
-        load_row(c.kv->k_type, c.kv->k, c.k_width, int64_t(c.kv_head) * c.D, j0 + jb + j, c.D,
-                 kbuf + size_t(j) * c.D);
+        load_row(c.kv->k_type, c.kh, j0 + jb + j, c.D, kbuf + size_t(j) * c.D);
       else
         std::fill_n(kbuf + size_t(j) * c.D, c.D, 0.0f);
     }
@@ -345,10 +314,9 @@ template <class Dot>
 void repack_keys(const Ctx& c, int64_t j0, int kb, __m256i* Kq, float* Dk) {
   const ops::KvType t = c.kv->k_type;
   const int nb = c.D / 32;
-  const size_t row_bytes = ops::kv_row_bytes(t, c.k_width);
-  const size_t head_off = ops::kv_row_bytes(t, int64_t(c.kv_head) * c.D);
+  const size_t row_bytes = ops::kv_row_bytes(t, c.D);
   const size_t block_bytes = t == ops::KvType::Q8_0 ? 34 : 18;
-  const auto* base = static_cast<const uint8_t*>(c.kv->k) + head_off;
+  const uint8_t* base = c.kh;
   for (int g = 0; g < (kb + 7) / 8; ++g) {
     for (int b = 0; b < nb; ++b) {
       __m256i r[8];
@@ -479,31 +447,22 @@ void scores_int(const Ctx& c, int rows, int64_t j0, int kb, __m256i* Kq, float* 
 constexpr int kDecodeRows = 8;
 constexpr int kDecodeDim = 256;
 
-// The head's rows of a cache (K or V): row 0, the stride between rows, the head's bytes in a row
-// and the rows the cache has.
+// The head's rows of a cache (K or V; cache_head): row 0, the bytes of a row and the rows the
+// cache has.
 struct HeadRows {
   const uint8_t* base;
   size_t stride;
-  size_t bytes;  // prefetched per row (the head's part, or the whole row)
   int64_t n_rows;
   const uint8_t* row(int64_t j) const { return base + size_t(j) * stride; }
-  // Software prefetch of row j (when the cache has it): the head's part of each row is a short run
-  // (72-512 bytes) every stride bytes, a pattern one core's hardware prefetcher follows too slowly
-  // (the loads that start a row stalled most in profiles); head 0 prefetches whole rows. The fused
-  // decodes prefetch K rows kDecodePrefetch keys ahead of their scores, and each V row when its key
-  // is scored (P.V comes after the block's softmax).
+  // Software prefetch of row j (when the cache has it). The fused decodes prefetch K rows
+  // kDecodePrefetch keys ahead of their scores, and each V row when its key is scored (P.V comes
+  // after the block's softmax).
   void prefetch(int64_t j) const {
-    if (j < n_rows) prefetch_bytes<false>(row(j), bytes);
+    if (j < n_rows) prefetch_bytes(row(j), stride);
   }
 };
-// Head 0 (at the start of each row) prefetches whole rows: with several KV heads, decode runs the
-// heads of a key range one after the other on one thread (CpuBackend::attention), and the later
-// heads find their parts of the rows in L2.
-inline HeadRows head_rows(ops::KvType t, const void* cache, int64_t width, int64_t head_offset,
-                          int64_t head_dim, int64_t n_rows) {
-  return {static_cast<const uint8_t*>(cache) + ops::kv_row_bytes(t, head_offset),
-          ops::kv_row_bytes(t, width),
-          head_offset == 0 ? ops::kv_row_bytes(t, width) : ops::kv_row_bytes(t, head_dim), n_rows};
+inline HeadRows head_rows(ops::KvType t, const uint8_t* head, int64_t head_dim, int64_t n_rows) {
+  return {head, ops::kv_row_bytes(t, head_dim), n_rows};
 }
 inline constexpr int kDecodePrefetch = 16;
 
@@ -524,16 +483,13 @@ void with_rows(int n, F&& f) {
 // V rows.
 template <int KP>
 __attribute__((always_inline)) inline void pass_rows(const HeadRows& k, const HeadRows& v,
-                                                     const L2Ahead& ahead, int64_t j0, int j,
-                                                     int kb, const uint8_t** kr) {
+                                                     int64_t j0, int j, int kb,
+                                                     const uint8_t** kr) {
 #pragma GCC unroll 16
   for (int i = 0; i < KP; ++i) {
     kr[i] = k.row(j0 + std::min(j + i, kb - 1));
     k.prefetch(j0 + j + i + kDecodePrefetch);
-    if (j + i < kb) {
-      v.prefetch(j0 + j + i);
-      ahead.key(j0 + j + i);
-    }
+    if (j + i < kb) v.prefetch(j0 + j + i);
   }
 }
 
@@ -607,7 +563,7 @@ inline void fold_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int rows, 
 template <class Dot>
 void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
                       const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                      int64_t k1, float* partial, float* scratch, KeyRange l2_ahead) {
+                      int64_t k1, float* partial, float* scratch) {
   Ctx c{q,
         &kv,
         &p,
@@ -616,21 +572,10 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
         t0,
         p.head_dim,
         p.head_dim_v,
-        int64_t(p.n_kv_heads) * p.head_dim,
-        int64_t(p.n_kv_heads) * p.head_dim_v};
+        cache_head(kv.k_type, kv.k, kv.n_ctx, p.head_dim, kv_head),
+        cache_head(kv.v_type, kv.v, kv.n_ctx, p.head_dim_v, kv_head)};
   const int rows = c.group * (t1 - t0);
   const int64_t k_end = std::min<int64_t>(k1, p.pos0 + t1);
-  if (t1 - t0 == 1 && l2_ahead.end > l2_ahead.begin && k_end > k0) {
-    c.ahead = {static_cast<const uint8_t*>(kv.k),
-               static_cast<const uint8_t*>(kv.v),
-               ops::kv_row_bytes(kv.k_type, c.k_width),
-               ops::kv_row_bytes(kv.v_type, c.v_width),
-               l2_ahead.begin,
-               l2_ahead.end,
-               k0,
-               ((uint64_t(l2_ahead.end - l2_ahead.begin) << 16) + uint64_t(k_end - k0) - 1) /
-                   uint64_t(k_end - k0)};
-  }
   // Scratch: Kt or one K row [D * KB], V block [KB][Dv], scores [rows][KB], O [rows][Dv], m, l.
   float* Kt = scratch;
   float* V = Kt + size_t(KB) * c.D;
@@ -679,15 +624,13 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
     // V rows as floats: the policy's own conversion of quantized rows where it has one (AVX-512:
     // 512-bit registers).
     for (int j = 0; j < kb; ++j) {
-      if constexpr (requires { Dot::load_quant_row(kv.v_type, kv.v, c.v_width, 0, j0, c.Dv, V); }) {
+      if constexpr (requires { Dot::load_quant_row(kv.v_type, c.vh, j0, c.Dv, V); }) {
         if (ops::kv_quantized(kv.v_type)) {
-          Dot::load_quant_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
-                              V + size_t(j) * c.Dv);
+          Dot::load_quant_row(kv.v_type, c.vh, j0 + j, c.Dv, V + size_t(j) * c.Dv);
           continue;
         }
       }
-      load_row(kv.v_type, kv.v, c.v_width, int64_t(kv_head) * c.Dv, j0 + j, c.Dv,
-               V + size_t(j) * c.Dv);
+      load_row(kv.v_type, c.vh, j0 + j, c.Dv, V + size_t(j) * c.Dv);
     }
 
     const int max_vis = online_softmax(c, rows, j0, kb, S, O, M, L);

@@ -267,10 +267,16 @@ struct MatKernels {
                int64_t ldx, int n_tok, float* y, int64_t ldy);
 };
 
-// Keys [begin, end) of a KV cache.
-struct KeyRange {
-  int64_t begin = 0, end = 0;
-};
+// Head h's rows of a CPU KV cache (K or V of element type t, head size dim): the CPU backend keeps
+// each head's rows together, [n_heads][n_ctx] rows of kv_row_bytes(t, dim) (ops::KvLayer), so
+// that attention reads one head's keys as one contiguous stream.
+inline const uint8_t* cache_head(ops::KvType t, const void* cache, int64_t n_ctx, int64_t dim,
+                                 int h) {
+  return static_cast<const uint8_t*>(cache) + size_t(h) * size_t(n_ctx) * ops::kv_row_bytes(t, dim);
+}
+inline uint8_t* cache_head(ops::KvType t, void* cache, int64_t n_ctx, int64_t dim, int h) {
+  return static_cast<uint8_t*>(cache) + size_t(h) * size_t(n_ctx) * ops::kv_row_bytes(t, dim);
+}
 
 // Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-VNNI and AVX-512 levels
 // use them too: these ops are a small part of the time and mostly bound by memory or latency),
@@ -296,11 +302,9 @@ struct VecKernels {
   // per row (row = (t - t0) * group + head of the group) Dv + 2 floats: sum_j e^(s_j - m) v_j, m
   // (the max score, -inf without keys), l = sum_j e^(s_j - m).
   // scratch: attention_scratch_floats(p, t1 - t0) floats.
-  // l2_ahead: keys of a later call (whole K and V rows, every head) that a one-token call brings
-  // into L2 as it goes, spread over its keys (the decode sweep's next range; empty for none).
   void (*attention)(const float* q, const ops::KvLayer& kv, float* out,
                     const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                    int64_t k1, float* partial, float* scratch, KeyRange l2_ahead);
+                    int64_t k1, float* partial, float* scratch);
 };
 
 // Combines n partial states (attention's partial output for the same rows over disjoint key

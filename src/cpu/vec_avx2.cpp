@@ -98,7 +98,7 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
 // In attention_avx2.cpp and attention_avx512.cpp.
 using AttentionKernel = void(const float* q, const ops::KvLayer& kv, float* out,
                              const ops::AttentionParams& p, int kv_head, int t0, int t1, int64_t k0,
-                             int64_t k1, float* partial, float* scratch, KeyRange l2_ahead);
+                             int64_t k1, float* partial, float* scratch);
 AttentionKernel attention_avx2, attention_avx_vnni, attention_avx512;
 
 constinit const VecKernels kVecKernelsAvx2 = {&swiglu, &sum_squares, &scale_mul,     &f32_to_f16,

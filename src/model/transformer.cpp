@@ -48,7 +48,7 @@ KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvTy
     if (hp.is_recurrent(i)) continue;  // a linear layer: a recurrent state instead (no KV)
     storage_.push_back(devices.attn[i]->alloc(layer_bytes(hp, n_ctx, k_type, v_type)));
     uint8_t* base = static_cast<uint8_t*>(storage_.back()->data());
-    layers_[i] = {k_type, v_type, base, base + k_bytes, n_ctx};
+    layers_[i] = {k_type, v_type, base, base + k_bytes, n_ctx, hp.n_head_kv};
   }
 }
 
@@ -69,7 +69,7 @@ KvCache::KvCache(const HParams& hp, int64_t n_ctx, ops::KvType k_type, ops::KvTy
     storage_.push_back(be.alloc(bytes));
     uint8_t* base = static_cast<uint8_t*>(storage_.back()->data());
     be.from_host(zeros.data(), base, bytes);
-    layers_[size_t(i)] = {k_type, v_type, base, base + k_bytes, n_ctx};
+    layers_[size_t(i)] = {k_type, v_type, base, base + k_bytes, n_ctx, hp.n_head_kv};
   }
 }
 
@@ -230,8 +230,9 @@ void Transformer::forward(std::span<const SeqStep> seqs) {
     const int n = static_cast<int>(s.tokens.size());
     if (n == 0) continue;
     if (hp_.has_recurrent() && (!s.rs || s.rs->empty()))
-      fail("internal error: a model with linear-attention layers needs each sequence's recurrent "
-           "state");
+      fail(
+          "internal error: a model with linear-attention layers needs each sequence's recurrent "
+          "state");
     if (s.pos0 + n > s.kv->n_ctx())
       fail("the context is full: ", s.pos0 + n, " tokens do not fit the context of ", s.kv->n_ctx(),
            " (use a larger --ctx, at most the model's ", hp_.n_ctx_max(), ")");

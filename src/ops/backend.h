@@ -64,15 +64,20 @@ struct RopeParams {
   bool yarn() const { return ext_factor != 0.0f || mscale != 1.0f; }
 };
 
-// Attention over a KV cache layer. Cache rows hold post-RoPE keys and values for positions
-// 0..n_ctx-1; row p of K is [n_kv_heads][head_dim] (values: [n_kv_heads][head_dim_v]). K and V
-// have a type each (llama.cpp's -ctk / -ctv; row layouts in ops/kv_type.h).
+// Attention over a KV cache layer. The cache holds post-RoPE keys and values for positions
+// 0..n_ctx-1 and n_heads KV heads: one row of kv_row_bytes(k_type, head_dim) per (head, position)
+// in K, of kv_row_bytes(v_type, head_dim_v) in V (K and V have a type each: llama.cpp's -ctk /
+// -ctv; row layouts in ops/kv_type.h). The order of the rows is the backend's, written by its
+// kv_store and read by its attention: the CPU keeps each head's rows together ([n_heads][n_ctx],
+// one contiguous stream per head), CUDA each position's heads ([n_ctx][n_heads]). A cache is
+// used by one backend only.
 struct KvLayer {
   KvType k_type = KvType::F16;
   KvType v_type = KvType::F16;
-  void* k = nullptr;  // [n_ctx] rows of kv_row_bytes(k_type, n_kv_heads * head_dim)
-  void* v = nullptr;  // [n_ctx] rows of kv_row_bytes(v_type, n_kv_heads * head_dim_v)
+  void* k = nullptr;  // n_ctx * kv_row_bytes(k_type, n_heads * head_dim) bytes
+  void* v = nullptr;  // n_ctx * kv_row_bytes(v_type, n_heads * head_dim_v) bytes
   int64_t n_ctx = 0;
+  int n_heads = 0;  // KV heads
 };
 
 // Context shift: cache rows [src, src + n) move to [dst, dst + n) (dst < src), keys turned by the
