@@ -208,10 +208,12 @@ void CpuBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
     // context: each item's keys are split into ranges as well, every range leaving its softmax
     // state in `parts`, merged per row afterwards, so that every thread has work.
     const int64_t want = 2 * int64_t(pool_.size());
-    int splits = items >= want ? 1
-                               : int(std::max<int64_t>(1, std::min(n_keys / kMinSplitKeys,
-                                                                   (want + items - 1) / items)));
-    int64_t range = (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
+    const int splits = items >= want
+                           ? 1
+                           : int(std::max<int64_t>(
+                                 1, std::min(n_keys / kMinSplitKeys, (want + items - 1) / items)));
+    const int64_t range =
+        (n_keys + splits - 1) / splits / kAttnKeyBlock * kAttnKeyBlock + kAttnKeyBlock;
     const size_t need = attention_scratch_floats(p, qb);
     if (splits == 1) {
       pool_.parallel_for(items, 1, [&](int64_t i0, int64_t i1, int thread) {

@@ -275,7 +275,7 @@ inline const uint8_t* cache_head(ops::KvType t, const void* cache, int64_t n_ctx
   return static_cast<const uint8_t*>(cache) + size_t(h) * size_t(n_ctx) * ops::kv_row_bytes(t, dim);
 }
 inline uint8_t* cache_head(ops::KvType t, void* cache, int64_t n_ctx, int64_t dim, int h) {
-  return static_cast<uint8_t*>(cache) + size_t(h) * size_t(n_ctx) * ops::kv_row_bytes(t, dim);
+  return const_cast<uint8_t*>(cache_head(t, static_cast<const void*>(cache), n_ctx, dim, h));
 }
 
 // Element-wise and attention kernels (256-bit AVX2 + FMA + F16C; the AVX-VNNI and AVX-512 levels
