@@ -2,6 +2,7 @@
 // (the reference implementation), on random inputs with edge sizes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -51,6 +52,17 @@ TEST(CpuOps, SwigluRmsnormAddMatchTheScalarBackend) {
       ref.swiglu(g.data(), u.data(), a.data(), n);
       be.swiglu(g.data(), u.data(), b.data(), n);
       expect_close(b, a, 2e-6f, 1e-30f, "swiglu");
+      // Each element alone gives bit for bit what it gives inside the array: rows evaluated in a
+      // batch (one long array) then equal rows evaluated one by one, whatever the CPU's rcp.
+      std::vector<float> gated(g.begin(), g.begin() + std::min<int64_t>(n, 40));
+      be.sigmoid_mul(gated.data(), u.data(), int64_t(gated.size()));
+      for (size_t i = 0; i < gated.size(); ++i) {
+        float one = 0.0f, x = g[i];
+        be.swiglu(&g[i], &u[i], &one, 1);
+        ASSERT_EQ(one, b[i]) << "swiglu element " << i << " of " << n;
+        be.sigmoid_mul(&x, &u[i], 1);
+        ASSERT_EQ(x, gated[i]) << "sigmoid_mul element " << i << " of " << n;
+      }
     }
     for (int64_t width : {3, 64, 1536}) {
       const int64_t rows = width == 1536 ? 40 : 5;

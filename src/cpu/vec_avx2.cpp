@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/kernels.h"
@@ -15,25 +16,43 @@ namespace straw::cpu {
 
 namespace {
 
-void swiglu(const float* gate, const float* up, float* out, int64_t n) {
-  const __m256 one = _mm256_set1_ps(1.0f);
-  const __m256 zero = _mm256_setzero_ps();
+// The same vector math for every element, the tail included (through a padded copy), so that an
+// element's result does not depend on where it falls in the array: a batch of rows then gives each
+// row what it gets alone (rcp's estimate differs between CPU vendors, so the scalar formula in the
+// tail would not match the vector lanes anywhere).
+template <class F>
+inline void map8(float* y, int64_t n, F f) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 g = _mm256_loadu_ps(gate + i);
-    const __m256 e = avx2::exp(_mm256_sub_ps(zero, g));
-    // g / (1 + e): reciprocal estimate (12 bits) refined by one Newton step (about 23 bits),
-    // cheaper than a division.
-    const __m256 den = _mm256_add_ps(one, e);
-    __m256 inv = _mm256_rcp_ps(den);
-    inv = _mm256_mul_ps(inv, _mm256_fnmadd_ps(den, inv, _mm256_set1_ps(2.0f)));
-    const __m256 silu = _mm256_mul_ps(g, inv);
-    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(i, 8));
+  if (i < n) {
+    alignas(32) float t[8];
+    _mm256_store_ps(t, f(i, int(n - i)));
+    std::copy_n(t, n - i, y + i);
   }
-  for (; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
-  }
+}
+
+// Eight floats from x + i, of which the first `valid` are read (the rest are zero).
+inline __m256 load8(const float* x, int64_t i, int valid) {
+  if (valid == 8) return _mm256_loadu_ps(x + i);
+  alignas(32) float t[8] = {};
+  std::copy_n(x + i, valid, t);
+  return _mm256_load_ps(t);
+}
+
+// 1 / (1 + e^-x): reciprocal estimate (12 bits) refined by one Newton step (about 23 bits),
+// cheaper than a division.
+inline __m256 sigmoid(__m256 x) {
+  const __m256 den =
+      _mm256_add_ps(_mm256_set1_ps(1.0f), avx2::exp(_mm256_sub_ps(_mm256_setzero_ps(), x)));
+  const __m256 inv = _mm256_rcp_ps(den);
+  return _mm256_mul_ps(inv, _mm256_fnmadd_ps(den, inv, _mm256_set1_ps(2.0f)));
+}
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) {
+  map8(out, n, [&](int64_t i, int valid) {
+    const __m256 g = load8(gate, i, valid);
+    return _mm256_mul_ps(_mm256_mul_ps(g, sigmoid(g)), load8(up, i, valid));
+  });
 }
 
 double sum_squares(const float* x, int64_t n) {
@@ -61,28 +80,17 @@ void scale_mul(const float* x, float s, const float* g, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = x[i] * s * g[i];
 }
 
-// 1 / (1 + e^-x): the reciprocal estimate refined by one Newton step, as in swiglu.
-inline __m256 sigmoid(__m256 x) {
-  const __m256 den =
-      _mm256_add_ps(_mm256_set1_ps(1.0f), avx2::exp(_mm256_sub_ps(_mm256_setzero_ps(), x)));
-  const __m256 inv = _mm256_rcp_ps(den);
-  return _mm256_mul_ps(inv, _mm256_fnmadd_ps(den, inv, _mm256_set1_ps(2.0f)));
-}
-
 void silu(float* x, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(v, sigmoid(v)));
-  }
-  for (; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+  map8(x, n, [&](int64_t i, int valid) {
+    const __m256 v = load8(x, i, valid);
+    return _mm256_mul_ps(v, sigmoid(v));
+  });
 }
 
 void sigmoid_mul(float* x, const float* g, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), sigmoid(_mm256_loadu_ps(g + i))));
-  for (; i < n; ++i) x[i] *= 1.0f / (1.0f + std::exp(-g[i]));
+  map8(x, n, [&](int64_t i, int valid) {
+    return _mm256_mul_ps(load8(x, i, valid), sigmoid(load8(g, i, valid)));
+  });
 }
 
 void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
