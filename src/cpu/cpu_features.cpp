@@ -1,6 +1,7 @@
 #include "cpu/cpu_features.h"
 
 #include <cstdint>
+#include <cstdlib>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -24,6 +25,8 @@ CpuFeatures detect() {
   CpuFeatures f;
   unsigned a, b, c, d;
   if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid(0, a, b, c, d);
+  f.intel = b == 0x756e6547 && d == 0x49656e69 && c == 0x6c65746e;  // "Genu" "ineI" "ntel"
   __cpuid_count(1, 0, a, b, c, d);
   const bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28),
              f16c = c & (1u << 29);
@@ -59,6 +62,15 @@ CpuFeatures detect() {
 const CpuFeatures& cpu_features() {
   static const CpuFeatures f = detect();
   return f;
+}
+
+size_t default_prefetch_bytes() {
+  if (const char* e = std::getenv("STRAW_PREFETCH_BYTES"); e && *e) {
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(e, &end, 10);
+    if (end && *end == 0 && v <= (1u << 20)) return size_t(v) / 64 * 64;
+  }
+  return cpu_features().intel ? 2048 : 8192;
 }
 
 const char* isa_name(Isa isa) {

@@ -6,6 +6,7 @@
 // and are only called when these flags say the CPU and the OS support them.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace straw::cpu {
@@ -16,6 +17,7 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx_vnni = false;  // VEX-encoded VNNI on 256-bit registers
+  bool intel = false;     // CPUID vendor "GenuineIntel" (tunings that differ by vendor)
 };
 
 // Detected once, on first use.
@@ -32,6 +34,11 @@ Isa best_isa();
 
 // Whether the CPU supports the kernels of `isa` (Scalar always).
 bool isa_supported(Isa isa);
+
+// The matmul kernels' software prefetch distance for this CPU in bytes (kPrefetchBytes in
+// kernels.h says why it differs), or STRAW_PREFETCH_BYTES when set to a number (rounded down to
+// 64; at most 1 MiB).
+size_t default_prefetch_bytes();
 
 // "avx512 (vnni, bf16)", "avx-vnni", "avx2", "scalar": for logs and benchmark labels.
 std::string describe_cpu();

@@ -62,10 +62,12 @@ struct TileLayout {
   size_t tile_bytes = 0;
 };
 
-// Software prefetch distance inside a tile, in bytes (8 KB measured best on Zen 5 between 2 and
-// 16 KB): one core's hardware prefetcher alone keeps too few lines in flight to stream at memory
-// speed.
-inline constexpr size_t kPrefetchBytes = 8192;
+// Software prefetch distance inside a tile, in bytes: one core's hardware prefetcher alone keeps
+// too few lines in flight to stream at memory speed. The best distance depends on the core: 8 KB
+// on Zen 5 (measured from 2 to 16 KB), 2 KB on an Intel Xeon with AMX (1.5-3 KB best; 4 KB and more
+// 20-25 % slower to decode than 2 KB). STRAW_PREFETCH_BYTES overrides it (0: no software prefetch),
+// for tuning on other CPUs. Read once at startup; constant afterwards.
+inline const size_t kPrefetchBytes = default_prefetch_bytes();
 
 // Byte offsets inside a tile of block b's piece of each plane.
 struct BlockOffsets {
