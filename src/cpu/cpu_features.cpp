@@ -64,13 +64,18 @@ const CpuFeatures& cpu_features() {
   return f;
 }
 
-size_t default_prefetch_bytes() {
+PrefetchDistances default_prefetch() {
+  PrefetchDistances d =
+      cpu_features().intel ? PrefetchDistances{2048, 4096} : PrefetchDistances{8192, 0};
   if (const char* e = std::getenv("STRAW_PREFETCH_BYTES"); e && *e) {
     char* end = nullptr;
-    const unsigned long long v = std::strtoull(e, &end, 10);
-    if (end && *end == 0 && v <= (1u << 20)) return size_t(v) / 64 * 64;
+    const unsigned long long l1 = std::strtoull(e, &end, 10);
+    unsigned long long l2 = 0;
+    if (end && *end == ',') l2 = std::strtoull(end + 1, &end, 10);
+    if (end && *end == 0 && l1 <= (1u << 20) && l2 <= (1u << 20))
+      d = {size_t(l1) / 64 * 64, size_t(l2) / 64 * 64};
   }
-  return cpu_features().intel ? 2048 : 8192;
+  return d;
 }
 
 const char* isa_name(Isa isa) {

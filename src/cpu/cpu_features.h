@@ -35,10 +35,15 @@ Isa best_isa();
 // Whether the CPU supports the kernels of `isa` (Scalar always).
 bool isa_supported(Isa isa);
 
-// The matmul kernels' software prefetch distance for this CPU in bytes (kPrefetchBytes in
-// kernels.h says why it differs), or STRAW_PREFETCH_BYTES when set to a number (rounded down to
-// 64; at most 1 MiB).
-size_t default_prefetch_bytes();
+// The matmul kernels' software prefetch distances for this CPU, in bytes ahead of what they read:
+// into L1 (prefetcht0) and, where it helps, also into L2 (prefetcht2; 0: none). Intel 2 KB and
+// 4 KB, other CPUs 8 KB and none (kPrefetch in kernels.h has the measurements).
+// STRAW_PREFETCH_BYTES="L1[,L2]" overrides them for tuning on other CPUs (each rounded down to 64,
+// at most 1 MiB).
+struct PrefetchDistances {
+  size_t l1 = 0, l2 = 0;
+};
+PrefetchDistances default_prefetch();
 
 // "avx512 (vnni, bf16)", "avx-vnni", "avx2", "scalar": for logs and benchmark labels.
 std::string describe_cpu();

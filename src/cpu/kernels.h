@@ -62,12 +62,19 @@ struct TileLayout {
   size_t tile_bytes = 0;
 };
 
-// Software prefetch distance inside a tile, in bytes: one core's hardware prefetcher alone keeps
-// too few lines in flight to stream at memory speed. The best distance depends on the core: 8 KB
-// on Zen 5 (measured from 2 to 16 KB), 2 KB on an Intel Xeon with AMX (1.5-3 KB best; 4 KB and more
-// 20-25 % slower to decode than 2 KB). STRAW_PREFETCH_BYTES overrides it (0: no software prefetch),
-// for tuning on other CPUs. Read once at startup; constant afterwards.
-inline const size_t kPrefetchBytes = default_prefetch_bytes();
+// Software prefetch distances inside a tile, in bytes: one core's hardware prefetcher alone keeps
+// too few lines in flight to stream at memory speed. The best distances depend on the core (see
+// default_prefetch in cpu_features.h): into L1 8 KB ahead on Zen 5 (measured from 2 to 16 KB);
+// on an Intel Xeon (2 MB L2) 2 KB into L1 (4 KB and more were 20-25 % slower to decode) and, on
+// top, 4 KB into L2 (another 6-10 % with 1 thread). Read once at startup; constant afterwards.
+inline const PrefetchDistances kPrefetch = default_prefetch();
+
+// Prefetches the n bytes at p's distances ahead (p: the bytes the kernel reads now).
+inline void prefetch_ahead(const uint8_t* p, size_t n) {
+  for (size_t off = 0; off < n; off += 64) __builtin_prefetch(p + kPrefetch.l1 + off, 0, 3);
+  if (kPrefetch.l2)
+    for (size_t off = 0; off < n; off += 64) __builtin_prefetch(p + kPrefetch.l2 + off, 0, 1);
+}
 
 // Byte offsets inside a tile of block b's piece of each plane.
 struct BlockOffsets {

@@ -308,9 +308,7 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
       const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
       {
         const size_t per_group = L.block_bytes / kGroups;
-        const uint8_t* pf = tile + size_t(b) * L.block_bytes + g * per_group + kPrefetchBytes;
-        for (size_t off = 0; off < per_group + 63; off += 64)
-          _mm_prefetch(reinterpret_cast<const char*>(pf + off), _MM_HINT_T0);
+        prefetch_ahead(tile + size_t(b) * L.block_bytes + g * per_group, per_group + 63);
       }
       __m256i ia[2][T], ib[2][T];
 #pragma GCC unroll 8
@@ -563,8 +561,7 @@ void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, co
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   for (int64_t c = c0; c < c1; ++c) {
     const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
-    for (size_t off = 0; off < kFloatRows * kChunk; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + off), _MM_HINT_T0);
+    prefetch_ahead(p, kFloatRows * kChunk);
 #pragma GCC unroll 2
     for (int h = 0; h < 2; ++h) {
       const int64_t k = 16 * c + 8 * h;

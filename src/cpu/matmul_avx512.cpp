@@ -299,13 +299,11 @@ __attribute__((always_inline)) inline void group_step(const TileLayout& L, const
                                                       const ActIn* tok, __m512* dot, __m512* acc) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
-  // Software prefetch kPrefetchBytes ahead in the tile (one sequential run): one core's hardware
+  // Software prefetch kPrefetch ahead in the tile (one sequential run): one core's hardware
   // prefetcher alone does not keep enough lines in flight to stream at memory speed.
   {
     const size_t per_group = L.block_bytes / kGroups;
-    const uint8_t* pf = tile + size_t(b) * L.block_bytes + g * per_group + kPrefetchBytes;
-    for (size_t off = 0; off < per_group + 63; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(pf + off), _MM_HINT_T0);
+    prefetch_ahead(tile + size_t(b) * L.block_bytes + g * per_group, per_group + 63);
   }
   __m512i ia[T], ib[T];
 #pragma GCC unroll 8
@@ -550,8 +548,7 @@ void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, co
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
   for (int64_t c = c0; c < c1; ++c) {
     const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
-    for (size_t off = 0; off < kFloatRows * kChunk; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBytes + off), _MM_HINT_T0);
+    prefetch_ahead(p, kFloatRows * kChunk);
     const int64_t left = n_in - 16 * c;
     const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
     __m512 xv[T];
