@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/cpu_backend.h"
@@ -110,6 +112,33 @@ TEST(CpuFeatures, DescribesTheCpu) {
     EXPECT_TRUE(cpu::isa_supported(Isa::Avx2));
   }
   EXPECT_TRUE(cpu::isa_supported(cpu::best_isa()));
+}
+
+// The prefetch distances: per vendor by default, STRAW_PREFETCH_BYTES="L1[,L2]" over them (rounded
+// down to a cache line), malformed or out-of-range values ignored.
+TEST(CpuFeatures, PrefetchDistancesFollowTheOverride) {
+  const char* saved = std::getenv("STRAW_PREFETCH_BYTES");
+  const std::string keep = saved ? saved : "";
+  ::unsetenv("STRAW_PREFETCH_BYTES");
+  const cpu::PrefetchDistances d = cpu::default_prefetch();
+  EXPECT_EQ(d.l1, cpu::cpu_features().intel ? 2048u : 8192u);
+  EXPECT_EQ(d.l2, cpu::cpu_features().intel ? 4096u : 0u);
+  auto with = [](const char* v) {
+    ::setenv("STRAW_PREFETCH_BYTES", v, 1);
+    return cpu::default_prefetch();
+  };
+  EXPECT_EQ(with("1000").l1, 960u);
+  EXPECT_EQ(with("1000").l2, 0u);
+  EXPECT_EQ(with("0,16384").l1, 0u);
+  EXPECT_EQ(with("0,16384").l2, 16384u);
+  for (const char* bad : {"abc", "4096,", "4096x", "99999999"}) {
+    EXPECT_EQ(with(bad).l1, d.l1) << bad;
+    EXPECT_EQ(with(bad).l2, d.l2) << bad;
+  }
+  if (saved)
+    ::setenv("STRAW_PREFETCH_BYTES", keep.c_str(), 1);
+  else
+    ::unsetenv("STRAW_PREFETCH_BYTES");
 }
 
 TEST(CpuActQuant, SimdMatchesTheReferenceBitForBit) {

@@ -68,11 +68,17 @@ PrefetchDistances default_prefetch() {
   PrefetchDistances d =
       cpu_features().intel ? PrefetchDistances{2048, 4096} : PrefetchDistances{8192, 0};
   if (const char* e = std::getenv("STRAW_PREFETCH_BYTES"); e && *e) {
+    // A number, or two separated by a comma; anything else leaves the defaults.
     char* end = nullptr;
     const unsigned long long l1 = std::strtoull(e, &end, 10);
+    bool ok = end != e;
     unsigned long long l2 = 0;
-    if (end && *end == ',') l2 = std::strtoull(end + 1, &end, 10);
-    if (end && *end == 0 && l1 <= (1u << 20) && l2 <= (1u << 20))
+    if (ok && *end == ',') {
+      const char* second = end + 1;
+      l2 = std::strtoull(second, &end, 10);
+      ok = end != second;
+    }
+    if (ok && *end == 0 && l1 <= (1u << 20) && l2 <= (1u << 20))
       d = {size_t(l1) / 64 * 64, size_t(l2) / 64 * 64};
   }
   return d;

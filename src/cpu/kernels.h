@@ -66,7 +66,7 @@ struct TileLayout {
 // too few lines in flight to stream at memory speed. The best distances depend on the core (see
 // default_prefetch in cpu_features.h): into L1 8 KB ahead on Zen 5 (measured from 2 to 16 KB);
 // on an Intel Xeon (2 MB L2) 2 KB into L1 (4 KB and more were 20-25 % slower to decode) and, on
-// top, 4 KB into L2 (another 6-10 % with 1 thread). Read once at startup; constant afterwards.
+// top, 4 KB into L2 (another 2-10 %). Read once at startup; constant afterwards.
 inline const PrefetchDistances kPrefetch = default_prefetch();
 
 // Prefetches the n bytes at p's distances ahead (p: the bytes the kernel reads now).
