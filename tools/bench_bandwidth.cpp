@@ -10,7 +10,7 @@
 #include <memory>
 #include <new>
 
-#include "cpu/cpu_features.h"
+#include "cpu/kernels.h"
 #include "cpu/thread_pool.h"
 #include "util/str.h"
 
@@ -19,17 +19,14 @@ namespace straw::cli::bench {
 namespace {
 
 // Sums a slice with eight independent accumulators (one cache line per iteration) so that the
-// loop is limited by the loads, not by the add chain, and prefetches ahead at the matmul kernels'
-// distances for this CPU (cpu::default_prefetch: into L1 and, on Intel, also into L2): without it
-// one core's hardware prefetcher alone keeps too few lines in flight, and the decode kernels read
-// faster than this test (roofline fractions above 100 % with one thread). n is a multiple of 8.
+// loop is limited by the loads, not by the add chain, and prefetches each line as the matmul
+// kernels do (cpu::prefetch_ahead, at their distances for this CPU): without it one core's
+// hardware prefetcher alone keeps too few lines in flight, and the decode kernels read faster than
+// this test (roofline fractions above 100 % with one thread). n is a multiple of 8.
 uint64_t sum_slice(const uint64_t* p, size_t n) {
-  static const cpu::PrefetchDistances ahead = cpu::default_prefetch();
-  const size_t l1 = ahead.l1 / sizeof(uint64_t), l2 = ahead.l2 / sizeof(uint64_t);
   uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
   for (size_t i = 0; i < n; i += 8) {
-    __builtin_prefetch(p + i + l1, 0, 3);
-    if (l2) __builtin_prefetch(p + i + l2, 0, 1);
+    cpu::prefetch_ahead(reinterpret_cast<const uint8_t*>(p + i), 64);
     a0 += p[i];
     a1 += p[i + 1];
     a2 += p[i + 2];
