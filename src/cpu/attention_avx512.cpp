@@ -94,9 +94,11 @@ struct DecodeRows {
   alignas(64) float qf[kDecodeRows * kDecodeDim];
   // Quantized K: the query's block scales d_q times the attention scale, [row][block].
   alignas(64) float qd[kDecodeRows * kDecodeDim / 32];
-  alignas(64) uint16_t dv[kDecodeDim / 32 * KB];  // quantized V: fp16 scales, [block][key]
-  alignas(64) int16_t wq[kDecodeRows * kWRow];    // quantized V: W in 16 bits, [row][block][key]
+  alignas(64) float dvf[kDecodeDim / 32 * KB];  // quantized V: the V scales, [block][key]
+  alignas(64) int16_t wq[kDecodeRows * kWRow];  // quantized V: W in 16 bits, [row][block][key]
   alignas(64) float ws[kDecodeRows * kDecodeDim / 32];  // wq's scale per (row, block)
+  // Q4_0 V: the sum of wq over the block's keys per (row, block), for the levels' offset of 8.
+  alignas(64) int32_t wsum[kDecodeRows * kDecodeDim / 32];
 };
 
 // Scores of one block of keys [j0, j0 + kb) for R rows over a float (F16 / F32) K cache.
@@ -157,13 +159,16 @@ __attribute__((always_inline)) inline void transpose_keys(const uint8_t* const* 
 // dwords 4..7 the high ones), each dotted with the query's broadcast dword m by one vpdpbusd per
 // row; the bias starts the sum, the 16 keys' d_k times d_q scale it. (The int32 sum of a block
 // is exact: 32 x 255 x 127 < 2^31.) Per key and row, 2 vpdpbusd for a head of 128 as before, but
-// none of the reduction and about a third of the other instructions; d_k through scalar loads
-// (vpgatherdd was no faster).
+// none of the reduction and about a third of the other instructions. The 16 keys' d_k come in one
+// vpgatherdd per block: on the Intel Xeon the scalar loads and 2-byte stores before them, read
+// back as a vector (a store-forwarding stall), had cost ~15 % of the q4_0 decode; on the AMD EPYC
+// of an earlier session the gather had been no faster than those loads, and no slower.
 template <int R, bool kQ4>
 void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
   constexpr int bb = kQ4 ? 18 : 34;  // bytes per block
   const int nb = d.nb, D = d.c->D;
   const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80));
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int j = 0; j < kb; j += 16) {
     const uint8_t* kr[16];
     pass_rows<16>(d.k, d.v, j0, j, kb, kr);
@@ -171,11 +176,13 @@ void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    alignas(32) uint16_t ks[kDecodeDim / 32][16];
-    for (int i = 0; i < 16; ++i)
-      for (int b = 0; b < nb; ++b) std::memcpy(&ks[b][i], kr[i] + size_t(bb) * b, 2);
+    // The 16 keys' block scales: one gather per block (the 2-byte scale as a dword's low half).
+    const __m512i at = _mm512_mullo_epi32(
+        _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(kb - 1)),
+        _mm512_set1_epi32(int(d.k.stride)));
     for (int b = 0; b < nb; ++b) {
-      const __m512 dk = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(ks[b])));
+      const __m512 dk = _mm512_cvtph_ps(
+          _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, d.k.row(j0) + size_t(bb) * b, 1)));
       __m512i lv[8];
       transpose_keys(kr, size_t(bb) * b + 2, lv);
       if constexpr (kQ4) {
@@ -262,35 +269,118 @@ void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, floa
 // FMA, which bound the float P.V). The int32 sums stay exact over a key block (64 keys x 32767 x
 // 128 < 2^31); they are scaled into O once per block.
 
-// wq / ws from W = P d_v (S: the block's probabilities, [row][KB]; d.dv: the V scales,
-// gather_v_scales) for keys [0, n) of every row and block, W kept in registers (n <= KB = 4 x 16
-// keys); key n is zeroed when n is odd, so that key pairs are whole.
-void quantize_w(DecodeRows& d, const float* S, int n) {
+// d.dvf[b][j] = the scale of block b of V row j0 + j (a quantized V cache) as a float, for keys
+// [0, kb) (0 past kb): one gather per block and 16 keys, the rows' 2-byte scales read as the low
+// halves of dwords (a block has 18 or 34 bytes, so the dword stays inside the row).
+void gather_v_scales512(DecodeRows& d, int64_t j0, int kb) {
   const int nbv = d.c->Dv / 32;
-  const int nv = (n + 15) / 16;
-  __mmask16 m[KB / 16];
-  for (int k = 0; k < nv; ++k)
-    m[k] = n - 16 * k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - 16 * k)) - 1);
-  for (int b = 0; b < nbv; ++b) {
-    __m512 dv[KB / 16];
-    for (int k = 0; k < nv; ++k)
-      dv[k] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[k], d.dv + b * KB + 16 * k));
-    for (int r = 0; r < d.rows; ++r) {
-      __m512 w[KB / 16];
-      __m512 amax = _mm512_setzero_ps();
-      for (int k = 0; k < nv; ++k) {
-        w[k] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[k], S + size_t(r) * KB + 16 * k), dv[k]);
-        amax = _mm512_max_ps(amax, _mm512_abs_ps(w[k]));
-      }
-      const float mx = _mm512_reduce_max_ps(amax);
-      d.ws[r * nbv + b] = mx / 32767.0f;
-      const __m512 inv = _mm512_set1_ps(mx > 0.0f ? 32767.0f / mx : 0.0f);
-      int16_t* q = d.wq + size_t(r) * kWRow + b * KB;
-      for (int k = 0; k < nv; ++k)
-        _mm256_store_si256(reinterpret_cast<__m256i*>(q + 16 * k),
-                           _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(w[k], inv))));
+  const int bb = d.c->kv->v_type == ops::KvType::Q8_0 ? 34 : 18;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const uint8_t* base = d.v.row(j0);
+  for (int k = 0; k < KB / 16; ++k) {
+    const int left = kb - 16 * k;
+    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
+    const __m512i at = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * k)),
+                                          _mm512_set1_epi32(int(d.v.stride)));
+    for (int b = 0; b < nbv; ++b) {
+      const __m512i h =
+          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, at, base + size_t(bb) * b, 1);
+      _mm512_store_ps(d.dvf + b * KB + 16 * k, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
     }
   }
+}
+
+// The online softmax of one key block (online_softmax in attention_impl.h, on 512-bit registers),
+// and for a quantized V cache W = P d_v in the same pass, from registers: per (row, V block) its
+// largest magnitude sets the scale (ws) and W becomes 16-bit integers (wq, levels to 32767:
+// relative error <= 1.5e-5; for Q4_0 V also their sums, wsum), four V blocks' maxima and sums
+// reduced together. A float V cache gets P in S. Keys from the visible ones to the block's end
+// get P = W = 0 (so key pairs are whole). Returns the largest number of keys visible to any row.
+int dec_softmax(DecodeRows& d, int64_t j0, int kb, float* S, float* O, float* M, float* L) {
+  const Ctx& c = *d.c;
+  const ops::KvType vt = c.kv->v_type;
+  const bool quant_v = ops::kv_quantized(vt), sums = vt == ops::KvType::Q4_0;
+  const int nbv = c.Dv / 32;
+  const float top = 32767.0f;
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  if (quant_v) gather_v_scales512(d, j0, kb);
+  int max_vis = 0;
+  for (int r = 0; r < d.rows; ++r) {
+    const int vis = int(std::clamp<int64_t>(c.n_visible(r) - j0, 0, kb));
+    max_vis = std::max(max_vis, vis);
+    __mmask16 m[KB / 16];
+    for (int k = 0; k < KB / 16; ++k) {
+      const int left = vis - 16 * k;
+      m[k] = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
+    }
+    __m512 e[KB / 16];
+    if (vis == 0) {
+      for (auto& v : e) v = _mm512_setzero_ps();
+    } else {
+      __m512 mx4 = neg_inf;
+      for (int k = 0; k < KB / 16; ++k)
+        mx4 = _mm512_max_ps(mx4, _mm512_mask_loadu_ps(neg_inf, m[k], S + size_t(r) * KB + 16 * k));
+      const float mx = std::max(M[r], _mm512_reduce_max_ps(mx4));
+      const float corr = std::exp(M[r] - mx);
+      M[r] = mx;
+      __m512 sum = _mm512_setzero_ps();
+      for (int k = 0; k < KB / 16; ++k) {
+        e[k] = _mm512_maskz_mov_ps(
+            m[k],
+            avx512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m[k], S + size_t(r) * KB + 16 * k),
+                                      _mm512_set1_ps(mx))));
+        sum = _mm512_add_ps(sum, e[k]);
+      }
+      L[r] = L[r] * corr + _mm512_reduce_add_ps(sum);
+      if (corr != 1.0f) {
+        float* o = O + size_t(r) * c.Dv;
+        for (int x = 0; x < c.Dv; x += 16)
+          _mm512_storeu_ps(o + x, _mm512_mul_ps(_mm512_loadu_ps(o + x), _mm512_set1_ps(corr)));
+      }
+    }
+    if (!quant_v) {
+      for (int k = 0; k < KB / 16; ++k) _mm512_storeu_ps(S + size_t(r) * KB + 16 * k, e[k]);
+      continue;
+    }
+    for (int b0 = 0; b0 < nbv; b0 += 4) {
+      const int nb = std::min(4, nbv - b0);
+      __m512 w[4][KB / 16], amax[4];
+      for (int i = 0; i < 4; ++i) {
+        amax[i] = _mm512_setzero_ps();
+        if (i >= nb) continue;
+        for (int k = 0; k < KB / 16; ++k) {
+          w[i][k] = _mm512_mul_ps(e[k], _mm512_load_ps(d.dvf + (b0 + i) * KB + 16 * k));
+          amax[i] = _mm512_max_ps(amax[i], _mm512_abs_ps(w[i][k]));
+        }
+      }
+      const __m128 mx = avx512::hmax4(amax);
+      const __m128 pos = _mm_cmpgt_ps(mx, _mm_setzero_ps());
+      alignas(16) float ws[4], inv[4];
+      _mm_store_ps(ws, _mm_div_ps(mx, _mm_set1_ps(top)));
+      _mm_store_ps(inv, _mm_and_ps(pos, _mm_div_ps(_mm_set1_ps(top), mx)));
+      __m512 total[4];
+      for (int i = 0; i < 4; ++i) {
+        total[i] = _mm512_setzero_ps();
+        if (i >= nb) continue;
+        d.ws[r * nbv + b0 + i] = ws[i];
+        const size_t at = size_t(r) * kWRow + (b0 + i) * KB;
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < KB / 16; ++k) {
+          const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(w[i][k], _mm512_set1_ps(inv[i])));
+          if (sums) sum = _mm512_add_epi32(sum, q);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(d.wq + at + 16 * k),
+                             _mm512_cvtepi32_epi16(q));
+        }
+        total[i] = _mm512_cvtepi32_ps(sum);  // |sum| <= 64 x 32767 < 2^24: exact
+      }
+      if (sums) {
+        alignas(16) float t[4];
+        _mm_store_ps(t, avx512::hsum4(total));
+        for (int i = 0; i < nb; ++i) d.wsum[r * nbv + b0 + i] = int32_t(t[i]);
+      }
+    }
+  }
+  return max_vis;
 }
 
 // The 32 levels (int8) of block blk of a V row.
@@ -353,13 +443,72 @@ void dec_pv_q16(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int bl
   }
 }
 
+// The Q4_0 form of dec_pv_q16: a key pair's nibbles interleaved byte by byte and widened to
+// 16 bits give the (key j, key j + 1) pairs of columns 0..15 (low nibbles) and 16..31 (high
+// nibbles) in order, as levels 0..15; the offset of 8 comes off once per block (8 sum_j W_j,
+// d.wsum). Per key pair and block 8 instructions for the levels, against 14 through v_levels.
+template <int NR, int NB>
+void dec_pv_q4(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int blk0) {
+  const int Dv = d.c->Dv;
+  const __m512i low = _mm512_set1_epi16(0x0F);
+  __m512i acc[NR][2 * NB];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int k = 0; k < 2 * NB; ++k) acc[r][k] = _mm512_setzero_si512();
+  for (int j = 0; j < n; j += 2) {
+    const uint8_t* a = d.v.row(j0 + j);
+    const uint8_t* b = j + 1 < n ? d.v.row(j0 + j + 1) : a;  // odd tail: key n's W is 0
+    __m512i v[2 * NB];
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; ++k) {
+      const size_t o = 18 * size_t(blk0 + k) + 2;
+      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + o));
+      const __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + o));
+      const __m512i xy =
+          _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
+      v[2 * k] = _mm512_and_si512(xy, low);
+      v[2 * k + 1] = _mm512_srli_epi16(xy, 4);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 2
+      for (int k = 0; k < NB; ++k) {
+        const int16_t* w = d.wq + size_t(r0 + r) * kWRow + (blk0 + k) * KB + j;
+        acc[r][2 * k] = dpwssd_bcast(acc[r][2 * k], v[2 * k], w);
+        acc[r][2 * k + 1] = dpwssd_bcast(acc[r][2 * k + 1], v[2 * k + 1], w);
+      }
+    }
+  }
+  const int nbv = Dv / 32;
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 2
+    for (int k = 0; k < NB; ++k) {
+      const int rb = (r0 + r) * nbv + blk0 + k;
+      const __m512 s = _mm512_set1_ps(d.ws[rb]);
+      const __m512i off = _mm512_set1_epi32(8 * d.wsum[rb]);
+      float* o = O + size_t(r0 + r) * Dv + 32 * (blk0 + k);
+      const __m512i lo = _mm512_sub_epi32(acc[r][2 * k], off);
+      const __m512i hi = _mm512_sub_epi32(acc[r][2 * k + 1], off);
+      _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), s, _mm512_loadu_ps(o)));
+      _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), s, _mm512_loadu_ps(o + 16)));
+    }
+  }
+}
+
 template <int NR, ops::KvType VT>
 void dec_pv_rows(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, float* O) {
   if constexpr (VT == ops::KvType::Q8_0 || VT == ops::KvType::Q4_0) {
     const int nbv = d.c->Dv / 32;
     int b = 0;
-    for (; b + 2 <= nbv; b += 2) dec_pv_q16<NR, 2, VT>(d, r0, j0, n, O, b);
-    if (b < nbv) dec_pv_q16<NR, 1, VT>(d, r0, j0, n, O, b);
+    if constexpr (VT == ops::KvType::Q4_0) {
+      for (; b + 2 <= nbv; b += 2) dec_pv_q4<NR, 2>(d, r0, j0, n, O, b);
+      if (b < nbv) dec_pv_q4<NR, 1>(d, r0, j0, n, O, b);
+    } else {
+      for (; b + 2 <= nbv; b += 2) dec_pv_q16<NR, 2, VT>(d, r0, j0, n, O, b);
+      if (b < nbv) dec_pv_q16<NR, 1, VT>(d, r0, j0, n, O, b);
+    }
   } else {
     int d0 = 0;
     for (; d0 + 64 <= d.c->Dv; d0 += 64) dec_pv<NR, 4, VT>(d, r0, j0, n, S, O, d0);
@@ -397,11 +546,7 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
   for (int64_t j0 = k0; j0 < k_end; j0 += KB) {
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
     with_rows<kDecodeRows>(rows, [&](auto R) { dec_scores<R>(d, j0, kb, S); });
-    const int n = online_softmax(c, rows, j0, kb, S, O, M, L);
-    if (ops::kv_quantized(kv.v_type)) {
-      gather_v_scales(kv.v_type, d.v, c.Dv / 32, j0, n, d.dv);
-      quantize_w(d, S, n);
-    }
+    const int n = dec_softmax(d, j0, kb, S, O, M, L);
     with_kv_type(kv.v_type, [&](auto VT) { dec_pv_all<VT>(d, j0, n, S, O); });
   }
   return true;
