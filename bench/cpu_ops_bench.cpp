@@ -21,11 +21,12 @@ namespace {
 namespace cpu = straw::cpu;
 namespace ops = straw::ops;
 
-// STRAW_BENCH_ISA=avx2 (or scalar) runs the benchmarks on a lower ISA level than the CPU's best.
+// STRAW_BENCH_ISA=avx2 (or scalar, avx-vnni) runs the benchmarks on a lower ISA level than the
+// CPU's best.
 cpu::CpuOptions options(int threads) {
   cpu::CpuOptions o{.n_threads = threads};
   if (const char* env = std::getenv("STRAW_BENCH_ISA"))
-    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512})
+    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512})
       if (std::string(env) == cpu::isa_name(i)) o.isa = i;
   return o;
 }

@@ -5,7 +5,7 @@
 //       items_per_second: tokens; FLOP/s: 8 S^2 per token and value head (the token loop's four
 //       passes over the state: decay, S^T k, update, S^T q, as multiply-adds)
 //
-// STRAW_BENCH_ISA=avx2 (or scalar) takes a lower level's kernels than the CPU's best.
+// STRAW_BENCH_ISA=avx2 (or scalar, avx-vnni) takes a lower level's kernels than the CPU's best.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -23,7 +23,7 @@ namespace ops = straw::ops;
 const cpu::DeltaNetKernels& kernels() {
   cpu::Isa isa = cpu::best_isa();
   if (const char* env = std::getenv("STRAW_BENCH_ISA"))
-    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::Avx512})
+    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512})
       if (std::string(env) == cpu::isa_name(i)) isa = i;
   return cpu::delta_net_kernels(isa);
 }
@@ -57,8 +57,8 @@ void BM_DeltaNet(benchmark::State& state) {
   for (auto _ : state)
     for (int h = 0; h < Hv; ++h) (chunked ? k.chunked : k.recurrent)(p, h, scratch.data());
   state.SetItemsProcessed(int64_t(state.iterations()) * T);
-  state.counters["FLOP/s"] = benchmark::Counter(
-      8.0 * S * S * Hv * T * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["FLOP/s"] = benchmark::Counter(8.0 * S * S * Hv * T * double(state.iterations()),
+                                                benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_DeltaNet)->ArgsProduct({{0, 1}, {1, 64, 512}});
 

@@ -153,12 +153,12 @@ void check_attention(const AttnCase& c, CpuBackend& ref, CpuBackend& be, Isa isa
   std::vector<float> a(size_t(c.n_tokens) * c.n_heads * c.head_dim_v), b(a.size());
   ref.attention(q.data(), kv, a.data(), p);
   be.attention(q.data(), kv, b.data(), p);
-  // The AVX-512 decode (every item of one query token, prompt tails too) computes P.V over a
-  // quantized V cache in 16-bit integers: each key block's P d_v rounded to 2^-16 of its
-  // largest value per row and V block, up to ~5e-5 here on outputs of order 0.1-1 (the 8- or
-  // 4-bit V levels themselves cost 4e-3 and more; golden logits do not move, see
+  // The fused decodes (every item of one query token, prompt tails too; AVX-512, AVX-VNNI and
+  // AVX2) compute P.V over a quantized V cache in 16-bit integers: each key block's P d_v rounded
+  // to 2^-16 of its largest value per row and V block, up to ~5e-5 here on outputs of order 0.1-1
+  // (the 8- or 4-bit V levels themselves cost 4e-3 and more; golden logits do not move, see
   // Golden.QuantizedKvCacheStaysCloseToTheF16Cache).
-  const bool int_pv = isa == Isa::Avx512 && ops::kv_quantized(c.v_type);
+  const bool int_pv = ops::kv_quantized(c.v_type);
   expect_close(b, a, int_pv ? 2e-4f : 2e-5f, int_pv ? 1e-4f : 2e-6f,
                "attention " + std::string(cpu::isa_name(isa)) + " threads " +
                    std::to_string(be.n_threads()) + " tokens " + std::to_string(c.n_tokens) +

@@ -532,33 +532,9 @@ void pv_row_groups(int rows, G&& g) {
   g(4, rows - 4);
 }
 
-// dv[b][j] (at dv + b * KB + j) = the fp16 scale of block b of V row j0 + j for keys [0, n) of a
-// quantized V cache (nbv blocks per row).
-inline void gather_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int64_t j0, int n,
-                            uint16_t* dv) {
-  const size_t bb = vt == ops::KvType::Q8_0 ? 34 : 18;
-  for (int j = 0; j < n; ++j) {
-    const uint8_t* row = v.row(j0 + j);
-    for (int b = 0; b < nbv; ++b) std::memcpy(&dv[b * KB + j], row + bb * b, 2);
-  }
-}
-
-// W[r][b][j] (at W + r * kWRow + b * KB + j) = P[r][j] * d_v(j, b) for keys [j0, j0 + n) of a
-// quantized V cache (nbv blocks per row); dv: scratch for [nbv][KB] fp16 scales (32-byte
-// aligned). The fixed row stride lets P.V address every row's W from one pointer.
+// The row stride of the fused decodes' W = P d_v over a quantized V cache, [row][V block][key]
+// (one key block): fixed, so that P.V addresses every row's W from one pointer.
 inline constexpr int kWRow = kDecodeDim / 32 * KB;
-inline void fold_v_scales(ops::KvType vt, const HeadRows& v, int nbv, int rows, int64_t j0, int n,
-                          const float* S, float* W, uint16_t* dv) {
-  gather_v_scales(vt, v, nbv, j0, n, dv);
-  for (int b = 0; b < nbv; ++b)
-    for (int j = 0; j < n; j += 8) {
-      const __m256 s =
-          _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dv + b * KB + j)));
-      for (int r = 0; r < rows; ++r)
-        _mm256_storeu_ps(W + size_t(r) * kWRow + b * KB + j,
-                         _mm256_mul_ps(_mm256_loadu_ps(S + size_t(r) * KB + j), s));
-    }
-}
 
 template <class Dot>
 void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
