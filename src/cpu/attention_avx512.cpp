@@ -59,6 +59,38 @@ inline void pv_rows512(const float* S, int r0, const float* V, float* O, int Dv,
     pv_tile512<NR, 1>(S, r0, V, O, Dv, n_keys, d0, Dv - d0 >= 16 ? 0xFFFF : 0x00FF);
 }
 
+// Scores S[r0 + i][jb + j] for NR rows and 16 NK keys from jb through the transposed block Kt
+// (transpose_key_block): NR x NK accumulators, each Kt load shared by the rows, one broadcast of
+// a query element per row and d.
+template <int NR, int NK>
+inline void tiled512(const Ctx& c, int r0, const float* Kt, int jb, float* S) {
+  const float* qr[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) qr[i] = c.qrow(r0 + i);
+  __m512 acc[NR][NK];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 2
+    for (int n = 0; n < NK; ++n) acc[i][n] = _mm512_setzero_ps();
+  for (int d = 0; d < c.D; ++d) {
+    __m512 k[NK];
+#pragma GCC unroll 2
+    for (int n = 0; n < NK; ++n) k[n] = _mm512_loadu_ps(Kt + d * KB + jb + 16 * n);
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) {
+      const __m512 q = _mm512_set1_ps(qr[i][d]);
+#pragma GCC unroll 2
+      for (int n = 0; n < NK; ++n) acc[i][n] = _mm512_fmadd_ps(q, k[n], acc[i][n]);
+    }
+  }
+  const __m512 scale = _mm512_set1_ps(c.p->scale);
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 2
+    for (int n = 0; n < NK; ++n)
+      _mm512_storeu_ps(S + size_t(r0 + i) * KB + jb + 16 * n, _mm512_mul_ps(acc[i][n], scale));
+}
+
 // ---- decode: one query token (see attention_impl.h) -------------------------------------------
 //
 // Scores: float keys 16 / rows keys per pass, one accumulator per (row, key), reduced 16 at once
@@ -269,6 +301,47 @@ void dec_pv(const DecodeRows& d, int r0, int64_t j0, int n, const float* S, floa
 // FMA, which bound the float P.V). The int32 sums stay exact over a key block (64 keys x 32767 x
 // 128 < 2^31); they are scaled into O once per block.
 
+// The online softmax of row r over one key block (online_softmax in attention_impl.h, on 512-bit
+// registers): e = its probabilities for the block's 64 keys (0 past the visible ones), M / L
+// advanced, O rescaled by e^(m_old - m_new). Returns the keys visible to the row.
+inline int softmax_row(const Ctx& c, int r, int64_t j0, int kb, const float* S, float* O, float* M,
+                       float* L, __m512* e) {
+  const int vis = int(std::clamp<int64_t>(c.n_visible(r) - j0, 0, kb));
+  if (vis == 0) {
+    for (int k = 0; k < KB / 16; ++k) e[k] = _mm512_setzero_ps();
+    return 0;
+  }
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  __mmask16 m[KB / 16];
+  for (int k = 0; k < KB / 16; ++k) {
+    const int left = vis - 16 * k;
+    m[k] = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
+  }
+  __m512 mx4 = neg_inf;
+  for (int k = 0; k < KB / 16; ++k)
+    mx4 = _mm512_max_ps(mx4, _mm512_mask_loadu_ps(neg_inf, m[k], S + size_t(r) * KB + 16 * k));
+  const float mx = std::max(M[r], _mm512_reduce_max_ps(mx4));
+  const float corr = std::exp(M[r] - mx);
+  M[r] = mx;
+  __m512 sum = _mm512_setzero_ps();
+  for (int k = 0; k < KB / 16; ++k) {
+    e[k] = _mm512_maskz_mov_ps(
+        m[k], avx512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m[k], S + size_t(r) * KB + 16 * k),
+                                        _mm512_set1_ps(mx))));
+    sum = _mm512_add_ps(sum, e[k]);
+  }
+  L[r] = L[r] * corr + _mm512_reduce_add_ps(sum);
+  if (corr != 1.0f) {
+    float* o = O + size_t(r) * c.Dv;
+    for (int x = 0; x < c.Dv; x += 16) {  // Dv: a multiple of 8
+      const __mmask16 t = c.Dv - x >= 16 ? __mmask16(0xFFFF) : __mmask16(0x00FF);
+      _mm512_mask_storeu_ps(o + x, t,
+                            _mm512_mul_ps(_mm512_maskz_loadu_ps(t, o + x), _mm512_set1_ps(corr)));
+    }
+  }
+  return vis;
+}
+
 // d.dvf[b][j] = the scale of block b of V row j0 + j (a quantized V cache) as a float, for keys
 // [0, kb) (0 past kb): one gather per block and 16 keys, the rows' 2-byte scales read as the low
 // halves of dwords (a block has 18 or 34 bytes, so the dword stays inside the row).
@@ -302,42 +375,11 @@ int dec_softmax(DecodeRows& d, int64_t j0, int kb, float* S, float* O, float* M,
   const bool quant_v = ops::kv_quantized(vt), sums = vt == ops::KvType::Q4_0;
   const int nbv = c.Dv / 32;
   const float top = 32767.0f;
-  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   if (quant_v) gather_v_scales512(d, j0, kb);
   int max_vis = 0;
   for (int r = 0; r < d.rows; ++r) {
-    const int vis = int(std::clamp<int64_t>(c.n_visible(r) - j0, 0, kb));
-    max_vis = std::max(max_vis, vis);
-    __mmask16 m[KB / 16];
-    for (int k = 0; k < KB / 16; ++k) {
-      const int left = vis - 16 * k;
-      m[k] = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
-    }
     __m512 e[KB / 16];
-    if (vis == 0) {
-      for (auto& v : e) v = _mm512_setzero_ps();
-    } else {
-      __m512 mx4 = neg_inf;
-      for (int k = 0; k < KB / 16; ++k)
-        mx4 = _mm512_max_ps(mx4, _mm512_mask_loadu_ps(neg_inf, m[k], S + size_t(r) * KB + 16 * k));
-      const float mx = std::max(M[r], _mm512_reduce_max_ps(mx4));
-      const float corr = std::exp(M[r] - mx);
-      M[r] = mx;
-      __m512 sum = _mm512_setzero_ps();
-      for (int k = 0; k < KB / 16; ++k) {
-        e[k] = _mm512_maskz_mov_ps(
-            m[k],
-            avx512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m[k], S + size_t(r) * KB + 16 * k),
-                                      _mm512_set1_ps(mx))));
-        sum = _mm512_add_ps(sum, e[k]);
-      }
-      L[r] = L[r] * corr + _mm512_reduce_add_ps(sum);
-      if (corr != 1.0f) {
-        float* o = O + size_t(r) * c.Dv;
-        for (int x = 0; x < c.Dv; x += 16)
-          _mm512_storeu_ps(o + x, _mm512_mul_ps(_mm512_loadu_ps(o + x), _mm512_set1_ps(corr)));
-      }
-    }
+    max_vis = std::max(max_vis, softmax_row(c, r, j0, kb, S, O, M, L, e));
     if (!quant_v) {
       for (int k = 0; k < KB / 16; ++k) _mm512_storeu_ps(S + size_t(r) * KB + 16 * k, e[k]);
       continue;
@@ -583,6 +625,34 @@ struct EvexVnni {
       _mm512_storeu_ps(dst + 16,
                        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi)), scale));
     }
+  }
+  // Scores over a float K cache for many query tokens (scores_tiled in attention_impl.h) on
+  // 512-bit registers: 8 rows x 32 keys of accumulators against 4 x 16 on 256-bit ones.
+  static void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* Kt,
+                           float* S) {
+    transpose_key_block(c, j0, kb, kbuf, Kt);
+    const int kb16 = (kb + 15) / 16 * 16;
+    for (int r0 = 0; r0 < rows; r0 += 8)
+      with_rows<8>(std::min(8, rows - r0), [&](auto NR) {
+        for (int jb = 0; jb < kb16; jb += 32) {
+          if (jb + 16 < kb16)
+            tiled512<NR, 2>(c, r0, Kt, jb, S);
+          else
+            tiled512<NR, 1>(c, r0, Kt, jb, S);
+        }
+      });
+  }
+  // The online softmax for many query rows (online_softmax in attention_impl.h) on 512-bit
+  // registers.
+  static int softmax(const Ctx& c, int rows, int64_t j0, int kb, float* S, float* O, float* M,
+                     float* L) {
+    int max_vis = 0;
+    for (int r = 0; r < rows; ++r) {
+      __m512 e[KB / 16];
+      max_vis = std::max(max_vis, softmax_row(c, r, j0, kb, S, O, M, L, e));
+      for (int k = 0; k < KB / 16; ++k) _mm512_storeu_ps(S + size_t(r) * KB + 16 * k, e[k]);
+    }
+    return max_vis;
   }
   // One query token: the fused decode above.
   static bool decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, float* O,

@@ -180,8 +180,9 @@ inline void transpose8(__m256 r[8]) {
   r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
 }
 
-// Scores through a transposed block Kt[d][j] (keys padded to a multiple of 16 with zeros).
-void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* Kt, float* S) {
+// Kt[d][j] (at Kt + d * KB + j): keys [j0, j0 + kb) of the head as floats, transposed, padded to
+// a multiple of 16 keys with zeros.
+void transpose_key_block(const Ctx& c, int64_t j0, int kb, float* kbuf, float* Kt) {
   const int kb16 = (kb + 15) / 16 * 16;
   for (int jb = 0; jb < kb16; jb += 8) {
     // Eight key rows as floats (zero past the block), then 8x8 transposes into Kt.
@@ -200,6 +201,12 @@ void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float
       for (int i = 0; i < 8; ++i) _mm256_storeu_ps(Kt + (d + i) * KB + jb, r[i]);
     }
   }
+}
+
+// Scores through the transposed block (transpose_key_block): 4 rows x 16 keys of accumulators.
+void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* Kt, float* S) {
+  transpose_key_block(c, j0, kb, kbuf, Kt);
+  const int kb16 = (kb + 15) / 16 * 16;
   const __m256 scale = _mm256_set1_ps(c.p->scale);
   for (int r0 = 0; r0 < rows; r0 += 4) {
     const int nr = std::min(4, rows - r0);
@@ -595,6 +602,8 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
       scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
     else if (t1 - t0 == 1)
       scores_direct(c, rows, j0, kb, kbuf, S);
+    else if constexpr (requires { Dot::scores_tiled(c, rows, j0, kb, kbuf, Kt, S); })
+      Dot::scores_tiled(c, rows, j0, kb, kbuf, Kt, S);  // the policy's own (AVX-512: 512-bit)
     else
       scores_tiled(c, rows, j0, kb, kbuf, Kt, S);
     // V rows as floats: the policy's own conversion of quantized rows where it has one (AVX-512:
@@ -609,7 +618,11 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
       load_row(kv.v_type, c.vh, j0 + j, c.Dv, V + size_t(j) * c.Dv);
     }
 
-    const int max_vis = online_softmax(c, rows, j0, kb, S, O, M, L);
+    int max_vis;
+    if constexpr (requires { Dot::softmax(c, rows, j0, kb, S, O, M, L); })
+      max_vis = Dot::softmax(c, rows, j0, kb, S, O, M, L);  // the policy's own (AVX-512)
+    else
+      max_vis = online_softmax(c, rows, j0, kb, S, O, M, L);
 
     // O[r] += sum_j P[r][j] V[j]: the policy's own loop where it has one (AVX-512: 512-bit
     // registers), else two rows and 32 output columns at a time.
