@@ -195,11 +195,53 @@ __attribute__((always_inline)) inline void transpose_keys(const uint8_t* const* 
 // vpgatherdd per block: on the Intel Xeon the scalar loads and 2-byte stores before them, read
 // back as a vector (a store-forwarding stall), had cost ~15 % of the q4_0 decode; on the AMD EPYC
 // of an earlier session the gather had been no faster than those loads, and no slower.
+template <bool kQ4>
+__attribute__((always_inline)) inline void key_tile(const uint8_t* const* kr, int b, __m512i* lv) {
+  constexpr int bb = kQ4 ? 18 : 34;  // bytes per block
+  transpose_keys(kr, size_t(bb) * b + 2, lv);
+  if constexpr (kQ4) {
+    const __m512i nib = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; ++m) {
+      lv[4 + m] = _mm512_and_si512(_mm512_srli_epi16(lv[m], 4), nib);
+      lv[m] = _mm512_and_si512(lv[m], nib);
+    }
+  } else {
+    transpose_keys(kr, size_t(bb) * b + 18, lv + 4);
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; ++m) lv[m] = _mm512_xor_si512(lv[m], _mm512_set1_epi8(char(0x80)));
+  }
+}
+
+// The 16 keys' scales of block b (rows at byte offsets `at` from base) as floats: one gather,
+// the 2-byte scale as a dword's low half.
+inline __m512 key_scales(const uint8_t* base, __m512i at, int b, int bb) {
+  return _mm512_cvtph_ps(
+      _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, base + size_t(bb) * b, 1)));
+}
+
+// acc[r] += block b's part of the scores of R query rows against 16 keys (lv: key_tile; dk: their
+// scales): bias + 8 vpdpbusd per row, times d_k d_q. q8 / bias / qd: row 0's levels ([R][D]),
+// biases and scales ([R][nb]).
+template <int R>
+__attribute__((always_inline)) inline void rows_block(const int8_t* q8, const int32_t* bias,
+                                                      const float* qd, int D, int nb, int b,
+                                                      const __m512i* lv, __m512 dk, __m512* acc) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const int8_t* q = q8 + size_t(r) * D + 32 * b;
+    __m512i ia = _mm512_set1_epi32(bias[size_t(r) * nb + b]);
+#pragma GCC unroll 8
+    for (int m = 0; m < 8; ++m) ia = dpbusd_bcast(ia, lv[m], q + 4 * m);
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia),
+                             _mm512_mul_ps(dk, _mm512_set1_ps(qd[size_t(r) * nb + b])), acc[r]);
+  }
+}
+
 template <int R, bool kQ4>
 void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
   constexpr int bb = kQ4 ? 18 : 34;  // bytes per block
   const int nb = d.nb, D = d.c->D;
-  const __m512i nib = _mm512_set1_epi8(0x0F), flip = _mm512_set1_epi8(char(0x80));
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int j = 0; j < kb; j += 16) {
     const uint8_t* kr[16];
@@ -208,40 +250,69 @@ void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    // The 16 keys' block scales: one gather per block (the 2-byte scale as a dword's low half).
     const __m512i at = _mm512_mullo_epi32(
         _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(kb - 1)),
         _mm512_set1_epi32(int(d.k.stride)));
     for (int b = 0; b < nb; ++b) {
-      const __m512 dk = _mm512_cvtph_ps(
-          _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, d.k.row(j0) + size_t(bb) * b, 1)));
       __m512i lv[8];
-      transpose_keys(kr, size_t(bb) * b + 2, lv);
-      if constexpr (kQ4) {
-#pragma GCC unroll 4
-        for (int m = 0; m < 4; ++m) {
-          lv[4 + m] = _mm512_and_si512(_mm512_srli_epi16(lv[m], 4), nib);
-          lv[m] = _mm512_and_si512(lv[m], nib);
-        }
-      } else {
-        transpose_keys(kr, size_t(bb) * b + 18, lv + 4);
-#pragma GCC unroll 8
-        for (int m = 0; m < 8; ++m) lv[m] = _mm512_xor_si512(lv[m], flip);
-      }
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const int8_t* q = d.c->q8 + size_t(r) * D + 32 * b;
-        __m512i ia = _mm512_set1_epi32(d.c->bias[size_t(r) * nb + b]);
-#pragma GCC unroll 8
-        for (int m = 0; m < 8; ++m) ia = dpbusd_bcast(ia, lv[m], q + 4 * m);
-        acc[r] =
-            _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia),
-                            _mm512_mul_ps(dk, _mm512_set1_ps(d.qd[size_t(r) * nb + b])), acc[r]);
-      }
+      key_tile<kQ4>(kr, b, lv);
+      rows_block<R>(d.c->q8, d.c->bias, d.qd, D, nb, b, lv, key_scales(d.k.row(j0), at, b, bb),
+                    acc);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) _mm512_storeu_ps(S + size_t(r) * KB + j, acc[r]);
   }
+}
+
+// Scores S[r0 + r][16 g + j] of R rows against the repacked tiles (scores_int512).
+template <int R>
+void tile_rows512(const Ctx& c, int r0, int tiles, const __m512i* Kq, const float* Dk, float* S) {
+  const int nb = c.D / 32;
+  const __m512 scale = _mm512_set1_ps(c.p->scale);
+  for (int g = 0; g < tiles; ++g) {
+    __m512 acc[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; ++b) {
+      __m512i lv[8];
+#pragma GCC unroll 8
+      for (int m = 0; m < 8; ++m) lv[m] = _mm512_loadu_si512(Kq + (size_t(g) * nb + b) * 8 + m);
+      rows_block<R>(c.q8 + size_t(r0) * c.D, c.bias + size_t(r0) * nb, c.dq + size_t(r0) * nb, c.D,
+                    nb, b, lv, _mm512_loadu_ps(Dk + (size_t(g) * nb + b) * 16), acc);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+      _mm512_storeu_ps(S + size_t(r0 + r) * KB + 16 * g, _mm512_mul_ps(acc[r], scale));
+  }
+}
+
+// Scores of every row over a Q8_0 / Q4_0 K cache for many query tokens (scores_int in
+// attention_impl.h) on 512-bit registers: the key block transposed once into 16-key tiles
+// (key_tile, into Kq: [tile][K block][8] registers; their scales into Dk: [tile][K block][16]),
+// then 8 rows at a time as the fused decode scores (rows_block).
+template <bool kQ4>
+void scores_int512(const Ctx& c, int rows, int64_t j0, int kb, __m512i* Kq, float* Dk, float* S) {
+  constexpr int bb = kQ4 ? 18 : 34;
+  const int nb = c.D / 32, tiles = (kb + 15) / 16;
+  const HeadRows k = head_rows(c.kv->k_type, c.kh, c.D, c.kv->n_ctx);
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int g = 0; g < tiles; ++g) {
+    const uint8_t* kr[16];
+    for (int i = 0; i < 16; ++i)  // keys past kb: the block's last (scored, not used)
+      kr[i] = k.row(j0 + std::min(16 * g + i, kb - 1));
+    const __m512i at =
+        _mm512_mullo_epi32(_mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * g)),
+                                            _mm512_set1_epi32(kb - 1)),
+                           _mm512_set1_epi32(int(k.stride)));
+    for (int b = 0; b < nb; ++b) {
+      __m512i lv[8];
+      key_tile<kQ4>(kr, b, lv);
+      for (int m = 0; m < 8; ++m) _mm512_storeu_si512(Kq + (size_t(g) * nb + b) * 8 + m, lv[m]);
+      _mm512_storeu_ps(Dk + (size_t(g) * nb + b) * 16, key_scales(k.row(j0), at, b, bb));
+    }
+  }
+  for (int r0 = 0; r0 < rows; r0 += 8)
+    with_rows<8>(std::min(8, rows - r0), [&](auto R) { tile_rows512<R>(c, r0, tiles, Kq, Dk, S); });
 }
 
 template <int R>
@@ -641,6 +712,15 @@ struct EvexVnni {
             tiled512<NR, 1>(c, r0, Kt, jb, S);
         }
       });
+  }
+  // Scores over a Q8_0 / Q4_0 K cache for many query tokens: scores_int512.
+  static void scores_int(const Ctx& c, int rows, int64_t j0, int kb, float* Kt, float* S) {
+    auto* Kq = reinterpret_cast<__m512i*>(Kt);
+    float* Dk = Kt + size_t(KB) * c.D / 4;  // after the tiles' KB x D bytes
+    if (c.kv->k_type == ops::KvType::Q4_0)
+      scores_int512<true>(c, rows, j0, kb, Kq, Dk, S);
+    else
+      scores_int512<false>(c, rows, j0, kb, Kq, Dk, S);
   }
   // The online softmax for many query rows (online_softmax in attention_impl.h) on 512-bit
   // registers.

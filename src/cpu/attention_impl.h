@@ -598,14 +598,18 @@ void attention_kernel(const float* q, const ops::KvLayer& kv, float* out,
     fused = t1 - t0 == 1 && Dot::decode(c, rows, k0, k_end, S, O, M, L, Kt, V);
   for (int64_t j0 = k0; !fused && j0 < k_end; j0 += KB) {
     const int kb = int(std::min<int64_t>(KB, k_end - j0));
-    if (int_keys)
-      scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
-    else if (t1 - t0 == 1)
+    if (int_keys) {
+      if constexpr (requires { Dot::scores_int(c, rows, j0, kb, Kt, S); })
+        Dot::scores_int(c, rows, j0, kb, Kt, S);  // the policy's own (AVX-512: 512-bit)
+      else
+        scores_int<Dot>(c, rows, j0, kb, Kq, Dk, S);
+    } else if (t1 - t0 == 1) {
       scores_direct(c, rows, j0, kb, kbuf, S);
-    else if constexpr (requires { Dot::scores_tiled(c, rows, j0, kb, kbuf, Kt, S); })
+    } else if constexpr (requires { Dot::scores_tiled(c, rows, j0, kb, kbuf, Kt, S); }) {
       Dot::scores_tiled(c, rows, j0, kb, kbuf, Kt, S);  // the policy's own (AVX-512: 512-bit)
-    else
+    } else {
       scores_tiled(c, rows, j0, kb, kbuf, Kt, S);
+    }
     // V rows as floats: the policy's own conversion of quantized rows where it has one (AVX-512:
     // 512-bit registers).
     for (int j = 0; j < kb; ++j) {
