@@ -496,24 +496,35 @@ int dec_softmax(DecodeRows& d, int64_t j0, int kb, float* S, float* O, float* M,
   return max_vis;
 }
 
-// The 32 levels (int8) of block blk of a V row.
+// The (key j, key j + 1) int16 pairs of block blk of V rows a and b (keys j, j + 1) in v[0..1].
+// Q8_0: the rows' 32 levels interleaved byte by byte (vpunpck*bw work inside 128-bit lanes) and
+// sign-extended: v[0] holds columns 0..7 and 16..23, v[1] 8..15 and 24..31. Q4_0: the rows' 16
+// bytes of nibbles interleaved and widened once: the low nibbles are columns 0..15 (v[0]), the
+// high ones 16..31 (v[1]), in order, as levels 0..15 (the offset of 8 comes off per block, with
+// d.wsum): 8 instructions per key pair and block, against 14 through levels of -8..7.
 template <ops::KvType VT>
-inline __m256i v_levels(const uint8_t* row, int blk) {
+__attribute__((always_inline)) inline void v_pairs(const uint8_t* a, const uint8_t* b, int blk,
+                                                   __m512i* v) {
   if constexpr (VT == ops::KvType::Q8_0) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 34 * blk + 2));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + 34 * blk + 2));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 34 * blk + 2));
+    v[0] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(x, y));
+    v[1] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(x, y));
   } else {
-    // Q4_0: elements 0..15 of a block are the low nibbles, 16..31 the high ones.
-    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 18 * blk + 2));
-    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + 18 * blk + 2));
+    const __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18 * blk + 2));
+    const __m512i xy =
+        _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
+    v[0] = _mm512_and_si512(xy, _mm512_set1_epi16(0x0F));
+    v[1] = _mm512_srli_epi16(xy, 4);
   }
 }
 
-// O[r0 + r][32 blk0, 32 (blk0 + NB)) += sum_j W_r(j) V[j] over keys [j0, j0 + n) for NR rows. Per
-// block, v0 holds the pairs of columns 0..7 and 16..23, v1 of 8..15 and 24..31 (vpunpck*bw work
-// inside 128-bit lanes); the epilogue puts the columns back in order.
+// O[r0 + r][32 blk0, 32 (blk0 + NB)) += sum_j W_r(j) V[j] over keys [j0, j0 + n) for NR rows of a
+// Q8_0 / Q4_0 V cache (pairs from v_pairs; the epilogue puts Q8_0's columns back in order).
 template <int NR, int NB, ops::KvType VT>
 void dec_pv_q16(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int blk0) {
+  constexpr bool kQ4 = VT == ops::KvType::Q4_0;
   const int Dv = d.c->Dv;
   __m512i acc[NR][2 * NB];
 #pragma GCC unroll 8
@@ -525,64 +536,7 @@ void dec_pv_q16(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int bl
     const uint8_t* b = j + 1 < n ? d.v.row(j0 + j + 1) : a;  // odd tail: key n's W is 0
     __m512i v[2 * NB];
 #pragma GCC unroll 2
-    for (int k = 0; k < NB; ++k) {
-      const __m256i x = v_levels<VT>(a, blk0 + k), y = v_levels<VT>(b, blk0 + k);
-      v[2 * k] = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(x, y));
-      v[2 * k + 1] = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(x, y));
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < NR; ++r) {
-#pragma GCC unroll 2
-      for (int k = 0; k < NB; ++k) {
-        const int16_t* w = d.wq + size_t(r0 + r) * kWRow + (blk0 + k) * KB + j;
-        acc[r][2 * k] = dpwssd_bcast(acc[r][2 * k], v[2 * k], w);
-        acc[r][2 * k + 1] = dpwssd_bcast(acc[r][2 * k + 1], v[2 * k + 1], w);
-      }
-    }
-  }
-  const int nbv = Dv / 32;
-#pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) {
-#pragma GCC unroll 2
-    for (int k = 0; k < NB; ++k) {
-      const __m512 s = _mm512_set1_ps(d.ws[(r0 + r) * nbv + blk0 + k]);
-      const __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][2 * k]), s);
-      const __m512 f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[r][2 * k + 1]), s);
-      float* o = O + size_t(r0 + r) * Dv + 32 * (blk0 + k);
-      _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), _mm512_shuffle_f32x4(f0, f1, 0x44)));
-      _mm512_storeu_ps(o + 16,
-                       _mm512_add_ps(_mm512_loadu_ps(o + 16), _mm512_shuffle_f32x4(f0, f1, 0xEE)));
-    }
-  }
-}
-
-// The Q4_0 form of dec_pv_q16: a key pair's nibbles interleaved byte by byte and widened to
-// 16 bits give the (key j, key j + 1) pairs of columns 0..15 (low nibbles) and 16..31 (high
-// nibbles) in order, as levels 0..15; the offset of 8 comes off once per block (8 sum_j W_j,
-// d.wsum). Per key pair and block 8 instructions for the levels, against 14 through v_levels.
-template <int NR, int NB>
-void dec_pv_q4(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int blk0) {
-  const int Dv = d.c->Dv;
-  const __m512i low = _mm512_set1_epi16(0x0F);
-  __m512i acc[NR][2 * NB];
-#pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 4
-    for (int k = 0; k < 2 * NB; ++k) acc[r][k] = _mm512_setzero_si512();
-  for (int j = 0; j < n; j += 2) {
-    const uint8_t* a = d.v.row(j0 + j);
-    const uint8_t* b = j + 1 < n ? d.v.row(j0 + j + 1) : a;  // odd tail: key n's W is 0
-    __m512i v[2 * NB];
-#pragma GCC unroll 2
-    for (int k = 0; k < NB; ++k) {
-      const size_t o = 18 * size_t(blk0 + k) + 2;
-      const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + o));
-      const __m128i y = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + o));
-      const __m512i xy =
-          _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(x, y), _mm_unpacklo_epi8(x, y)));
-      v[2 * k] = _mm512_and_si512(xy, low);
-      v[2 * k + 1] = _mm512_srli_epi16(xy, 4);
-    }
+    for (int k = 0; k < NB; ++k) v_pairs<VT>(a, b, blk0 + k, v + 2 * k);
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 2
@@ -600,12 +554,18 @@ void dec_pv_q4(const DecodeRows& d, int r0, int64_t j0, int n, float* O, int blk
     for (int k = 0; k < NB; ++k) {
       const int rb = (r0 + r) * nbv + blk0 + k;
       const __m512 s = _mm512_set1_ps(d.ws[rb]);
-      const __m512i off = _mm512_set1_epi32(8 * d.wsum[rb]);
+      const __m512i off = _mm512_set1_epi32(kQ4 ? 8 * d.wsum[rb] : 0);
+      __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][2 * k], off)), s);
+      __m512 f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][2 * k + 1], off)), s);
+      if constexpr (!kQ4) {
+        const __m512 c0 = _mm512_shuffle_f32x4(f0, f1, 0x44),
+                     c1 = _mm512_shuffle_f32x4(f0, f1, 0xEE);
+        f0 = c0;
+        f1 = c1;
+      }
       float* o = O + size_t(r0 + r) * Dv + 32 * (blk0 + k);
-      const __m512i lo = _mm512_sub_epi32(acc[r][2 * k], off);
-      const __m512i hi = _mm512_sub_epi32(acc[r][2 * k + 1], off);
-      _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), s, _mm512_loadu_ps(o)));
-      _mm512_storeu_ps(o + 16, _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), s, _mm512_loadu_ps(o + 16)));
+      _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), f0));
+      _mm512_storeu_ps(o + 16, _mm512_add_ps(_mm512_loadu_ps(o + 16), f1));
     }
   }
 }
@@ -615,13 +575,8 @@ void dec_pv_rows(const DecodeRows& d, int r0, int64_t j0, int n, const float* S,
   if constexpr (VT == ops::KvType::Q8_0 || VT == ops::KvType::Q4_0) {
     const int nbv = d.c->Dv / 32;
     int b = 0;
-    if constexpr (VT == ops::KvType::Q4_0) {
-      for (; b + 2 <= nbv; b += 2) dec_pv_q4<NR, 2>(d, r0, j0, n, O, b);
-      if (b < nbv) dec_pv_q4<NR, 1>(d, r0, j0, n, O, b);
-    } else {
-      for (; b + 2 <= nbv; b += 2) dec_pv_q16<NR, 2, VT>(d, r0, j0, n, O, b);
-      if (b < nbv) dec_pv_q16<NR, 1, VT>(d, r0, j0, n, O, b);
-    }
+    for (; b + 2 <= nbv; b += 2) dec_pv_q16<NR, 2, VT>(d, r0, j0, n, O, b);
+    if (b < nbv) dec_pv_q16<NR, 1, VT>(d, r0, j0, n, O, b);
   } else {
     int d0 = 0;
     for (; d0 + 64 <= d.c->Dv; d0 += 64) dec_pv<NR, 4, VT>(d, r0, j0, n, S, O, d0);

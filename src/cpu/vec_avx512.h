@@ -51,29 +51,28 @@ inline __m512 exp(__m512 x) {
   return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
 
-// Lane i: the largest of a[i]'s 16 lanes (i = 0..3), with the folds shared between the four.
-inline __m128 hmax4(const __m512* a) {
+// Lane i: the largest of a[i]'s 16 lanes (kMax) or their sum, i = 0..3, with the folds shared
+// between the four.
+template <bool kMax>
+inline __m128 fold4(const __m512* a) {
+  const auto op = [](__m256 x, __m256 y) {
+    return kMax ? _mm256_max_ps(x, y) : _mm256_add_ps(x, y);
+  };
   __m256 h[4];
   for (int i = 0; i < 4; ++i)
-    h[i] = _mm256_max_ps(_mm512_castps512_ps256(a[i]), _mm512_extractf32x8_ps(a[i], 1));
-  const __m256 x01 = _mm256_max_ps(_mm256_unpacklo_ps(h[0], h[1]), _mm256_unpackhi_ps(h[0], h[1]));
-  const __m256 x23 = _mm256_max_ps(_mm256_unpacklo_ps(h[2], h[3]), _mm256_unpackhi_ps(h[2], h[3]));
-  // Lanes 0..3 of each 128-bit half: partial maxima of a0..a3.
-  const __m256 y =
-      _mm256_max_ps(_mm256_shuffle_ps(x01, x23, 0x44), _mm256_shuffle_ps(x01, x23, 0xEE));
-  return _mm_max_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+    h[i] = op(_mm512_castps512_ps256(a[i]), _mm512_extractf32x8_ps(a[i], 1));
+  const __m256 x01 = op(_mm256_unpacklo_ps(h[0], h[1]), _mm256_unpackhi_ps(h[0], h[1]));
+  const __m256 x23 = op(_mm256_unpacklo_ps(h[2], h[3]), _mm256_unpackhi_ps(h[2], h[3]));
+  // Lanes 0..3 of each 128-bit half: partial results of a0..a3.
+  const __m256 y = op(_mm256_shuffle_ps(x01, x23, 0x44), _mm256_shuffle_ps(x01, x23, 0xEE));
+  const __m256 z = op(y, _mm256_permute2f128_ps(y, y, 0x01));
+  return _mm256_castps256_ps128(z);
 }
-
-// Lane i: the sum of a[i]'s 16 lanes (i = 0..3), as hmax4.
+inline __m128 hmax4(const __m512* a) {
+  return fold4<true>(a);
+}
 inline __m128 hsum4(const __m512* a) {
-  __m256 h[4];
-  for (int i = 0; i < 4; ++i)
-    h[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]), _mm512_extractf32x8_ps(a[i], 1));
-  const __m256 x01 = _mm256_add_ps(_mm256_unpacklo_ps(h[0], h[1]), _mm256_unpackhi_ps(h[0], h[1]));
-  const __m256 x23 = _mm256_add_ps(_mm256_unpacklo_ps(h[2], h[3]), _mm256_unpackhi_ps(h[2], h[3]));
-  const __m256 y =
-      _mm256_add_ps(_mm256_shuffle_ps(x01, x23, 0x44), _mm256_shuffle_ps(x01, x23, 0xEE));
-  return _mm_add_ps(_mm256_castps256_ps128(y), _mm256_extractf128_ps(y, 1));
+  return fold4<false>(a);
 }
 
 }  // namespace straw::cpu::avx512
