@@ -1,8 +1,8 @@
-// The attention kernel (attention_impl.h) built with AVX-512: integer scores with EVEX vpdpbusd on
-// 256-bit registers (AVX512-VNNI + VL; the 8-key tiles and 32-element blocks fit them exactly),
-// quantized V rows converted and P.V computed on 512-bit registers (4 rows x 64 columns at a time),
-// and its own fused decode on 512-bit registers (fused_decode; P.V over a quantized V cache in
-// 16-bit integers with vpdpwssd).
+// The attention kernel (attention_impl.h) built with AVX-512, with its own steps on 512-bit
+// registers: for many query tokens the scores (float keys: tiled512; Q8_0 / Q4_0 keys: 16-key
+// tiles and EVEX vpdpbusd, scores_int512), the online softmax (softmax_row), quantized V rows
+// converted and P.V (4 rows x 64 columns at a time); and the fused decode (fused_decode; P.V over
+// a quantized V cache in 16-bit integers with vpdpwssd).
 // GCC 12 intrinsics: see the note in matmul_avx2.cpp.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -623,11 +623,6 @@ bool fused_decode(const Ctx& c, int rows, int64_t k0, int64_t k_end, float* S, f
 // vpdpbusd does not saturate: Q8_0 keys as k + 128.
 struct EvexVnni {
   static constexpr bool kUnsignedQ8 = true;
-  template <bool kSigned>
-  static __m256i dot4(__m256i acc, __m256i k, __m256i x) {
-    static_assert(!kSigned, "vpdpbusd multiplies unsigned levels");
-    return _mm256_dpbusd_epi32(acc, k, x);
-  }
   // Row j of a Q8_0 / Q4_0 cache head as floats (see load_row in attention_impl.h), 16 elements
   // per instruction.
   static void load_quant_row(ops::KvType t, const uint8_t* head, int64_t j, int dim, float* dst) {
