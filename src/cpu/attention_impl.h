@@ -204,7 +204,8 @@ void transpose_key_block(const Ctx& c, int64_t j0, int kb, float* kbuf, float* K
 }
 
 // Scores through the transposed block (transpose_key_block): 4 rows x 16 keys of accumulators.
-void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* Kt, float* S) {
+inline void scores_tiled(const Ctx& c, int rows, int64_t j0, int kb, float* kbuf, float* Kt,
+                         float* S) {
   transpose_key_block(c, j0, kb, kbuf, Kt);
   const int kb16 = (kb + 15) / 16 * 16;
   const __m256 scale = _mm256_set1_ps(c.p->scale);
