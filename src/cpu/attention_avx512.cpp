@@ -220,6 +220,14 @@ inline __m512 key_scales(const uint8_t* base, __m512i at, int b, int bb) {
       _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(at, base + size_t(bb) * b, 1)));
 }
 
+// The byte offsets from key 0's row of keys j..j + 15, those past `last` clamped to it.
+inline __m512i key_offsets(int j, int last, size_t stride) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  return _mm512_mullo_epi32(
+      _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(last)),
+      _mm512_set1_epi32(int(stride)));
+}
+
 // acc[r] += block b's part of the scores of R query rows against 16 keys (lv: key_tile; dk: their
 // scales): bias + 8 vpdpbusd per row, times d_k d_q. q8 / bias / qd: row 0's levels ([R][D]),
 // biases and scales ([R][nb]).
@@ -242,7 +250,6 @@ template <int R, bool kQ4>
 void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
   constexpr int bb = kQ4 ? 18 : 34;  // bytes per block
   const int nb = d.nb, D = d.c->D;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int j = 0; j < kb; j += 16) {
     const uint8_t* kr[16];
     pass_rows<16>(d.k, d.v, j0, j, kb, kr);
@@ -250,9 +257,7 @@ void dec_scores_int(const DecodeRows& d, int64_t j0, int kb, float* S) {
     __m512 acc[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    const __m512i at = _mm512_mullo_epi32(
-        _mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(j)), _mm512_set1_epi32(kb - 1)),
-        _mm512_set1_epi32(int(d.k.stride)));
+    const __m512i at = key_offsets(j, kb - 1, d.k.stride);
     for (int b = 0; b < nb; ++b) {
       __m512i lv[8];
       key_tile<kQ4>(kr, b, lv);
@@ -295,15 +300,11 @@ void scores_int512(const Ctx& c, int rows, int64_t j0, int kb, __m512i* Kq, floa
   constexpr int bb = kQ4 ? 18 : 34;
   const int nb = c.D / 32, tiles = (kb + 15) / 16;
   const HeadRows k = head_rows(c.kv->k_type, c.kh, c.D, c.kv->n_ctx);
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int g = 0; g < tiles; ++g) {
     const uint8_t* kr[16];
     for (int i = 0; i < 16; ++i)  // keys past kb: the block's last (scored, not used)
       kr[i] = k.row(j0 + std::min(16 * g + i, kb - 1));
-    const __m512i at =
-        _mm512_mullo_epi32(_mm512_min_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * g)),
-                                            _mm512_set1_epi32(kb - 1)),
-                           _mm512_set1_epi32(int(k.stride)));
+    const __m512i at = key_offsets(16 * g, kb - 1, k.stride);
     for (int b = 0; b < nb; ++b) {
       __m512i lv[8];
       key_tile<kQ4>(kr, b, lv);
@@ -384,10 +385,7 @@ inline int softmax_row(const Ctx& c, int r, int64_t j0, int kb, const float* S, 
   }
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __mmask16 m[KB / 16];
-  for (int k = 0; k < KB / 16; ++k) {
-    const int left = vis - 16 * k;
-    m[k] = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
-  }
+  for (int k = 0; k < KB / 16; ++k) m[k] = avx512::first_lanes(vis - 16 * k);
   __m512 mx4 = neg_inf;
   for (int k = 0; k < KB / 16; ++k)
     mx4 = _mm512_max_ps(mx4, _mm512_mask_loadu_ps(neg_inf, m[k], S + size_t(r) * KB + 16 * k));
@@ -422,8 +420,7 @@ void gather_v_scales512(DecodeRows& d, int64_t j0, int kb) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const uint8_t* base = d.v.row(j0);
   for (int k = 0; k < KB / 16; ++k) {
-    const int left = kb - 16 * k;
-    const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
+    const __mmask16 m = avx512::first_lanes(kb - 16 * k);
     const __m512i at = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(16 * k)),
                                           _mm512_set1_epi32(int(d.v.stride)));
     for (int b = 0; b < nbv; ++b) {

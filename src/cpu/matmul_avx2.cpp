@@ -496,13 +496,6 @@ ActParams act_params(Type t) {
 
 // ---- activation quantization -------------------------------------------------------------------
 
-inline int hsum8(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
-
 void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
   const ActOut o = act_out(out, act_layout(n_in));
   const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -522,7 +515,8 @@ void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
         _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.q + 32 * i),
                         _mm256_permutevar8x32_epi32(p16, order));
-    return HalfSums{hsum8(_mm256_add_epi32(qi[0], qi[1])), hsum8(_mm256_add_epi32(qi[2], qi[3]))};
+    return HalfSums{avx2::hsum_epi32(_mm256_add_epi32(qi[0], qi[1])),
+                    avx2::hsum_epi32(_mm256_add_epi32(qi[2], qi[3]))};
   };
   quantize_act_spans(n_in, p, o, block_max, block_levels);
 }

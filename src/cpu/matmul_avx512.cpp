@@ -431,7 +431,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
     for (int64_t i = 0; i < n_tiles; ++i) {
       const int64_t rows = std::min<int64_t>(kTileRows, n_rows - i * kTileRows);
       if (rows <= 0) break;
-      const __mmask16 mask = rows >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << rows) - 1);
+      const __mmask16 mask = avx512::first_lanes(int(rows));
       const uint8_t* tile = tiles + i * L.tile_bytes;
       for (int t = t0; t < t1; t += kMaxTok) {
         const int n = std::min(kMaxTok, t1 - t);
@@ -550,7 +550,7 @@ void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, co
     const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
     prefetch_ahead(p, kFloatRows * kChunk);
     const int64_t left = n_in - 16 * c;
-    const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+    const __mmask16 mask = avx512::first_lanes(int(std::min<int64_t>(left, 16)));
     __m512 xv[T];
 #pragma GCC unroll 8
     for (int t = 0; t < T; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + t * ldx + 16 * c);

@@ -4,6 +4,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace straw::cpu::avx512 {
@@ -28,6 +29,11 @@ inline __m512i dpwssd_bcast(__m512i acc, __m512i a, const int16_t* x) {
       : "+v"(acc)
       : "v"(a), "m"(*reinterpret_cast<const i32_unaligned*>(x)));
   return acc;
+}
+
+// The first n lanes of 16 (none for n <= 0, all for n >= 16).
+inline __mmask16 first_lanes(int n) {
+  return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(n, 0)) - 1);
 }
 
 // e^x on 16 lanes, the same steps as avx2::exp (vec_avx2.h) so that both levels agree lane for
