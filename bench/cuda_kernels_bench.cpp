@@ -1,7 +1,8 @@
 // CUDA kernel microbenchmarks: the device-to-device copy bandwidth (the reference), decode matvec
 // per weight format on Qwen2.5-32B / 7B layer shapes (int8 dot products and, for the quantized
-// formats, the dequantize-on-the-fly alternative), flash-decoding over long caches, and prompt
-// GEMMs (dequantize + cuBLAS) against 8-token matvecs. Device time from CUDA events; weights are
+// formats, the dequantize-on-the-fly alternative), flash-decoding over long caches, the gated
+// delta rule of a Qwen3.5-27B layer, and prompt GEMMs (dequantize + cuBLAS) against 8-token
+// matvecs. Device time from CUDA events; weights are
 // rotated over copies that together exceed the L2 cache, so the numbers are DRAM numbers.
 // Counters: GB/s (bytes that must be read), of_copy (that over the copy bandwidth measured first),
 // TFLOP/s for GEMMs. Skipped with a message without CUDA or without a GPU.
@@ -205,6 +206,49 @@ void BM_AttentionDecode(benchmark::State& st, int64_t n_ctx) {
   st.counters["splits"] = splits;
 }
 
+// The gated delta rule of one Qwen3.5-27B linear-attention layer (16 key / 48 value heads of 128)
+// over `tokens` tokens, rotating over 32 layers' states (3 MiB each, 96 MiB together: more than
+// the L2). GB/s counts the state read and written once per call (what the kernel must move; q, k,
+// v and the output are small beside it at decode).
+void BM_DeltaNet(benchmark::State& st, int tokens) {
+  cuda::CudaBackend* g = gpu(st);
+  if (!g) return;
+  const int hk = 16, hv = 48, S = 128, layers = 32;
+  const size_t state_floats = size_t(hv) * S * S;
+  std::vector<std::unique_ptr<ops::Buffer>> states;
+  for (int l = 0; l < layers; ++l) states.push_back(random_floats(*g, state_floats));
+  const int64_t qkv_width = int64_t(2 * hk + hv) * S;
+  auto qkv = random_floats(*g, size_t(tokens) * qkv_width);
+  auto gates = g->alloc(size_t(tokens) * hv * sizeof(float));  // zero: e^g = 1
+  auto beta = g->alloc(size_t(tokens) * hv * sizeof(float));   // zero: no update, no growth
+  auto out = g->alloc(size_t(tokens) * hv * S * sizeof(float));
+  cuda::DeltaNetArgs a;
+  a.n_tokens = tokens, a.n_k_heads = hk, a.n_v_heads = hv, a.head_dim = S;
+  const auto* x = static_cast<const float*>(qkv->data());
+  a.q = x, a.k = x + int64_t(hk) * S, a.v = x + int64_t(2 * hk) * S;
+  a.qk_stride = a.v_stride = qkv_width;
+  a.g = static_cast<const float*>(gates->data());
+  a.beta = static_cast<const float*>(beta->data());
+  a.out = static_cast<float*>(out->data());
+  a.scale = 0.088f;
+  cuda::EventTimer timer(g->stream());
+  double total_s = 0;
+  int64_t n = 0;
+  for (auto _ : st) {
+    timer.start();
+    for (int l = 0; l < layers; ++l) {
+      a.state = static_cast<float*>(states[size_t(l)]->data());
+      cuda::gated_delta_net(a, g->stream());
+    }
+    const double s = timer.stop_ms() / 1e3 / layers;
+    st.SetIterationTime(s);
+    total_s += s;
+    ++n;
+  }
+  set_bandwidth_counters(st, 2.0 * double(state_floats * sizeof(float)), total_s / double(n));
+  st.counters["tokens/s"] = double(tokens) * double(n) / total_s;
+}
+
 // A prompt batch through the backend's matmul (T > 8: dequantize + cuBLAS), and the same tokens
 // as 8-token matvecs, to place the switch-over.
 void BM_PromptMatmul(benchmark::State& st, Type t, int64_t n_in, int64_t n_out, int tokens,
@@ -277,6 +321,11 @@ const bool registered = [] {
   for (int64_t ctx : {4096, 32768})
     benchmark::RegisterBenchmark(("cuda/attention_decode/32B/ctx" + std::to_string(ctx)).c_str(),
                                  BM_AttentionDecode, ctx)
+        ->UseManualTime()
+        ->MinTime(0.05);
+  for (int tokens : {1, 8, 512})
+    benchmark::RegisterBenchmark(("cuda/delta_net/27B/t" + std::to_string(tokens)).c_str(),
+                                 BM_DeltaNet, tokens)
         ->UseManualTime()
         ->MinTime(0.05);
   for (Type t : {Type::Q4_K, Type::IQ4_XS})

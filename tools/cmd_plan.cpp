@@ -2,6 +2,7 @@
 // Works without a GPU (for a hypothetical budget) and on header-only (--no-data) files.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "api/memory.h"
@@ -173,10 +174,12 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
         "the GPU, %s on the CPU; %s of state checkpoints in RAM (for truncate)\n",
         human_bytes(p.state_gpu_bytes).c_str(), human_bytes(p.state_cpu_bytes).c_str(),
         human_bytes(p.state_checkpoint_bytes).c_str());
-    std::printf(
-        "note: %s's linear-attention layers have no GPU kernels yet: straw runs this model on the "
-        "CPU for now\n",
-        hp.arch_name.c_str());
+    const char* opt_in = std::getenv("STRAW_CUDA_LINEAR_ATTENTION");
+    if (!(opt_in && std::strcmp(opt_in, "1") == 0))
+      std::printf(
+          "note: the GPU kernels of %s's linear-attention layers are not verified on a GPU yet: "
+          "straw runs this model on the CPU unless STRAW_CUDA_LINEAR_ATTENTION=1\n",
+          hp.arch_name.c_str());
   }
   std::printf("CPU<->GPU transitions per token: %d\n", p.transitions);
   std::printf("predicted: tg %.2f t/s, pp %.1f t/s%s\n", p.predicted_tg_tps, p.predicted_pp_tps,
@@ -334,8 +337,8 @@ int run_plan(const Args& a) {
   // As Model::load: attention with a cache the GPU cannot hold (quantized, or K and V of different
   // types) stays on the CPU with its cache.
   const auto cpu_attention = [&](sched::PlanOptions o) {
-    const bool gpu_kv_ok = o.kv_type_k == o.kv_type_v && (o.kv_type_k == sched::KvType::F16 ||
-                                                         o.kv_type_k == sched::KvType::F32);
+    const bool gpu_kv_ok = o.kv_type_k == o.kv_type_v &&
+                           (o.kv_type_k == sched::KvType::F16 || o.kv_type_k == sched::KvType::F32);
     o.cpu_attention = !gpu_kv_ok;
     return o;
   };

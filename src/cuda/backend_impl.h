@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <tuple>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -163,8 +164,71 @@ struct AddRec {
   bool operator==(const AddRec&) const = default;
 };
 
+// Linear-attention and gated-attention ops (qwen35).
+struct CopyRowsRec {
+  const float* src;
+  int64_t src_stride;
+  float* dst;
+  int64_t dst_stride, n_rows, width;
+  bool operator==(const CopyRowsRec&) const = default;
+};
+struct SigmoidMulRec {
+  float* x;
+  const float* g;
+  int64_t n;
+  bool operator==(const SigmoidMulRec&) const = default;
+};
+struct L2normRec {
+  float* x;
+  int n_tokens, rows_per_token;
+  int64_t width, token_stride;
+  float eps;
+  bool operator==(const L2normRec&) const = default;
+};
+struct RmsnormGatedRec {
+  const float* x;
+  const float* w;
+  const float* z;
+  float* y;
+  int64_t n_rows, width;
+  float eps;
+  bool operator==(const RmsnormGatedRec&) const = default;
+};
+struct DeltaGatesRec {
+  float* alpha;
+  float* beta;
+  const float* dt_bias;
+  const float* a;
+  int n_tokens, n_heads;
+  bool operator==(const DeltaGatesRec&) const = default;
+};
+// kernels.h is also read by nvcc in C++17, which has no defaulted comparisons.
+inline bool operator==(const ConvArgs& x, const ConvArgs& y) {
+  auto tie = [](const ConvArgs& a) {
+    return std::tie(a.n_tokens, a.n_channels, a.kernel, a.x, a.x_stride, a.w, a.state, a.y, a.silu,
+                    a.snapshot, a.snapshot_after);
+  };
+  return tie(x) == tie(y);
+}
+inline bool operator==(const DeltaNetArgs& x, const DeltaNetArgs& y) {
+  auto tie = [](const DeltaNetArgs& a) {
+    return std::tie(a.n_tokens, a.n_k_heads, a.n_v_heads, a.head_dim, a.q, a.k, a.qk_stride, a.v,
+                    a.v_stride, a.g, a.beta, a.state, a.out, a.scale, a.snapshot, a.snapshot_after);
+  };
+  return tie(x) == tie(y);
+}
+struct ConvRec {
+  ConvArgs a;
+  bool operator==(const ConvRec&) const = default;
+};
+struct DeltaNetRec {
+  DeltaNetArgs a;
+  bool operator==(const DeltaNetRec&) const = default;
+};
+
 using OpRec = std::variant<GetRowsDeviceRec, CopyInRec, MatmulRec, BiasRec, RmsnormRec, RopeRec,
-                           KvStoreRec, AttentionRec, SwigluRec, AddRec>;
+                           KvStoreRec, AttentionRec, SwigluRec, AddRec, CopyRowsRec, SigmoidMulRec,
+                           L2normRec, RmsnormGatedRec, DeltaGatesRec, ConvRec, DeltaNetRec>;
 
 struct StepShape {
   int n_tokens = 0;

@@ -99,6 +99,18 @@ class CudaBackend final : public ops::Backend {
                  const ops::AttentionParams& p) override;
   void swiglu(const float* gate, const float* up, float* out, int64_t n) override;
   void add(float* x, const float* y, int64_t n) override;
+  // Linear-attention and gated-attention ops (qwen35; backend_linear.cpp).
+  void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                 int64_t n_rows, int64_t width) override;
+  void sigmoid_mul(float* x, const float* g, int64_t n) override;
+  void l2norm(float* x, int n_tokens, int rows_per_token, int64_t width, int64_t token_stride,
+              float eps) override;
+  void rmsnorm_gated(const float* x, const ops::Weight& w, const float* z, float* y, int64_t n_rows,
+                     int64_t width, float eps) override;
+  void delta_net_gates(float* alpha, float* beta, const ops::Weight& dt_bias, const ops::Weight& a,
+                       int n_tokens, int n_heads) override;
+  void ssm_conv(const ops::ConvParams& p) override;
+  void gated_delta_net(const ops::DeltaNetParams& p) override;
 
   // Bytes prepare_weight takes on the device for w (its rows, rounded up to the arena alignment).
   static uint64_t prepared_bytes(const ops::Weight& w);

@@ -81,81 +81,107 @@ void CudaBackend::Impl::gemm(const MatmulRec& m) {
 }
 
 void CudaBackend::Impl::issue(const OpRec& r) {
-  std::visit(Overloaded{
-                 [&](const GetRowsDeviceRec& g) {
-                   invalidate_caches();
-                   cuda::get_rows(g.type, g.table, g.row_bytes, g.n_in, g.ids, g.n, g.out, stream);
-                 },
-                 [&](const CopyInRec& c) {
-                   invalidate_caches();
-                   STRAW_CUDA_CHECK(
-                       cudaMemcpyAsync(c.dst, c.pinned, c.bytes, cudaMemcpyHostToDevice, stream));
-                   if (mode != Mode::Capture)
-                     STRAW_CUDA_CHECK(cudaEventRecord(rows_consumed, stream));
-                 },
-                 [&](const MatmulRec& m) {
-                   const size_t y_bytes = size_t(m.n_tokens) * m.n_out * sizeof(float);
-                   if (overlaps(m.y, y_bytes, q8_of.x, q8_of.n_in, q8_of.n_tokens)) q8_of = {};
-                   if (overlaps(m.y, y_bytes, f16_of.x, f16_of.n_in, f16_of.n_tokens)) f16_of = {};
-                   if (matmul_uses_gemm(m.type, m.n_in, m.n_tokens)) return gemm(m);
-                   MatvecArgs a;
-                   a.type = m.type, a.w = m.w, a.row_bytes = m.row_bytes;
-                   a.n_in = m.n_in, a.n_out = m.n_out, a.y = m.y, a.n_tokens = m.n_tokens;
-                   if (!matvec_prefers_int8(m.type)) return matvec_float(a, m.x, stream);
-                   if (!(q8_of.x == m.x && q8_of.n_in == m.n_in && q8_of.n_tokens == m.n_tokens)) {
-                     quantize_act_q8(m.x, m.n_in, m.n_tokens, act_q8.ptr, stream);
-                     q8_of = {m.x, m.n_in, m.n_tokens};
-                   }
-                   matvec_int8(a, act_q8_view(act_q8.ptr, m.n_in, m.n_tokens), stream);
-                 },
-                 [&](const BiasRec& b) {
-                   invalidate_caches();
-                   cuda::add_bias(b.y, b.b, b.n_rows, b.width, stream);
-                 },
-                 [&](const RmsnormRec& n) {
-                   invalidate_caches();
-                   cuda::rmsnorm(n.x, n.w, n.y, n.n_rows, n.width, n.eps, stream);
-                 },
-                 [&](const RopeRec& p) {
-                   invalidate_caches();
-                   RopeArgs a;
-                   a.x = p.x, a.n_tokens = p.n_tokens, a.n_heads = p.n_heads,
-                   a.head_dim = p.head_dim;
-                   a.pos = {p.pos_dev, p.pos_add};
-                   a.neox = p.neox, a.n_rot = p.n_rot, a.base = p.base, a.freq_scale = p.freq_scale;
-                   a.freq_factors = p.freq_factors;
-                   a.ext_factor = p.ext_factor, a.yarn_low = p.yarn_low;
-                   a.yarn_high = p.yarn_high, a.mscale = p.mscale;
-                   cuda::rope(a, stream);
-                 },
-                 [&](const KvStoreRec& k) {
-                   invalidate_caches();
-                   cuda::kv_store(k.f16, k.k_quant, k.v_quant, k.k_cache, k.v_cache, k.k, k.v,
-                                  k.n_tokens, {k.pos_dev, k.pos_add}, k.k_width, k.v_width,
-                                  stream);
-                 },
-                 [&](const AttentionRec& at) {
-                   invalidate_caches();
-                   const AttnArgs a = attn_args(at);
-                   if (a.n_tokens > kMaxMatvecTokens && attention_prefill_supported(a)) {
-                     attention_prefill(a, stream);
-                   } else {
-                     const int splits = attention_splits(a, info.sm_count);
-                     if (attention_partials_bytes(a, splits) > attn_part.bytes)
-                       fail("internal error: attention partials workspace too small");
-                     attention_decode(a, splits, static_cast<float*>(attn_part.ptr), stream);
-                   }
-                 },
-                 [&](const SwigluRec& g) {
-                   invalidate_caches();
-                   cuda::swiglu(g.gate, g.up, g.out, g.n, stream);
-                 },
-                 [&](const AddRec& a) {
-                   invalidate_caches();
-                   cuda::add(a.x, a.y, a.n, stream);
-                 },
-             },
-             r);
+  std::visit(
+      Overloaded{
+          [&](const GetRowsDeviceRec& g) {
+            invalidate_caches();
+            cuda::get_rows(g.type, g.table, g.row_bytes, g.n_in, g.ids, g.n, g.out, stream);
+          },
+          [&](const CopyInRec& c) {
+            invalidate_caches();
+            STRAW_CUDA_CHECK(
+                cudaMemcpyAsync(c.dst, c.pinned, c.bytes, cudaMemcpyHostToDevice, stream));
+            if (mode != Mode::Capture) STRAW_CUDA_CHECK(cudaEventRecord(rows_consumed, stream));
+          },
+          [&](const MatmulRec& m) {
+            const size_t y_bytes = size_t(m.n_tokens) * m.n_out * sizeof(float);
+            if (overlaps(m.y, y_bytes, q8_of.x, q8_of.n_in, q8_of.n_tokens)) q8_of = {};
+            if (overlaps(m.y, y_bytes, f16_of.x, f16_of.n_in, f16_of.n_tokens)) f16_of = {};
+            if (matmul_uses_gemm(m.type, m.n_in, m.n_tokens)) return gemm(m);
+            MatvecArgs a;
+            a.type = m.type, a.w = m.w, a.row_bytes = m.row_bytes;
+            a.n_in = m.n_in, a.n_out = m.n_out, a.y = m.y, a.n_tokens = m.n_tokens;
+            if (!matvec_prefers_int8(m.type)) return matvec_float(a, m.x, stream);
+            if (!(q8_of.x == m.x && q8_of.n_in == m.n_in && q8_of.n_tokens == m.n_tokens)) {
+              quantize_act_q8(m.x, m.n_in, m.n_tokens, act_q8.ptr, stream);
+              q8_of = {m.x, m.n_in, m.n_tokens};
+            }
+            matvec_int8(a, act_q8_view(act_q8.ptr, m.n_in, m.n_tokens), stream);
+          },
+          [&](const BiasRec& b) {
+            invalidate_caches();
+            cuda::add_bias(b.y, b.b, b.n_rows, b.width, stream);
+          },
+          [&](const RmsnormRec& n) {
+            invalidate_caches();
+            cuda::rmsnorm(n.x, n.w, n.y, n.n_rows, n.width, n.eps, stream);
+          },
+          [&](const RopeRec& p) {
+            invalidate_caches();
+            RopeArgs a;
+            a.x = p.x, a.n_tokens = p.n_tokens, a.n_heads = p.n_heads, a.head_dim = p.head_dim;
+            a.pos = {p.pos_dev, p.pos_add};
+            a.neox = p.neox, a.n_rot = p.n_rot, a.base = p.base, a.freq_scale = p.freq_scale;
+            a.freq_factors = p.freq_factors;
+            a.ext_factor = p.ext_factor, a.yarn_low = p.yarn_low;
+            a.yarn_high = p.yarn_high, a.mscale = p.mscale;
+            cuda::rope(a, stream);
+          },
+          [&](const KvStoreRec& k) {
+            invalidate_caches();
+            cuda::kv_store(k.f16, k.k_quant, k.v_quant, k.k_cache, k.v_cache, k.k, k.v, k.n_tokens,
+                           {k.pos_dev, k.pos_add}, k.k_width, k.v_width, stream);
+          },
+          [&](const AttentionRec& at) {
+            invalidate_caches();
+            const AttnArgs a = attn_args(at);
+            if (a.n_tokens > kMaxMatvecTokens && attention_prefill_supported(a)) {
+              attention_prefill(a, stream);
+            } else {
+              const int splits = attention_splits(a, info.sm_count);
+              if (attention_partials_bytes(a, splits) > attn_part.bytes)
+                fail("internal error: attention partials workspace too small");
+              attention_decode(a, splits, static_cast<float*>(attn_part.ptr), stream);
+            }
+          },
+          [&](const SwigluRec& g) {
+            invalidate_caches();
+            cuda::swiglu(g.gate, g.up, g.out, g.n, stream);
+          },
+          [&](const AddRec& a) {
+            invalidate_caches();
+            cuda::add(a.x, a.y, a.n, stream);
+          },
+          [&](const CopyRowsRec& c) {
+            invalidate_caches();
+            cuda::copy_rows(c.src, c.src_stride, c.dst, c.dst_stride, c.n_rows, c.width, stream);
+          },
+          [&](const SigmoidMulRec& g) {
+            invalidate_caches();
+            cuda::sigmoid_mul(g.x, g.g, g.n, stream);
+          },
+          [&](const L2normRec& n) {
+            invalidate_caches();
+            cuda::l2norm(n.x, n.n_tokens, n.rows_per_token, n.width, n.token_stride, n.eps, stream);
+          },
+          [&](const RmsnormGatedRec& n) {
+            invalidate_caches();
+            cuda::rmsnorm_gated(n.x, n.w, n.z, n.y, n.n_rows, n.width, n.eps, stream);
+          },
+          [&](const DeltaGatesRec& g) {
+            invalidate_caches();
+            cuda::delta_net_gates(g.alpha, g.beta, g.dt_bias, g.a, g.n_tokens, g.n_heads, stream);
+          },
+          [&](const ConvRec& c) {
+            invalidate_caches();
+            cuda::ssm_conv(c.a, stream);
+          },
+          [&](const DeltaNetRec& d) {
+            invalidate_caches();
+            cuda::gated_delta_net(d.a, stream);
+          },
+      },
+      r);
 }
 
 }  // namespace straw::cuda

@@ -107,16 +107,73 @@ void kv_store(bool f16, KvQuant k_quant, KvQuant v_quant, void* k_cache, void* v
               const float* k, const float* v, int n_tokens, StepPos pos, int64_t k_width,
               int64_t v_width, Stream stream);
 
+// ---- linear attention (qwen35): the ops of ops::Backend with the same names -------------------
+
+// dst[r][0..width) = src[r][0..width) (rows src_stride / dst_stride floats apart)
+void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t n_rows,
+               int64_t width, Stream stream);
+// x[i] *= sigmoid(g[i])
+void sigmoid_mul(float* x, const float* g, int64_t n, Stream stream);
+// x[r] /= max(||x[r]||, eps), rows_per_token rows of `width` per token, tokens token_stride apart
+void l2norm(float* x, int n_tokens, int rows_per_token, int64_t width, int64_t token_stride,
+            float eps, Stream stream);
+// y[r] = x[r] / rms(x[r]) * w * silu(z[r]); y may alias x
+void rmsnorm_gated(const float* x, const float* w, const float* z, float* y, int64_t n_rows,
+                   int64_t width, float eps, Stream stream);
+// alpha = softplus(alpha + dt_bias[h]) * a[h], beta = sigmoid(beta) over [n_tokens][n_heads]
+void delta_net_gates(float* alpha, float* beta, const float* dt_bias, const float* a, int n_tokens,
+                     int n_heads, Stream stream);
+
+inline constexpr int kMaxConvKernel = 8;  // conv taps the kernel keeps in registers
+
+// ops::ConvParams with device pointers (w: [C][K] taps).
+struct ConvArgs {
+  int n_tokens = 0;
+  int n_channels = 0;
+  int kernel = 0;  // 1..kMaxConvKernel
+  const float* x = nullptr;
+  int64_t x_stride = 0;
+  const float* w = nullptr;
+  float* state = nullptr;
+  float* y = nullptr;
+  bool silu = true;
+  float* snapshot = nullptr;
+  int snapshot_after = -1;
+};
+void ssm_conv(const ConvArgs& a, Stream stream);
+
+// ops::DeltaNetParams with device pointers. Heads of 32, 64 or 128 keep the state in registers;
+// other sizes (up to 6144) run from global memory.
+struct DeltaNetArgs {
+  int n_tokens = 0;
+  int n_k_heads = 0;
+  int n_v_heads = 0;
+  int head_dim = 0;
+  const float* q = nullptr;
+  const float* k = nullptr;
+  int64_t qk_stride = 0;
+  const float* v = nullptr;
+  int64_t v_stride = 0;
+  const float* g = nullptr;
+  const float* beta = nullptr;
+  float* state = nullptr;
+  float* out = nullptr;
+  float scale = 1.0f;
+  float* snapshot = nullptr;
+  int snapshot_after = -1;
+};
+void gated_delta_net(const DeltaNetArgs& a, Stream stream);
+
 // ---- attention ---------------------------------------------------------------------------------
 
 struct AttnArgs {
-  const float* q = nullptr;  // [n_tokens][n_heads][head_dim]
-  const void* k = nullptr;   // cache [n_ctx][n_kv_heads][head_dim], binary16 or float32
-  const void* v = nullptr;   // cache [n_ctx][n_kv_heads][head_dim_v]
-  bool f16 = true;           // float caches: binary16 (else float32)
+  const float* q = nullptr;         // [n_tokens][n_heads][head_dim]
+  const void* k = nullptr;          // cache [n_ctx][n_kv_heads][head_dim], binary16 or float32
+  const void* v = nullptr;          // cache [n_ctx][n_kv_heads][head_dim_v]
+  bool f16 = true;                  // float caches: binary16 (else float32)
   KvQuant k_quant = KvQuant::None;  // quantized caches: rows of q8_0 / q4_0 blocks (flash-decoding
   KvQuant v_quant = KvQuant::None;  // kernel only; heads multiples of 32)
-  float* out = nullptr;  // [n_tokens][n_heads][head_dim_v]
+  float* out = nullptr;             // [n_tokens][n_heads][head_dim_v]
   int n_tokens = 0;
   StepPos pos;  // query t sees keys 0 .. pos + t
   int n_heads = 0;
