@@ -17,6 +17,7 @@
 #include "model/synth.h"
 #include "sched/plan.h"
 #include "straw/straw.h"
+#include "truncate_util.h"
 
 namespace {
 
@@ -98,63 +99,7 @@ TEST(Qwen35, TruncatedSessionContinuesAsIfFresh) {
   const Golden g = load_llamacpp_golden("qwen35-tiny-q4_k_m");
   STRAW_REQUIRE_MODEL(g);
   auto model = load(g);
-  const std::span<const int32_t> all(g.tokens);
-  const size_t n = all.size(), half = n / 2;
-  auto fresh = [&](std::vector<size_t> cuts) {
-    straw::Session s(*model);
-    size_t done = 0;
-    for (size_t c : cuts) {
-      s.eval(all.subspan(done, c - done));
-      done = c;
-    }
-    s.eval(all.subspan(done), /*all_logits=*/true);
-    std::vector<float> v;
-    for (size_t p = 0; p < n - done; ++p)
-      v.insert(v.end(), s.logits(int(p)).begin(), s.logits(int(p)).end());
-    return v;
-  };
-  auto continued = [&](straw::Session& s, size_t keep) {
-    s.truncate(int64_t(keep));
-    EXPECT_EQ(s.n_past(), int64_t(keep));
-    s.eval(all.subspan(keep), /*all_logits=*/true);
-    std::vector<float> v;
-    for (size_t p = 0; p < n - keep; ++p)
-      v.insert(v.end(), s.logits(int(p)).begin(), s.logits(int(p)).end());
-    return v;
-  };
-  straw::Session s(*model);
-  s.eval(all.first(half));        // a prompt: checkpoint at `half`
-  s.eval(all.subspan(half, 10));  // another: checkpoint at half + 10
-  for (size_t i = half + 10; i < n; ++i) s.eval(all.subspan(i, 1));  // generated tokens
-  // Between checkpoints: restored at `half`, then 5 tokens evaluated again as one batch.
-  EXPECT_EQ(continued(s, half + 5), fresh({half, half + 5}));
-  // At a checkpoint: restored, nothing evaluated again.
-  EXPECT_EQ(continued(s, half), fresh({half}));
-  // Before every checkpoint: from the empty state, 3 tokens again.
-  EXPECT_EQ(continued(s, 3), fresh({3}));
-  // Other tokens after a cut, then back and the true ones.
-  s.truncate(int64_t(half));
-  const std::vector<int32_t> other(20, 7);
-  s.eval(other);
-  EXPECT_EQ(continued(s, half), fresh({half}));
-  // A server's pattern: the same prompt again, cut to one before its end (the checkpoint taken
-  // inside the prompt's last step) and its last token evaluated again for the logits.
-  {
-    straw::Session a(*model), b(*model);
-    a.eval(all.first(half));
-    a.truncate(int64_t(half) - 1);
-    a.eval(all.subspan(half - 1, 1));
-    b.eval(all.first(half - 1));
-    b.eval(all.subspan(half - 1, 1));
-    EXPECT_TRUE(std::equal(a.logits().begin(), a.logits().end(), b.logits().begin()));
-  }
-  EXPECT_THROW(s.truncate(s.n_past() + 1), straw::Error);
-  // reset() empties the state: the first half again gives the fresh logits.
-  s.reset();
-  s.eval(all.first(half), /*all_logits=*/true);
-  straw::Session f(*model);
-  f.eval(all.first(half), /*all_logits=*/true);
-  EXPECT_TRUE(std::equal(s.logits().begin(), s.logits().end(), f.logits().begin()));
+  expect_truncation_continues_as_fresh(*model, g);
 }
 
 // The planner on the Qwen3.5-27B preset (IQ4_XS, header only) with 8 GiB of VRAM and a context of
