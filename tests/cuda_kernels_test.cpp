@@ -15,6 +15,7 @@
 #include "cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/kernels.h"
+#include "cuda_test_util.h"
 #include "quant/f16.h"
 #include "quant/quant.h"
 #include "straw/error.h"
@@ -34,51 +35,16 @@ TEST(CudaKernels, NeedACudaBuild) {
 using namespace straw;
 using quant::Type;
 
-double nrmse(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using test::rel_error;
 
 struct HostWeight {
   std::vector<uint8_t> bytes;
   ops::Weight w;
 };
 
-class CudaKernels : public ::testing::Test {
+class CudaKernels : public test::CudaOpsTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (!cuda::cuda_available(&why))
-      GTEST_SKIP() << "no usable CUDA device (" << why << "): the GPU kernel tests need one";
-    gpu_ = std::make_unique<cuda::CudaBackend>(cuda::CudaOptions{});
-  }
-
-  std::vector<float> random(size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-
-  // A device buffer holding `v`, poisoned first so that unwritten outputs show.
-  std::unique_ptr<ops::Buffer> up(const std::vector<float>& v) {
-    auto b = gpu_->alloc(v.size() * sizeof(float));
-    gpu_->from_host(v.data(), b->data(), v.size() * sizeof(float));
-    return b;
-  }
-  std::unique_ptr<ops::Buffer> poisoned(size_t n) {
-    return up(std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()));
-  }
-  std::vector<float> down(const ops::Buffer& b, size_t n) {
-    std::vector<float> v(n);
-    gpu_->to_host(const_cast<ops::Buffer&>(b).data(), v.data(), n * sizeof(float));
-    return v;
-  }
+  CudaKernels() : CudaOpsTest(20251126) {}
 
   // Returned by reference and kept for the fixture's life: the backend finds uploads by host
   // address, and a freed weight's address could come back for the next one.
@@ -124,9 +90,6 @@ class CudaKernels : public ::testing::Test {
   }
 
   std::vector<std::unique_ptr<HostWeight> > weights_;
-  std::unique_ptr<cuda::CudaBackend> gpu_;
-  cpu::CpuBackend cpu_{2};
-  std::mt19937 rng_{20251126};
 };
 
 // Tolerance (nrmse) of y = W x for a format and batch: 8-bit activations below 9 tokens for the
@@ -151,7 +114,7 @@ TEST_F(CudaKernels, MatmulMatchesTheCpuForEveryFormatAndBatch) {
       auto xd = up(x);
       auto yd = poisoned(ref.size());
       gpu_->matmul(wd, static_cast<float*>(xd->data()), static_cast<float*>(yd->data()), T);
-      const double e = nrmse(down(*yd, ref.size()), ref);
+      const double e = rel_error(down(*yd, ref.size()), ref);
       EXPECT_LE(e, matmul_tolerance(t, T)) << quant::type_name(t) << " x " << T << " tokens";
     }
   }
@@ -174,7 +137,7 @@ TEST_F(CudaKernels, FloatMatvecOfQuantizedFormatsMatchesTheCpu) {
       a.type = t, a.w = wd.data, a.row_bytes = wd.row_bytes, a.n_in = n_in, a.n_out = n_out;
       a.y = static_cast<float*>(yd->data()), a.n_tokens = T;
       cuda::matvec_float(a, static_cast<const float*>(xd->data()), gpu_->stream());
-      EXPECT_LE(nrmse(down(*yd, ref.size()), ref), 1e-5) << quant::type_name(t) << " x " << T;
+      EXPECT_LE(rel_error(down(*yd, ref.size()), ref), 1e-5) << quant::type_name(t) << " x " << T;
     }
   }
 }
@@ -217,7 +180,7 @@ TEST_F(CudaKernels, GetRowsMatchesTheCpuFromDeviceAndHostTables) {
       auto out = poisoned(ref.size());
       gpu_->get_rows(table, tokens, static_cast<float*>(out->data()));
       // 1e-6: the device's decode may contract d*q - m into one FMA (one rounding fewer).
-      EXPECT_LE(nrmse(down(*out, ref.size()), ref), 1e-6)
+      EXPECT_LE(rel_error(down(*out, ref.size()), ref), 1e-6)
           << quant::type_name(t) << (on_device ? " device table" : " host table");
     }
   }
@@ -238,11 +201,11 @@ TEST_F(CudaKernels, RmsNormMatchesTheCpu) {
     auto yd = poisoned(x.size());
     gpu_->rmsnorm(static_cast<float*>(xd->data()), vec(g), static_cast<float*>(yd->data()), rows,
                   width, 1e-6f);
-    EXPECT_LE(nrmse(down(*yd, x.size()), ref), 1e-6) << "width " << width;
+    EXPECT_LE(rel_error(down(*yd, x.size()), ref), 1e-6) << "width " << width;
     // In place (per-head q/k norms alias input and output).
     gpu_->rmsnorm(static_cast<float*>(xd->data()), vec(g), static_cast<float*>(xd->data()), rows,
                   width, 1e-6f);
-    EXPECT_LE(nrmse(down(*xd, x.size()), ref), 1e-6) << "in place, width " << width;
+    EXPECT_LE(rel_error(down(*xd, x.size()), ref), 1e-6) << "in place, width " << width;
   }
 }
 
@@ -261,7 +224,7 @@ TEST_F(CudaKernels, RopeMatchesTheCpu) {
           auto xd = up(x);
           cpu_.rope(x.data(), T, H, D, pos0, p);
           gpu_->rope(static_cast<float*>(xd->data()), T, H, D, pos0, p);
-          EXPECT_LE(nrmse(down(*xd, x.size()), x), 1e-6)
+          EXPECT_LE(rel_error(down(*xd, x.size()), x), 1e-6)
               << (mode == ops::RopeMode::Neox ? "neox" : "norm") << " n_rot " << n_rot << " pos "
               << pos0 << (factors ? " with factors" : "");
         }
@@ -275,7 +238,7 @@ TEST_F(CudaKernels, RopeMatchesTheCpu) {
       auto xd = up(x);
       cpu_.rope(x.data(), T, H, D, pos0, p);
       gpu_->rope(static_cast<float*>(xd->data()), T, H, D, pos0, p);
-      EXPECT_LE(nrmse(down(*xd, x.size()), x), 1e-6) << "yarn pos " << pos0;
+      EXPECT_LE(rel_error(down(*xd, x.size()), x), 1e-6) << "yarn pos " << pos0;
     }
 }
 
@@ -287,12 +250,12 @@ TEST_F(CudaKernels, ElementWiseOpsMatchTheCpu) {
   cpu_.swiglu(a.data(), b.data(), ref.data(), n);
   gpu_->swiglu(static_cast<float*>(ad->data()), static_cast<float*>(bd->data()),
                static_cast<float*>(od->data()), n);
-  EXPECT_LE(nrmse(down(*od, size_t(n)), ref), 1e-6) << "swiglu";
+  EXPECT_LE(rel_error(down(*od, size_t(n)), ref), 1e-6) << "swiglu";
 
   std::vector<float> x = a;
   cpu_.add(x.data(), b.data(), n);
   gpu_->add(static_cast<float*>(ad->data()), static_cast<float*>(bd->data()), n);
-  EXPECT_LE(nrmse(down(*ad, size_t(n)), x), 1e-7) << "add";
+  EXPECT_LE(rel_error(down(*ad, size_t(n)), x), 1e-7) << "add";
 
   const int64_t rows = 7, width = 300;
   std::vector<float> y = random(size_t(rows * width));
@@ -300,7 +263,7 @@ TEST_F(CudaKernels, ElementWiseOpsMatchTheCpu) {
   auto yd = up(y);
   cpu_.add_bias(y.data(), vec(bias), rows, width);
   gpu_->add_bias(static_cast<float*>(yd->data()), vec(bias), rows, width);
-  EXPECT_LE(nrmse(down(*yd, y.size()), y), 1e-7) << "add_bias";
+  EXPECT_LE(rel_error(down(*yd, y.size()), y), 1e-7) << "add_bias";
 }
 
 struct AttnCase {
@@ -377,7 +340,7 @@ TEST_F(CudaKernels, KvStoreAndAttentionMatchTheCpu) {
     // The tiled (tensor-core) kernel rounds q and the probabilities to binary16.
     const bool tiled =
         c.n_tokens > cuda::kMaxMatvecTokens && c.head_dim != 80 && !ops::kv_quantized(c.kv);
-    EXPECT_LE(nrmse(down(*od, ref.size()), ref), tiled ? 5e-3 : 1e-5)
+    EXPECT_LE(rel_error(down(*od, ref.size()), ref), tiled ? 5e-3 : 1e-5)
         << c.n_heads << "/" << c.n_kv_heads << " heads of " << c.head_dim << ", pos " << c.pos0
         << ", " << c.n_tokens << " tokens, " << ops::kv_type_name(c.kv);
   }

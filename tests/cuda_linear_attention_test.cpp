@@ -5,7 +5,7 @@
 // snapshots inside a batch and batches split over calls. Skipped with a message when the build has
 // no CUDA or no GPU can be used.
 //
-// Tolerances (nrmse: ||gpu - cpu|| / ||cpu||). Copies (copy_rows, the conv state and its
+// Tolerances (rel_error: ||gpu - cpu|| / ||cpu||). Copies (copy_rows, the conv state and its
 // snapshot) move floats and must be exact. The element-wise ops and the norms are float32 math
 // whose only differences are the order of the sums and the GPU's exp (which may be a fast
 // intrinsic of a few ulp): 1e-5 leaves room for that, while any indexing error gives O(1). The
@@ -25,6 +25,7 @@
 #ifdef STRAW_HAVE_CUDA
 #include "cpu/cpu_backend.h"
 #include "cuda/cuda_backend.h"
+#include "cuda_test_util.h"
 #endif
 
 namespace {
@@ -43,15 +44,7 @@ using namespace straw;
 constexpr double kElementwiseTol = 1e-5;  // why: see the file's header
 constexpr double kRecurrenceTol = 1e-4;
 
-double nrmse(const std::vector<float>& got, const std::vector<float>& ref) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (double(got[i]) - ref[i]) * (double(got[i]) - ref[i]);
-    den += double(ref[i]) * ref[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-30));
-}
+using test::rel_error;
 
 // Elements that differ (bit for bit; NaN differs from everything).
 size_t n_differ(const std::vector<float>& got, const std::vector<float>& ref) {
@@ -60,37 +53,10 @@ size_t n_differ(const std::vector<float>& got, const std::vector<float>& ref) {
   return n;
 }
 
-class CudaLinearAttention : public ::testing::Test {
+class CudaLinearAttention : public test::CudaOpsTest {
  protected:
-  void SetUp() override {
-    std::string why;
-    if (!cuda::cuda_available(&why))
-      GTEST_SKIP() << "no usable CUDA device (" << why << "): the GPU kernel tests need one";
-    gpu_ = std::make_unique<cuda::CudaBackend>(cuda::CudaOptions{});
-  }
+  CudaLinearAttention() : CudaOpsTest(20260115) {}
 
-  std::vector<float> random(size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::uniform_real_distribution<float> d(lo, hi);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng_);
-    return v;
-  }
-
-  // A device buffer holding `v`.
-  std::unique_ptr<ops::Buffer> up(const std::vector<float>& v) {
-    auto b = gpu_->alloc(v.size() * sizeof(float));
-    gpu_->from_host(v.data(), b->data(), v.size() * sizeof(float));
-    return b;
-  }
-  // Poisoned first, so that outputs the GPU leaves unwritten show as NaN.
-  std::unique_ptr<ops::Buffer> poisoned(size_t n) {
-    return up(std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()));
-  }
-  std::vector<float> down(ops::Buffer& b, size_t n) {
-    std::vector<float> v(n);
-    gpu_->to_host(b.data(), v.data(), n * sizeof(float));
-    return v;
-  }
   static float* f(ops::Buffer& b) { return static_cast<float*>(b.data()); }
 
   // An F32 weight vector in host memory, kept for the fixture's life: the GPU backend uploads host
@@ -102,9 +68,6 @@ class CudaLinearAttention : public ::testing::Test {
   }
 
   std::vector<std::unique_ptr<std::vector<float> > > kept_;
-  std::unique_ptr<cuda::CudaBackend> gpu_;
-  cpu::CpuBackend cpu_{2};
-  std::mt19937 rng_{20260115};
 };
 
 TEST_F(CudaLinearAttention, CopyRowsMatchesTheCpuExactly) {
@@ -139,7 +102,7 @@ TEST_F(CudaLinearAttention, SigmoidMulMatchesTheCpu) {
     auto xd = up(x), gd = up(g);
     cpu_.sigmoid_mul(x.data(), g.data(), n);
     gpu_->sigmoid_mul(f(*xd), f(*gd), n);
-    EXPECT_LE(nrmse(down(*xd, x.size()), x), kElementwiseTol) << "n " << n;
+    EXPECT_LE(rel_error(down(*xd, x.size()), x), kElementwiseTol) << "n " << n;
   }
 }
 
@@ -157,7 +120,7 @@ TEST_F(CudaLinearAttention, L2NormOfPackedQkRowsMatchesTheCpu) {
       cpu_.l2norm(x.data(), T, 2 * Hk, S, C, 1e-6f);
       gpu_->l2norm(f(*xd), T, 2 * Hk, S, C, 1e-6f);
       const std::vector<float> got = down(*xd, x.size());
-      EXPECT_LE(nrmse(got, x), kElementwiseTol) << "S " << S << ", " << T << " tokens";
+      EXPECT_LE(rel_error(got, x), kElementwiseTol) << "S " << S << ", " << T << " tokens";
       // The v heads between the groups are not touched.
       size_t v_differ = 0;
       for (int t = 0; t < T; ++t)
@@ -170,7 +133,7 @@ TEST_F(CudaLinearAttention, L2NormOfPackedQkRowsMatchesTheCpu) {
   auto xd = up(x);
   cpu_.l2norm(x.data(), 7, 1, 1000, 1000, 1e-6f);
   gpu_->l2norm(f(*xd), 7, 1, 1000, 1000, 1e-6f);
-  EXPECT_LE(nrmse(down(*xd, x.size()), x), kElementwiseTol) << "contiguous rows of 1000";
+  EXPECT_LE(rel_error(down(*xd, x.size()), x), kElementwiseTol) << "contiguous rows of 1000";
 }
 
 TEST_F(CudaLinearAttention, RmsNormGatedInPlaceMatchesTheCpu) {
@@ -187,7 +150,7 @@ TEST_F(CudaLinearAttention, RmsNormGatedInPlaceMatchesTheCpu) {
       cpu_.rmsnorm_gated(x.data(), w, z.data(), x.data(), rows, width, 1e-6f);
       gpu_->rmsnorm_gated(f(*xd), prepared ? gpu_->prepare_weight(w) : w, f(*zd), f(*xd), rows,
                           width, 1e-6f);
-      EXPECT_LE(nrmse(down(*xd, x.size()), x), kElementwiseTol)
+      EXPECT_LE(rel_error(down(*xd, x.size()), x), kElementwiseTol)
           << "width " << width << (prepared ? ", prepared weight" : ", host weight");
     }
 }
@@ -213,8 +176,8 @@ TEST_F(CudaLinearAttention, DeltaNetGatesMatchTheCpu) {
           gpu_->delta_net_gates(f(*ad), f(*bd), dt, aw, T, H);
         const std::string what = std::to_string(T) + " tokens x " + std::to_string(H) + " heads" +
                                  (prepared ? ", prepared weights" : ", host weights");
-        EXPECT_LE(nrmse(down(*ad, alpha.size()), alpha), kElementwiseTol) << "g, " << what;
-        EXPECT_LE(nrmse(down(*bd, beta.size()), beta), kElementwiseTol) << "beta, " << what;
+        EXPECT_LE(rel_error(down(*ad, alpha.size()), alpha), kElementwiseTol) << "g, " << what;
+        EXPECT_LE(rel_error(down(*bd, beta.size()), beta), kElementwiseTol) << "beta, " << what;
       }
 }
 
@@ -262,7 +225,7 @@ TEST_F(CudaLinearAttention, SsmConvMatchesTheCpuWithStateAndSnapshots) {
           const std::string what = std::to_string(C) + " channels, " + std::to_string(T) +
                                    " tokens" + (silu ? ", silu" : "") +
                                    (snap >= 0 ? ", snapshot after " + std::to_string(snap) : "");
-          EXPECT_LE(nrmse(down(*yd, y.size()), y), kElementwiseTol) << "y, " << what;
+          EXPECT_LE(rel_error(down(*yd, y.size()), y), kElementwiseTol) << "y, " << what;
           EXPECT_EQ(n_differ(down(*state_d, st.size()), st), 0u) << "state, " << what;
           if (snap >= 0) {
             EXPECT_EQ(n_differ(down(*snd, sn.size()), sn), 0u) << "snapshot, " << what;
@@ -295,7 +258,8 @@ TEST_F(CudaLinearAttention, SsmConvCarriesTheStateAcrossCalls) {
                                   f(*state_d), f(*yd) + int64_t(t0) * C, true));
       t0 = t1;
     }
-    EXPECT_LE(nrmse(down(*yd, y.size()), y), kElementwiseTol) << "y, " << cuts.size() << " calls";
+    EXPECT_LE(rel_error(down(*yd, y.size()), y), kElementwiseTol)
+        << "y, " << cuts.size() << " calls";
     EXPECT_EQ(n_differ(down(*state_d, st.size()), st), 0u) << "state, " << cuts.size() << " calls";
   }
 }
@@ -376,10 +340,10 @@ TEST_F(CudaLinearAttention, GatedDeltaNetMatchesTheCpuWithStateAndSnapshots) {
                                    " heads of " + std::to_string(sh.S) + ", " + std::to_string(T) +
                                    " tokens, pad " + std::to_string(pad) +
                                    (snapshot ? ", snapshot after " + std::to_string(snap) : "");
-          EXPECT_LE(nrmse(down(*od, out.size()), out), kRecurrenceTol) << "out, " << what;
-          EXPECT_LE(nrmse(down(*state_d, st.size()), st), kRecurrenceTol) << "state, " << what;
+          EXPECT_LE(rel_error(down(*od, out.size()), out), kRecurrenceTol) << "out, " << what;
+          EXPECT_LE(rel_error(down(*state_d, st.size()), st), kRecurrenceTol) << "state, " << what;
           if (snapshot) {
-            EXPECT_LE(nrmse(down(*snd, sn.size()), sn), kRecurrenceTol) << "snapshot, " << what;
+            EXPECT_LE(rel_error(down(*snd, sn.size()), sn), kRecurrenceTol) << "snapshot, " << what;
           }
         }
 }
@@ -402,8 +366,8 @@ TEST_F(CudaLinearAttention, GatedDeltaNetCarriesTheStateAcrossCalls) {
                                          f(*state_d), f(*od) + int64_t(t0) * 4 * S));
       t0 = t1;
     }
-    EXPECT_LE(nrmse(down(*od, out.size()), out), kRecurrenceTol) << "out, heads of " << S;
-    EXPECT_LE(nrmse(down(*state_d, st.size()), st), kRecurrenceTol) << "state, heads of " << S;
+    EXPECT_LE(rel_error(down(*od, out.size()), out), kRecurrenceTol) << "out, heads of " << S;
+    EXPECT_LE(rel_error(down(*state_d, st.size()), st), kRecurrenceTol) << "state, heads of " << S;
   }
 }
 
