@@ -583,35 +583,16 @@ void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, co
 template <Type W>
 void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
                int n_tok, float* y, int64_t ldy) {
-  // As on AVX-512 (matmul_avx512.cpp, rows_impl): K-chunks of 64 x 16 elements, blocks of
-  // kTokenBlock tokens whose activations for the K-chunk stay in L2, and within them blocks of
-  // kGroupBlock groups that stay in L2 while each 2-token tile (its activations in L1) passes
-  // over them. The order of the sums into each output is unchanged.
-  constexpr int kTokenBlock = 96;
-  constexpr int64_t kGroupBlock = 64;
   const size_t group_bytes = float_group_bytes(W, n_in);
-  const int64_t chunks = (n_in + 15) / 16;
-  const int64_t step = n_tok > 2 ? 64 : chunks;
-  const int64_t n_groups = (n_rows + kFloatRows - 1) / kFloatRows;
-  for (int t0 = 0; t0 < n_tok; t0 += kTokenBlock) {
-    const int t1 = std::min(n_tok, t0 + kTokenBlock);
-    for (int64_t c0 = 0; c0 < chunks; c0 += step) {
-      const int64_t c1 = std::min(chunks, c0 + step);
-      for (int64_t g0 = 0; g0 < n_groups; g0 += kGroupBlock) {
-        const int64_t g1 = std::min(n_groups, g0 + kGroupBlock);
-        for (int t = t0; t < t1; t += 2)
-          for (int64_t g = g0; g < g1; ++g) {
-            const int rows = int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows));
-            const uint8_t* grp = groups + g * group_bytes;
-            float* yt = y + t * ldy + g * kFloatRows;
-            if (t + 2 <= t1)
-              group_kernel<W, 2>(grp, n_in, c0, c1, x + t * ldx, ldx, yt, ldy, rows, c0 > 0);
-            else
-              group_kernel<W, 1>(grp, n_in, c0, c1, x + t * ldx, ldx, yt, ldy, rows, c0 > 0);
-          }
-      }
-    }
-  }
+  for_float_tiles<2>(
+      n_in, n_rows, n_tok, [&](int64_t g, int t, int n, int64_t c0, int64_t c1, int rows) {
+        const uint8_t* grp = groups + g * group_bytes;
+        float* yt = y + t * ldy + g * kFloatRows;
+        if (n == 2)
+          group_kernel<W, 2>(grp, n_in, c0, c1, x + t * ldx, ldx, yt, ldy, rows, c0 > 0);
+        else
+          group_kernel<W, 1>(grp, n_in, c0, c1, x + t * ldx, ldx, yt, ldy, rows, c0 > 0);
+      });
 }
 
 void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,

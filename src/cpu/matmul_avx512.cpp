@@ -595,36 +595,12 @@ void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float*
   // Tokens per register tile: kFloatRows x 6 accumulators, 6 token vectors and one weight vector
   // take 31 of the 32 zmm registers; each weight chunk converted to float serves 6 tokens.
   constexpr int kT = 6;
-  // Many tokens: blocks of kTokenBlock tokens, and within a block the rows in K-chunks of 64 x 16
-  // elements, so that the block's activations for that K-chunk (96 x 4 KiB) stay in L2 while
-  // every group passes over them. (Without token blocks, every group re-read all tokens'
-  // activations from L3.) Within a K-chunk, blocks of kGroupBlock groups (256 rows, 512 KiB of
-  // F32 weights at most) stay in L2 while each 6-token register tile passes over them, its 24 KiB
-  // of activations in L1: the kernel's loads per chunk are then 4 weight rows from L2 and 6 token
-  // rows from L1, where group by group they were 6 token rows from L2 (the Intel Xeon's F16 GEMM,
-  // BM_Matmul/F16_gemm/1536/8960/512/2: 79-82 -> 87-91 GMAC/s, F32 74-79 -> 81-84). The weights
-  // are read once per token block.
-  constexpr int kTokenBlock = 16 * kT;
   const size_t group_bytes = float_group_bytes(W, n_in);
-  const int64_t chunks = (n_in + 15) / 16;
-  const int64_t step = n_tok > kT ? 64 : chunks;
-  constexpr int64_t kGroupBlock = 64;
-  const int64_t n_groups = (n_rows + kFloatRows - 1) / kFloatRows;
-  for (int t0 = 0; t0 < n_tok; t0 += kTokenBlock) {
-    const int t1 = std::min(n_tok, t0 + kTokenBlock);
-    for (int64_t c0 = 0; c0 < chunks; c0 += step) {
-      const int64_t c1 = std::min(chunks, c0 + step);
-      for (int64_t g0 = 0; g0 < n_groups; g0 += kGroupBlock) {
-        const int64_t g1 = std::min(n_groups, g0 + kGroupBlock);
-        for (int t = t0; t < t1; t += kT)
-          for (int64_t g = g0; g < g1; ++g) {
-            const int rows = int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows));
-            group_tokens<W>(std::min(kT, t1 - t), groups + g * group_bytes, n_in, c0, c1,
-                            x + t * ldx, ldx, y + t * ldy + g * kFloatRows, ldy, rows, c0 > 0);
-          }
-      }
-    }
-  }
+  for_float_tiles<kT>(n_in, n_rows, n_tok,
+                      [&](int64_t g, int t, int n, int64_t c0, int64_t c1, int rows) {
+                        group_tokens<W>(n, groups + g * group_bytes, n_in, c0, c1, x + t * ldx, ldx,
+                                        y + t * ldy + g * kFloatRows, ldy, rows, c0 > 0);
+                      });
 }
 
 void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
