@@ -33,6 +33,12 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Blocks of `threads` for a grid-stride loop over n > 0 elements (at most 65535: the loop covers
+// the rest).
+inline unsigned grid_stride_blocks(int64_t n, int threads) {
+  return unsigned(n < int64_t(threads) * 65535 ? ceil_div(n, threads) : 65535);
+}
+
 // Sum over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 // `scratch` holds 32 floats of shared memory.
 __device__ __forceinline__ float block_sum(float v, float* scratch) {

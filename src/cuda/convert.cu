@@ -95,10 +95,6 @@ void with_format(quant::Type t, const char* what, Fn&& fn) {
   }
 }
 
-unsigned grid_stride_blocks(int64_t n, int threads) {
-  return unsigned(std::min<int64_t>(ceil_div(n, threads), 65535));
-}
-
 }  // namespace
 
 void dequantize_f16(quant::Type t, const void* w, size_t row_bytes, int64_t n_in, int64_t n_rows,

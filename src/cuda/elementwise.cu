@@ -177,10 +177,6 @@ __global__ void k_kv_store_quant(KvQuant kq, KvQuant vq, void* k_cache, void* v_
   if (block * 32 < v_width) store_any<F16>(vq, v_cache, v + t * v_width, row, v_width, block, lane);
 }
 
-unsigned blocks_for(int64_t n, int threads) {
-  return unsigned(std::min<int64_t>(ceil_div(n, threads), 65535));
-}
-
 }  // namespace
 
 void rmsnorm(const float* x, const float* w, float* y, int64_t n_rows, int64_t width, float eps,
@@ -206,20 +202,20 @@ void rope(const RopeArgs& a, Stream stream) {
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n, Stream stream) {
   if (n <= 0) return;
-  k_swiglu<<<blocks_for(n, 256), 256, 0, stream>>>(gate, up, out, n);
+  k_swiglu<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(gate, up, out, n);
   STRAW_CUDA_CHECK_LAUNCH();
 }
 
 void add(float* x, const float* y, int64_t n, Stream stream) {
   if (n <= 0) return;
-  k_add<<<blocks_for(n, 256), 256, 0, stream>>>(x, y, n);
+  k_add<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(x, y, n);
   STRAW_CUDA_CHECK_LAUNCH();
 }
 
 void add_bias(float* y, const float* b, int64_t n_rows, int64_t width, Stream stream) {
   const int64_t n = n_rows * width;
   if (n <= 0) return;
-  k_add_bias<<<blocks_for(n, 256), 256, 0, stream>>>(y, b, n, width);
+  k_add_bias<<<grid_stride_blocks(n, 256), 256, 0, stream>>>(y, b, n, width);
   STRAW_CUDA_CHECK_LAUNCH();
 }
 

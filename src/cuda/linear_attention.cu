@@ -13,11 +13,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Grid of a grid-stride loop over n elements.
-unsigned grid_for(int64_t n) {
-  return unsigned(std::clamp<int64_t>(ceil_div(n, kThreads), 1, 4096));
-}
-
 __device__ __forceinline__ float sigmoidf(float x) {
   return 1.0f / (1.0f + expf(-x));
 }
@@ -239,14 +234,14 @@ __global__ void k_delta_net_global(DeltaNetArgs a) {
 void copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t n_rows,
                int64_t width, Stream stream) {
   if (n_rows <= 0 || width <= 0) return;
-  k_copy_rows<<<grid_for(n_rows * width), kThreads, 0, stream>>>(src, src_stride, dst, dst_stride,
-                                                                 n_rows, width);
+  k_copy_rows<<<grid_stride_blocks(n_rows * width, kThreads), kThreads, 0, stream>>>(
+      src, src_stride, dst, dst_stride, n_rows, width);
   STRAW_CUDA_CHECK(cudaGetLastError());
 }
 
 void sigmoid_mul(float* x, const float* g, int64_t n, Stream stream) {
   if (n <= 0) return;
-  k_sigmoid_mul<<<grid_for(n), kThreads, 0, stream>>>(x, g, n);
+  k_sigmoid_mul<<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(x, g, n);
   STRAW_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -275,7 +270,8 @@ void delta_net_gates(float* alpha, float* beta, const float* dt_bias, const floa
                      int n_heads, Stream stream) {
   const int64_t n = int64_t(n_tokens) * n_heads;
   if (n <= 0) return;
-  k_delta_net_gates<<<grid_for(n), kThreads, 0, stream>>>(alpha, beta, dt_bias, a, n, n_heads);
+  k_delta_net_gates<<<grid_stride_blocks(n, kThreads), kThreads, 0, stream>>>(alpha, beta, dt_bias,
+                                                                              a, n, n_heads);
   STRAW_CUDA_CHECK(cudaGetLastError());
 }
 
