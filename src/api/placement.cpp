@@ -124,13 +124,9 @@ void choose_backends(Model::Impl& m) {
     return d == sched::Device::Gpu ? static_cast<ops::Backend*>(gpu.get()) : m.cpu.get();
   };
   for (const sched::LayerPlacement& l : m.plan.layers) {
-    // One backend runs a whole MoE FFN (router, experts, shared expert): model::DeviceMap.
-    if (l.expert_bytes > 0 && l.experts != l.ffn)
-      fail("internal error: the plan puts layer ", l.index,
-           "'s experts and the rest of its FFN on different devices, which the runtime cannot "
-           "split yet; use --cpu-moe or --override-tensor to keep them together");
     m.devices.attn[l.index] = pick(l.attn);
     m.devices.ffn[l.index] = pick(l.ffn);
+    m.devices.experts[l.index] = pick(l.experts);
   }
   m.devices.output = pick(m.plan.output);
   // Everything on the GPU: the embedding lookup too (its table stays in host memory; the GPU
@@ -138,7 +134,8 @@ void choose_backends(Model::Impl& m) {
   const bool all_gpu =
       m.plan.output == sched::Device::Gpu &&
       std::all_of(m.plan.layers.begin(), m.plan.layers.end(), [](const sched::LayerPlacement& l) {
-        return l.attn == sched::Device::Gpu && l.ffn == sched::Device::Gpu;
+        return l.attn == sched::Device::Gpu && l.ffn == sched::Device::Gpu &&
+               l.experts == sched::Device::Gpu;
       });
   if (all_gpu) m.devices.embed = gpu.get();
   // The CUDA kernels read f16 or f32 caches, K and V of one type.
@@ -159,12 +156,17 @@ void choose_backends(Model::Impl& m) {
   });
   if (arena > 0) gpu->reserve_weights(arena);
   m.gpu = std::move(gpu);
-  int gpu_units = 0;
-  for (const auto& l : m.plan.layers)
+  int gpu_units = 0, moe_layers = 0, gpu_experts = 0;
+  for (const auto& l : m.plan.layers) {
     gpu_units += (l.attn == sched::Device::Gpu) + (l.ffn == sched::Device::Gpu);
-  m.info.placement = str("gpu: ", gpu_units, "/", 2 * m.hp.n_layer, " layer parts",
-                         m.plan.output == sched::Device::Gpu ? " + output" : "", ", ",
-                         human_bytes(m.plan.vram_bytes), " of ", human_bytes(budget), " VRAM");
+    moe_layers += l.expert_bytes > 0;
+    gpu_experts += l.expert_bytes > 0 && l.experts == sched::Device::Gpu;
+  }
+  m.info.placement =
+      str("gpu: ", gpu_units, "/", 2 * m.hp.n_layer, " layer parts",
+          m.plan.output == sched::Device::Gpu ? " + output" : "",
+          moe_layers > 0 ? str(", the experts of ", gpu_experts, "/", moe_layers, " layers") : "",
+          ", ", human_bytes(m.plan.vram_bytes), " of ", human_bytes(budget), " VRAM");
 #else
   if (o.device == DeviceChoice::Gpu || o.gpu_layers.value_or(0) > 0 ||
       std::any_of(o.tensor_overrides.begin(), o.tensor_overrides.end(),

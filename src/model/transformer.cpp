@@ -20,6 +20,7 @@ DeviceMap DeviceMap::single(ops::Backend& be, int n_layer) {
   DeviceMap m;
   m.attn.assign(size_t(n_layer), &be);
   m.ffn.assign(size_t(n_layer), &be);
+  m.experts.assign(size_t(n_layer), &be);
   m.output = &be;
   m.embed = &be;
   return m;
@@ -112,6 +113,11 @@ void BlockContext::enter(Part part, int il) {
   exec.move_to(*this, to);
 }
 
+ops::Backend* BlockContext::experts_backend(int il) const {
+  const DeviceMap& d = exec.devices();
+  return size_t(il) < d.experts.size() ? d.experts[size_t(il)] : d.output;
+}
+
 Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices,
                          int max_batch)
     : hp_(hp), w_(w), devices_(devices), max_batch_(max_batch) {
@@ -141,6 +147,7 @@ Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& d
   std::vector<ops::Backend*> distinct = {devices_.embed, devices_.output};
   for (ops::Backend* b : devices_.attn) distinct.push_back(b);
   for (ops::Backend* b : devices_.ffn) distinct.push_back(b);
+  for (ops::Backend* b : devices_.experts) distinct.push_back(b);
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
 
@@ -204,12 +211,20 @@ Activations& Transformer::activations_of(ops::Backend* be) {
 void Transformer::move_to(BlockContext& c, ops::Backend* to) {
   if (c.be == to) return;
   Activations& dst = activations_of(to);
-  // x crosses devices through host memory: [n_tokens][n_embd] floats.
-  const size_t bytes = size_t(c.n_tokens) * hp_.n_embd * sizeof(float);
-  c.be->to_host(c.a->x, staging_.data(), bytes);
-  to->from_host(staging_.data(), dst.x, bytes);
+  // x: [n_tokens][n_embd] floats.
+  transfer(c.be, c.a->x, to, dst.x, size_t(c.n_tokens) * hp_.n_embd * sizeof(float));
   c.be = to;
   c.a = &dst;
+}
+
+void Transformer::transfer(ops::Backend* from, const void* src, ops::Backend* to, void* dst,
+                           size_t bytes) {
+  if (from == to || bytes == 0) return;
+  if (bytes > staging_.size() * sizeof(float))
+    fail("internal error: ", bytes, " bytes to move between devices, staging of ",
+         staging_.size() * sizeof(float));
+  from->to_host(src, staging_.data(), bytes);
+  to->from_host(staging_.data(), dst, bytes);
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, int64_t pos0, KvCache& kv, float* logits,

@@ -1,6 +1,6 @@
-// The decoder forward pass shared by llama / qwen2 / qwen3 / qwen3moe: embeddings -> n_layer blocks ->
-// final norm -> LM head. Each architecture file (arch_*.cpp) defines its block as a short sequence
-// of the shared sub-blocks below; the backend decides where and how each op runs.
+// The decoder forward pass shared by llama / qwen2 / qwen3 / qwen3moe: embeddings -> n_layer blocks
+// -> final norm -> LM head. Each architecture file (arch_*.cpp) defines its block as a short
+// sequence of the shared sub-blocks below; the backend decides where and how each op runs.
 #pragma once
 
 #include <cstdint>
@@ -80,7 +80,7 @@ struct SeqStep {
                             // [n_vocab] for the last token; null: no LM head for it
   bool all_logits = false;
   RecurrentState* rs = nullptr;  // its recurrent state (required for models with linear layers)
-  int snapshot_after = -1;  // >= 0: also keep rs's state after this token in rs's snapshot
+  int snapshot_after = -1;       // >= 0: also keep rs's state after this token in rs's snapshot
   float* hidden = nullptr;  // host [tokens.size()][n_embd]: every token's last hidden state after
                             // output_norm (what the MTP block reads); null: not kept
 };
@@ -122,6 +122,8 @@ struct BlockContext {
 
   enum class Part { Attn, Ffn, Output };
   void enter(Part part, int il);
+  // The backend of layer il's expert matmuls (DeviceMap::experts; an MTP block's: the output's).
+  ops::Backend* experts_backend(int il) const;
 };
 
 // Shared sub-blocks (blocks.cpp).
@@ -181,6 +183,11 @@ class Transformer {
   int max_batch() const { return max_batch_; }
   // Moves the residual stream x of the current batch from c.be to `to` (BlockContext::enter).
   void move_to(BlockContext& c, ops::Backend* to);
+  // The activation buffers on backend `be` (one of the device map's).
+  Activations& activations(ops::Backend* be) { return activations_of(be); }
+  // dst (on `to`) = src (on `from`), `bytes` of at most one [max_batch][n_embd] float buffer,
+  // through host memory; nothing when the backends are the same.
+  void transfer(ops::Backend* from, const void* src, ops::Backend* to, void* dst, size_t bytes);
   const DeviceMap& devices() const { return devices_; }
 
  private:
@@ -198,7 +205,7 @@ class Transformer {
   LayerFn layer_;
   MtpFn mtp_ = nullptr;
   std::vector<DeviceBuffers> buffers_;  // one set per distinct backend
-  std::vector<float> staging_;          // host copy of x when it crosses devices
+  std::vector<float> staging_;          // host copy of what crosses devices
   // Copies LM-head rows r0..r0+n (held at src in the output backend's memory) to their hosts rows.
   void copy_logits(ops::Backend* be, const float* src, int r0, int n);
 

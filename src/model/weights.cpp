@@ -36,8 +36,8 @@ class Binder {
     require(name);
     ops::Weight w = weight_view(r_, name);
     if (w.n_in != ne0 || w.n_out != ne1 || w.n_expert != n_expert)
-      fail(r_.path(), ": tensor '", name, "' has shape [", w.n_in, ", ", w.n_out, ", ",
-           w.n_expert, "], expected [", ne0, ", ", ne1, ", ", n_expert,
+      fail(r_.path(), ": tensor '", name, "' has shape [", w.n_in, ", ", w.n_out, ", ", w.n_expert,
+           "], expected [", ne0, ", ", ne1, ", ", n_expert,
            "] from the hyperparameters (expert_count, expert_feed_forward_length)");
     return w;
   }
@@ -50,7 +50,8 @@ class Binder {
  private:
   void require(const std::string& name) {
     if (!r_.find_tensor(name))
-      fail(r_.path(), ": tensor '", name, "' is missing (the file does not match its architecture '",
+      fail(r_.path(), ": tensor '", name,
+           "' is missing (the file does not match its architecture '",
            r_.get_string("general.architecture"), "')");
   }
 
@@ -226,10 +227,11 @@ void for_each_placed_weight(Weights& w, const DeviceMap& d,
           &l.bv,        &l.bo,     &l.q_norm, &l.k_norm,   &l.rope_freqs, &l.ssm_qkv,  &l.ssm_z,
           &l.ssm_conv,  &l.ssm_dt, &l.ssm_a,  &l.ssm_beta, &l.ssm_alpha,  &l.ssm_norm, &l.ssm_out})
       if (*m) fn(*m, *d.attn[i]);
-    for (ops::Weight* m :
-         {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.router, &l.gate_exps, &l.up_exps,
-          &l.down_exps, &l.gate_inp_shexp, &l.gate_shexp, &l.up_shexp, &l.down_shexp})
+    for (ops::Weight* m : {&l.ffn_norm, &l.w_gate, &l.w_up, &l.w_down, &l.router, &l.gate_inp_shexp,
+                           &l.gate_shexp, &l.up_shexp, &l.down_shexp})
       if (*m) fn(*m, *d.ffn[i]);
+    for (ops::Weight* m : {&l.gate_exps, &l.up_exps, &l.down_exps})
+      if (*m) fn(*m, *d.experts[i]);
   }
 }
 
