@@ -42,12 +42,14 @@ prepare() {
     local m
     for m in llama-tiny-f16 llama-tiny-iq4_xs llama-tiny-q4_k_m qwen2-tiny-iq4_xs qwen2-tiny-q4_k_m \
              qwen2-tiny-q8_0 qwen3-tiny-f16 qwen3-tiny-iq4_xs qwen3-tiny-q4_k_m stories260K stories260K-q8_0 \
-             qwen35-tiny-f16 qwen35-tiny-iq4_xs qwen35-tiny-q4_k_m; do
+             qwen35-tiny-f16 qwen35-tiny-iq4_xs qwen35-tiny-q4_k_m qwen3moe-tiny-q4_k_m \
+             qwen35moe-tiny-iq4_xs; do
       [ -f "$td/models/$m.gguf" ] && cp "$td/models/$m.gguf" "$CHECK/testdata/models/"
       [ -f "$td/golden/$m.json" ] && cp "$td/golden/$m.json" "$CHECK/testdata/golden/"
       [ -f "$td/golden/$m.exact.f32" ] && cp "$td/golden/$m.exact.f32" "$CHECK/testdata/golden/"
-      # qwen35 has no exact-math file: its GPU tests compare with llama.cpp's logits.
-      case "$m" in qwen35-*) [ -f "$td/golden/$m.logits.f32" ] && cp "$td/golden/$m.logits.f32" "$CHECK/testdata/golden/" ;; esac
+      # qwen35 and the MoE files have no exact-math file: their GPU tests compare with llama.cpp's
+      # logits (one MoE file per architecture: the other two skip, to stay under the carry limit).
+      case "$m" in qwen35-*|*moe-*) [ -f "$td/golden/$m.logits.f32" ] && cp "$td/golden/$m.logits.f32" "$CHECK/testdata/golden/" ;; esac
     done
     # qwen2-tiny-f32's golden data without its model: its GPU tests then skip with a message.
     cp "$td/golden/qwen2-tiny-f32.json" "$td/golden/qwen2-tiny-f32.exact.f32" "$CHECK/testdata/golden/"
@@ -176,9 +178,10 @@ run() {
   nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.mem,temperature.gpu,driver_version \
     --format=csv > "$out/gpu.txt" 2>&1
   cat "$out/gpu.txt"
-  # qwen35's linear-attention kernels are verified here, so this run lets qwen35 models onto the
-  # GPU (src/api/placement.cpp keeps them on the CPU otherwise until they have passed).
-  export STRAW_CUDA_LINEAR_ATTENTION=1
+  # qwen35's linear-attention kernels and the MoE ops are verified here, so this run lets qwen35
+  # models and MoE FFNs onto the GPU (src/api/placement.cpp keeps them on the CPU otherwise until
+  # they have passed).
+  export STRAW_CUDA_LINEAR_ATTENTION=1 STRAW_CUDA_MOE=1
   local phases=" ${GPU_CHECK_PHASES:-tests kernels models hybrid llama} "
   has() { [[ "$phases" == *" $1 "* ]]; }
   : > "$out/models.txt"

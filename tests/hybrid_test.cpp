@@ -38,6 +38,14 @@ std::vector<float> run(const model::HParams& hp, const gguf::Reader& r, const mo
   return logits;
 }
 
+const std::vector<int32_t> kPrompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+
+model::HParams hparams_of(const gguf::Reader& r) {
+  model::HParams hp = model::read_hparams(r);
+  hp.n_vocab = r.tensor("token_embd.weight").n_rows();
+  return hp;
+}
+
 void expect_same(const std::vector<float>& got, const std::vector<float>& ref, const char* what) {
   ASSERT_EQ(got.size(), ref.size());
   for (size_t i = 0; i < ref.size(); ++i) ASSERT_EQ(got[i], ref[i]) << what << " at " << i;
@@ -48,12 +56,10 @@ TEST(Hybrid, SplitAcrossTwoBackendsEqualsOneBackend) {
   for (const char* name :
        {"qwen2-tiny-q4_k_m.gguf", "llama-tiny-iq4_xs.gguf", "qwen3-tiny-f16.gguf"}) {
     auto r = gguf::Reader::open((test::testdata_dir() / "models" / name).string());
-    model::HParams hp = model::read_hparams(*r);
-    hp.n_vocab = r->tensor("token_embd.weight").n_rows();
+    const model::HParams hp = hparams_of(*r);
     cpu::CpuBackend a(2), b(2);
-    const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 
-    const std::vector<float> ref = run(hp, *r, model::DeviceMap::single(a, hp.n_layer), prompt);
+    const std::vector<float> ref = run(hp, *r, model::DeviceMap::single(a, hp.n_layer), kPrompt);
 
     // Alternate every unit between the backends: attention on a, FFN on b in even layers and the
     // other way round in odd ones; the output on b.
@@ -63,7 +69,7 @@ TEST(Hybrid, SplitAcrossTwoBackendsEqualsOneBackend) {
       split.ffn[i] = i % 2 ? &a : &b;
     }
     split.output = &b;
-    expect_same(run(hp, *r, split, prompt), ref, name);
+    expect_same(run(hp, *r, split, kPrompt), ref, name);
   }
 }
 
@@ -74,16 +80,14 @@ TEST(Hybrid, MoeExpertsOnAnotherBackendEqualOneBackend) {
   STRAW_REQUIRE_TESTDATA();
   for (const char* name : {"qwen3moe-tiny-q4_k_m.gguf", "qwen35moe-tiny-iq4_xs.gguf"}) {
     auto r = gguf::Reader::open((test::testdata_dir() / "models" / name).string());
-    model::HParams hp = model::read_hparams(*r);
-    hp.n_vocab = r->tensor("token_embd.weight").n_rows();
+    const model::HParams hp = hparams_of(*r);
     cpu::CpuBackend a(2), b(2);
-    const std::vector<int32_t> prompt = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
-    const std::vector<float> ref = run(hp, *r, model::DeviceMap::single(a, hp.n_layer), prompt);
+    const std::vector<float> ref = run(hp, *r, model::DeviceMap::single(a, hp.n_layer), kPrompt);
 
     // Every layer's experts on b, everything else on a.
     model::DeviceMap experts_apart = model::DeviceMap::single(a, hp.n_layer);
     experts_apart.experts.assign(size_t(hp.n_layer), &b);
-    expect_same(run(hp, *r, experts_apart, prompt), ref, name);
+    expect_same(run(hp, *r, experts_apart, kPrompt), ref, name);
 
     // Mixed: the FFN of odd layers on b with their experts on a, even layers' experts on b,
     // attention alternating, the output on b.
@@ -94,7 +98,7 @@ TEST(Hybrid, MoeExpertsOnAnotherBackendEqualOneBackend) {
       mixed.experts[i] = i % 2 ? &a : &b;
     }
     mixed.output = &b;
-    expect_same(run(hp, *r, mixed, prompt), ref, name);
+    expect_same(run(hp, *r, mixed, kPrompt), ref, name);
   }
 }
 

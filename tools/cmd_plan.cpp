@@ -299,6 +299,9 @@ int run_plan(const Args& a) {
 
   po.ctx = a.get_int("ctx", std::min<int64_t>(in.hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
+  // As Model::load: MoE FFNs go to the GPU only when STRAW_CUDA_MOE=1 (not verified on a GPU yet).
+  const char* gpu_moe = std::getenv("STRAW_CUDA_MOE");
+  po.gpu_moe = gpu_moe && std::strcmp(gpu_moe, "1") == 0;
   // --kv-type A,B,..: the first type's plan in full, then every type's side by side.
   const std::vector<sched::KvType> kv_list = plan_kv_type_list(a);
   if (kv_list.size() > 1) {

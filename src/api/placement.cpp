@@ -45,8 +45,11 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   po.kv_type_v = kv_type(m.options.kv_type_v);
   po.ubatch = m.options.ubatch;
   po.n_cpu_moe = m.options.n_cpu_moe;
-  // po.gpu_moe stays false: the CUDA backend has no mixture-of-experts ops yet
-  // (ops/backend_moe.cpp), so the planner keeps every MoE FFN on the CPU.
+  // The CUDA backend's mixture-of-experts ops (cuda/moe.cu) have not run on a GPU yet: until
+  // scripts/gpu-check.sh has passed them, MoE FFNs stay on the CPU unless STRAW_CUDA_MOE=1 opts in
+  // (the GPU check sets it).
+  const char* moe = std::getenv("STRAW_CUDA_MOE");
+  po.gpu_moe = moe && std::strcmp(moe, "1") == 0;
   // Without a budget everything is on the CPU whatever was forced (choose_backends has refused
   // GPU requests it cannot serve).
   if (vram_budget > 0) {

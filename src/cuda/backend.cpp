@@ -27,8 +27,9 @@ class CudaBuffer final : public ops::Buffer {
   size_t size_;
 };
 
+// An expert tensor: its n_expert matrices, expert_bytes apart.
 size_t weight_bytes(const ops::Weight& w) {
-  return w.row_bytes * size_t(w.n_out);
+  return w.n_expert > 1 ? w.expert_bytes * size_t(w.n_expert) : w.row_bytes * size_t(w.n_out);
 }
 
 void check_supported(const ops::Weight& w, const char* what) {
@@ -81,7 +82,7 @@ CudaBackend::Impl::~Impl() {
   if (cublas) cublasDestroy(cublas);  // before its workspace (cublas_ws) is freed
   if (mem) {
     for (void* p : weight_blocks) mem->release(p);
-    for (Workspace* w : {&act_q8, &act_f16, &tile_f16, &attn_part, &cublas_ws, &ids, &step})
+    for (Workspace* w : {&act_q8, &act_f16, &tile_f16, &attn_part, &cublas_ws, &ids, &moe, &step})
       mem->release(w->ptr);
   }
   for (void* p : {pinned_up[0], pinned_up[1], pinned_down, pinned_step, pinned_rows})
@@ -454,10 +455,9 @@ void CudaBackend::attention(const float* q, const ops::KvLayer& kv, float* out,
       kv.v, size_t(kv.n_ctx) * ops::kv_row_bytes(kv.v_type, int64_t(p.n_kv_heads) * p.head_dim_v),
       "V cache");
   const StepPos pos = s.step_pos(p.pos0);
-  const AttentionRec r{q,          kv.k,         kv.v,       g.f16,        g.k_quant,
-                       g.v_quant,  out,          p.n_tokens, pos.dev,      pos.add,
-                       p.n_heads,  p.n_kv_heads, p.head_dim, p.head_dim_v, p.scale,
-                       kv.n_ctx};
+  const AttentionRec r{q,          kv.k,         kv.v,    g.f16,   g.k_quant, g.v_quant,
+                       out,        p.n_tokens,   pos.dev, pos.add, p.n_heads, p.n_kv_heads,
+                       p.head_dim, p.head_dim_v, p.scale, kv.n_ctx};
   AttnArgs a;
   a.n_tokens = r.n_tokens, a.n_heads = r.n_heads, a.n_kv_heads = r.n_kv_heads;
   a.head_dim = r.head_dim, a.head_dim_v = r.head_dim_v, a.n_ctx = r.n_ctx;

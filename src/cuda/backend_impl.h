@@ -226,9 +226,47 @@ struct DeltaNetRec {
   bool operator==(const DeltaNetRec&) const = default;
 };
 
+// Mixture-of-experts ops (qwen3moe, qwen35moe).
+struct MoeRouteRec {
+  const float* logits;
+  int n_tokens, n_expert, n_used;
+  bool normalize;
+  float scale;
+  int32_t* ids;
+  float* weights;
+  bool operator==(const MoeRouteRec&) const = default;
+};
+inline bool operator==(const MoeMatmulArgs& x, const MoeMatmulArgs& y) {
+  auto tie = [](const MoeMatmulArgs& a) {
+    return std::tie(a.type, a.w, a.expert_bytes, a.row_bytes, a.n_expert, a.n_in, a.n_out, a.x,
+                    a.per_slot, a.ids, a.n_tokens, a.n_used, a.y);
+  };
+  return tie(x) == tie(y);
+}
+struct MoeMatmulRec {
+  MoeMatmulArgs a;
+  void* workspace;
+  bool operator==(const MoeMatmulRec&) const = default;
+};
+struct MoeCombineRec {
+  const float* y;
+  const float* weights;
+  int n_tokens, n_used;
+  int64_t width;
+  float* out;
+  bool operator==(const MoeCombineRec&) const = default;
+};
+struct SigmoidScaleRowsRec {
+  float* y;
+  const float* g;
+  int64_t n_rows, width;
+  bool operator==(const SigmoidScaleRowsRec&) const = default;
+};
+
 using OpRec = std::variant<GetRowsDeviceRec, CopyInRec, MatmulRec, BiasRec, RmsnormRec, RopeRec,
                            KvStoreRec, AttentionRec, SwigluRec, AddRec, CopyRowsRec, SigmoidMulRec,
-                           L2normRec, RmsnormGatedRec, DeltaGatesRec, ConvRec, DeltaNetRec>;
+                           L2normRec, RmsnormGatedRec, DeltaGatesRec, ConvRec, DeltaNetRec,
+                           MoeRouteRec, MoeMatmulRec, MoeCombineRec, SigmoidScaleRowsRec>;
 
 struct StepShape {
   int n_tokens = 0;
@@ -271,7 +309,7 @@ struct CudaBackend::Impl {
   }
 
   // Kernel workspaces.
-  Workspace act_q8, act_f16, tile_f16, attn_part, cublas_ws, ids;
+  Workspace act_q8, act_f16, tile_f16, attn_part, cublas_ws, ids, moe;
   // Step parameters on the device: int32 [0] = position of the step, [1..] = token ids.
   Workspace step;
   // Pinned host memory: staging for uploads (two chunks, alternating), downloads, step

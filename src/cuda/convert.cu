@@ -57,44 +57,6 @@ __global__ void k_copy(const uint4* __restrict__ src, uint4* __restrict__ dst, i
     dst[i] = src[i];
 }
 
-// Calls fn(QDecTag) for the format; every cuda_supports() format.
-template <class Fn>
-void with_format(quant::Type t, const char* what, Fn&& fn) {
-  using quant::Type;
-  switch (t) {
-    case Type::F32:
-      return fn(std::integral_constant<Type, Type::F32>{});
-    case Type::F16:
-      return fn(std::integral_constant<Type, Type::F16>{});
-    case Type::BF16:
-      return fn(std::integral_constant<Type, Type::BF16>{});
-    case Type::Q4_0:
-      return fn(std::integral_constant<Type, Type::Q4_0>{});
-    case Type::Q4_1:
-      return fn(std::integral_constant<Type, Type::Q4_1>{});
-    case Type::Q5_0:
-      return fn(std::integral_constant<Type, Type::Q5_0>{});
-    case Type::Q5_1:
-      return fn(std::integral_constant<Type, Type::Q5_1>{});
-    case Type::Q8_0:
-      return fn(std::integral_constant<Type, Type::Q8_0>{});
-    case Type::IQ4_NL:
-      return fn(std::integral_constant<Type, Type::IQ4_NL>{});
-    case Type::IQ4_XS:
-      return fn(std::integral_constant<Type, Type::IQ4_XS>{});
-    case Type::Q4_K:
-      return fn(std::integral_constant<Type, Type::Q4_K>{});
-    case Type::Q5_K:
-      return fn(std::integral_constant<Type, Type::Q5_K>{});
-    case Type::Q6_K:
-      return fn(std::integral_constant<Type, Type::Q6_K>{});
-    default:
-      fail("the CUDA backend cannot ", what, " ", quant::type_name(t),
-           " tensors (supported: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL IQ4_XS Q4_K Q5_K "
-           "Q6_K)");
-  }
-}
-
 }  // namespace
 
 void dequantize_f16(quant::Type t, const void* w, size_t row_bytes, int64_t n_in, int64_t n_rows,

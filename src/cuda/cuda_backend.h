@@ -111,6 +111,14 @@ class CudaBackend final : public ops::Backend {
                        int n_tokens, int n_heads) override;
   void ssm_conv(const ops::ConvParams& p) override;
   void gated_delta_net(const ops::DeltaNetParams& p) override;
+  // Mixture-of-experts ops (qwen3moe, qwen35moe; backend_moe.cpp).
+  void sigmoid_scale_rows(float* y, const float* g, int64_t n_rows, int64_t width) override;
+  void moe_route(const float* logits, int n_tokens, int n_expert, int n_used, bool normalize,
+                 float scale, int32_t* ids, float* weights) override;
+  void moe_matmul(const ops::Weight& w, const float* x, bool x_per_slot, const int32_t* ids,
+                  int n_tokens, int n_used, float* y) override;
+  void moe_combine(const float* y, const float* weights, int n_tokens, int n_used, int64_t width,
+                   float* out) override;
 
   // Bytes prepare_weight takes on the device for w (its rows, rounded up to the arena alignment).
   static uint64_t prepared_bytes(const ops::Weight& w);

@@ -1,5 +1,5 @@
 // Turns op records into kernel launches on the backend's stream: matvec or cuBLAS GEMM per batch
-// size, the element-wise kernels, flash-decoding or tiled attention.
+// size, the element-wise kernels, flash-decoding or tiled attention, the expert matmul.
 #include <algorithm>
 
 #include "cuda/backend_impl.h"
@@ -179,6 +179,23 @@ void CudaBackend::Impl::issue(const OpRec& r) {
           [&](const DeltaNetRec& d) {
             invalidate_caches();
             cuda::gated_delta_net(d.a, stream);
+          },
+          [&](const MoeRouteRec& m) {
+            invalidate_caches();
+            cuda::moe_route(m.logits, m.n_tokens, m.n_expert, m.n_used, m.normalize, m.scale, m.ids,
+                            m.weights, stream);
+          },
+          [&](const MoeMatmulRec& m) {
+            invalidate_caches();
+            cuda::moe_matmul(m.a, m.workspace, stream);
+          },
+          [&](const MoeCombineRec& m) {
+            invalidate_caches();
+            cuda::moe_combine(m.y, m.weights, m.n_tokens, m.n_used, m.width, m.out, stream);
+          },
+          [&](const SigmoidScaleRowsRec& g) {
+            invalidate_caches();
+            cuda::sigmoid_scale_rows(g.y, g.g, g.n_rows, g.width, stream);
           },
       },
       r);

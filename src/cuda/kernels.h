@@ -164,6 +164,44 @@ struct DeltaNetArgs {
 };
 void gated_delta_net(const DeltaNetArgs& a, Stream stream);
 
+// ---- mixture of experts (qwen3moe, qwen35moe): the ops of ops::Backend with the same names -----
+
+// ids / weights [n_tokens][n_used] = the top n_used of softmax(logits[t]) (ties to the lower id),
+// renormalised when `normalize` (sum clamped at 2^-14), times `scale` unless 0 or 1.
+void moe_route(const float* logits, int n_tokens, int n_expert, int n_used, bool normalize,
+               float scale, int32_t* ids, float* weights, Stream stream);
+// out[t][:] = sum_k weights[t][k] * y[t][k][:], added in the order k = 0, 1, ...
+void moe_combine(const float* y, const float* weights, int n_tokens, int n_used, int64_t width,
+                 float* out, Stream stream);
+// y[r][:] *= sigmoid(g[r])
+void sigmoid_scale_rows(float* y, const float* g, int64_t n_rows, int64_t width, Stream stream);
+
+// The expert matmul y[s][:] = W[ids[s]] x_s over the n_slots = n_tokens * n_used slots, with
+// x_s = x[s] (per_slot) or x[s / n_used]. The slots are first grouped by expert on the device
+// (moe_group: no host round trip, so a decode step stays one CUDA Graph); then one warp per row of
+// an active expert decodes the row once per run of up to 8 of that expert's slots (decode: every
+// chosen expert's rows once; a prompt: each expert's rows once per 8 of its tokens). Quantized
+// formats multiply 8-bit activations gathered in the grouped order (ActQ8), float formats the
+// float rows gathered likewise.
+struct MoeMatmulArgs {
+  quant::Type type = quant::Type::F32;
+  const void* w = nullptr;  // [n_expert][n_out][n_in] blocks, expert_bytes apart
+  size_t expert_bytes = 0;
+  size_t row_bytes = 0;
+  int n_expert = 0;
+  int64_t n_in = 0;  // a multiple of 32
+  int64_t n_out = 0;
+  const float* x = nullptr;  // [n_tokens][n_in], or [n_slots][n_in] when per_slot
+  bool per_slot = false;
+  const int32_t* ids = nullptr;  // [n_slots], each in 0 .. n_expert - 1
+  int n_tokens = 0;
+  int n_used = 0;
+  float* y = nullptr;  // [n_slots][n_out]
+};
+// Device workspace moe_matmul needs: the grouping, then the gathered activations.
+size_t moe_matmul_workspace_bytes(const MoeMatmulArgs& a);
+void moe_matmul(const MoeMatmulArgs& a, void* workspace, Stream stream);
+
 // ---- attention ---------------------------------------------------------------------------------
 
 struct AttnArgs {

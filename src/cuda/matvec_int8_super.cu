@@ -6,23 +6,13 @@ namespace straw::cuda {
 
 namespace {
 
-// One warp per 32 values: d = max|x| / 127, q = round-to-nearest-even(x / d), s = d * sum(q)
-// (mirrored on the host by tests/cuda_decode_test.cpp).
+// One warp per 32 values (quantize_q8_block).
 __global__ void k_quantize_q8(const float* __restrict__ x, int64_t n_in, int n_blocks,
                               int8_t* __restrict__ qs, DS* __restrict__ ds) {
-  const int lane = threadIdx.x & 31;
   const int b = int(blockIdx.x) * int(blockDim.x / 32) + int(threadIdx.x >> 5);
   if (b >= n_blocks) return;
   const int64_t row = blockIdx.y;
-  const int64_t i = row * n_in + int64_t(b) * 32 + lane;
-  const float v = x[i];
-  const float amax = warp_max(fabsf(v));
-  const float d = amax / 127.0f;
-  const float id = d > 0.0f ? 1.0f / d : 0.0f;
-  const int q = __float2int_rn(v * id);
-  qs[i] = int8_t(q);
-  const int sum = warp_sum_int(q);
-  if (lane == 0) ds[row * n_blocks + b] = DS{d, d * float(sum)};
+  quantize_q8_block(x + row * n_in, b, qs + row * n_in, ds + row * n_blocks);
 }
 
 size_t levels_bytes(int64_t n_in, int n_rows) {

@@ -106,7 +106,7 @@ namespace {
 enum class Pin {
   None,
   CpuMoe,    // --n-cpu-moe / --cpu-moe: an override naming its tensors still wins
-  NoGpuMoe,  // an MoE FFN and the GPU backend has no MoE ops: nothing moves it
+  NoGpuMoe,  // an MoE FFN and the GPU may not run MoE ops (gpu_moe): nothing moves it
 };
 
 // A unit of automatic placement and what it costs and reads.
@@ -396,7 +396,7 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
     if (any_pinned && (o.vram_budget > 0 || moe_kept))
       p.notes.push_back(
           str("mixture-of-experts FFNs (router, shared expert, experts) stay on the CPU: the GPU "
-              "backend has no MoE ops yet",
+              "backend's MoE ops are not verified on a GPU yet (STRAW_CUDA_MOE=1 tries them)",
               moe_kept ? " (the GPU placement --gpu-layers / --override-tensor asked for them "
                          "was not applied to them)"
                        : ""));

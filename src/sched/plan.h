@@ -31,9 +31,9 @@ enum class Device { Cpu, Gpu };
 const char* device_name(Device d);  // "cpu" | "gpu"
 
 // KV cache types and row sizes are the ops' (what the cache allocates is what the plan counts).
-using ops::KvType;
 using ops::kv_row_bytes;
 using ops::kv_type_name;
+using ops::KvType;
 double kv_bytes_per_element(KvType t);  // F16 2, Q8_0 34/32, Q4_0 18/32, F32 4
 
 // The shape of a decoder model, enough to size KV caches and compute buffers.
@@ -43,8 +43,8 @@ struct ModelShape {
   int64_t n_ff = 0;
   int n_head = 0;
   int n_head_kv = 0;
-  int head_dim = 0;     // of q and k
-  int head_dim_v = 0;   // of v
+  int head_dim = 0;    // of q and k
+  int head_dim_v = 0;  // of v
   int64_t n_vocab = 0;
   int64_t n_ctx_train = 0;
   // Linear-attention (Gated DeltaNet) layers, qwen35. Their per-sequence memory is a recurrent
@@ -66,34 +66,34 @@ struct ModelShape {
 };
 
 struct TensorDesc {
-  std::string name;     // GGUF name: "blk.3.ffn_up.weight", "output.weight", ...
+  std::string name;  // GGUF name: "blk.3.ffn_up.weight", "output.weight", ...
   uint64_t bytes = 0;
   int64_t n_elements = 0;
 };
 
 // Measured (or default) speeds of this machine; see calibration.h.
 struct Speeds {
-  double cpu_read_bw = 40e9;      // bytes/s: multi-threaded streaming read of weights
-  double gpu_read_bw = 230e9;     // bytes/s: device memory read (RTX 4060 laptop class)
-  double h2d_bw = 12e9;           // bytes/s: pinned host -> device copies
-  double transition_s = 30e-6;    // one CPU <-> GPU hand-over of the activations (sync + copy)
-  double cpu_flops = 0.4e12;      // FLOP/s of quantized GEMM on the CPU (prefill)
-  double gpu_flops = 40e12;       // FLOP/s of GEMM on the GPU (prefill)
-  bool calibrated = false;        // false: these defaults
+  double cpu_read_bw = 40e9;    // bytes/s: multi-threaded streaming read of weights
+  double gpu_read_bw = 230e9;   // bytes/s: device memory read (RTX 4060 laptop class)
+  double h2d_bw = 12e9;         // bytes/s: pinned host -> device copies
+  double transition_s = 30e-6;  // one CPU <-> GPU hand-over of the activations (sync + copy)
+  double cpu_flops = 0.4e12;    // FLOP/s of quantized GEMM on the CPU (prefill)
+  double gpu_flops = 40e12;     // FLOP/s of GEMM on the GPU (prefill)
+  bool calibrated = false;      // false: these defaults
 };
 
 struct PlanOptions {
-  uint64_t vram_budget = 0;       // bytes the plan may use on the GPU; 0: CPU only
-  int64_t ctx = 4096;             // context length (KV cache positions)
+  uint64_t vram_budget = 0;        // bytes the plan may use on the GPU; 0: CPU only
+  int64_t ctx = 4096;              // context length (KV cache positions)
   KvType kv_type_k = KvType::F16;  // K cache element type (llama.cpp's -ctk)
   KvType kv_type_v = KvType::F16;  // V cache element type (llama.cpp's -ctv)
   bool cpu_attention = false;      // attention (and its KV cache) stays on the CPU: the GPU cannot
                                    // run it (a quantized or mixed KV cache)
-  int ubatch = 512;               // micro-batch for prompt processing
-  std::optional<int> gpu_layers;  // llama.cpp's -ngl: the last N repeating layers on the GPU, and
-                                  // the output layer too when N > n_layer; unset: automatic
+  int ubatch = 512;                // micro-batch for prompt processing
+  std::optional<int> gpu_layers;   // llama.cpp's -ngl: the last N repeating layers on the GPU, and
+                                   // the output layer too when N > n_layer; unset: automatic
   struct Override {
-    std::string pattern;          // ECMAScript regex searched in the tensor name
+    std::string pattern;  // ECMAScript regex searched in the tensor name
     Device device;
   };
   std::vector<Override> overrides;  // first match wins; applied after gpu_layers / automatic
@@ -101,9 +101,10 @@ struct PlanOptions {
   // gpu_layers or the automatic placement would do (--cpu-moe: N >= n_layer, all of them). An
   // override naming an expert tensor still wins.
   int n_cpu_moe = 0;
-  // Whether the GPU backend runs mixture-of-experts FFNs (router and experts). false (the CUDA
-  // backend has no MoE ops yet): every MoE layer's FFN (ffn_norm, router, shared expert, experts)
-  // stays on the CPU whatever the flags, and the plan's notes say so.
+  // Whether the GPU backend may run mixture-of-experts FFNs (router, shared expert, experts).
+  // false (its MoE ops are not verified on a GPU yet; STRAW_CUDA_MOE=1 sets it): every MoE layer's
+  // FFN (ffn_norm, router, shared expert, experts) stays on the CPU whatever the flags, and the
+  // plan's notes say so. true: the FFN and its experts are placed apart (experts last).
   bool gpu_moe = false;
 };
 
@@ -115,14 +116,14 @@ struct TensorPlacement {
 
 struct LayerPlacement {
   int index = 0;
-  Device attn = Device::Cpu;      // where attention (and its KV cache) runs
+  Device attn = Device::Cpu;  // where attention (and its KV cache) runs
   Device ffn = Device::Cpu;
-  Device experts = Device::Cpu;   // an MoE layer's experts (dense layers: with the FFN)
-  uint64_t attn_bytes = 0;        // weights of the attention unit
-  uint64_t ffn_bytes = 0;         // the FFN unit without the experts
-  uint64_t expert_bytes = 0;      // ffn_*_exps of this layer (0: dense)
-  uint64_t kv_bytes = 0;          // KV cache of this layer at the planned context
-  uint64_t state_bytes = 0;       // recurrent state of a linear layer (one sequence)
+  Device experts = Device::Cpu;  // an MoE layer's experts (dense layers: with the FFN)
+  uint64_t attn_bytes = 0;       // weights of the attention unit
+  uint64_t ffn_bytes = 0;        // the FFN unit without the experts
+  uint64_t expert_bytes = 0;     // ffn_*_exps of this layer (0: dense)
+  uint64_t kv_bytes = 0;         // KV cache of this layer at the planned context
+  uint64_t state_bytes = 0;      // recurrent state of a linear layer (one sequence)
 };
 
 // What one placement unit costs a forward step, for predicting steps of several tokens.
@@ -138,8 +139,8 @@ struct UnitCost {
 
 struct Plan {
   uint64_t vram_budget = 0;
-  uint64_t vram_bytes = 0;        // predicted peak: gpu weights + gpu KV and state + compute
-  uint64_t ram_bytes = 0;         // cpu weights + cpu KV and state + checkpoints + compute
+  uint64_t vram_bytes = 0;  // predicted peak: gpu weights + gpu KV and state + compute
+  uint64_t ram_bytes = 0;   // cpu weights + cpu KV and state + checkpoints + compute
   uint64_t gpu_weight_bytes = 0;
   uint64_t cpu_weight_bytes = 0;
   uint64_t kv_gpu_bytes = 0;
@@ -150,12 +151,12 @@ struct Plan {
   uint64_t compute_gpu_bytes = 0;
   uint64_t compute_cpu_bytes = 0;
   Device output = Device::Cpu;
-  int transitions = 0;            // CPU <-> GPU hand-overs per decoded token
+  int transitions = 0;  // CPU <-> GPU hand-overs per decoded token
   std::vector<TensorPlacement> tensors;
   std::vector<LayerPlacement> layers;
-  double predicted_tg_tps = 0;    // tokens/s decoding at half the context filled
-  double predicted_pp_tps = 0;    // tokens/s processing a prompt of one micro-batch
-  bool stream_prefill = false;    // prefill streams CPU-resident weights to the GPU
+  double predicted_tg_tps = 0;  // tokens/s decoding at half the context filled
+  double predicted_pp_tps = 0;  // tokens/s processing a prompt of one micro-batch
+  bool stream_prefill = false;  // prefill streams CPU-resident weights to the GPU
   Speeds speeds;
   std::vector<UnitCost> units;  // execution order: attn0, ffn0, experts0, attn1, ..., output
   // Mixture of experts (all 0 for dense models).
