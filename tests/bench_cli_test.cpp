@@ -138,7 +138,8 @@ TEST(BenchCli, ProfileCountsEveryOp) {
 }
 
 // Profiling changes nothing but the timing: the same logits with and without it, on every
-// architecture of the test models (their ops all go through ops::ProfiledBackend).
+// architecture of the test models (their ops all go through ops::ProfiledBackend, the expert
+// matmuls included).
 TEST(Profile, SameLogitsOnEveryArchitecture) {
   if (!straw::test::have_testdata())
     GTEST_SKIP() << "test data not found at " << straw::test::testdata_dir()
@@ -157,6 +158,13 @@ TEST(Profile, SameLogitsOnEveryArchitecture) {
       s.eval(std::span<const int32_t>(&next, 1));  // one token
       logits.emplace_back(s.logits().begin(), s.logits().end());
       EXPECT_EQ(model->op_profile().empty(), !profile) << name;
+      // The expert matmuls are timed too (the experts' backend is wrapped like the rest).
+      if (profile && std::string(name).find("moe") != std::string::npos) {
+        int64_t moe = 0;
+        for (const straw::OpProfile& p : model->op_profile())
+          if (p.op == "moe_matmul") moe += p.calls;
+        EXPECT_GT(moe, 0) << name;
+      }
     }
     EXPECT_EQ(logits[0], logits[1]) << name;
   }

@@ -136,6 +136,7 @@ std::unique_ptr<Model> Model::load(const ModelOptions& options) {
     };
     for (auto& be : d.attn) wrap(be);
     for (auto& be : d.ffn) wrap(be);
+    for (auto& be : d.experts) wrap(be);
     wrap(d.output);
     wrap(d.embed);
   }
