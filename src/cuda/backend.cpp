@@ -115,10 +115,19 @@ const void* CudaBackend::Impl::device_copy(const void* host, size_t bytes) {
   return p;
 }
 
+const void* CudaBackend::Impl::on_device(const void* p, size_t bytes) {
+  return mem->contains(p, bytes) ? p : device_copy(p, bytes);
+}
+
 const void* CudaBackend::Impl::resolve(const ops::Weight& w) {
-  const size_t bytes = weight_bytes(w);
-  if (mem->contains(w.data, bytes)) return w.data;
-  return device_copy(w.data, bytes);
+  return on_device(w.data, weight_bytes(w));
+}
+
+const float* CudaBackend::Impl::f32_vector(const ops::Weight& w, int64_t n, const char* what) {
+  if (w.type != quant::Type::F32 || w.n_in * w.n_out < n)
+    fail("internal error: ", what, " of ", w.n_in * w.n_out, " ", quant::type_name(w.type),
+         " values where ", n, " F32 are needed");
+  return static_cast<const float*>(resolve(w));
 }
 
 void CudaBackend::Impl::ensure(Workspace& ws, size_t bytes, const char* what) {
@@ -379,10 +388,7 @@ void CudaBackend::add_bias(float* y, const ops::Weight& b, int64_t n_rows, int64
   Impl& s = *impl_;
   if (n_rows <= 0 || width <= 0) return;
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
-  if (b.type != quant::Type::F32 || b.n_in * b.n_out < width)
-    fail("internal error: bias of ", b.n_in, " ", quant::type_name(b.type), " values for rows of ",
-         width);
-  const auto* bd = static_cast<const float*>(s.resolve(b));
+  const float* bd = s.f32_vector(b, width, "bias");
   s.need_device(y, size_t(n_rows * width) * sizeof(float), "bias output");
   s.submit(BiasRec{y, bd, n_rows, width});
 }
@@ -392,10 +398,7 @@ void CudaBackend::rmsnorm(const float* x, const ops::Weight& w, float* y, int64_
   Impl& s = *impl_;
   if (n_rows <= 0 || width <= 0) return;
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
-  if (w.type != quant::Type::F32 || w.n_in * w.n_out < width)
-    fail("internal error: norm weights of ", w.n_in, " ", quant::type_name(w.type),
-         " values for rows of ", width);
-  const auto* wd = static_cast<const float*>(s.resolve(w));
+  const float* wd = s.f32_vector(w, width, "norm weights");
   s.need_device(x, size_t(n_rows * width) * sizeof(float), "rmsnorm input");
   s.need_device(y, size_t(n_rows * width) * sizeof(float), "rmsnorm output");
   s.submit(RmsnormRec{x, wd, y, n_rows, width, eps});
@@ -407,10 +410,9 @@ void CudaBackend::rope(float* x, int n_tokens, int n_heads, int head_dim, int64_
   if (n_tokens <= 0 || p.n_rot <= 0) return;
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
   s.need_device(x, size_t(n_tokens) * n_heads * head_dim * sizeof(float), "rope input");
-  const float* ff = p.freq_factors;
-  const size_t ff_bytes = size_t(p.n_rot / 2) * sizeof(float);
-  if (ff && !s.mem->contains(ff, ff_bytes))
-    ff = static_cast<const float*>(s.device_copy(ff, ff_bytes));
+  const float* ff = p.freq_factors ? static_cast<const float*>(s.on_device(
+                                         p.freq_factors, size_t(p.n_rot / 2) * sizeof(float)))
+                                   : nullptr;
   const StepPos pos = s.step_pos(pos0);
   s.submit(RopeRec{x, n_tokens, n_heads, head_dim, pos.dev, pos.add, p.mode == ops::RopeMode::Neox,
                    p.n_rot, p.base, p.freq_scale, ff, p.ext_factor, p.yarn_low, p.yarn_high,

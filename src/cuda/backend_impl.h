@@ -350,7 +350,12 @@ struct CudaBackend::Impl {
 
   // Memory.
   const void* device_copy(const void* host, size_t bytes);  // uploads once, then cached
-  const void* resolve(const ops::Weight& w);                // device pointer of a weight/vector
+  // p itself when [p, p + bytes) is device memory of this backend, else its upload (device_copy).
+  const void* on_device(const void* p, size_t bytes);
+  const void* resolve(const ops::Weight& w);  // device pointer of a weight/vector
+  // The device pointer of an F32 vector of at least n values (norm weights, biases, gates);
+  // internal error naming `what` otherwise.
+  const float* f32_vector(const ops::Weight& w, int64_t n, const char* what);
   void need_device(const void* p, size_t bytes, const char* what) const;
   void ensure(Workspace& ws, size_t bytes, const char* what);
   void upload(void* dst, const void* src, size_t bytes);  // host -> device via pinned chunks

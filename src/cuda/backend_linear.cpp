@@ -12,13 +12,6 @@ size_t span_floats(int64_t n, int64_t stride, int64_t width) {
   return n <= 0 ? 0 : size_t((n - 1) * stride + width);
 }
 
-const float* f32_vector(CudaBackend::Impl& s, const ops::Weight& w, int64_t n, const char* what) {
-  if (w.type != quant::Type::F32 || w.n_in * w.n_out < n)
-    fail("internal error: ", what, " of ", w.n_in * w.n_out, " ", quant::type_name(w.type),
-         " values where ", n, " F32 are needed");
-  return static_cast<const float*>(s.resolve(w));
-}
-
 }  // namespace
 
 void CudaBackend::copy_rows(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
@@ -56,7 +49,7 @@ void CudaBackend::rmsnorm_gated(const float* x, const ops::Weight& w, const floa
   Impl& s = *impl_;
   if (n_rows <= 0 || width <= 0) return;
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
-  const float* wd = f32_vector(s, w, width, "gated norm weights");
+  const float* wd = s.f32_vector(w, width, "gated norm weights");
   const size_t bytes = size_t(n_rows * width) * sizeof(float);
   s.need_device(x, bytes, "gated norm input");
   s.need_device(z, bytes, "gated norm gate");
@@ -69,8 +62,8 @@ void CudaBackend::delta_net_gates(float* alpha, float* beta, const ops::Weight& 
   Impl& s = *impl_;
   if (n_tokens <= 0 || n_heads <= 0) return;
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
-  const float* bias = f32_vector(s, dt_bias, n_heads, "dt bias");
-  const float* ad = f32_vector(s, a, n_heads, "decay rates (ssm_a)");
+  const float* bias = s.f32_vector(dt_bias, n_heads, "dt bias");
+  const float* ad = s.f32_vector(a, n_heads, "decay rates (ssm_a)");
   const size_t bytes = size_t(n_tokens) * n_heads * sizeof(float);
   s.need_device(alpha, bytes, "decay gate");
   s.need_device(beta, bytes, "update gate");
@@ -87,9 +80,7 @@ void CudaBackend::ssm_conv(const ops::ConvParams& p) {
   const int64_t C = p.n_channels, K = p.kernel;
   // The taps are a weight vector: on the device once the layer is placed here (prepare_weight),
   // uploaded once otherwise.
-  const size_t w_bytes = size_t(C * K) * sizeof(float);
-  const auto* w =
-      s.mem->contains(p.w, w_bytes) ? p.w : static_cast<const float*>(s.device_copy(p.w, w_bytes));
+  const auto* w = static_cast<const float*>(s.on_device(p.w, size_t(C * K) * sizeof(float)));
   const size_t state_bytes = size_t((K - 1) * C) * sizeof(float);
   s.need_device(p.x, span_floats(p.n_tokens, p.x_stride, C) * sizeof(float), "conv input");
   s.need_device(p.y, size_t(p.n_tokens * C) * sizeof(float), "conv output");
