@@ -495,7 +495,8 @@ Plan make_plan(const ModelShape& shape, const std::vector<TensorDesc>& tensors,
   Model plain = m;
   auto_place(plain, o.vram_budget - compute_gpu, sp);
   Plan a = finish(plain, false);
-  if (a.cpu_weight_bytes == 0 || compute_gpu + staging > o.vram_budget) return a;
+  if (!o.stream_prefill || a.cpu_weight_bytes == 0 || compute_gpu + staging > o.vram_budget)
+    return a;
   Model streamed = m;
   auto_place(streamed, o.vram_budget - compute_gpu - staging, sp);
   Plan b = finish(streamed, true);

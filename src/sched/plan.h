@@ -106,6 +106,12 @@ struct PlanOptions {
   // FFN (ffn_norm, router, shared expert, experts) stays on the CPU whatever the flags, and the
   // plan's notes say so. true: the FFN and its experts are placed apart (experts last).
   bool gpu_moe = false;
+  // Whether the plan may stream CPU-resident weights to the GPU for prompt micro-batches (two
+  // staging buffers of the largest layer tensor in VRAM; prefill predicted as the slower of the
+  // copy and the GPU's compute). false: the runtime does not stream yet (the CPU keeps its weights
+  // repacked in its own layout, which the GPU kernels do not read), so a plan that counted on it
+  // would reserve VRAM for nothing and predict a prefill that does not happen.
+  bool stream_prefill = false;
 };
 
 struct TensorPlacement {
