@@ -85,8 +85,8 @@ struct Routing {
 };
 
 // Routings of T tokens x K slots over E experts: K distinct random experts per token (as the
-// router chooses), every slot on expert 3, and a skewed one (expert 0 takes all but one slot of
-// each token, expert E - 1 a single slot in all).
+// router chooses), every slot on expert 3, and a skewed one (expert 0 takes the first slot of
+// every token, experts 1 .. E - 2 the others in turn, expert E - 1 only the very last slot).
 std::vector<Routing> routings(int T, int K, int E, std::mt19937& rng) {
   std::vector<Routing> out;
   Routing r{"random", {}};

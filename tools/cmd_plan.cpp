@@ -333,6 +333,7 @@ int run_plan(const Args& a) {
     dpo.ubatch = po.ubatch;
     dpo.kv_type_k = po.kv_type_k;
     dpo.kv_type_v = po.kv_type_v;
+    dpo.gpu_moe = po.gpu_moe;
     spec->draft = sched::make_plan(d.shape, d.tensors, dpo, speeds);
     spec->target_budget = sched::budget_after_draft(spec->draft, po.vram_budget);
     po.vram_budget = spec->target_budget;

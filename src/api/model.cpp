@@ -192,8 +192,8 @@ std::vector<OpProfile> Model::op_profile() const {
   std::vector<OpProfile> rows;
   if (!impl_->profiler) return rows;
   for (const ops::OpStat& s : impl_->profiler->stats())
-    rows.push_back({.op = s.op, .type = s.type, .calls = s.calls, .seconds = s.seconds,
-                    .bytes = s.bytes});
+    rows.push_back(
+        {.op = s.op, .type = s.type, .calls = s.calls, .seconds = s.seconds, .bytes = s.bytes});
   return rows;
 }
 
@@ -226,7 +226,12 @@ void Model::Impl::bind_mtp() {
          ".nextn_predict_layers is absent): convert the checkpoint with a current llama.cpp "
          "convert_hf_to_gguf.py, which keeps Qwen3.5's MTP layer (or `straw synth --mtp 1` for a "
          "test file), or use --spec ngram|draft");
-  // The blocks run where the output head runs (they end in it).
+  // The blocks run where the output head runs (they end in it); qwen35moe's has an MoE FFN.
+  if (hp.n_expert > 0 && devices.output != cpu.get() && !gpu_moe_enabled())
+    fail(options.path, ": the MTP layer of this ", hp.arch_name,
+         " model has a mixture-of-experts FFN and would run on the GPU with the output layer, "
+         "whose MoE ops are not verified on a GPU yet (STRAW_CUDA_MOE=1 tries them): use "
+         "--spec ngram|draft, or --device cpu");
   weights.mtp = model::bind_mtp_weights(*reader, hp, weights, *devices.output);
 }
 

@@ -34,11 +34,11 @@ struct Model::Impl {
   std::unique_ptr<model::Tokenizer> tokenizer;
   model::ChatTemplate chat_template = model::ChatTemplate::None;
   model::ChatOptions chat_options;
-  std::unique_ptr<cpu::CpuBackend> cpu;      // always present (embeddings, CPU-placed layers)
-  std::unique_ptr<ops::Backend> gpu;         // when the plan puts something on a GPU
+  std::unique_ptr<cpu::CpuBackend> cpu;            // always present (embeddings, CPU-placed layers)
+  std::unique_ptr<ops::Backend> gpu;               // when the plan puts something on a GPU
   std::unique_ptr<ops::ProfiledBackend> profiler;  // ModelOptions::profile_ops: wraps `cpu`
-  model::DeviceMap devices;                  // which backend runs each part
-  sched::Plan plan;                          // the placement (CPU only: the default plan)
+  model::DeviceMap devices;                        // which backend runs each part
+  sched::Plan plan;                                // the placement (CPU only: the default plan)
   int64_t n_ctx = 0;                         // context of new sessions (resolved from options)
   std::unique_ptr<model::Transformer> exec;  // activation buffers shared by the sessions
   std::atomic<bool> evaluating{false};       // an evaluation is running (they must not overlap)
@@ -126,5 +126,8 @@ inline std::optional<cpu::Isa> cpu_isa(CpuKernels k) {
 void choose_backends(Model::Impl& m);
 // The placement plan for this model under a VRAM budget.
 sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget);
+// Whether MoE FFNs may run on the GPU: the CUDA MoE ops have not run on a GPU yet, so only when
+// STRAW_CUDA_MOE=1 opts in (scripts/gpu-check.sh sets it).
+bool gpu_moe_enabled();
 
 }  // namespace straw

@@ -35,6 +35,13 @@ bool linear_attention_on_gpu() {
 
 }  // namespace
 
+// The CUDA backend's mixture-of-experts ops (cuda/moe.cu) have not run on a GPU yet: until
+// scripts/gpu-check.sh has passed them, MoE FFNs stay on the CPU unless STRAW_CUDA_MOE=1.
+bool gpu_moe_enabled() {
+  const char* e = std::getenv("STRAW_CUDA_MOE");
+  return e && std::strcmp(e, "1") == 0;
+}
+
 sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   std::vector<sched::TensorDesc> tensors;
   for (const auto& t : m.reader->tensors()) tensors.push_back({t.name, t.bytes, t.n_elements()});
@@ -45,11 +52,7 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   po.kv_type_v = kv_type(m.options.kv_type_v);
   po.ubatch = m.options.ubatch;
   po.n_cpu_moe = m.options.n_cpu_moe;
-  // The CUDA backend's mixture-of-experts ops (cuda/moe.cu) have not run on a GPU yet: until
-  // scripts/gpu-check.sh has passed them, MoE FFNs stay on the CPU unless STRAW_CUDA_MOE=1 opts in
-  // (the GPU check sets it).
-  const char* moe = std::getenv("STRAW_CUDA_MOE");
-  po.gpu_moe = moe && std::strcmp(moe, "1") == 0;
+  po.gpu_moe = gpu_moe_enabled();
   // Without a budget everything is on the CPU whatever was forced (choose_backends has refused
   // GPU requests it cannot serve).
   if (vram_budget > 0) {

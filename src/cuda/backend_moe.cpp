@@ -1,6 +1,8 @@
 // CudaBackend's mixture-of-experts ops (qwen3moe, qwen35moe): argument checks, then one record
 // each (recorded into CUDA Graphs like every other op: the expert matmul groups its slots on the
 // device, so a decode step never waits for the host).
+#include <algorithm>
+
 #include "cuda/backend_impl.h"
 #include "util/str.h"
 
@@ -22,6 +24,9 @@ void CudaBackend::moe_route(const float* logits, int n_tokens, int n_expert, int
   STRAW_CUDA_CHECK(cudaSetDevice(s.options.device));
   if (n_used <= 0 || n_used > n_expert)
     fail("internal error: ", n_used, " experts used of ", n_expert);
+  if (n_expert > kMaxRouteExperts)
+    fail("the CUDA backend routes at most ", kMaxRouteExperts, " experts, this model has ",
+         n_expert, ": keep its MoE FFNs on the CPU (--cpu-moe)");
   const size_t slots = size_t(n_tokens) * n_used;
   s.need_device(logits, size_t(n_tokens) * n_expert * sizeof(float), "router logits");
   s.need_device(ids, slots * sizeof(int32_t), "expert ids");
@@ -39,16 +44,30 @@ void CudaBackend::moe_matmul(const ops::Weight& w, const float* x, bool x_per_sl
   if (!cuda_supports(w.type))
     fail("the CUDA backend has no kernels for ", quant::type_name(w.type),
          " expert tensors; keep the experts on the CPU (--cpu-moe)");
-  MoeMatmulArgs a;
-  a.type = w.type, a.w = s.resolve(w), a.expert_bytes = w.expert_bytes, a.row_bytes = w.row_bytes;
-  a.n_expert = int(w.n_expert), a.n_in = w.n_in, a.n_out = w.n_out;
-  a.x = x, a.per_slot = x_per_slot, a.ids = ids, a.n_tokens = n_tokens, a.n_used = n_used, a.y = y;
+  if (w.n_expert > kMaxMoeExperts || w.n_in % 32 != 0 || n_used > kMaxMoeSlots)
+    fail("the CUDA backend's expert matmul takes at most ", kMaxMoeExperts,
+         " experts with rows of a multiple of 32 values; this tensor has ", w.n_expert,
+         " experts with rows of ", w.n_in, ": keep the experts on the CPU (--cpu-moe)");
   s.need_device(x, size_t(x_per_slot ? n_slots : n_tokens) * w.n_in * sizeof(float),
                 "expert input");
   s.need_device(ids, size_t(n_slots) * sizeof(int32_t), "expert ids");
   s.need_device(y, size_t(n_slots) * w.n_out * sizeof(float), "expert output");
+  MoeMatmulArgs a;
+  a.type = w.type, a.w = s.resolve(w), a.expert_bytes = w.expert_bytes, a.row_bytes = w.row_bytes;
+  a.n_expert = int(w.n_expert), a.n_in = w.n_in, a.n_out = w.n_out;
+  a.per_slot = x_per_slot, a.n_used = n_used;
+  // A launch takes at most kMaxMoeSlots slots: longer micro-batches go in runs of tokens.
+  const int run = std::min(n_tokens, kMaxMoeSlots / n_used);
+  a.n_tokens = run;
   s.ensure(s.moe, moe_matmul_workspace_bytes(a), "the expert matmul's workspace");
-  s.submit(MoeMatmulRec{a, s.moe.ptr});
+  for (int t0 = 0; t0 < n_tokens; t0 += run) {
+    const int64_t slot0 = int64_t(t0) * n_used;
+    a.n_tokens = std::min(run, n_tokens - t0);
+    a.x = x + (x_per_slot ? slot0 : t0) * w.n_in;
+    a.ids = ids + slot0;
+    a.y = y + slot0 * w.n_out;
+    s.submit(MoeMatmulRec{a, s.moe.ptr});
+  }
 }
 
 void CudaBackend::moe_combine(const float* y, const float* weights, int n_tokens, int n_used,

@@ -166,6 +166,10 @@ void gated_delta_net(const DeltaNetArgs& a, Stream stream);
 
 // ---- mixture of experts (qwen3moe, qwen35moe): the ops of ops::Backend with the same names -----
 
+inline constexpr int kMaxRouteExperts = 2048;  // moe_route's shared memory: 4 warps x 8 KiB
+inline constexpr int kMaxMoeExperts = 12288;   // moe_matmul's grouping: 48 KiB of shared memory
+inline constexpr int kMaxMoeSlots = 65535;     // moe_matmul's slots per launch (a grid dimension)
+
 // ids / weights [n_tokens][n_used] = the top n_used of softmax(logits[t]) (ties to the lower id),
 // renormalised when `normalize` (sum clamped at 2^-14), times `scale` unless 0 or 1.
 void moe_route(const float* logits, int n_tokens, int n_expert, int n_used, bool normalize,

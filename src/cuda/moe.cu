@@ -13,7 +13,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kRouteWarps = 4;          // tokens per block of moe_route
-constexpr int kMaxRouteExperts = 2048;  // its shared memory: kRouteWarps x 8 KiB at most
 constexpr int kMatvecWarps = 4;         // rows per block of the expert matmul, one warp each
 constexpr int kRun = kMaxMatvecTokens;  // slots of one expert per pass over its rows
 
@@ -55,6 +54,7 @@ __global__ void k_moe_route(const float* __restrict__ logits, int n_tokens, int 
       const int oe = __shfl_xor_sync(0xffffffffu, best, o);
       if (ov > bv || (ov == bv && oe < best)) bv = ov, best = oe;
     }
+    if (best == n_expert) best = 0, bv = p[0];  // NaN logits: expert 0, as the CPU's scan
     if (lane == 0) id[k] = best, w[k] = bv;
     if (lane == best % 32) p[best] = -1.0f;
     __syncwarp();
@@ -124,12 +124,18 @@ size_t groups_bytes(const MoeMatmulArgs& a) {
 // One block: every thread takes experts e = tid, tid + blockDim, ..., counts their slots, then
 // (after thread 0's prefix sum over the experts, which lists the active ones) writes them in slot
 // order. Deterministic; n_slots reads per expert, a few microseconds for a prompt's 4096 slots.
+// An id outside 0 .. n_expert - 1 (which moe_route never writes) counts as expert 0, so that every
+// slot is computed and nothing reads outside the expert tensor.
 __global__ void k_moe_group(const int32_t* __restrict__ ids, int n_slots, int n_expert,
                             MoeGroups g) {
   extern __shared__ int32_t start[];  // [n_expert]: slot count, then first position in order
+  const auto expert_of = [&](int s) {
+    const int e = ids[s];
+    return e >= 0 && e < n_expert ? e : 0;
+  };
   for (int e = threadIdx.x; e < n_expert; e += blockDim.x) {
     int n = 0;
-    for (int s = 0; s < n_slots; ++s) n += ids[s] == e;
+    for (int s = 0; s < n_slots; ++s) n += expert_of(s) == e;
     start[e] = n;
   }
   __syncthreads();
@@ -152,7 +158,7 @@ __global__ void k_moe_group(const int32_t* __restrict__ ids, int n_slots, int n_
   for (int e = threadIdx.x; e < n_expert; e += blockDim.x) {
     int pos = start[e];
     for (int s = 0; s < n_slots; ++s)
-      if (ids[s] == e) g.order[pos++] = s;
+      if (expert_of(s) == e) g.order[pos++] = s;
   }
 }
 
@@ -286,10 +292,11 @@ size_t moe_matmul_workspace_bytes(const MoeMatmulArgs& a) {
 void moe_matmul(const MoeMatmulArgs& a, void* workspace, Stream stream) {
   const int n_slots = a.n_tokens * a.n_used;
   if (n_slots <= 0 || a.n_out <= 0) return;
-  if (n_slots > 65535 || a.n_expert < 1 || a.n_expert > 12288 || a.n_in % 32 != 0 ||
+  if (n_slots > kMaxMoeSlots || a.n_expert < 1 || a.n_expert > kMaxMoeExperts || a.n_in % 32 != 0 ||
       a.n_in % quant::type_info(a.type).block_size != 0)
-    fail("internal error: CUDA moe_matmul over ", n_slots, " slots (at most 65535), ", a.n_expert,
-         " experts (at most 12288), rows of ", a.n_in, " ", quant::type_name(a.type));
+    fail("internal error: CUDA moe_matmul over ", n_slots, " slots (at most ", kMaxMoeSlots, "), ",
+         a.n_expert, " experts (at most ", kMaxMoeExperts, "), rows of ", a.n_in, " ",
+         quant::type_name(a.type));
   const MoeGroups g = groups_of(workspace, a);
   k_moe_group<<<1, 1024, size_t(a.n_expert) * sizeof(int32_t), stream>>>(a.ids, n_slots, a.n_expert,
                                                                          g);

@@ -121,6 +121,11 @@ ops::Backend* BlockContext::experts_backend(int il) const {
 Transformer::Transformer(const HParams& hp, const Weights& w, const DeviceMap& devices,
                          int max_batch)
     : hp_(hp), w_(w), devices_(devices), max_batch_(max_batch) {
+  const size_t n = size_t(hp.n_layer);
+  if (devices_.attn.size() != n || devices_.ffn.size() != n || devices_.experts.size() != n ||
+      !devices_.output || !devices_.embed)
+    fail("internal error: a device map for ", devices_.attn.size(), "/", devices_.ffn.size(), "/",
+         devices_.experts.size(), " (attention / FFN / experts) of ", n, " layers");
   switch (hp.arch) {
     case Arch::Llama:
       layer_ = llama_layer();

@@ -66,6 +66,12 @@ uint64_t gpu_compute_bytes(const ModelShape& s, int ubatch) {
   b += 64 * kMiB;                            // FP16 dequantization tile for GEMM
   b += 32 * kMiB;                            // cuBLAS workspace
   b += uint64_t(8) * s.n_head * 64 * (s.head_dim_v + 2) * sizeof(float);  // flash-decoding partials
+  // The expert matmul's workspace (cuda/moe.cu): the slots grouped by expert, and their gathered
+  // activations (float rows at most: F16 / BF16 experts).
+  const uint64_t slots = uint64_t(ubatch) * uint64_t(s.n_expert_used);
+  if (s.n_expert > 0)
+    b += slots * uint64_t(std::max(s.n_embd, s.n_ff_exp)) * sizeof(float) +
+         (3 * slots + 2) * sizeof(int32_t);
   // The CUDA context and cuBLAS handle take device memory outside straw's allocations, and the
   // budget stands for the whole card: a process planned at 8175 MiB peaked at 8565 MiB in
   // nvidia-smi (H200, CUDA 13.0, driver 580), so 400 MiB.
