@@ -13,7 +13,7 @@ namespace straw {
 RamNeed ram_need(const gguf::Reader& r, const sched::Plan& p, cpu::Isa isa, bool repack,
                  int sessions) {
   RamNeed n;
-  // The backend of a tensor is its unit's (model::DeviceMap is per unit: attention, FFN, output);
+  // The backend of a tensor is its unit's (model::DeviceMap is per unit: attention, FFN, experts, output);
   // --override-tensor moves whole units through their defining tensors (sched/plan.cpp).
   auto device_of = [&](const sched::UnitOf& u) {
     const bool in_layer = u.layer >= 0 && size_t(u.layer) < p.layers.size();

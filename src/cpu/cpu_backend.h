@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "cpu/cpu_features.h"
@@ -171,8 +172,17 @@ class CpuBackend final : public ops::Backend {
     std::vector<float> cs;
   };
   std::array<RopeTable, 8> rope_tables_;
-  size_t rope_next_ = 0;          // the table replaced next (round robin)
-  std::vector<float> conv_taps_;  // ssm_conv's taps transposed to [kernel][channels]
+  size_t rope_next_ = 0;  // the table replaced next (round robin)
+  // ssm_conv's taps transposed to [kernel][channels], per taps vector, keyed by its address: the
+  // model's taps are weights, unchanged while the backend lives (as prepare_weight assumes), so
+  // they are transposed once, not per call. A few sampled taps and the size are checked too, so
+  // that other taps at a reused address (a caller's freed buffer) are transposed anew.
+  struct ConvTaps {
+    size_t n = 0;
+    std::array<float, 8> sample{};  // taps at n * i / 8
+    std::vector<float> t;           // transposed
+  };
+  std::unordered_map<const float*, ConvTaps> conv_taps_;
 };
 
 // Float dot product with 16 independent partial sums (vectorizes without -ffast-math).
