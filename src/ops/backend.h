@@ -115,7 +115,9 @@ struct ConvParams {
   int kernel = 0;            // K taps; the state holds the K-1 positions before the batch
   const float* x = nullptr;  // [n_tokens] rows, x_stride floats apart; channel c at column c
   int64_t x_stride = 0;      // >= n_channels
-  const float* w = nullptr;  // [C][K] taps per channel, the oldest position first
+  const float* w = nullptr;  // [C][K] taps per channel, the oldest position first; weights: a
+                             // backend may keep a converted copy (found by address), so the taps
+                             // at an address must not change while the backend lives
   float* state = nullptr;    // [K-1][C] inputs of the K-1 positions before token 0, oldest first;
                              // on return, those before the next batch
   float* y = nullptr;        // [n_tokens][C]; must not overlap x or state
