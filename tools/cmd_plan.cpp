@@ -2,10 +2,10 @@
 // Works without a GPU (for a hypothetical budget) and on header-only (--no-data) files.
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 
 #include "api/memory.h"
+#include "api/model_impl.h"
 #include "cli.h"
 #include "cpu/cpu_features.h"
 #include "gguf/gguf.h"
@@ -174,8 +174,7 @@ void print_table(const sched::Plan& p, const RamCheck& c, const std::string& pat
         "the GPU, %s on the CPU; %s of state checkpoints in RAM (for truncate)\n",
         human_bytes(p.state_gpu_bytes).c_str(), human_bytes(p.state_cpu_bytes).c_str(),
         human_bytes(p.state_checkpoint_bytes).c_str());
-    const char* opt_in = std::getenv("STRAW_CUDA_LINEAR_ATTENTION");
-    if (!(opt_in && std::strcmp(opt_in, "1") == 0))
+    if (!linear_attention_on_gpu())
       std::printf(
           "note: the GPU kernels of %s's linear-attention layers are not verified on a GPU yet: "
           "straw runs this model on the CPU unless STRAW_CUDA_LINEAR_ATTENTION=1\n",
@@ -300,8 +299,7 @@ int run_plan(const Args& a) {
   po.ctx = a.get_int("ctx", std::min<int64_t>(in.hp.n_ctx_train, 4096));
   po.ubatch = static_cast<int>(a.get_int("ubatch", 512));
   // As Model::load: MoE FFNs go to the GPU only when STRAW_CUDA_MOE=1 (not verified on a GPU yet).
-  const char* gpu_moe = std::getenv("STRAW_CUDA_MOE");
-  po.gpu_moe = gpu_moe && std::strcmp(gpu_moe, "1") == 0;
+  po.gpu_moe = moe_on_gpu();
   // --kv-type A,B,..: the first type's plan in full, then every type's side by side.
   const std::vector<sched::KvType> kv_list = plan_kv_type_list(a);
   if (kv_list.size() > 1) {

@@ -227,7 +227,7 @@ void Model::Impl::bind_mtp() {
          "convert_hf_to_gguf.py, which keeps Qwen3.5's MTP layer (or `straw synth --mtp 1` for a "
          "test file), or use --spec ngram|draft");
   // The blocks run where the output head runs (they end in it); qwen35moe's has an MoE FFN.
-  if (hp.n_expert > 0 && devices.output != cpu.get() && !gpu_moe_enabled())
+  if (hp.n_expert > 0 && devices.output != cpu.get() && !moe_on_gpu())
     fail(options.path, ": the MTP layer of this ", hp.arch_name,
          " model has a mixture-of-experts FFN and would run on the GPU with the output layer, "
          "whose MoE ops are not verified on a GPU yet (STRAW_CUDA_MOE=1 tries them): use "

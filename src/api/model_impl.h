@@ -126,8 +126,11 @@ inline std::optional<cpu::Isa> cpu_isa(CpuKernels k) {
 void choose_backends(Model::Impl& m);
 // The placement plan for this model under a VRAM budget.
 sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget);
-// Whether MoE FFNs may run on the GPU: the CUDA MoE ops have not run on a GPU yet, so only when
-// STRAW_CUDA_MOE=1 opts in (scripts/gpu-check.sh sets it).
-bool gpu_moe_enabled();
+// CUDA kernels that have not run on a GPU yet are used only where the environment opts in
+// (scripts/gpu-check.sh sets both variables while it verifies them):
+// qwen35 / qwen35moe on the GPU (cuda/linear_attention.cu): STRAW_CUDA_LINEAR_ATTENTION=1;
+bool linear_attention_on_gpu();
+// mixture-of-experts FFNs on the GPU (cuda/moe.cu): STRAW_CUDA_MOE=1.
+bool moe_on_gpu();
 
 }  // namespace straw

@@ -22,24 +22,20 @@ bool wants_gpu(const ModelOptions& o) {
   return true;
 }
 
-#ifdef STRAW_HAVE_CUDA
-// qwen35's linear-attention and gated-attention ops have CUDA kernels (cuda/linear_attention.cu)
-// that have not run on a GPU yet. Until scripts/gpu-check.sh has passed them (their kernel tests
-// and the qwen35 GPU golden tests), such models stay on the CPU unless
-// STRAW_CUDA_LINEAR_ATTENTION=1 opts in (the GPU check sets it).
-bool linear_attention_on_gpu() {
-  const char* e = std::getenv("STRAW_CUDA_LINEAR_ATTENTION");
+// Whether the environment variable `name` is "1".
+bool opted_in(const char* name) {
+  const char* e = std::getenv(name);
   return e && std::strcmp(e, "1") == 0;
 }
-#endif
 
 }  // namespace
 
-// The CUDA backend's mixture-of-experts ops (cuda/moe.cu) have not run on a GPU yet: until
-// scripts/gpu-check.sh has passed them, MoE FFNs stay on the CPU unless STRAW_CUDA_MOE=1.
-bool gpu_moe_enabled() {
-  const char* e = std::getenv("STRAW_CUDA_MOE");
-  return e && std::strcmp(e, "1") == 0;
+bool linear_attention_on_gpu() {
+  return opted_in("STRAW_CUDA_LINEAR_ATTENTION");
+}
+
+bool moe_on_gpu() {
+  return opted_in("STRAW_CUDA_MOE");
 }
 
 sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
@@ -52,7 +48,7 @@ sched::Plan plan_model(const Model::Impl& m, uint64_t vram_budget) {
   po.kv_type_v = kv_type(m.options.kv_type_v);
   po.ubatch = m.options.ubatch;
   po.n_cpu_moe = m.options.n_cpu_moe;
-  po.gpu_moe = gpu_moe_enabled();
+  po.gpu_moe = moe_on_gpu();
   // Without a budget everything is on the CPU whatever was forced (choose_backends has refused
   // GPU requests it cannot serve).
   if (vram_budget > 0) {

@@ -36,6 +36,10 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+__device__ __forceinline__ float sigmoidf(float x) {
+  return 1.0f / (1.0f + expf(-x));
+}
+
 // Quantizes block b (32 values) of the row x into qs (the row's levels) and ds (its block
 // scales), one value per lane of the calling warp: d = max|x| / 127, q = round-to-nearest-even(x /
 // d), s = d * sum(q) (ActQ8; mirrored on the host by tests/cuda_decode_test.cpp).

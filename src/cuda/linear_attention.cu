@@ -13,10 +13,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float sigmoidf(float x) {
-  return 1.0f / (1.0f + expf(-x));
-}
-
 __global__ void k_copy_rows(const float* __restrict__ src, int64_t src_stride,
                             float* __restrict__ dst, int64_t dst_stride, int64_t n_rows,
                             int64_t width) {

@@ -89,7 +89,7 @@ __global__ void k_sigmoid_scale_rows(float* y, const float* __restrict__ g, int6
   const int64_t n = n_rows * width;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
-    y[i] *= 1.0f / (1.0f + expf(-g[i / width]));
+    y[i] *= sigmoidf(g[i / width]);
 }
 
 // ---- the expert matmul ------------------------------------------------------------------------
