@@ -326,17 +326,19 @@ TEST(CpuRowKernels, FloatWeightsMatchExactDots) {
   for (Isa isa : simd_isas())
     for (Type t : {Type::F32, Type::F16, Type::BF16})
       for (int64_t n_in : {1, 7, 16, 17, 172, 256})
-        for (int64_t rows : {1, 4, 7})
-          for (int n_tok : {1, 2, 3, 5, 9}) check_rows(isa, t, rows, n_in, n_tok, seed++);
+        for (int64_t rows : {1, 7, 16, 17, 32, 45})
+          for (int n_tok : {1, 2, 3, 5, 7, 12, 13}) check_rows(isa, t, rows, n_in, n_tok, seed++);
 }
 
 TEST(CpuRowKernels, LongRowsInChunksForManyTokens) {
-  // Rows longer than the kernels' K chunk (1024 elements) with more tokens than one register block,
-  // and more than one token block (96 on AVX-512) with a tail.
+  // Rows longer than the kernels' K-range (512 elements) with more tokens than one register tile,
+  // more than one token block (96) with a tail, and more groups than one group block (16 x 32
+  // rows) with a tail.
   for (Isa isa : simd_isas())
     for (Type t : {Type::F32, Type::F16, Type::BF16}) {
       check_rows(isa, t, 6, 2100, 9, 77);
       check_rows(isa, t, 5, 1100, 100, 78);
+      check_rows(isa, t, 530, 600, 14, 79);
     }
 }
 

@@ -2,7 +2,7 @@
 //
 // Weights. prepare_weight() copies each matmul weight into anonymous memory (2 MB huge pages where
 // the kernel allows), repacking the quantized formats with integer kernels into tiles of 16
-// interleaved rows (layout tag kLayoutTiled) and float weights into groups of 4 interleaved rows
+// interleaved rows (layout tag kLayoutTiled) and float weights into k-major groups of 32 rows
 // (kLayoutFloatRows), so that each streams from memory as one sequential run (kernels.h). When the
 // copies would not fit in RAM, or the anonymous mapping fails, the weight stays in the file mapping
 // (layout 0) and its matmuls repack tiles on the fly, which is slower; prepare_status() says how

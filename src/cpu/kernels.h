@@ -151,10 +151,16 @@ inline int64_t n_tiles(int64_t n_out) {
 // layout (row r at src + r * src_row_bytes) into one tile at dst (L.tile_bytes bytes).
 void repack_tile(const TileLayout& L, const void* src, size_t src_row_bytes, int n_rows, void* dst);
 
-// Float weights (F32, F16, BF16) are grouped by kFloatRows rows: a group holds its rows' elements
-// in chunks of 16, chunk by chunk (chunk c of row 0, of row 1, ...), the row length padded to a
-// multiple of 16 and missing rows with zeros, so that a group streams as one sequential run.
-inline constexpr int kFloatRows = 4;
+// Float weights (F32, F16, BF16) are grouped by kFloatRows rows, k-major: a group holds element
+// k of its 32 rows, then element k + 1 of them, ... (element k of row r at (k * 32 + r) * esz,
+// one 64-byte line per k for F16/BF16), missing rows zero, so that a group streams as one
+// sequential run and a GEMM tile is an outer product: one vector of rows per k times one
+// broadcast activation per token, accumulated in registers holding the outputs themselves (no
+// horizontal sums). Each weight vector loaded and converted serves as many tokens as the tile
+// holds (12 with AVX-512), where row-major chunks of 4 rows served 6 tokens per conversion and
+// loaded the tokens' activations as vectors as well (the Intel Xeon's F16 GEMM,
+// BM_Matmul/F16_gemm/1536/8960/512/2: 104 -> ~150 GMAC/s).
+inline constexpr int kFloatRows = 32;
 
 // F32, F16 or BF16.
 bool float_type(quant::Type t);
@@ -164,37 +170,32 @@ inline int64_t float_groups(int64_t n_out) {
 }
 
 inline size_t float_group_bytes(quant::Type t, int64_t n_in) {
-  return size_t(kFloatRows) * size_t((n_in + 15) / 16 * 16) * (t == quant::Type::F32 ? 4 : 2);
+  return size_t(kFloatRows) * size_t(n_in) * (t == quant::Type::F32 ? 4 : 2);
 }
 
 // The order in which a float GEMM's register tiles (kFloatRows rows x up to kT tokens, over a
-// range of 16-element chunks) cover y = W x, for every ISA's kernels. Many tokens: blocks of 96
-// tokens, and within a block K-chunks of 64 x 16 elements, so that the block's activations for a
-// K-chunk (96 x 4 KiB) stay in L2 while every group passes over them (without token blocks, every
-// group re-read all tokens' activations from L3). Within a K-chunk, blocks of 64 groups (256
-// rows, 512 KiB of F32 weights at most) stay in L2 while each token tile passes over them, its
-// activations in L1: per chunk the kernel then loads the weight rows from L2 and the token rows
-// from L1, where group by group it loaded the token rows from L2 (the Intel Xeon's F16 GEMM,
-// BM_Matmul/F16_gemm/1536/8960/512/2: AVX-512 79-82 -> 87-91 GMAC/s, AVX2 52-55 -> 72). Each
-// output's K-chunks are summed in order whatever the blocks. The weights are read once per token
-// block. tile(g, t, n, c0, c1, rows): group g's first `rows` rows for tokens [t, t + n) over
-// chunks [c0, c1), adding to y when c0 > 0.
+// range of elements k) cover y = W x, for every ISA's kernels. Many tokens: blocks of 96 tokens,
+// and within a block K-ranges of 512 elements, so that the block's activations for a K-range
+// (96 x 2 KiB) stay in L2 while every group passes over them and a tile's (12 x 2 KiB) in L1.
+// Within a K-range, blocks of 16 groups (512 rows, 512 KiB of F16 weights) stay in L2 while each
+// token tile passes over them. Each output's K-ranges are summed in order whatever the blocks.
+// The weights are read once per token block. tile(g, t, n, k0, k1, rows): group g's first `rows`
+// rows for tokens [t, t + n) over elements [k0, k1), adding to y when k0 > 0.
 template <int kT, class Tile>
 inline void for_float_tiles(int64_t n_in, int64_t n_rows, int n_tok, const Tile& tile) {
   constexpr int kTokenBlock = 96;
-  constexpr int64_t kGroupBlock = 64;
-  const int64_t chunks = (n_in + 15) / 16;
-  const int64_t step = n_tok > kT ? 64 : chunks;
+  constexpr int64_t kGroupBlock = 16;
+  const int64_t step = n_tok > kT ? 512 : n_in;
   const int64_t n_groups = float_groups(n_rows);
   for (int t0 = 0; t0 < n_tok; t0 += kTokenBlock) {
     const int t1 = std::min(n_tok, t0 + kTokenBlock);
-    for (int64_t c0 = 0; c0 < chunks; c0 += step) {
-      const int64_t c1 = std::min(chunks, c0 + step);
+    for (int64_t k0 = 0; k0 < n_in; k0 += step) {
+      const int64_t k1 = std::min(n_in, k0 + step);
       for (int64_t g0 = 0; g0 < n_groups; g0 += kGroupBlock) {
         const int64_t g1 = std::min(n_groups, g0 + kGroupBlock);
         for (int t = t0; t < t1; t += kT)
           for (int64_t g = g0; g < g1; ++g)
-            tile(g, t, std::min(kT, t1 - t), c0, c1,
+            tile(g, t, std::min(kT, t1 - t), k0, k1,
                  int(std::min<int64_t>(kFloatRows, n_rows - g * kFloatRows)));
       }
     }

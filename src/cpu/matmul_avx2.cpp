@@ -523,7 +523,7 @@ void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
 
 // ---- float weights -----------------------------------------------------------------------------
 
-// 8 weights of a row's chunk as floats.
+// 8 consecutive weights of a group's line (8 rows at one k) as floats.
 template <Type W>
 inline __m256 load_w(const uint8_t* p) {
   if constexpr (W == Type::F32) {
@@ -535,48 +535,89 @@ inline __m256 load_w(const uint8_t* p) {
   }
 }
 
-// 8 activations from x[k..], zero past n_in.
-inline __m256 load_x(const float* x, int64_t k, int64_t n_in) {
-  if (n_in - k >= 8) return _mm256_loadu_ps(x + k);
-  alignas(32) float tmp[8] = {};
-  for (int64_t i = k; i < n_in; ++i) tmp[i - k] = x[i];
-  return _mm256_load_ps(tmp);
-}
-
-// See matmul_avx512.cpp: the kFloatRows rows of a group over chunks [c0, c1), two halves of 8.
-template <Type W, int T>
-void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, const float* x,
-                  int64_t ldx, float* y, int64_t ldy, int n_rows, bool add) {
-  constexpr size_t kElem = W == Type::F32 ? 4 : 2, kChunk = 16 * kElem;
-  __m256 acc[kFloatRows][T];
+// See matmul_avx512.cpp: outer products over [k0, k1) for V x 8 rows of a group's lines, starting
+// at `group` (the first of those rows' weights at k = 0) and T tokens. With 16 ymm registers, V x
+// T accumulators, V weight vectors and a broadcast: all 32 rows for 1-2 tokens (V = 4), or 16 rows
+// (one half of the lines) for 3-6 tokens (V = 2, 12 accumulators).
+template <Type W, int V, int T>
+void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, int64_t ldx,
+                  float* y, int64_t ldy, int n_rows, bool add) {
+  constexpr size_t kElem = W == Type::F32 ? 4 : 2, kLine = size_t(kFloatRows) * kElem;
+  constexpr int64_t kPerPrefetch = 128 / kLine;  // k per two lines
+  __m256 acc[V][T];
 #pragma GCC unroll 4
-  for (int r = 0; r < kFloatRows; ++r)
-#pragma GCC unroll 2
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t c = c0; c < c1; ++c) {
-    const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
-    prefetch_ahead(p, kFloatRows * kChunk);
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; ++h) {
-      const int64_t k = 16 * c + 8 * h;
-      if (k >= n_in) break;
-      __m256 xv[T];
-#pragma GCC unroll 2
-      for (int t = 0; t < T; ++t) xv[t] = load_x(x + t * ldx, k, n_in);
+  for (int v = 0; v < V; ++v)
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) acc[v][t] = _mm256_setzero_ps();
+  auto step = [&](int64_t k, const uint8_t* line) {
+    __m256 w[V];
 #pragma GCC unroll 4
-      for (int r = 0; r < kFloatRows; ++r) {
-        const __m256 wv = load_w<W>(p + r * kChunk + 8 * h * kElem);
+    for (int v = 0; v < V; ++v) w[v] = load_w<W>(line + v * 8 * kElem);
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) {
+      const __m256 b = _mm256_broadcast_ss(x + t * ldx + k);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[v][t] = _mm256_fmadd_ps(w[v], b, acc[v][t]);
+    }
+  };
+  const uint8_t* p = group + size_t(k0) * kLine;
+  int64_t k = k0;
+  for (; k + kPerPrefetch <= k1; k += kPerPrefetch, p += 128) {
+    prefetch_ahead(p, 128);
 #pragma GCC unroll 2
-        for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+    for (int64_t i = 0; i < kPerPrefetch; ++i) step(k + i, p + i * kLine);
+  }
+  for (; k < k1; ++k, p += kLine) step(k, p);
+#pragma GCC unroll 6
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + t * ldy;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      const int n = std::min(8, n_rows - 8 * v);
+      if (n <= 0) break;
+      if (n == 8) {
+        _mm256_storeu_ps(yt + 8 * v, add ? _mm256_add_ps(acc[v][t], _mm256_loadu_ps(yt + 8 * v))
+                                         : acc[v][t]);
+        continue;
       }
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, acc[v][t]);
+      for (int i = 0; i < n; ++i) yt[8 * v + i] = (add ? yt[8 * v + i] : 0.0f) + tmp[i];
     }
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < kFloatRows; ++r) {
-    if (r >= n_rows) break;
-#pragma GCC unroll 2
-    for (int t = 0; t < T; ++t)
-      y[t * ldy + r] = (add ? y[t * ldy + r] : 0.0f) + avx2::hsum(acc[r][t]);
+}
+
+// One tile of n <= 6 tokens: whole lines for 1-2 tokens, else each half of the lines in turn.
+template <Type W>
+void group_tile(int n, const uint8_t* group, int64_t k0, int64_t k1, const float* x, int64_t ldx,
+                float* y, int64_t ldy, int n_rows, bool add) {
+  constexpr size_t kHalf = (W == Type::F32 ? 4 : 2) * size_t(kFloatRows) / 2;
+  switch (n) {
+    case 1:
+      return group_kernel<W, 4, 1>(group, k0, k1, x, ldx, y, ldy, n_rows, add);
+    case 2:
+      return group_kernel<W, 4, 2>(group, k0, k1, x, ldx, y, ldy, n_rows, add);
+    default:
+      break;
+  }
+  for (int h = 0; h < 2 && 16 * h < n_rows; ++h) {
+    const uint8_t* g = group + h * kHalf;
+    float* yh = y + 16 * h;
+    const int rows = std::min(16, n_rows - 16 * h);
+    switch (n) {
+      case 3:
+        group_kernel<W, 2, 3>(g, k0, k1, x, ldx, yh, ldy, rows, add);
+        break;
+      case 4:
+        group_kernel<W, 2, 4>(g, k0, k1, x, ldx, yh, ldy, rows, add);
+        break;
+      case 5:
+        group_kernel<W, 2, 5>(g, k0, k1, x, ldx, yh, ldy, rows, add);
+        break;
+      default:
+        group_kernel<W, 2, 6>(g, k0, k1, x, ldx, yh, ldy, rows, add);
+        break;
+    }
   }
 }
 
@@ -584,15 +625,11 @@ template <Type W>
 void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
                int n_tok, float* y, int64_t ldy) {
   const size_t group_bytes = float_group_bytes(W, n_in);
-  for_float_tiles<2>(
-      n_in, n_rows, n_tok, [&](int64_t g, int t, int n, int64_t c0, int64_t c1, int rows) {
-        const uint8_t* grp = groups + g * group_bytes;
-        float* yt = y + t * ldy + g * kFloatRows;
-        if (n == 2)
-          group_kernel<W, 2>(grp, n_in, c0, c1, x + t * ldx, ldx, yt, ldy, rows, c0 > 0);
-        else
-          group_kernel<W, 1>(grp, n_in, c0, c1, x + t * ldx, ldx, yt, ldy, rows, c0 > 0);
-      });
+  for_float_tiles<6>(n_in, n_rows, n_tok,
+                     [&](int64_t g, int t, int n, int64_t k0, int64_t k1, int rows) {
+                       group_tile<W>(n, groups + g * group_bytes, k0, k1, x + t * ldx, ldx,
+                                     y + t * ldy + g * kFloatRows, ldy, rows, k0 > 0);
+                     });
 }
 
 void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,

@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "cpu/kernels.h"
 #include "cpu/vec_avx512.h"
@@ -523,7 +524,7 @@ void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
 
 // ---- float weights -----------------------------------------------------------------------------
 
-// 16 weights of one row's chunk as floats.
+// 16 consecutive weights of a group's line (16 rows at one k) as floats.
 template <Type W>
 inline __m512 load_w(const uint8_t* p) {
   if constexpr (W == Type::F32) {
@@ -535,71 +536,67 @@ inline __m512 load_w(const uint8_t* p) {
   }
 }
 
-// y[t][r] (+)= row r . x[t] for the kFloatRows rows of a group, over chunks [c0, c1) (add:
-// accumulate into y, for K-chunked GEMM; only the first n_rows rows are written).
+// y[t][r] (+)= sum over k in [k0, k1) of W[r][k] x[t][k] for the 32 rows of a group (kernels.h)
+// and T tokens, as outer products: per k, the line's two vectors of 16 rows times each token's
+// x[t][k] broadcast, into 2 x T accumulators that hold y's rows themselves (add: accumulate into
+// y, for K-ranged GEMM; only the first n_rows rows are written). T = 12 takes 24 accumulators,
+// the two weight vectors and a broadcast: 27 of the 32 zmm registers.
 template <Type W, int T>
-void group_kernel(const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, const float* x,
-                  int64_t ldx, float* y, int64_t ldy, int n_rows, bool add) {
-  constexpr size_t kChunk = 16 * (W == Type::F32 ? 4 : 2);  // bytes of one row's chunk
-  __m512 acc[kFloatRows][T];
-#pragma GCC unroll 4
-  for (int r = 0; r < kFloatRows; ++r)
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t c = c0; c < c1; ++c) {
-    const uint8_t* p = group + size_t(c) * kFloatRows * kChunk;
-    prefetch_ahead(p, kFloatRows * kChunk);
-    const int64_t left = n_in - 16 * c;
-    const __mmask16 mask = avx512::first_lanes(int(std::min<int64_t>(left, 16)));
-    __m512 xv[T];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) xv[t] = _mm512_maskz_loadu_ps(mask, x + t * ldx + 16 * c);
-#pragma GCC unroll 4
-    for (int r = 0; r < kFloatRows; ++r) {
-      const __m512 wv = load_w<W>(p + r * kChunk);
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) acc[r][t] = _mm512_fmadd_ps(wv, xv[t], acc[r][t]);
+void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, int64_t ldx,
+                  float* y, int64_t ldy, int n_rows, bool add) {
+  constexpr size_t kLine = size_t(kFloatRows) * (W == Type::F32 ? 4 : 2);  // bytes of one k
+  constexpr int64_t kPerPrefetch = 128 / kLine;                            // k per two lines
+  __m512 lo[T], hi[T];
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_ps();
+  auto step = [&](int64_t k, const uint8_t* line) {
+    const __m512 w0 = load_w<W>(line), w1 = load_w<W>(line + kLine / 2);
+#pragma GCC unroll 16
+    for (int t = 0; t < T; ++t) {
+      const __m512 b = _mm512_set1_ps(x[t * ldx + k]);
+      lo[t] = _mm512_fmadd_ps(w0, b, lo[t]);
+      hi[t] = _mm512_fmadd_ps(w1, b, hi[t]);
     }
+  };
+  const uint8_t* p = group + size_t(k0) * kLine;
+  int64_t k = k0;
+  for (; k + kPerPrefetch <= k1; k += kPerPrefetch, p += 128) {
+    prefetch_ahead(p, 128);
+#pragma GCC unroll 2
+    for (int64_t i = 0; i < kPerPrefetch; ++i) step(k + i, p + i * kLine);
   }
-#pragma GCC unroll 4
-  for (int r = 0; r < kFloatRows; ++r) {
-    if (r >= n_rows) break;
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t)
-      y[t * ldy + r] = (add ? y[t * ldy + r] : 0.0f) + _mm512_reduce_add_ps(acc[r][t]);
+  for (; k < k1; ++k, p += kLine) step(k, p);
+  const __mmask16 m0 = avx512::first_lanes(n_rows), m1 = avx512::first_lanes(n_rows - 16);
+#pragma GCC unroll 16
+  for (int t = 0; t < T; ++t) {
+    float* yt = y + t * ldy;
+    if (add) {
+      lo[t] = _mm512_add_ps(lo[t], _mm512_maskz_loadu_ps(m0, yt));
+      hi[t] = _mm512_add_ps(hi[t], _mm512_maskz_loadu_ps(m1, yt + 16));
+    }
+    _mm512_mask_storeu_ps(yt, m0, lo[t]);
+    _mm512_mask_storeu_ps(yt + 16, m1, hi[t]);
   }
 }
 
-template <Type W>
-void group_tokens(int n, const uint8_t* group, int64_t n_in, int64_t c0, int64_t c1, const float* x,
-                  int64_t ldx, float* y, int64_t ldy, int n_rows, bool add) {
-  switch (n) {
-    case 1:
-      return group_kernel<W, 1>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-    case 2:
-      return group_kernel<W, 2>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-    case 3:
-      return group_kernel<W, 3>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-    case 4:
-      return group_kernel<W, 4>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-    case 5:
-      return group_kernel<W, 5>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-    default:
-      return group_kernel<W, 6>(group, n_in, c0, c1, x, ldx, y, ldy, n_rows, add);
-  }
+template <Type W, int... T>
+void group_tokens(int n, std::integer_sequence<int, T...>, const uint8_t* group, int64_t k0,
+                  int64_t k1, const float* x, int64_t ldx, float* y, int64_t ldy, int n_rows,
+                  bool add) {
+  ((n == T + 1 ? group_kernel<W, T + 1>(group, k0, k1, x, ldx, y, ldy, n_rows, add) : void()),
+   ...);
 }
 
 template <Type W>
 void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
                int n_tok, float* y, int64_t ldy) {
-  // Tokens per register tile: kFloatRows x 6 accumulators, 6 token vectors and one weight vector
-  // take 31 of the 32 zmm registers; each weight chunk converted to float serves 6 tokens.
-  constexpr int kT = 6;
+  constexpr int kT = 12;
   const size_t group_bytes = float_group_bytes(W, n_in);
   for_float_tiles<kT>(n_in, n_rows, n_tok,
-                      [&](int64_t g, int t, int n, int64_t c0, int64_t c1, int rows) {
-                        group_tokens<W>(n, groups + g * group_bytes, n_in, c0, c1, x + t * ldx, ldx,
-                                        y + t * ldy + g * kFloatRows, ldy, rows, c0 > 0);
+                      [&](int64_t g, int t, int n, int64_t k0, int64_t k1, int rows) {
+                        group_tokens<W>(n, std::make_integer_sequence<int, kT>(),
+                                        groups + g * group_bytes, k0, k1, x + t * ldx, ldx,
+                                        y + t * ldy + g * kFloatRows, ldy, rows, k0 > 0);
                       });
 }
 

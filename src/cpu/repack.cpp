@@ -290,19 +290,32 @@ void repack_tile(const TileLayout& L, const void* src, size_t src_row_bytes, int
     repack_block(L, static_cast<const uint8_t*>(src), src_row_bytes, n_rows, b, tile);
 }
 
-void repack_float_group(quant::Type t, int64_t n_in, const void* src, size_t src_row_bytes,
-                        int n_rows, void* dst) {
-  const size_t esz = t == Type::F32 ? 4 : 2;
-  const int64_t chunks = (n_in + 15) / 16;
-  auto* out = static_cast<uint8_t*>(dst);
-  std::memset(out, 0, float_group_bytes(t, n_in));
-  for (int r = 0; r < n_rows; ++r) {
-    const auto* row = static_cast<const uint8_t*>(src) + r * src_row_bytes;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t n = std::min<int64_t>(16, n_in - 16 * c);
-      std::memcpy(out + (size_t(c) * kFloatRows + r) * 16 * esz, row + 16 * c * esz, n * esz);
+namespace {
+
+// The transpose of repack_float_group for elements of type E: 64 elements of each row at a time,
+// so that the rows' source lines and the group's destination lines of a step stay in L1.
+template <class E>
+void transpose_rows(int64_t n_in, const uint8_t* src, size_t src_row_bytes, int n_rows, E* out) {
+  constexpr int64_t kStep = 256;
+  for (int64_t k0 = 0; k0 < n_in; k0 += kStep) {
+    const int64_t k1 = std::min(n_in, k0 + kStep);
+    for (int r = 0; r < n_rows; ++r) {
+      const auto* row = reinterpret_cast<const E*>(src + r * src_row_bytes);
+      for (int64_t k = k0; k < k1; ++k) out[k * kFloatRows + r] = row[k];
     }
   }
+}
+
+}  // namespace
+
+void repack_float_group(quant::Type t, int64_t n_in, const void* src, size_t src_row_bytes,
+                        int n_rows, void* dst) {
+  if (n_rows < kFloatRows) std::memset(dst, 0, float_group_bytes(t, n_in));
+  const auto* s = static_cast<const uint8_t*>(src);
+  if (t == Type::F32)
+    transpose_rows(n_in, s, src_row_bytes, n_rows, static_cast<uint32_t*>(dst));
+  else
+    transpose_rows(n_in, s, src_row_bytes, n_rows, static_cast<uint16_t*>(dst));
 }
 
 void quantize_act_ref(const float* x, int64_t n_in, ActParams p, void* out) {
