@@ -576,8 +576,8 @@ void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, 
       const int n = std::min(8, n_rows - 8 * v);
       if (n <= 0) break;
       if (n == 8) {
-        _mm256_storeu_ps(yt + 8 * v, add ? _mm256_add_ps(acc[v][t], _mm256_loadu_ps(yt + 8 * v))
-                                         : acc[v][t]);
+        _mm256_storeu_ps(yt + 8 * v,
+                         add ? _mm256_add_ps(acc[v][t], _mm256_loadu_ps(yt + 8 * v)) : acc[v][t]);
         continue;
       }
       alignas(32) float tmp[8];

@@ -583,8 +583,7 @@ template <Type W, int... T>
 void group_tokens(int n, std::integer_sequence<int, T...>, const uint8_t* group, int64_t k0,
                   int64_t k1, const float* x, int64_t ldx, float* y, int64_t ldy, int n_rows,
                   bool add) {
-  ((n == T + 1 ? group_kernel<W, T + 1>(group, k0, k1, x, ldx, y, ldy, n_rows, add) : void()),
-   ...);
+  ((n == T + 1 ? group_kernel<W, T + 1>(group, k0, k1, x, ldx, y, ldy, n_rows, add) : void()), ...);
 }
 
 template <Type W>
@@ -592,12 +591,11 @@ void rows_impl(const uint8_t* groups, int64_t n_in, int64_t n_rows, const float*
                int n_tok, float* y, int64_t ldy) {
   constexpr int kT = 12;
   const size_t group_bytes = float_group_bytes(W, n_in);
-  for_float_tiles<kT>(n_in, n_rows, n_tok,
-                      [&](int64_t g, int t, int n, int64_t k0, int64_t k1, int rows) {
-                        group_tokens<W>(n, std::make_integer_sequence<int, kT>(),
-                                        groups + g * group_bytes, k0, k1, x + t * ldx, ldx,
-                                        y + t * ldy + g * kFloatRows, ldy, rows, k0 > 0);
-                      });
+  for_float_tiles<kT>(
+      n_in, n_rows, n_tok, [&](int64_t g, int t, int n, int64_t k0, int64_t k1, int rows) {
+        group_tokens<W>(n, std::make_integer_sequence<int, kT>(), groups + g * group_bytes, k0, k1,
+                        x + t * ldx, ldx, y + t * ldy + g * kFloatRows, ldy, rows, k0 > 0);
+      });
 }
 
 void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
