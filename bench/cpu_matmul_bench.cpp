@@ -74,7 +74,8 @@ std::vector<uint8_t> random_weight(Type t, int64_t rows, int64_t n_in) {
 std::optional<cpu::Isa> bench_isa() {
   const char* env = std::getenv("STRAW_BENCH_ISA");
   if (!env) return std::nullopt;
-  for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512})
+  for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512,
+                     cpu::Isa::Amx})
     if (std::string(env) == cpu::isa_name(i)) return i;
   return std::nullopt;
 }

@@ -26,7 +26,8 @@ namespace ops = straw::ops;
 cpu::CpuOptions options(int threads) {
   cpu::CpuOptions o{.n_threads = threads};
   if (const char* env = std::getenv("STRAW_BENCH_ISA"))
-    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512})
+    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512,
+                     cpu::Isa::Amx})
       if (std::string(env) == cpu::isa_name(i)) o.isa = i;
   return o;
 }

@@ -23,7 +23,8 @@ namespace ops = straw::ops;
 const cpu::DeltaNetKernels& kernels() {
   cpu::Isa isa = cpu::best_isa();
   if (const char* env = std::getenv("STRAW_BENCH_ISA"))
-    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512})
+    for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512,
+                     cpu::Isa::Amx})
       if (std::string(env) == cpu::isa_name(i)) isa = i;
   return cpu::delta_net_kernels(isa);
 }

@@ -31,7 +31,7 @@ const Type kTiledTypes[] = {Type::Q4_0,   Type::Q5_0, Type::Q5_1, Type::Q8_0, Ty
 
 std::vector<Isa> simd_isas() {
   std::vector<Isa> out;
-  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512})
+  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Amx})
     if (cpu::isa_supported(i)) out.push_back(i);
   return out;
 }
@@ -278,6 +278,47 @@ TEST(CpuTiledKernels, HandleEveryBitPattern) {
   for (Isa isa : simd_isas())
     for (Type t : kTiledTypes)
       for (int n_tok : {1, 2, 9}) check_tiled(isa, t, 33, 2 * block_size(t), n_tok, true, seed++);
+}
+
+TEST(CpuTiledKernels, ManyTokensAsTileProducts) {
+  // 16 tokens and more: the AMX level's tile products (in 16-token tiles, the rest through the
+  // AVX-512 kernels), and the other levels' token loops; random and raw (every bit pattern)
+  // weights.
+  uint32_t seed = 300;
+  for (Isa isa : simd_isas())
+    for (Type t : kTiledTypes) {
+      const int b = block_size(t);
+      for (int n_tok : {16, 23, 48}) check_tiled(isa, t, 33, 2 * b, n_tok, false, seed++);
+      check_tiled(isa, t, 17, 9 * 32 * (b / 32), 32, true, seed++);
+    }
+}
+
+TEST(CpuTiledKernels, AmxTileProductsEqualAvx512BitForBit) {
+  // The AMX level keeps the AVX-512 kernels' float order (per group, or per block for Q4_K / Q5_K),
+  // so that a token's result does not depend on which of them its batch ran on (sessions evaluated
+  // together equal sessions evaluated alone). AVX-512 runs 32 tokens as 8-token tiles.
+  if (!cpu::isa_supported(Isa::Amx)) GTEST_SKIP() << "this CPU has no AMX (or Linux refused it)";
+  const cpu::MatKernels* amx = cpu::mat_kernels(Isa::Amx);
+  const cpu::MatKernels* avx512 = cpu::mat_kernels(Isa::Avx512);
+  std::mt19937 rng(41);
+  for (Type t : kTiledTypes) {
+    const int64_t rows = 37, n_in = 4 * 256, n_tok = 32;
+    const size_t rb = quant::row_bytes(t, n_in);
+    const std::vector<uint8_t> w = random_weight(rng, t, rows, n_in, false);
+    const cpu::TileLayout L = cpu::tile_layout(t, n_in);
+    const std::vector<uint8_t> tiles = tile_weight(L, w, rb, rows);
+    const cpu::ActLayout A = cpu::act_layout(n_in);
+    const std::vector<float> x = random_floats(rng, size_t(n_tok) * n_in, 2.0f);
+    std::vector<uint8_t> act(A.stride * n_tok);
+    for (int i = 0; i < n_tok; ++i)
+      amx->quantize_act(&x[i * n_in], n_in, amx->act_params(t), &act[i * A.stride]);
+    std::vector<float> y0(size_t(n_tok) * rows), y1(y0.size());
+    amx->tiled(L, tiles.data(), cpu::n_tiles(rows), rows, act.data(), n_tok, y0.data(), rows);
+    avx512->tiled(L, tiles.data(), cpu::n_tiles(rows), rows, act.data(), n_tok, y1.data(), rows);
+    for (size_t i = 0; i < y0.size(); ++i)
+      ASSERT_EQ(y0[i], y1[i]) << quant::type_name(t) << " token " << i / rows << " row "
+                              << i % rows;
+  }
 }
 
 TEST(CpuTiledKernels, LargeRowsAndTokenBlocks) {

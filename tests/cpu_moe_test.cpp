@@ -25,7 +25,7 @@ namespace quant = straw::quant;
 
 std::vector<Isa> every_isa() {
   std::vector<Isa> out = {Isa::Scalar};
-  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512})
+  for (Isa i : {Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Amx})
     if (cpu::isa_supported(i)) out.push_back(i);
   return out;
 }

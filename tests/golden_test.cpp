@@ -120,7 +120,8 @@ TEST(Golden, QuantizedKvCacheStaysCloseToTheF16Cache) {
 TEST(Golden, EveryCpuKernelLevelMeetsTheBar) {
   STRAW_REQUIRE_TESTDATA();
   using straw::CpuKernels;
-  const std::pair<CpuKernels, const char*> levels[] = {{CpuKernels::Avx512, "avx512"},
+  const std::pair<CpuKernels, const char*> levels[] = {{CpuKernels::Amx, "amx"},
+                                                       {CpuKernels::Avx512, "avx512"},
                                                        {CpuKernels::AvxVnni, "avx-vnni"},
                                                        {CpuKernels::Avx2, "avx2"},
                                                        {CpuKernels::Scalar, "scalar"}};

@@ -73,7 +73,8 @@ INSTANTIATE_TEST_SUITE_P(Models, Qwen35Golden, ::testing::Values(kFiles[0], kFil
 TEST(Qwen35, EveryCpuKernelLevelMeetsTheBar) {
   STRAW_REQUIRE_TESTDATA();
   using straw::CpuKernels;
-  const std::pair<CpuKernels, const char*> levels[] = {{CpuKernels::Avx512, "avx512"},
+  const std::pair<CpuKernels, const char*> levels[] = {{CpuKernels::Amx, "amx"},
+                                                       {CpuKernels::Avx512, "avx512"},
                                                        {CpuKernels::AvxVnni, "avx-vnni"},
                                                        {CpuKernels::Avx2, "avx2"},
                                                        {CpuKernels::Scalar, "scalar"}};

@@ -59,17 +59,19 @@ void set_kv_types(const Args& args, ModelOptions& o) {
 
 Option cpu_kernels_option() {
   return {"cpu-kernels", 0, true,
-          "ISA  auto (default), avx512, avx-vnni, avx2 or scalar: force a kernel level"};
+          "ISA  auto (default), amx, avx512, avx-vnni, avx2 or scalar: force a kernel level"};
 }
 
 CpuKernels cpu_kernels_from(const Args& args) {
   const std::string k = args.get_or("cpu-kernels", "auto");
   if (k == "auto") return CpuKernels::Auto;
+  if (k == "amx") return CpuKernels::Amx;
   if (k == "avx512") return CpuKernels::Avx512;
   if (k == "avx-vnni") return CpuKernels::AvxVnni;
   if (k == "avx2") return CpuKernels::Avx2;
   if (k == "scalar") return CpuKernels::Scalar;
-  throw UsageError("--cpu-kernels must be auto, avx512, avx-vnni, avx2 or scalar, got '" + k + "'");
+  throw UsageError("--cpu-kernels must be auto, amx, avx512, avx-vnni, avx2 or scalar, got '" + k +
+                   "'");
 }
 
 Option no_repack_option() {

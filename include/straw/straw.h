@@ -41,10 +41,11 @@ enum class KvCacheType { F16, F32, Q8_0, Q4_0 };
 // CUDA and a GPU is present, else on the CPU. Gpu: as Auto, but an error when no GPU can be used.
 enum class DeviceChoice { Auto, Cpu, Gpu };
 
-// CPU kernels. Auto: the best level the CPU supports (AVX-512 VNNI, then AVX-VNNI, then AVX2, then
-// scalar); the others force a level, for comparison and for testing (an error when the CPU lacks
-// it).
-enum class CpuKernels { Auto, Avx512, AvxVnni, Avx2, Scalar };
+// CPU kernels. Auto: the best level the CPU supports (AMX, then AVX-512 VNNI, then AVX-VNNI, then
+// AVX2, then scalar); the others force a level, for comparison and for testing (an error when the
+// CPU lacks it). Amx is the AVX-512 level with prompt matmuls of quantized weights as AMX int8
+// tile products (Intel Xeon from Sapphire Rapids on, Linux).
+enum class CpuKernels { Auto, Avx512, AvxVnni, Avx2, Scalar, Amx };
 
 struct TensorOverride {
   std::string pattern;  // ECMAScript regex searched in tensor names ("ffn_(up|gate)")

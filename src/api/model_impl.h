@@ -110,6 +110,8 @@ inline std::optional<cpu::Isa> cpu_isa(CpuKernels k) {
   switch (k) {
     case CpuKernels::Auto:
       return std::nullopt;
+    case CpuKernels::Amx:
+      return cpu::Isa::Amx;
     case CpuKernels::Avx512:
       return cpu::Isa::Avx512;
     case CpuKernels::AvxVnni:

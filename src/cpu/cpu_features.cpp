@@ -7,6 +7,10 @@
 #include <cpuid.h>
 #define STRAW_X86 1
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace straw::cpu {
 
@@ -19,6 +23,18 @@ uint64_t xgetbv0() {
   uint32_t lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   return (uint64_t(hi) << 32) | lo;
+}
+
+// Linux hands a process the AMX tile state (8 KiB per thread, saved on context switches) only on
+// request: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA). Without it the first tile
+// instruction faults. Other systems: no AMX.
+bool request_amx_state() {
+#if defined(__x86_64__) && defined(__linux__)
+  constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
 }
 
 CpuFeatures detect() {
@@ -39,6 +55,8 @@ CpuFeatures detect() {
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31);
   const bool avx512vbmi = c & (1u << 1), avx512vnni = c & (1u << 11);
+  const bool amx_tile = d & (1u << 24), amx_int8 = d & (1u << 25);
+  const bool os_amx = (xcr0 & 0x60000) == 0x60000;  // XTILECFG and XTILEDATA
   unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
   __cpuid_count(7, 1, a1, b1, c1, d1);
   const bool avx_vnni = a1 & (1u << 4), avx512bf16 = a1 & (1u << 5);
@@ -49,6 +67,7 @@ CpuFeatures detect() {
   f.avx512_vnni = base512 && avx512vnni;
   f.avx512_bf16 = base512 && avx512bf16;
   f.avx512 = base512 && avx512vnni && avx512bf16 && avx512vbmi;
+  f.amx = f.avx512 && amx_tile && amx_int8 && os_amx && request_amx_state();
   return f;
 }
 #else
@@ -94,6 +113,8 @@ const char* isa_name(Isa isa) {
       return "avx-vnni";
     case Isa::Avx512:
       return "avx512";
+    case Isa::Amx:
+      return "amx";
   }
   return "?";
 }
@@ -108,11 +129,14 @@ bool isa_supported(Isa isa) {
       return cpu_features().avx_vnni;
     case Isa::Avx512:
       return cpu_features().avx512;
+    case Isa::Amx:
+      return cpu_features().amx;
   }
   return false;
 }
 
 Isa best_isa() {
+  if (isa_supported(Isa::Amx)) return Isa::Amx;
   if (isa_supported(Isa::Avx512)) return Isa::Avx512;
   if (isa_supported(Isa::AvxVnni)) return Isa::AvxVnni;
   if (isa_supported(Isa::Avx2)) return Isa::Avx2;
@@ -122,7 +146,7 @@ Isa best_isa() {
 std::string describe_cpu() {
   const CpuFeatures& f = cpu_features();
   std::string s = isa_name(best_isa());
-  if (f.avx512) s += " (vnni, bf16)";
+  if (f.avx512 && !f.amx) s += " (vnni, bf16)";
   return s;
 }
 

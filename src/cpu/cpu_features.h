@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx_vnni = false;  // VEX-encoded VNNI on 256-bit registers
+  bool amx = false;       // AVX-512 above plus AMX-TILE and AMX-INT8, tile state granted by Linux
   bool intel = false;     // CPUID vendor "GenuineIntel" (tunings that differ by vendor)
 };
 
@@ -24,8 +25,10 @@ struct CpuFeatures {
 const CpuFeatures& cpu_features();
 
 // The instruction-set levels with their own kernels, in increasing order. AvxVnni: AVX2 plus
-// AVX-VNNI (VEX vpdpbusd on ymm; Alder Lake and later, Zen 5), for CPUs without AVX-512.
-enum class Isa { Scalar, Avx2, AvxVnni, Avx512 };
+// AVX-VNNI (VEX vpdpbusd on ymm; Alder Lake and later, Zen 5), for CPUs without AVX-512. Amx: the
+// AVX-512 level whose prompt matmuls (16 tokens and more) of quantized weights run as AMX int8 tile
+// products (Intel Xeon from Sapphire Rapids on).
+enum class Isa { Scalar, Avx2, AvxVnni, Avx512, Amx };
 
 const char* isa_name(Isa isa);
 
@@ -45,7 +48,7 @@ struct PrefetchDistances {
 };
 PrefetchDistances default_prefetch();
 
-// "avx512 (vnni, bf16)", "avx-vnni", "avx2", "scalar": for logs and benchmark labels.
+// "amx", "avx512 (vnni, bf16)", "avx-vnni", "avx2", "scalar": for logs and benchmark labels.
 std::string describe_cpu();
 
 }  // namespace straw::cpu

@@ -13,6 +13,7 @@ constinit const DeltaNetKernels kDeltaNetRef = {&dn_recurrent, &dn_chunked};
 const DeltaNetKernels& delta_net_kernels(Isa isa) {
   switch (isa) {
     case Isa::Avx512:
+    case Isa::Amx:
       return kDeltaNetAvx512;
     case Isa::Avx2:
     case Isa::AvxVnni:

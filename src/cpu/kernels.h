@@ -418,5 +418,6 @@ const MatKernels* mat_kernels(Isa isa);
 extern const MatKernels kMatKernelsAvx2;
 extern const MatKernels kMatKernelsAvxVnni;  // the AVX2 kernels with vpdpbusd (matmul_avx2.cpp)
 extern const MatKernels kMatKernelsAvx512;
+extern const MatKernels kMatKernelsAmx;  // AVX-512 plus AMX tile products (matmul_amx.cpp)
 
 }  // namespace straw::cpu

@@ -346,6 +346,8 @@ const MatKernels* mat_kernels(Isa isa) {
       return &kMatKernelsAvxVnni;
     case Isa::Avx512:
       return &kMatKernelsAvx512;
+    case Isa::Amx:
+      return &kMatKernelsAmx;
     case Isa::Scalar:
       break;
   }
@@ -359,6 +361,7 @@ const VecKernels* vec_kernels(Isa isa) {
     case Isa::AvxVnni:
       return &kVecKernelsAvxVnni;
     case Isa::Avx512:
+    case Isa::Amx:
       return &kVecKernelsAvx512;
     case Isa::Scalar:
       break;

@@ -1,0 +1,269 @@
+// The AVX-512 decoders of the tiled quantized formats (tile layout: kernels.h), one struct per
+// format, shared by the AVX-512 tile kernels (matmul_avx512.cpp) and the AMX ones (matmul_amx.cpp).
+// Include only from files built with AVX-512 F / BW / VL / DQ / VNNI / VBMI.
+//
+// Each decoder turns a 64-byte chunk of a 16-row tile into 16 rows x 4 elements of levels, one row
+// per 32-bit lane: the layout vpdpbusd multiplies, and the layout of an AMX B tile's row.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "cpu/kernels.h"
+#include "quant/iq4_nl.h"
+
+namespace straw::cpu::dec512 {
+
+using quant::Type;
+
+inline __m512 half16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m128i load16(const uint8_t* p) {
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+}
+inline __m512i load64(const uint8_t* p) {
+  return _mm512_loadu_si512(p);
+}
+inline __m512 u8_to_ps(__m128i v) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v));
+}
+inline __m512 s8_to_ps(__m128i v) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v));
+}
+inline __m512i nib_lo(__m512i v) {
+  return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+inline __m512i nib_hi(__m512i v) {
+  return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
+}
+inline __m128i and8(__m128i v, int m) {
+  return _mm_and_si128(v, _mm_set1_epi8(char(m)));
+}
+
+// The IQ4 levels plus 128 (so they are unsigned), repeated 4 times: a 64-entry vpermb table that
+// looks up a byte's low nibble whatever its bits 4-5 hold (vpermb reads bits 0-5 of each index
+// byte), so the nibbles need no masks. Built at compile time: built per tile call (64 scalar
+// stores per 16 rows) it left the one-token IQ4_XS matvec at 9.9 us instead of 9.0.
+struct IQ4Table64 {
+  alignas(64) uint8_t t[64];
+  constexpr IQ4Table64() : t{} {
+    for (int i = 0; i < 64; ++i) t[i] = uint8_t(quant::kIQ4Values[i % 16] + 128);
+  }
+};
+inline constexpr IQ4Table64 kIQ4Table64;
+inline __m512i iq4_table() {
+  return _mm512_load_si512(kIQ4Table64.t);
+}
+
+// The IQ4 levels of the low (w0) and high (w1) nibbles of v. The high nibbles are shifted down
+// within 16-bit words, which puts the next byte's low nibble in bits 4-7: the table ignores it.
+// One shift and two lookups, against two masks, a shift and two vpshufb: the matvec ceiling per
+// core (BM_Matmul/IQ4_XS_matvec/1536/512/1/1) went from 10.0 to 9.0 us.
+inline void iq4_levels(__m512i table, __m512i v, __m512i& w0, __m512i& w1) {
+  w0 = _mm512_permutexvar_epi8(v, table);
+  w1 = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), table);
+}
+
+// ---- decoders: one per format ----------------------------------------------------------------
+// kBlock: elements per tile-block; kGroup: elements per scale; kOffset: u = level + kOffset;
+// kSpan: elements per activation scale (act_params; 256 only where kBlock is 256);
+// kMin: the format adds min(g) * sum(x) per group (only those call min). weights(g, p, w0, w1)
+// gives the unsigned levels of elements 8p..8p+3 (w0) and 8p+4..8p+7 (w1) of group g; scale(g)
+// the per-row scale.
+
+struct DecQ4_0 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 8, kSpan = 32;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  __m512 d;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    d = half16(P.d);
+  }
+  __m512 scale(int) const { return d; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 64 * p);
+    w0 = nib_lo(v);
+    w1 = nib_hi(v);
+  }
+};
+
+struct DecIQ4NL {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 128, kSpan = 32;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  __m512 d;
+  __m512i table = iq4_table();
+  void begin(const Planes& P) {
+    qs = P.qs;
+    d = half16(P.d);
+  }
+  __m512 scale(int) const { return d; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    iq4_levels(table, load64(qs + 64 * p), w0, w1);
+  }
+};
+
+// The fifth bit of elements 8p+j (bit p) and 8p+4+j (bit 4+p), moved to bit 4.
+inline void bit5(__m512i h, int p, __m512i& b0, __m512i& b1) {
+  const __m512i m = _mm512_set1_epi8(0x10);
+  b0 = _mm512_and_si512(_mm512_sll_epi16(h, _mm_cvtsi32_si128(4 - p)), m);
+  b1 = _mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(p)), m);
+}
+
+template <bool kWithMin>
+struct DecQ5 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = kWithMin ? 0 : 16, kSpan = 32;
+  static constexpr bool kMin = kWithMin;
+  const uint8_t* qs;
+  __m512i h;
+  __m512 d, m;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    h = load64(P.qh);
+    d = half16(P.d);
+    if constexpr (kWithMin) m = half16(P.m);
+  }
+  __m512 scale(int) const { return d; }
+  __m512 min(int) const { return m; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 64 * p);
+    __m512i b0, b1;
+    bit5(h, p, b0, b1);
+    w0 = _mm512_or_si512(nib_lo(v), b0);
+    w1 = _mm512_or_si512(nib_hi(v), b1);
+  }
+};
+
+struct DecQ8_0 {
+  static constexpr int kBlock = 32, kGroup = 32, kOffset = 128, kSpan = 32;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  __m512 d;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    d = half16(P.d);
+  }
+  __m512 scale(int) const { return d; }
+  void weights(int, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i flip = _mm512_set1_epi8(char(0x80));
+    w0 = _mm512_xor_si512(load64(qs + 128 * p), flip);
+    w1 = _mm512_xor_si512(load64(qs + 128 * p + 64), flip);
+  }
+};
+
+struct DecIQ4XS {
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = 128, kSpan = 32;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  const uint8_t* sc;
+  __m512 d;
+  __m512i table = iq4_table();
+  void begin(const Planes& P) {
+    qs = P.qs;
+    sc = P.sc;
+    d = half16(P.d);
+  }
+  // ls = low 4 bits (scales_l[g/2] nibble g%2) | high 2 bits (scales_h bits 2g..2g+1) << 4; the
+  // multiplier is ls - 32.
+  __m512 scale(int g) const {
+    __m128i lo = load16(sc + 16 * (g / 2));
+    if (g % 2) lo = _mm_srli_epi16(lo, 4);
+    __m128i hi = _mm_srli_epi16(load16(sc + 64 + 16 * (g / 4)), 2 * (g % 4));
+    const __m128i ls = _mm_or_si128(and8(lo, 0x0F), _mm_slli_epi16(and8(hi, 3), 4));
+    const __m512 v =
+        _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(ls), _mm512_set1_epi32(32)));
+    return _mm512_mul_ps(d, v);
+  }
+  void weights(int g, int p, __m512i& w0, __m512i& w1) const {
+    iq4_levels(table, load64(qs + 256 * g + 64 * p), w0, w1);
+  }
+};
+
+// The 6-bit scale and min of sub-block g from the transposed 12-byte field of Q4_K / Q5_K.
+inline __m128i kscale(const uint8_t* sc, int g) {
+  if (g < 4) return and8(load16(sc + 16 * g), 63);
+  const __m128i lo = and8(load16(sc + 16 * (g + 4)), 0x0F);
+  const __m128i hi = and8(_mm_srli_epi16(load16(sc + 16 * (g - 4)), 6), 3);
+  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
+}
+inline __m128i kmin(const uint8_t* sc, int g) {
+  if (g < 4) return and8(load16(sc + 16 * (g + 4)), 63);
+  const __m128i lo = and8(_mm_srli_epi16(load16(sc + 16 * (g + 4)), 4), 0x0F);
+  const __m128i hi = and8(_mm_srli_epi16(load16(sc + 16 * g), 6), 3);
+  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
+}
+
+template <bool kQ5>
+struct DecQK {
+  static constexpr int kBlock = 256, kGroup = 32, kOffset = 0, kSpan = 256;
+  static constexpr bool kMin = true;
+  const uint8_t* qs;
+  const uint8_t* qh;
+  const uint8_t* sc;
+  __m512 d, negmin;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    qh = P.qh;
+    sc = P.sc;
+    d = half16(P.d);
+    negmin = _mm512_sub_ps(_mm512_setzero_ps(), half16(P.m));
+  }
+  __m512 scale(int g) const { return _mm512_mul_ps(d, u8_to_ps(kscale(sc, g))); }
+  __m512 min(int g) const { return _mm512_mul_ps(negmin, u8_to_ps(kmin(sc, g))); }
+  // The mins of groups g and g + 1 as an int16 pair per row lane (g in the low half).
+  __m512i min_pair(int g) const {
+    const __m512i lo = _mm512_cvtepu8_epi32(kmin(sc, g));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_cvtepu8_epi32(kmin(sc, g + 1)), 16));
+  }
+  void weights(int g, int p, __m512i& w0, __m512i& w1) const {
+    const __m512i v = load64(qs + 256 * g + 64 * p);
+    w0 = nib_lo(v);
+    w1 = nib_hi(v);
+    if constexpr (kQ5) {
+      __m512i b0, b1;
+      bit5(load64(qh + 64 * g), p, b0, b1);
+      w0 = _mm512_or_si512(w0, b0);
+      w1 = _mm512_or_si512(w1, b1);
+    }
+  }
+};
+
+// Q6_K: groups of 16 (two per 32-element sub-block s = g / 2, chunks 2(g%2) + p).
+struct DecQ6K {
+  static constexpr int kBlock = 256, kGroup = 16, kOffset = 32, kSpan = 256;
+  static constexpr bool kMin = false;
+  const uint8_t* qs;
+  const uint8_t* qh;
+  const uint8_t* sc;
+  __m512 d;
+  void begin(const Planes& P) {
+    qs = P.qs;
+    qh = P.qh;
+    sc = P.sc;
+    d = half16(P.d);
+  }
+  __m512 scale(int g) const { return _mm512_mul_ps(d, s8_to_ps(load16(sc + 16 * g))); }
+  void weights(int g, int p, __m512i& w0, __m512i& w1) const {
+    const int s = g / 2, c = 2 * (g % 2) + p;
+    const __m512i v = load64(qs + 256 * s + 64 * c);
+    const __m512i h0 = load64(qh + 128 * s), h1 = load64(qh + 128 * s + 64);
+    // Bits 2c..2c+1 of the high-bit bytes to bits 4..5.
+    const __m128i sh = _mm_cvtsi32_si128(c < 3 ? 4 - 2 * c : 2);
+    const __m512i m = _mm512_set1_epi8(0x30);
+    __m512i b0, b1;
+    if (c < 3) {
+      b0 = _mm512_sll_epi16(h0, sh);
+      b1 = _mm512_sll_epi16(h1, sh);
+    } else {
+      b0 = _mm512_srl_epi16(h0, sh);
+      b1 = _mm512_srl_epi16(h1, sh);
+    }
+    w0 = _mm512_or_si512(nib_lo(v), _mm512_and_si512(b0, m));
+    w1 = _mm512_or_si512(nib_hi(v), _mm512_and_si512(b1, m));
+  }
+};
+
+}  // namespace straw::cpu::dec512
