@@ -294,9 +294,9 @@ TEST(CpuTiledKernels, ManyTokensAsTileProducts) {
 }
 
 TEST(CpuTiledKernels, AmxTileProductsEqualAvx512BitForBit) {
-  // The AMX level keeps the AVX-512 kernels' float order (per group, or per block for Q4_K / Q5_K),
-  // so that a token's result does not depend on which of them its batch ran on (sessions evaluated
-  // together equal sessions evaluated alone). AVX-512 runs 32 tokens as 8-token tiles.
+  // The AMX level keeps the float order of the AVX-512 kernels' 8-token tiles (per group, or per
+  // block for Q4_K / Q5_K), so that a token's result does not depend on whether its batch reached
+  // 16 tokens. AVX-512 runs 32 tokens as 8-token tiles.
   if (!cpu::isa_supported(Isa::Amx)) GTEST_SKIP() << "this CPU has no AMX (or Linux refused it)";
   const cpu::MatKernels* amx = cpu::mat_kernels(Isa::Amx);
   const cpu::MatKernels* avx512 = cpu::mat_kernels(Isa::Avx512);

@@ -67,7 +67,7 @@ CpuFeatures detect() {
   f.avx512_vnni = base512 && avx512vnni;
   f.avx512_bf16 = base512 && avx512bf16;
   f.avx512 = base512 && avx512vnni && avx512bf16 && avx512vbmi;
-  f.amx = f.avx512 && amx_tile && amx_int8 && os_amx && request_amx_state();
+  f.amx = f.avx512 && amx_tile && amx_int8 && os_amx;
   return f;
 }
 #else
@@ -129,8 +129,13 @@ bool isa_supported(Isa isa) {
       return cpu_features().avx_vnni;
     case Isa::Avx512:
       return cpu_features().avx512;
-    case Isa::Amx:
-      return cpu_features().amx;
+    case Isa::Amx: {
+      // Asked for once, when a kernel level is first chosen, not at load: the grant enlarges
+      // every thread's saved state and signal frames (Linux then refuses small sigaltstacks), so
+      // a process that never picks its CPU kernels does not take it.
+      static const bool granted = cpu_features().amx && request_amx_state();
+      return granted;
+    }
   }
   return false;
 }
@@ -146,7 +151,7 @@ Isa best_isa() {
 std::string describe_cpu() {
   const CpuFeatures& f = cpu_features();
   std::string s = isa_name(best_isa());
-  if (f.avx512 && !f.amx) s += " (vnni, bf16)";
+  if (f.avx512 && best_isa() != Isa::Amx) s += " (vnni, bf16)";
   return s;
 }
 

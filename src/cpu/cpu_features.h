@@ -17,7 +17,8 @@ struct CpuFeatures {
   bool avx512_vnni = false;
   bool avx512_bf16 = false;
   bool avx_vnni = false;  // VEX-encoded VNNI on 256-bit registers
-  bool amx = false;       // AVX-512 above plus AMX-TILE and AMX-INT8, tile state granted by Linux
+  bool amx = false;       // AVX-512 above plus AMX-TILE and AMX-INT8 with the OS's tile state
+                          // (isa_supported(Isa::Amx) also needs Linux's grant, asked for then)
   bool intel = false;     // CPUID vendor "GenuineIntel" (tunings that differ by vendor)
 };
 

@@ -420,4 +420,16 @@ extern const MatKernels kMatKernelsAvxVnni;  // the AVX2 kernels with vpdpbusd (
 extern const MatKernels kMatKernelsAvx512;
 extern const MatKernels kMatKernelsAmx;  // AVX-512 plus AMX tile products (matmul_amx.cpp)
 
+// The AVX-512 level's kernels by name (matmul_avx512.cpp), for the AMX level, which shares them:
+// its table is then a constant (no code at load time, which would run AVX-512 instructions on any
+// CPU, and no table left empty for other files' load-time code).
+namespace avx512_mat {
+ActParams act_params(quant::Type t);
+void quantize_act(const float* x, int64_t n_in, ActParams p, void* out);
+void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+           const uint8_t* act, int n_tok, float* y, int64_t ldy);
+void rows(quant::Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x,
+          int64_t ldx, int n_tok, float* y, int64_t ldy);
+}  // namespace avx512_mat
+
 }  // namespace straw::cpu

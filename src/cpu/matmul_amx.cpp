@@ -12,8 +12,10 @@
 //   y += cvt(C) * (scale_g * d_x)   (+ min_g * d_x * sum q for Q5_1), per group, or for Q4_K /
 //   Q5_K per block: blk += cvt(C) * scale_g over its groups, blk += -dmin * sum_g m_g sum q_g
 //   (integers), y += blk * d_x,
-// so the results equal the AVX-512 level's bit for bit (tests/cpu_matmul_test.cpp): a token's
-// output does not depend on whether its batch had 16 tokens. One tdpbssd does 16 x 16 x G
+// so the results equal those of the AVX-512 level's 8-token tiles bit for bit
+// (tests/cpu_matmul_test.cpp): whether a batch reached 16 tokens changes no token's output, as far
+// as the AVX-512 level itself does not depend on the batch (its Q6_K kernel scales tiles of up to
+// 5 tokens in another order than larger ones). One tdpbssd does 16 x 16 x G
 // multiply-adds (8192 for G = 32) where vpdpbusd does 64; the epilogue (two or three float
 // operations per token and group on 16 rows) is what bounds the kernel.
 //
@@ -80,8 +82,7 @@ struct DecodedTile {
 // Q4_K and Q5_K: the AVX-512 kernels sum a block's groups scaled by the weights' group scales
 // only, then add the minimum part in integers and apply the activation scale once per block
 // (kBlockActScale in matmul_avx512.cpp). These kernels do the same in the same order, so that a
-// token's result does not depend on whether its batch ran here or there (sessions evaluated
-// together equal sessions evaluated alone, bit for bit).
+// token's result does not depend on whether its batch ran here or there.
 template <class D>
 inline constexpr bool kBlockScale = D::kSpan == 256 && D::kGroup == 32;
 
@@ -298,8 +299,8 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
   const ActLayout A = act_layout(L.n_in);
   const int n16 = n_tok / kTok * kTok;
   if (n16 < n_tok)
-    kMatKernelsAvx512.tiled(L, tiles, n_tiles, n_rows, act + size_t(n16) * A.stride, n_tok - n16,
-                            y + n16 * ldy, ldy);
+    avx512_mat::tiled(L, tiles, n_tiles, n_rows, act + size_t(n16) * A.stride, n_tok - n16,
+                      y + n16 * ldy, ldy);
   if (n16 == 0) return;
   configure_tiles(D::kGroup);
   const int64_t n_groups = L.n_in / D::kGroup, n32 = L.n_in / 32;
@@ -328,6 +329,9 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
       }
     }
   }
+  // The tile state back to its initial state: the kernel then need not save this thread's 8 KiB
+  // of tiles at every context switch between matmuls.
+  _tile_release();
 }
 
 void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
@@ -359,7 +363,7 @@ void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n
 }  // namespace
 
 // The AVX-512 level's activations (the tile products read the same records) and float kernels.
-const MatKernels kMatKernelsAmx = {Isa::Amx, kMatKernelsAvx512.act_params,
-                                   kMatKernelsAvx512.quantize_act, &tiled, kMatKernelsAvx512.rows};
+constinit const MatKernels kMatKernelsAmx = {Isa::Amx, &avx512_mat::act_params,
+                                             &avx512_mat::quantize_act, &tiled, &avx512_mat::rows};
 
 }  // namespace straw::cpu

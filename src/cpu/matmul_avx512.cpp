@@ -369,4 +369,23 @@ void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const flo
 constinit const MatKernels kMatKernelsAvx512 = {Isa::Avx512, &act_params, &quantize_act, &tiled,
                                                 &rows};
 
+namespace avx512_mat {
+
+ActParams act_params(Type t) {
+  return cpu::act_params(t);
+}
+void quantize_act(const float* x, int64_t n_in, ActParams p, void* out) {
+  cpu::quantize_act(x, n_in, p, out);
+}
+void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
+           const uint8_t* act, int n_tok, float* y, int64_t ldy) {
+  cpu::tiled(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+}
+void rows(Type t, const uint8_t* groups, int64_t n_in, int64_t n_rows, const float* x, int64_t ldx,
+          int n_tok, float* y, int64_t ldy) {
+  cpu::rows(t, groups, n_in, n_rows, x, ldx, n_tok, y, ldy);
+}
+
+}  // namespace avx512_mat
+
 }  // namespace straw::cpu
