@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "sched/calibration.h"
 #include "sched/plan.h"
 #include "straw/error.h"
 
@@ -263,3 +264,10 @@ TEST(PlanCli, Qwen32BIq4xsInEightGiBAtEightK) {
 }
 
 }  // namespace
+
+// straw calibrate's CPU prompt speed: a real, finite measurement, whatever the kernel level.
+TEST(Calibration, CpuGemmFlopsIsMeasured) {
+  const double flops = straw::sched::measure_cpu_gemm_flops(2);
+  EXPECT_GT(flops, 1e8);   // slower than 0.1 GFLOP/s would be a broken measurement
+  EXPECT_LT(flops, 1e15);  // faster than 1 PFLOP/s as well
+}

@@ -1,23 +1,28 @@
 #include "sched/calibration.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <vector>
 
 #include <sys/stat.h>
 
+#include "cpu/cpu_backend.h"
+#include "quant/quant.h"
 #include "util/str.h"
 
 namespace straw::sched {
 
 std::string calibration_path() {
   if (const char* p = std::getenv("STRAW_CALIBRATION")) return p;
-  if (const char* x = std::getenv("XDG_CACHE_HOME")) return std::string(x) + "/straw/calibration.txt";
+  if (const char* x = std::getenv("XDG_CACHE_HOME"))
+    return std::string(x) + "/straw/calibration.txt";
   if (const char* h = std::getenv("HOME")) return std::string(h) + "/.cache/straw/calibration.txt";
   return "straw-calibration.txt";
 }
@@ -110,6 +115,39 @@ double measure_cpu_read_bandwidth(int threads, size_t buffer_bytes, int passes) 
     best = std::max(best, double(n * sizeof(uint64_t)) / s);
   }
   return best;
+}
+
+double measure_cpu_gemm_flops(int threads) {
+  constexpr int64_t kIn = 2048, kOut = 2048;
+  constexpr int kTokens = 256;
+  const quant::Type type = quant::Type::Q4_K;
+  const size_t rb = quant::row_bytes(type, kIn);
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> row(kIn), x(size_t(kTokens) * kIn), y(size_t(kTokens) * kOut);
+  std::vector<uint8_t> raw(rb * kOut);
+  for (int64_t r = 0; r < kOut; ++r) {
+    for (float& v : row) v = normal(rng);
+    quant::quantize_row(type, row.data(), raw.data() + r * rb, kIn);
+  }
+  for (float& v : x) v = normal(rng);
+  cpu::CpuBackend backend(cpu::CpuOptions{.n_threads = std::max(threads, 1)});
+  ops::Weight w;
+  w.type = type;
+  w.n_in = kIn;
+  w.n_out = kOut;
+  w.row_bytes = rb;
+  w.data = raw.data();
+  w.expert_bytes = rb * kOut;
+  const ops::Weight prepared = backend.prepare_weight(w);
+  double best = 1e30;
+  for (int pass = 0; pass < 4; ++pass) {
+    const auto t0 = std::chrono::steady_clock::now();
+    backend.matmul(prepared, x.data(), y.data(), kTokens);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (pass > 0) best = std::min(best, s);  // pass 0 warms caches and the thread pool
+  }
+  return 2.0 * double(kIn) * double(kOut) * kTokens / best;
 }
 
 }  // namespace straw::sched
