@@ -336,28 +336,9 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
 
 void tiled(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int64_t n_rows,
            const uint8_t* act, int n_tok, float* y, int64_t ldy) {
-  switch (L.type) {
-    case Type::Q4_0:
-      return tiled_impl<DecQ4_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::IQ4_NL:
-      return tiled_impl<DecIQ4NL>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::Q5_0:
-      return tiled_impl<DecQ5<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::Q5_1:
-      return tiled_impl<DecQ5<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::Q8_0:
-      return tiled_impl<DecQ8_0>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::IQ4_XS:
-      return tiled_impl<DecIQ4XS>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::Q4_K:
-      return tiled_impl<DecQK<false>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::Q5_K:
-      return tiled_impl<DecQK<true>>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    case Type::Q6_K:
-      return tiled_impl<DecQ6K>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
-    default:
-      break;
-  }
+  with_decoder(L.type, [&]<class D>(std::type_identity<D>) {
+    tiled_impl<D>(L, tiles, n_tiles, n_rows, act, n_tok, y, ldy);
+  });
 }
 
 }  // namespace

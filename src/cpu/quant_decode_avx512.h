@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu/kernels.h"
 #include "quant/iq4_nl.h"
@@ -265,5 +266,33 @@ struct DecQ6K {
     w1 = _mm512_or_si512(nib_hi(v), _mm512_and_si512(b1, m));
   }
 };
+
+// The one dispatch from a tiled type to its decoder: calls f(std::type_identity<D>{}) with the
+// decoder D of type t and returns true, or returns false for a type without one.
+template <class F>
+bool with_decoder(Type t, F&& f) {
+  switch (t) {
+    case Type::Q4_0:
+      return f(std::type_identity<DecQ4_0>{}), true;
+    case Type::IQ4_NL:
+      return f(std::type_identity<DecIQ4NL>{}), true;
+    case Type::Q5_0:
+      return f(std::type_identity<DecQ5<false>>{}), true;
+    case Type::Q5_1:
+      return f(std::type_identity<DecQ5<true>>{}), true;
+    case Type::Q8_0:
+      return f(std::type_identity<DecQ8_0>{}), true;
+    case Type::IQ4_XS:
+      return f(std::type_identity<DecIQ4XS>{}), true;
+    case Type::Q4_K:
+      return f(std::type_identity<DecQK<false>>{}), true;
+    case Type::Q5_K:
+      return f(std::type_identity<DecQK<true>>{}), true;
+    case Type::Q6_K:
+      return f(std::type_identity<DecQ6K>{}), true;
+    default:
+      return false;
+  }
+}
 
 }  // namespace straw::cpu::dec512
