@@ -202,6 +202,23 @@ inline void for_float_tiles(int64_t n_in, int64_t n_rows, int n_tok, const Tile&
   }
 }
 
+// Calls step(k, line) for k in [k0, k1) over a float group's k-major lines of kLine bytes (the
+// line of element k at group + k * kLine), with the software prefetch two lines at a time: the
+// loop of every ISA's float kernel.
+template <size_t kLine, class Step>
+__attribute__((always_inline)) inline void for_group_lines(const uint8_t* group, int64_t k0,
+                                                           int64_t k1, Step&& step) {
+  constexpr int64_t kPerPrefetch = 128 / kLine;  // k per two lines
+  const uint8_t* p = group + size_t(k0) * kLine;
+  int64_t k = k0;
+  for (; k + kPerPrefetch <= k1; k += kPerPrefetch, p += 128) {
+    prefetch_ahead(p, 128);
+#pragma GCC unroll 2
+    for (int64_t i = 0; i < kPerPrefetch; ++i) step(k + i, p + i * kLine);
+  }
+  for (; k < k1; ++k, p += kLine) step(k, p);
+}
+
 // Packs rows [0, n_rows) (n_rows <= kFloatRows) of a float weight (row r at src + r *
 // src_row_bytes) into one group at dst (float_group_bytes bytes).
 void repack_float_group(quant::Type t, int64_t n_in, const void* src, size_t src_row_bytes,

@@ -79,12 +79,13 @@ struct DecodedTile {
   std::vector<Line> negmin, min_pairs;
 };
 
-// Q4_K and Q5_K: the AVX-512 kernels sum a block's groups scaled by the weights' group scales
-// only, then add the minimum part in integers and apply the activation scale once per block
-// (kBlockActScale in matmul_avx512.cpp). These kernels do the same in the same order, so that a
-// token's result does not depend on whether its batch ran here or there.
+// The epilogue's form is that of the AVX-512 kernels' 8-token tiles (kBlockActScale,
+// quant_decode_avx512.h): for Q4_K and Q5_K a block's groups scaled by the weights' group scales
+// only, the minimum part in integers and the activation scale once per block; the others per
+// group. Same form, same order: a token's result does not depend on whether its batch ran here or
+// there.
 template <class D>
-inline constexpr bool kBlockScale = D::kSpan == 256 && D::kGroup == 32;
+inline constexpr bool kBlockScale = kBlockActScale<D, 8>;
 
 template <class D>
 void decode_tile(const TileLayout& L, const uint8_t* tile, DecodedTile& out) {

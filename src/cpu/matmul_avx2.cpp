@@ -543,7 +543,6 @@ template <Type W, int V, int T>
 void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, int64_t ldx,
                   float* y, int64_t ldy, int n_rows, bool add) {
   constexpr size_t kElem = W == Type::F32 ? 4 : 2, kLine = size_t(kFloatRows) * kElem;
-  constexpr int64_t kPerPrefetch = 128 / kLine;  // k per two lines
   __m256 acc[V][T];
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v)
@@ -560,14 +559,7 @@ void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, 
       for (int v = 0; v < V; ++v) acc[v][t] = _mm256_fmadd_ps(w[v], b, acc[v][t]);
     }
   };
-  const uint8_t* p = group + size_t(k0) * kLine;
-  int64_t k = k0;
-  for (; k + kPerPrefetch <= k1; k += kPerPrefetch, p += 128) {
-    prefetch_ahead(p, 128);
-#pragma GCC unroll 2
-    for (int64_t i = 0; i < kPerPrefetch; ++i) step(k + i, p + i * kLine);
-  }
-  for (; k < k1; ++k, p += kLine) step(k, p);
+  for_group_lines<kLine>(group, k0, k1, step);
 #pragma GCC unroll 6
   for (int t = 0; t < T; ++t) {
     float* yt = y + t * ldy;

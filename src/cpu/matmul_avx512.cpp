@@ -34,16 +34,6 @@ using namespace dec512;  // the format decoders (quant_decode_avx512.h)
 
 // ---- the generic tile kernel -------------------------------------------------------------------
 
-// Decoders with kSpan 256 (Q4_K, Q5_K, Q6_K) get activations with one scale per 256 (act_params),
-// so their group sums are scaled by the weights' group scale only, into a per-block sum, and the
-// activation scale is applied once per block: one multiply per group and token less. Q6_K (16
-// groups per block, in a loop above 4 tokens) keeps the per-group scaling at 6-8 tokens: with a
-// third set of accumulators 8 tokens were not faster (-3 %); 5 tokens (a 1+4 verification) were
-// (BM_Matmul 1536x512, 113-119 -> 128-130 GMAC/s per core). IQ4_XS
-// keeps one activation scale per 32: with 256 a golden file's top-1 fell below the bar.
-template <class D, int T>
-inline constexpr bool kBlockActScale = D::kSpan == 256 && (D::kGroup == 32 || T <= 5);
-
 // One group of one tile-block for T tokens: integer dot products, then the scales: the dot part
 // into dot (acc, or the block sum with kBlockActScale), the minimum part into acc.
 template <class D, int T>
@@ -256,7 +246,6 @@ template <Type W, int T>
 void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, int64_t ldx,
                   float* y, int64_t ldy, int n_rows, bool add) {
   constexpr size_t kLine = size_t(kFloatRows) * (W == Type::F32 ? 4 : 2);  // bytes of one k
-  constexpr int64_t kPerPrefetch = 128 / kLine;                            // k per two lines
   __m512 lo[T], hi[T];
 #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) lo[t] = hi[t] = _mm512_setzero_ps();
@@ -269,14 +258,7 @@ void group_kernel(const uint8_t* group, int64_t k0, int64_t k1, const float* x, 
       hi[t] = _mm512_fmadd_ps(w1, b, hi[t]);
     }
   };
-  const uint8_t* p = group + size_t(k0) * kLine;
-  int64_t k = k0;
-  for (; k + kPerPrefetch <= k1; k += kPerPrefetch, p += 128) {
-    prefetch_ahead(p, 128);
-#pragma GCC unroll 2
-    for (int64_t i = 0; i < kPerPrefetch; ++i) step(k + i, p + i * kLine);
-  }
-  for (; k < k1; ++k, p += kLine) step(k, p);
+  for_group_lines<kLine>(group, k0, k1, step);
   const __mmask16 m0 = avx512::first_lanes(n_rows), m1 = avx512::first_lanes(n_rows - 16);
 #pragma GCC unroll 16
   for (int t = 0; t < T; ++t) {

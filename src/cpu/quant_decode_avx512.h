@@ -267,6 +267,17 @@ struct DecQ6K {
   }
 };
 
+// Decoders with kSpan 256 (Q4_K, Q5_K, Q6_K) get activations with one scale per 256 (act_params),
+// so their group sums are scaled by the weights' group scale only, into a per-block sum, and the
+// activation scale is applied once per block: one multiply per group and token less. Q6_K (16
+// groups per block, in a loop above 4 tokens) keeps the per-group scaling at 6-8 tokens: with a
+// third set of accumulators 8 tokens were not faster (-3 %); 5 tokens (a 1+4 verification) were
+// (BM_Matmul 1536x512, 113-119 -> 128-130 GMAC/s per core). IQ4_XS
+// keeps one activation scale per 32: with 256 a golden file's top-1 fell below the bar. T: tokens
+// per tile of the AVX-512 kernels (matmul_avx512.cpp); the AMX kernels take the 8-token form.
+template <class D, int T>
+inline constexpr bool kBlockActScale = D::kSpan == 256 && (D::kGroup == 32 || T <= 5);
+
 // The one dispatch from a tiled type to its decoder: calls f(std::type_identity<D>{}) with the
 // decoder D of type t and returns true, or returns false for a type without one.
 template <class F>
