@@ -74,14 +74,18 @@ std::vector<uint8_t> random_weight(Type t, int64_t rows, int64_t n_in) {
 std::optional<cpu::Isa> bench_isa() {
   const char* env = std::getenv("STRAW_BENCH_ISA");
   if (!env) return std::nullopt;
-  for (cpu::Isa i : {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512,
-                     cpu::Isa::Amx})
+  for (cpu::Isa i :
+       {cpu::Isa::Scalar, cpu::Isa::Avx2, cpu::Isa::AvxVnni, cpu::Isa::Avx512, cpu::Isa::Amx})
     if (std::string(env) == cpu::isa_name(i)) return i;
   return std::nullopt;
 }
 
 void matmul_bench(benchmark::State& state, Type type, bool in_place) {
-  const int64_t n_in = state.range(0), n_out = state.range(1);
+  const int64_t n_in = state.range(0);
+  // n_out 0: as many rows as fill 1 GiB.
+  const int64_t n_out =
+      state.range(1) ? state.range(1)
+                     : int64_t(1 << 30) / int64_t(straw::quant::row_bytes(type, n_in)) / 16 * 16;
   const int n_tok = int(state.range(2)), threads = int(state.range(3));
   const std::vector<uint8_t> raw = random_weight(type, n_out, n_in);
   cpu::CpuOptions options{.n_threads = threads, .isa = bench_isa()};
@@ -106,6 +110,39 @@ void matmul_bench(benchmark::State& state, Type type, bool in_place) {
   state.SetLabel(std::string(cpu::isa_name(be.isa())) + (in_place ? " in place" : ""));
 }
 
+// Matvecs over distinct copies of one weight, 1 GiB in all, one after another as in decode: the
+// kernel's rate from memory with the cost of each call (the region's start and end, the reads'
+// ramp) included; against the one large matvec of matvec_memory_args, what a call costs.
+void BM_MatvecCalls(benchmark::State& state, Type type) {
+  const int64_t n_in = state.range(0), n_out = state.range(1);
+  const int threads = int(state.range(2));
+  const std::vector<uint8_t> raw = random_weight(type, n_out, n_in);
+  cpu::CpuBackend be(cpu::CpuOptions{.n_threads = threads, .isa = bench_isa()});
+  straw::ops::Weight view{type, n_in, n_out, straw::quant::row_bytes(type, n_in), raw.data(), 0};
+  const size_t bytes = size_t(n_out) * view.row_bytes;
+  std::vector<straw::ops::Weight> ws;
+  for (size_t total = 0; total < (size_t(1) << 30); total += bytes)
+    ws.push_back(be.prepare_weight(view));
+  std::vector<float> x(size_t(n_in), 0.5f), y(static_cast<size_t>(n_out));
+  for (const auto& w : ws) be.matmul(w, x.data(), y.data(), 1);
+  for (auto _ : state) {
+    for (const auto& w : ws) be.matmul(w, x.data(), y.data(), 1);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(bytes * ws.size()));
+  state.counters["s/call"] =
+      benchmark::Counter(double(ws.size()), benchmark::Counter::kIsIterationInvariantRate |
+                                                benchmark::Counter::kInvert);
+}
+BENCHMARK_CAPTURE(BM_MatvecCalls, IQ4_XS, Type::IQ4_XS)
+    ->Args({1536, 8960, 2})
+    ->Args({8960, 1536, 2})
+    ->Args({1536, 1536, 2})
+    ->Args({1536, 256, 2})
+    ->Args({3584, 18944, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 void BM_Matmul(benchmark::State& state, Type type) {
   matmul_bench(state, type, false);
 }
@@ -128,6 +165,14 @@ void matvec_args(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
+// One matvec over 1 GiB of weights (4096 x 262144 rows at 8 bits, more rows at fewer bits): far
+// larger than any last-level cache (this Xeon's is 480 MB, which holds every shape above), so
+// bytes_per_second is the kernel's streaming rate from memory, to compare with BM_ReadBandwidth.
+void matvec_memory_args(benchmark::internal::Benchmark* b) {
+  for (int threads : {1, 2}) b->Args({4096, 0, 1, threads});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+
 void gemm_args(benchmark::internal::Benchmark* b) {
   for (int tok : {64, 512}) {
     b->Args({1536, 8960, tok, 2});
@@ -141,6 +186,10 @@ void gemm_args(benchmark::internal::Benchmark* b) {
   BENCHMARK_CAPTURE(BM_Matmul, T##_gemm, Type::T)->Apply(gemm_args);
 
 STRAW_MATMUL_BENCH(IQ4_XS)
+BENCHMARK_CAPTURE(BM_Matmul, IQ4_XS_matvec_memory, Type::IQ4_XS)->Apply(matvec_memory_args);
+BENCHMARK_CAPTURE(BM_Matmul, Q4_K_matvec_memory, Type::Q4_K)->Apply(matvec_memory_args);
+BENCHMARK_CAPTURE(BM_Matmul, Q6_K_matvec_memory, Type::Q6_K)->Apply(matvec_memory_args);
+BENCHMARK_CAPTURE(BM_Matmul, Q8_0_matvec_memory, Type::Q8_0)->Apply(matvec_memory_args);
 STRAW_MATMUL_BENCH(Q4_K)
 STRAW_MATMUL_BENCH(Q5_K)
 STRAW_MATMUL_BENCH(Q6_K)

@@ -5,27 +5,30 @@
 // tile is padded with zero rows). A tile holds its 16 rows over the whole row length as a sequence
 // of super-blocks of 256 elements (one K-quant / IQ4_XS block, or eight 32-element blocks; the last
 // super-block of a row may hold fewer), each 64-byte aligned, so that a tile streams from memory as
-// one sequential run. Inside a super-block of n blocks come n pieces of each plane, plane by plane:
-//
-//   qs   4-bit levels (8-bit for Q8_0). Per 32 elements ("group of 32") of the block: four 64-byte
-//        chunks; in chunk c, row r owns bytes 4r..4r+3, and byte j holds element 8c+j of the group
-//        in its low nibble and element 8c+4+j in its high nibble. For Q8_0: eight chunks of 16 rows
-//        x 4 bytes, chunk c holding elements 4c..4c+3.
+// one sequential run. Inside a super-block of n blocks come n pieces of each plane, plane by plane,
+// the small planes first (padded to 64 bytes before qs), so that everything a block reads lies at
+// or behind its qs chunks, where the kernels' prefetch stream has already been:
+//   d    the 16 rows' fp16 block scale (32 bytes per block).
+//   m    the 16 rows' fp16 second scale: dmin (Q4_K, Q5_K) or m (Q5_1).
+//   sc   the format's sub-block scale bytes, transposed: byte i of all 16 rows, then byte i+1...
+//        IQ4_XS: scales_l[0..3] then scales_h as two bytes (96 bytes); Q4_K / Q5_K: the 12-byte
+//        scales field (192 bytes); Q6_K: the 16 int8 scales (256 bytes).
 //   qh   high level bits. Q5_0 / Q5_1 / Q5_K: 64 bytes per group of 32; row r's byte 4r+j holds the
 //        fifth bit of element 8c+j in bit c and that of element 8c+4+j in bit 4+c (c = 0..3).
 //        Q6_K: 128 bytes per group of 32; the first 64 hold bits 4-5 of element 8c+j in bits
 //        2c..2c+1 of row r's byte 4r+j, the second 64 those of element 8c+4+j.
-//   sc   the format's sub-block scale bytes, transposed: byte i of all 16 rows, then byte i+1...
-//        IQ4_XS: scales_l[0..3] then scales_h as two bytes (96 bytes); Q4_K / Q5_K: the 12-byte
-//        scales field (192 bytes); Q6_K: the 16 int8 scales (256 bytes).
-//   d    the 16 rows' fp16 block scale (32 bytes per block).
-//   m    the 16 rows' fp16 second scale: dmin (Q4_K, Q5_K) or m (Q5_1).
+//   qs   4-bit levels (8-bit for Q8_0). Per 32 elements ("group of 32") of the block: four 64-byte
+//        chunks; in chunk c, row r owns bytes 4r..4r+3, and byte j holds element 8c+j of the group
+//        in its low nibble and element 8c+4+j in its high nibble. For Q8_0: eight chunks of 16 rows
+//        x 4 bytes, chunk c holding elements 4c..4c+3.
 //
 // So a tile-block has exactly the bits of its 16 source blocks (Q6_K's super-block is padded from
-// 3360 to 3392 bytes), rearranged so that one 64-byte load gives four elements of each of 16 rows
-// (one int32 lane per row), which is what a dot-product instruction (vpdpbusd) wants. Element order
-// along the row is unchanged: the activations stay in natural order and a 4-byte broadcast feeds
-// each instruction.
+// 3360 to 3392 bytes, before its qs plane), rearranged so that one 64-byte load gives four
+// elements of each of 16 rows (one int32 lane per row), which is what a dot-product instruction
+// (vpdpbusd) wants. Element order along the row is unchanged: the activations stay in natural
+// order and a 4-byte broadcast feeds each instruction. (With the small planes after qs, a Q8_0
+// block's scales lay 4 KB ahead of its levels, and every super-block began with a read no
+// prefetch had covered.)
 //
 // Quantized activations (one token): int8 levels q with one float scale d per 32 elements
 // (x ~= d * q; d = max|x| / 127, q = round-to-nearest-even(x * 127 / max|x|), the max over the 32
@@ -86,12 +89,8 @@ inline void prefetch_line(const uint8_t* a) {
 inline const PrefetchDistances kPrefetch = default_prefetch();
 
 // Prefetches the n bytes at p's distances ahead (p: the bytes the kernel reads now): every line
-// into L1, every other line into L2 (the L2's adjacent-line prefetcher completes each 128-byte
-// pair), two lines per loop turn. One loop per hint and one line per turn cost a one-token matvec
-// on the Intel Xeon about as many instructions as its dot products: BM_Matmul/T_matvec/1536/512/N/1
-// (one core, from L2, GB/s, 1 token) IQ4_XS 32.5 -> 36-39, Q4_K 34.6 -> 39, Q6_K 32 -> 38, Q8_0
-// 55 -> 75-81; 5 tokens +5-10 %. From memory (1536x151936, 2 threads) and end to end (tg64, the
-// 1+4 verification step) unchanged: those are bound by the reads.
+// into L1 and, where the CPU wants it, into L2, two lines per loop turn. For reads that advance by
+// exactly n per call (the float kernels' k-lines); the tile kernels use StreamPrefetch.
 inline void prefetch_ahead(const uint8_t* p, size_t n) {
   const uint8_t* l1 = p + kPrefetch.l1;
   const uint8_t* l2 = p + kPrefetch.l2;
@@ -99,25 +98,62 @@ inline void prefetch_ahead(const uint8_t* p, size_t n) {
   for (size_t off = 0; off < n; off += 128) {
     prefetch_line<3>(l1 + off);
     prefetch_line<3>(l1 + off + 64);
-    if (to_l2) prefetch_line<1>(l2 + off);
+    if (to_l2) {
+      prefetch_line<1>(l2 + off);
+      prefetch_line<1>(l2 + off + 64);
+    }
   }
 }
+
+// The software prefetch of one sequential read (a thread's run of tiles): each line once, at
+// kPrefetch's distances ahead of where the kernel reads. A tile kernel reads its planes in an order
+// of its own (a block's levels, then its scales further on), so the prefetch follows the read's
+// position, not its addresses. On the Intel Xeon a prefetch per group of [pos + d, pos + d + n),
+// as long as the group's bytes plus a line, asked for each line 1.2-2.8 times: the repeats held
+// the load ports while every fill buffer waited on memory, and decode from memory ran at 14 of the
+// 18 GB/s one core streams (BM_Matmul/T_matvec_memory, docs/cpu-kernels.md).
+class StreamPrefetch {
+ public:
+  // The kernel reads from pos now and reads the n bytes that follow before it calls again.
+  void advance(const uint8_t* pos, size_t n) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(pos);
+    const uintptr_t end = at + kPrefetch.l1 + n;
+    // A jump (the first call, or a read that went back or skipped ahead) restarts the stream
+    // from the read's own line.
+    if (next_ + 64 < at || next_ > end + kPrefetch.l1) next_ = at & ~uintptr_t(63);
+    const size_t to_l2 = kPrefetch.l2 > kPrefetch.l1 ? kPrefetch.l2 - kPrefetch.l1 : 0;
+    for (; next_ < end; next_ += 64) {
+      prefetch_line<3>(reinterpret_cast<const uint8_t*>(next_));
+      if (to_l2) prefetch_line<1>(reinterpret_cast<const uint8_t*>(next_ + to_l2));
+    }
+  }
+
+ private:
+  uintptr_t next_ = 0;  // the next line to prefetch into L1
+};
 
 // Byte offsets inside a tile of block b's piece of each plane.
 struct BlockOffsets {
   size_t qs, qh, sc, d, m;
 };
 
+// The bytes of a super-block of n blocks before its qs plane (d, m, sc and qh), rounded up to 64
+// so that the qs chunks stay 64-byte aligned.
+inline size_t sb_head_bytes(const TileLayout& L, int64_t n) {
+  return align64(size_t(n) * (32 + (L.has_m ? 32 : 0) + L.sc_block + L.qh_block));
+}
+
 inline BlockOffsets block_offsets(const TileLayout& L, int64_t b) {
   const int64_t sb = b / L.blocks_per_sb, j = b % L.blocks_per_sb;
   const int64_t n = std::min<int64_t>(L.blocks_per_sb, L.n_blocks - sb * L.blocks_per_sb);
   const size_t base = size_t(sb) * L.sb_bytes;
+  const size_t m_plane = L.has_m ? size_t(n) * 32 : 0;
   BlockOffsets o;
-  o.qs = base + j * L.qs_block;
-  o.qh = base + n * L.qs_block + j * L.qh_block;
-  o.sc = base + n * (L.qs_block + L.qh_block) + j * L.sc_block;
-  o.d = base + n * (L.qs_block + L.qh_block + L.sc_block) + j * 32;
-  o.m = o.d + n * 32;
+  o.d = base + j * 32;
+  o.m = base + n * 32 + j * 32;
+  o.sc = base + n * 32 + m_plane + j * L.sc_block;
+  o.qh = base + n * (32 + L.sc_block) + m_plane + j * L.qh_block;
+  o.qs = base + sb_head_bytes(L, n) + j * L.qs_block;
   return o;
 }
 

@@ -280,7 +280,7 @@ struct DecQ6K {
 
 template <class Dot, class D, int T>
 void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y, int64_t ldy,
-                 int rows) {
+                 int rows, StreamPrefetch& pf) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   __m256 acc[2][T];
 #pragma GCC unroll 2
@@ -308,7 +308,7 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
       const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
       {
         const size_t per_group = L.block_bytes / kGroups;
-        prefetch_ahead(tile + size_t(b) * L.block_bytes + g * per_group, per_group + 63);
+        pf.advance(tile + size_t(b) * L.block_bytes + g * per_group, per_group);
       }
       __m256i ia[2][T], ib[2][T];
 #pragma GCC unroll 8
@@ -404,10 +404,10 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
 // tile_kernel<Dot, D, n> for 1 <= n <= T.
 template <class Dot, class D, int T = Dot::kMaxTok>
 void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y,
-                 int64_t ldy, int rows) {
+                 int64_t ldy, int rows, StreamPrefetch& pf) {
   if constexpr (T > 1)
-    if (n < T) return tile_tokens<Dot, D, T - 1>(n, L, tile, tok, y, ldy, rows);
-  tile_kernel<Dot, D, T>(L, tile, tok, y, ldy, rows);
+    if (n < T) return tile_tokens<Dot, D, T - 1>(n, L, tile, tok, y, ldy, rows, pf);
+  tile_kernel<Dot, D, T>(L, tile, tok, y, ldy, rows, pf);
 }
 
 template <class Dot, class D>
@@ -417,6 +417,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
   const ActLayout A = act_layout(L.n_in);
   const int block = act_token_block(A, n_tok, kMaxTok);
   ActIn tok[kMaxTok];
+  StreamPrefetch pf;
   for (int t0 = 0; t0 < n_tok; t0 += block) {
     const int t1 = std::min(n_tok, t0 + block);
     for (int64_t i = 0; i < n_tiles; ++i) {
@@ -428,7 +429,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
         for (int k = 0; k < n; ++k) {
           tok[k] = act_in(act + size_t(t + k) * A.stride, A);
         }
-        tile_tokens<Dot, D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, int(rows));
+        tile_tokens<Dot, D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, int(rows), pf);
       }
     }
   }

@@ -39,14 +39,15 @@ using namespace dec512;  // the format decoders (quant_decode_avx512.h)
 template <class D, int T>
 __attribute__((always_inline)) inline void group_step(const TileLayout& L, const uint8_t* tile,
                                                       const D& dec, int64_t b, int g,
-                                                      const ActIn* tok, __m512* dot, __m512* acc) {
+                                                      const ActIn* tok, __m512* dot, __m512* acc,
+                                                      StreamPrefetch& pf) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
-  // Software prefetch kPrefetch ahead in the tile (one sequential run): one core's hardware
+  // Software prefetch ahead of the read (one sequential run per thread): one core's hardware
   // prefetcher alone does not keep enough lines in flight to stream at memory speed.
   {
     const size_t per_group = L.block_bytes / kGroups;
-    prefetch_ahead(tile + size_t(b) * L.block_bytes + g * per_group, per_group + 63);
+    pf.advance(tile + size_t(b) * L.block_bytes + g * per_group, per_group);
   }
   __m512i ia[T], ib[T];
 #pragma GCC unroll 8
@@ -108,7 +109,7 @@ __attribute__((always_inline)) inline void block_mins(const D& dec, int64_t b, c
 
 template <class D, int T>
 void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y, int64_t ldy,
-                 __mmask16 mask) {
+                 __mmask16 mask, StreamPrefetch& pf) {
   constexpr int kGroups = D::kBlock / D::kGroup;
   __m512 acc[T];
 #pragma GCC unroll 8
@@ -124,10 +125,10 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
     // whose smaller body ran up to 1.8x faster at 8 tokens (Q4_K) than the unrolled one on Zen 5.
     if constexpr (T <= 4) {
 #pragma GCC unroll 16
-      for (int g = 0; g < kGroups; ++g) group_step<D, T>(L, tile, dec, b, g, tok, dot, acc);
+      for (int g = 0; g < kGroups; ++g) group_step<D, T>(L, tile, dec, b, g, tok, dot, acc, pf);
     } else {
 #pragma GCC unroll 1
-      for (int g = 0; g < kGroups; ++g) group_step<D, T>(L, tile, dec, b, g, tok, dot, acc);
+      for (int g = 0; g < kGroups; ++g) group_step<D, T>(L, tile, dec, b, g, tok, dot, acc, pf);
     }
     if constexpr (kBlockActScale<D, T>) {
       if constexpr (D::kMin) block_mins<D, T>(dec, b, tok, blk);
@@ -142,24 +143,24 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
 
 template <class D>
 void tile_tokens(int n, const TileLayout& L, const uint8_t* tile, const ActIn* tok, float* y,
-                 int64_t ldy, __mmask16 mask) {
+                 int64_t ldy, __mmask16 mask, StreamPrefetch& pf) {
   switch (n) {
     case 1:
-      return tile_kernel<D, 1>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 1>(L, tile, tok, y, ldy, mask, pf);
     case 2:
-      return tile_kernel<D, 2>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 2>(L, tile, tok, y, ldy, mask, pf);
     case 3:
-      return tile_kernel<D, 3>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 3>(L, tile, tok, y, ldy, mask, pf);
     case 4:
-      return tile_kernel<D, 4>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 4>(L, tile, tok, y, ldy, mask, pf);
     case 5:
-      return tile_kernel<D, 5>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 5>(L, tile, tok, y, ldy, mask, pf);
     case 6:
-      return tile_kernel<D, 6>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 6>(L, tile, tok, y, ldy, mask, pf);
     case 7:
-      return tile_kernel<D, 7>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 7>(L, tile, tok, y, ldy, mask, pf);
     default:
-      return tile_kernel<D, 8>(L, tile, tok, y, ldy, mask);
+      return tile_kernel<D, 8>(L, tile, tok, y, ldy, mask, pf);
   }
 }
 
@@ -169,6 +170,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
   const ActLayout A = act_layout(L.n_in);
   const int block = act_token_block(A, n_tok, kMaxTok);
   ActIn tok[kMaxTok];
+  StreamPrefetch pf;
   for (int t0 = 0; t0 < n_tok; t0 += block) {
     const int t1 = std::min(n_tok, t0 + block);
     for (int64_t i = 0; i < n_tiles; ++i) {
@@ -181,7 +183,7 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
         for (int k = 0; k < n; ++k) {
           tok[k] = act_in(act + size_t(t + k) * A.stride, A);
         }
-        tile_tokens<D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, mask);
+        tile_tokens<D>(n, L, tile, tok, y + t * ldy + i * kTileRows, ldy, mask, pf);
       }
     }
   }

@@ -276,9 +276,9 @@ TileLayout tile_layout(quant::Type t, int64_t n_in) {
   L.has_m = p.m;
   L.blocks_per_sb = quant::kSuperBlock / p.block;
   L.block_bytes = p.qs + p.qh + p.sc + 32 + (p.m ? 32 : 0);
-  L.sb_bytes = align64(L.blocks_per_sb * L.block_bytes);
+  L.sb_bytes = sb_head_bytes(L, L.blocks_per_sb) + L.blocks_per_sb * L.qs_block;
   const int64_t full = L.n_blocks / L.blocks_per_sb, rest = L.n_blocks % L.blocks_per_sb;
-  L.tile_bytes = align64(full * L.sb_bytes + rest * L.block_bytes);
+  L.tile_bytes = full * L.sb_bytes + (rest ? sb_head_bytes(L, rest) + rest * L.qs_block : 0);
   return L;
 }
 
