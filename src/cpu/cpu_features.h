@@ -42,6 +42,8 @@ bool isa_supported(Isa isa);
 // The matmul kernels' software prefetch distances for this CPU, in bytes ahead of what they read:
 // into L1 (prefetcht0) and, where it helps, also into L2 (prefetcht2; 0: none). Intel 2 KB and
 // 4 KB, other CPUs 8 KB and none (kPrefetch in kernels.h has the measurements).
+// The L2 prefetch runs only where its distance is beyond L1's (the tile kernels' StreamPrefetch
+// prefetches each line into L2 that much further ahead).
 // STRAW_PREFETCH_BYTES="L1[,L2]" overrides them for tuning on other CPUs (each rounded down to 64,
 // at most 1 MiB).
 struct PrefetchDistances {

@@ -94,7 +94,7 @@ inline const PrefetchDistances kPrefetch = default_prefetch();
 inline void prefetch_ahead(const uint8_t* p, size_t n) {
   const uint8_t* l1 = p + kPrefetch.l1;
   const uint8_t* l2 = p + kPrefetch.l2;
-  const bool to_l2 = kPrefetch.l2 != 0;
+  const bool to_l2 = kPrefetch.l2 > kPrefetch.l1;
   for (size_t off = 0; off < n; off += 128) {
     prefetch_line<3>(l1 + off);
     prefetch_line<3>(l1 + off + 64);
@@ -132,15 +132,25 @@ class StreamPrefetch {
   uintptr_t next_ = 0;  // the next line to prefetch into L1
 };
 
+// Where block b's bytes begin in a tile's stream, as if its planes followed one another (exact at
+// super-block starts): the position StreamPrefetch follows. kBlocksPerSb: blocks_per_sb.
+template <int kBlocksPerSb>
+inline size_t block_position(const TileLayout& L, int64_t b) {
+  return size_t(b / kBlocksPerSb) * L.sb_bytes + size_t(b % kBlocksPerSb) * L.block_bytes;
+}
+
 // Byte offsets inside a tile of block b's piece of each plane.
 struct BlockOffsets {
   size_t qs, qh, sc, d, m;
 };
 
-// The bytes of a super-block of n blocks before its qs plane (d, m, sc and qh), rounded up to 64
-// so that the qs chunks stay 64-byte aligned.
+// The bytes of a super-block of n blocks before its qh plane (d, m and sc) and before its qs plane
+// (d, m, sc and qh), each rounded up to 64 so that the 64-byte chunks of qh and qs stay aligned.
+inline size_t sb_scales_bytes(const TileLayout& L, int64_t n) {
+  return align64(size_t(n) * (32 + (L.has_m ? 32 : 0) + L.sc_block));
+}
 inline size_t sb_head_bytes(const TileLayout& L, int64_t n) {
-  return align64(size_t(n) * (32 + (L.has_m ? 32 : 0) + L.sc_block + L.qh_block));
+  return align64(sb_scales_bytes(L, n) + size_t(n) * L.qh_block);
 }
 
 inline BlockOffsets block_offsets(const TileLayout& L, int64_t b) {
@@ -152,7 +162,7 @@ inline BlockOffsets block_offsets(const TileLayout& L, int64_t b) {
   o.d = base + j * 32;
   o.m = base + n * 32 + j * 32;
   o.sc = base + n * 32 + m_plane + j * L.sc_block;
-  o.qh = base + n * (32 + L.sc_block) + m_plane + j * L.qh_block;
+  o.qh = base + sb_scales_bytes(L, n) + j * L.qh_block;
   o.qs = base + sb_head_bytes(L, n) + j * L.qs_block;
   return o;
 }

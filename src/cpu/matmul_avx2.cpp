@@ -308,7 +308,8 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
       const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
       {
         const size_t per_group = L.block_bytes / kGroups;
-        pf.advance(tile + size_t(b) * L.block_bytes + g * per_group, per_group);
+        pf.advance(tile + block_position<quant::kSuperBlock / D::kBlock>(L, b) + g * per_group,
+                   per_group);
       }
       __m256i ia[2][T], ib[2][T];
 #pragma GCC unroll 8

@@ -47,7 +47,8 @@ __attribute__((always_inline)) inline void group_step(const TileLayout& L, const
   // prefetcher alone does not keep enough lines in flight to stream at memory speed.
   {
     const size_t per_group = L.block_bytes / kGroups;
-    pf.advance(tile + size_t(b) * L.block_bytes + g * per_group, per_group);
+    pf.advance(tile + block_position<quant::kSuperBlock / D::kBlock>(L, b) + g * per_group,
+               per_group);
   }
   __m512i ia[T], ib[T];
 #pragma GCC unroll 8
