@@ -6,8 +6,8 @@
 // of super-blocks of 256 elements (one K-quant / IQ4_XS block, or eight 32-element blocks; the last
 // super-block of a row may hold fewer), each 64-byte aligned, so that a tile streams from memory as
 // one sequential run. Inside a super-block of n blocks come n pieces of each plane, plane by plane,
-// the small planes first (padded to 64 bytes before qs), so that everything a block reads lies at
-// or behind its qs chunks, where the kernels' prefetch stream has already been:
+// the small planes first (padded to 64 bytes before qh and before qs), so that everything a block
+// reads lies at or behind its qs chunks, where the kernels' prefetch stream has already been:
 //   d    the 16 rows' fp16 block scale (32 bytes per block).
 //   m    the 16 rows' fp16 second scale: dmin (Q4_K, Q5_K) or m (Q5_1).
 //   sc   the format's sub-block scale bytes, transposed: byte i of all 16 rows, then byte i+1...
