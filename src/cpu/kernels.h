@@ -42,6 +42,7 @@
 
 #include "cpu/cpu_features.h"
 #include "ops/backend.h"
+#include "quant/format.h"
 #include "quant/types.h"
 
 namespace straw::cpu {
@@ -106,9 +107,9 @@ inline void prefetch_ahead(const uint8_t* p, size_t n) {
 }
 
 // The software prefetch of one sequential read (a thread's run of tiles): each line once, at
-// kPrefetch's distances ahead of where the kernel reads. A tile kernel reads its planes in an order
-// of its own (a block's levels, then its scales further on), so the prefetch follows the read's
-// position, not its addresses. On the Intel Xeon a prefetch per group of [pos + d, pos + d + n),
+// kPrefetch's distances ahead of where the kernel reads. A tile kernel reads a block's planes in
+// an order of its own, so the prefetch follows the read's position in the stream (prefetch_group),
+// not its addresses. On the Intel Xeon a prefetch per group of [pos + d, pos + d + n),
 // as long as the group's bytes plus a line, asked for each line 1.2-2.8 times: the repeats held
 // the load ports while every fill buffer waited on memory, and decode from memory ran at 14 of the
 // 18 GB/s one core streams (BM_Matmul/T_matvec_memory, docs/cpu-kernels.md).
@@ -132,11 +133,17 @@ class StreamPrefetch {
   uintptr_t next_ = 0;  // the next line to prefetch into L1
 };
 
-// Where block b's bytes begin in a tile's stream, as if its planes followed one another (exact at
-// super-block starts): the position StreamPrefetch follows. kBlocksPerSb: blocks_per_sb.
-template <int kBlocksPerSb>
-inline size_t block_position(const TileLayout& L, int64_t b) {
-  return size_t(b / kBlocksPerSb) * L.sb_bytes + size_t(b % kBlocksPerSb) * L.block_bytes;
+// The tile kernels' prefetch before group g of block b (kBlock / kGroup: the decoder's): the read's
+// position in the tile's stream, as if a super-block's blocks followed one another (exact at
+// super-block starts), and the group's share of its block's bytes.
+template <int kBlock, int kGroup>
+__attribute__((always_inline)) inline void prefetch_group(StreamPrefetch& pf, const TileLayout& L,
+                                                          const uint8_t* tile, int64_t b, int g) {
+  constexpr int kBlocksPerSb = quant::kSuperBlock / kBlock;
+  const size_t per_group = L.block_bytes / (kBlock / kGroup);
+  const size_t pos =
+      size_t(b / kBlocksPerSb) * L.sb_bytes + size_t(b % kBlocksPerSb) * L.block_bytes;
+  pf.advance(tile + pos + g * per_group, per_group);
 }
 
 // Byte offsets inside a tile of block b's piece of each plane.

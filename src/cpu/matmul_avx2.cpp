@@ -306,11 +306,7 @@ void tile_kernel(const TileLayout& L, const uint8_t* tile, const ActIn* tok, flo
 #pragma GCC unroll 16
     for (int g = 0; g < kGroups; ++g) {
       const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
-      {
-        const size_t per_group = L.block_bytes / kGroups;
-        pf.advance(tile + block_position<quant::kSuperBlock / D::kBlock>(L, b) + g * per_group,
-                   per_group);
-      }
+      prefetch_group<D::kBlock, D::kGroup>(pf, L, tile, b, g);
       __m256i ia[2][T], ib[2][T];
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {

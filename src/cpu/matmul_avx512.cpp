@@ -41,15 +41,10 @@ __attribute__((always_inline)) inline void group_step(const TileLayout& L, const
                                                       const D& dec, int64_t b, int g,
                                                       const ActIn* tok, __m512* dot, __m512* acc,
                                                       StreamPrefetch& pf) {
-  constexpr int kGroups = D::kBlock / D::kGroup;
   const int64_t e0 = b * D::kBlock + int64_t(g) * D::kGroup;
   // Software prefetch ahead of the read (one sequential run per thread): one core's hardware
   // prefetcher alone does not keep enough lines in flight to stream at memory speed.
-  {
-    const size_t per_group = L.block_bytes / kGroups;
-    pf.advance(tile + block_position<quant::kSuperBlock / D::kBlock>(L, b) + g * per_group,
-               per_group);
-  }
+  prefetch_group<D::kBlock, D::kGroup>(pf, L, tile, b, g);
   __m512i ia[T], ib[T];
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
