@@ -167,9 +167,11 @@ void matvec_args(benchmark::internal::Benchmark* b) {
 
 // One matvec over 1 GiB of weights (4096 x 262144 rows at 8 bits, more rows at fewer bits): far
 // larger than any last-level cache (this Xeon's is 480 MB, which holds every shape above), so
-// bytes_per_second is the kernel's streaming rate from memory, to compare with BM_ReadBandwidth.
+// bytes_per_second is the kernel's streaming rate from memory, to compare with BM_ReadBandwidth;
+// and 5 tokens (a 1+4 speculative verification) at 2 threads.
 void matvec_memory_args(benchmark::internal::Benchmark* b) {
   for (int threads : {1, 2}) b->Args({4096, 0, 1, threads});
+  b->Args({4096, 0, 5, 2});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

@@ -24,6 +24,9 @@ inline __m512 half16(const uint16_t* p) {
 inline __m128i load16(const uint8_t* p) {
   return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
 }
+inline __m256i load32(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
 inline __m512i load64(const uint8_t* p) {
   return _mm512_loadu_si512(p);
 }
@@ -159,43 +162,45 @@ struct DecIQ4XS {
   static constexpr int kBlock = 256, kGroup = 32, kOffset = 128, kSpan = 32;
   static constexpr bool kMin = false;
   const uint8_t* qs;
-  const uint8_t* sc;
   __m512 d;
   __m512i table = iq4_table();
+  // The 8 groups' multipliers ls - 32 of the 16 rows as int8, unpacked once per super-block:
+  // group 2k at even[16k..16k+15], group 2k+1 at odd[16k..]. (Unpacking one group's at a time
+  // took about a quarter of the 1-token kernel's instructions.)
+  alignas(64) int8_t even[64], odd[64];
+  // ls = low 4 bits (scales_l[g/2] nibble g%2) | high 2 bits (scales_h bits 2g..2g+1) << 4. The
+  // plane: 4 x 16 bytes of nibble pairs (groups 2k, 2k+1 of each row), then 2 x 16 bytes of high
+  // bits (groups 4j..4j+3 of each row).
   void begin(const Planes& P) {
     qs = P.qs;
-    sc = P.sc;
     d = half16(P.d);
+    const __m512i nib = _mm512_set1_epi8(0x0F), two = _mm512_set1_epi8(3);
+    const __m512i lo = load64(P.sc);
+    // 16-byte lane k of h: high-bit bytes k / 2, whose bits 4 (k % 2) .. 4 (k % 2) + 3 are those of
+    // groups 2k and 2k + 1.
+    const __m512i h = _mm512_shuffle_i64x2(_mm512_castsi256_si512(load32(P.sc + 64)),
+                                           _mm512_castsi256_si512(load32(P.sc + 64)), 0x50);
+    const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);  // per lane k: 4 (k % 2)
+    const __m512i he = _mm512_srlv_epi64(h, shift);                  // group 2k at bits 0-1
+    const __m512i ho = _mm512_srli_epi64(he, 2);                     // group 2k+1 at bits 0-1
+    const __m512i m32 = _mm512_set1_epi8(32);
+    _mm512_store_si512(
+        even, _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(lo, nib),
+                                              _mm512_slli_epi64(_mm512_and_si512(he, two), 4)),
+                              m32));
+    _mm512_store_si512(
+        odd, _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(_mm512_srli_epi64(lo, 4), nib),
+                                             _mm512_slli_epi64(_mm512_and_si512(ho, two), 4)),
+                             m32));
   }
-  // ls = low 4 bits (scales_l[g/2] nibble g%2) | high 2 bits (scales_h bits 2g..2g+1) << 4; the
-  // multiplier is ls - 32.
   __m512 scale(int g) const {
-    __m128i lo = load16(sc + 16 * (g / 2));
-    if (g % 2) lo = _mm_srli_epi16(lo, 4);
-    __m128i hi = _mm_srli_epi16(load16(sc + 64 + 16 * (g / 4)), 2 * (g % 4));
-    const __m128i ls = _mm_or_si128(and8(lo, 0x0F), _mm_slli_epi16(and8(hi, 3), 4));
-    const __m512 v =
-        _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(ls), _mm512_set1_epi32(32)));
-    return _mm512_mul_ps(d, v);
+    const int8_t* m = (g % 2 ? odd : even) + 16 * (g / 2);
+    return _mm512_mul_ps(d, s8_to_ps(load16(reinterpret_cast<const uint8_t*>(m))));
   }
   void weights(int g, int p, __m512i& w0, __m512i& w1) const {
     iq4_levels(table, load64(qs + 256 * g + 64 * p), w0, w1);
   }
 };
-
-// The 6-bit scale and min of sub-block g from the transposed 12-byte field of Q4_K / Q5_K.
-inline __m128i kscale(const uint8_t* sc, int g) {
-  if (g < 4) return and8(load16(sc + 16 * g), 63);
-  const __m128i lo = and8(load16(sc + 16 * (g + 4)), 0x0F);
-  const __m128i hi = and8(_mm_srli_epi16(load16(sc + 16 * (g - 4)), 6), 3);
-  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
-}
-inline __m128i kmin(const uint8_t* sc, int g) {
-  if (g < 4) return and8(load16(sc + 16 * (g + 4)), 63);
-  const __m128i lo = and8(_mm_srli_epi16(load16(sc + 16 * (g + 4)), 4), 0x0F);
-  const __m128i hi = and8(_mm_srli_epi16(load16(sc + 16 * g), 6), 3);
-  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
-}
 
 template <bool kQ5>
 struct DecQK {
@@ -203,21 +208,37 @@ struct DecQK {
   static constexpr bool kMin = true;
   const uint8_t* qs;
   const uint8_t* qh;
-  const uint8_t* sc;
   __m512 d, negmin;
+  // The 8 sub-blocks' 6-bit scales and mins of the 16 rows as bytes, unpacked once per
+  // super-block: sub-block g's at sm[g][0..15] (scales) and sm[8 + g][0..15] (mins).
+  alignas(64) uint8_t sm[16][16];
+  // The plane: byte i of the 12-byte field for the 16 rows at 16 i. Bytes 0-3 / 4-7: scales /
+  // mins 0-3 in bits 0-5, and in bits 6-7 the high bits of scales / mins 4-7; bytes 8-11: scales
+  // 4-7 in bits 0-3, mins 4-7 in bits 4-7.
   void begin(const Planes& P) {
     qs = P.qs;
     qh = P.qh;
-    sc = P.sc;
     d = half16(P.d);
     negmin = _mm512_sub_ps(_mm512_setzero_ps(), half16(P.m));
+    const __m512i b03 = load64(P.sc), b47 = load64(P.sc + 64), b811 = load64(P.sc + 128);
+    const __m512i six = _mm512_set1_epi8(63), nib = _mm512_set1_epi8(0x0F);
+    const __m512i two = _mm512_set1_epi8(3);
+    // (x >> 6) << 4 per byte: bits 6-7 to bits 4-5.
+    auto high2 = [&](__m512i x) {
+      return _mm512_slli_epi64(_mm512_and_si512(_mm512_srli_epi64(x, 6), two), 4);
+    };
+    _mm512_store_si512(sm[0], _mm512_and_si512(b03, six));
+    _mm512_store_si512(sm[4], _mm512_or_si512(_mm512_and_si512(b811, nib), high2(b03)));
+    _mm512_store_si512(sm[8], _mm512_and_si512(b47, six));
+    _mm512_store_si512(
+        sm[12], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi64(b811, 4), nib), high2(b47)));
   }
-  __m512 scale(int g) const { return _mm512_mul_ps(d, u8_to_ps(kscale(sc, g))); }
-  __m512 min(int g) const { return _mm512_mul_ps(negmin, u8_to_ps(kmin(sc, g))); }
+  __m512 scale(int g) const { return _mm512_mul_ps(d, u8_to_ps(load16(sm[g]))); }
+  __m512 min(int g) const { return _mm512_mul_ps(negmin, u8_to_ps(load16(sm[8 + g]))); }
   // The mins of groups g and g + 1 as an int16 pair per row lane (g in the low half).
   __m512i min_pair(int g) const {
-    const __m512i lo = _mm512_cvtepu8_epi32(kmin(sc, g));
-    return _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_cvtepu8_epi32(kmin(sc, g + 1)), 16));
+    const __m512i lo = _mm512_cvtepu8_epi32(load16(sm[8 + g]));
+    return _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_cvtepu8_epi32(load16(sm[9 + g])), 16));
   }
   void weights(int g, int p, __m512i& w0, __m512i& w1) const {
     const __m512i v = load64(qs + 256 * g + 64 * p);
