@@ -189,15 +189,35 @@ struct DecIQ4XS {
   static constexpr bool kMin = false, kSigned = !kUnsigned;
   Planes P;
   __m256i table = iq4_table<kUnsigned>();
-  void begin(const Planes& p) { P = p; }
+  // The groups' multipliers ls - 32 as int8, unpacked once per super-block as on AVX-512
+  // (quant_decode_avx512.h): group 2k's 16 rows at even[16k..], group 2k+1's at odd[16k..].
+  alignas(32) int8_t even[64], odd[64];
+  void begin(const Planes& p) {
+    P = p;
+    const __m256i nib = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+    const __m256i m32 = _mm256_set1_epi8(32), shift = _mm256_set_epi64x(4, 4, 0, 0);
+    for (int i = 0; i < 2; ++i) {
+      // Groups 4i..4i+3: nibble pairs lanes 2i, 2i+1; high-bit bytes i in both 128-bit lanes,
+      // shifted so that groups 4i + 2l, 4i + 2l + 1 sit at bits 0-1 / 2-3 of lane l.
+      const __m256i lo = load32b(p.sc + 32 * i);
+      const __m256i he = _mm256_srlv_epi64(
+          _mm256_broadcastsi128_si256(
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(p.sc + 64 + 16 * i))),
+          shift);
+      const __m256i ho = _mm256_srli_epi64(he, 2);
+      auto ls = [&](__m256i l, __m256i h) {
+        return _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(l, nib),
+                                               _mm256_slli_epi64(_mm256_and_si256(h, two), 4)),
+                               m32);
+      };
+      _mm256_store_si256(reinterpret_cast<__m256i*>(even + 32 * i), ls(lo, he));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(odd + 32 * i),
+                         ls(_mm256_srli_epi64(lo, 4), ho));
+    }
+  }
   __m256 scale(int g, int h) const {
-    __m128i lo = load8(P.sc + 16 * (g / 2) + 8 * h);
-    if (g % 2) lo = _mm_srli_epi16(lo, 4);
-    const __m128i hi = _mm_srli_epi16(load8(P.sc + 64 + 16 * (g / 4) + 8 * h), 2 * (g % 4));
-    const __m128i ls = _mm_or_si128(and8(lo, 0x0F), _mm_slli_epi16(and8(hi, 3), 4));
-    const __m256 v =
-        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(ls), _mm256_set1_epi32(32)));
-    return _mm256_mul_ps(half8(P.d + 8 * h), v);
+    const int8_t* m = (g % 2 ? odd : even) + 16 * (g / 2) + 8 * h;
+    return _mm256_mul_ps(half8(P.d + 8 * h), s8_to_ps(load8(reinterpret_cast<const uint8_t*>(m))));
   }
   void weights(int g, int p, int h, __m256i& w0, __m256i& w1) const {
     const __m256i v = load32b(P.qs + 256 * g + 64 * p + 32 * h);
@@ -206,34 +226,43 @@ struct DecIQ4XS {
   }
 };
 
-// 6-bit scale / min of sub-block g for rows 8h..8h+7 (Q4_K / Q5_K, see matmul_avx512.cpp).
-inline __m128i kscale(const uint8_t* sc, int g, int h) {
-  if (g < 4) return and8(load8(sc + 16 * g + 8 * h), 63);
-  const __m128i lo = and8(load8(sc + 16 * (g + 4) + 8 * h), 0x0F);
-  const __m128i hi = and8(_mm_srli_epi16(load8(sc + 16 * (g - 4) + 8 * h), 6), 3);
-  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
-}
-inline __m128i kmin(const uint8_t* sc, int g, int h) {
-  if (g < 4) return and8(load8(sc + 16 * (g + 4) + 8 * h), 63);
-  const __m128i lo = and8(_mm_srli_epi16(load8(sc + 16 * (g + 4) + 8 * h), 4), 0x0F);
-  const __m128i hi = and8(_mm_srli_epi16(load8(sc + 16 * g + 8 * h), 6), 3);
-  return _mm_or_si128(lo, _mm_slli_epi16(hi, 4));
-}
-
 template <bool kQ5>
 struct DecQK {
   static constexpr int kBlock = 256, kGroup = 32, kOffset = 0, kSpan = 256;
   static constexpr bool kMin = true, kSigned = false;
   Planes P;
-  void begin(const Planes& p) { P = p; }
-  __m256 scale(int g, int h) const {
-    return _mm256_mul_ps(half8(P.d + 8 * h), u8_to_ps(kscale(P.sc, g, h)));
+  // The 8 sub-blocks' 6-bit scales (sm[g]) and mins (sm[8 + g]) of the 16 rows as bytes, unpacked
+  // once per super-block as on AVX-512 (quant_decode_avx512.h has the plane's layout).
+  alignas(32) uint8_t sm[16][16];
+  void begin(const Planes& p) {
+    P = p;
+    const __m256i six = _mm256_set1_epi8(63), nib = _mm256_set1_epi8(0x0F);
+    const __m256i two = _mm256_set1_epi8(3);
+    auto high2 = [&](__m256i x) {
+      return _mm256_slli_epi64(_mm256_and_si256(_mm256_srli_epi64(x, 6), two), 4);
+    };
+    auto store = [&](int g, __m256i v) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sm[g]), v);
+    };
+    for (int i = 0; i < 2; ++i) {  // sub-blocks 2i, 2i+1 and 4 + 2i, 4 + 2i + 1
+      const __m256i s = load32b(p.sc + 32 * i), m = load32b(p.sc + 64 + 32 * i);
+      const __m256i hi = load32b(p.sc + 128 + 32 * i);
+      store(2 * i, _mm256_and_si256(s, six));
+      store(4 + 2 * i, _mm256_or_si256(_mm256_and_si256(hi, nib), high2(s)));
+      store(8 + 2 * i, _mm256_and_si256(m, six));
+      store(12 + 2 * i, _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi64(hi, 4), nib), high2(m)));
+    }
   }
-  __m256 min(int g, int h) const { return _mm256_mul_ps(negmin(h), u8_to_ps(kmin(P.sc, g, h))); }
+  __m256 scale(int g, int h) const {
+    return _mm256_mul_ps(half8(P.d + 8 * h), u8_to_ps(load8(sm[g] + 8 * h)));
+  }
+  __m256 min(int g, int h) const {
+    return _mm256_mul_ps(negmin(h), u8_to_ps(load8(sm[8 + g] + 8 * h)));
+  }
   __m256 negmin(int h) const { return _mm256_sub_ps(_mm256_setzero_ps(), half8(P.m + 8 * h)); }
   // The mins of groups g and g + 1 of rows 8h..8h+7 as an int16 pair per lane (g in the low half).
   __m256i min_pair(int g, int h) const {
-    const __m128i m = _mm_unpacklo_epi8(kmin(P.sc, g, h), kmin(P.sc, g + 1, h));
+    const __m128i m = _mm_unpacklo_epi8(load8(sm[8 + g] + 8 * h), load8(sm[9 + g] + 8 * h));
     return _mm256_cvtepu8_epi16(m);
   }
   void weights(int g, int p, int h, __m256i& w0, __m256i& w1) const {
