@@ -59,9 +59,6 @@ inline __m256i nib_lo(__m256i v) {
 inline __m256i nib_hi(__m256i v) {
   return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F));
 }
-inline __m128i and8(__m128i v, int m) {
-  return _mm_and_si128(v, _mm_set1_epi8(char(m)));
-}
 
 // ---- dot-product policies ----------------------------------------------------------------------
 // kUnsigned: whether the signed formats decode to unsigned levels (offset 128) or signed ones (the

@@ -42,9 +42,6 @@ inline __m512i nib_lo(__m512i v) {
 inline __m512i nib_hi(__m512i v) {
   return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(0x0F));
 }
-inline __m128i and8(__m128i v, int m) {
-  return _mm_and_si128(v, _mm_set1_epi8(char(m)));
-}
 
 // The IQ4 levels plus 128 (so they are unsigned), repeated 4 times: a 64-entry vpermb table that
 // looks up a byte's low nibble whatever its bits 4-5 hold (vpermb reads bits 0-5 of each index
