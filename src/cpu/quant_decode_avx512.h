@@ -175,20 +175,19 @@ struct DecIQ4XS {
     const __m512i lo = load64(P.sc);
     // 16-byte lane k of h: high-bit bytes k / 2, whose bits 4 (k % 2) .. 4 (k % 2) + 3 are those of
     // groups 2k and 2k + 1.
-    const __m512i h = _mm512_shuffle_i64x2(_mm512_castsi256_si512(load32(P.sc + 64)),
-                                           _mm512_castsi256_si512(load32(P.sc + 64)), 0x50);
+    const __m512i hs = _mm512_castsi256_si512(load32(P.sc + 64));
+    const __m512i h = _mm512_shuffle_i64x2(hs, hs, 0x50);
     const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);  // per lane k: 4 (k % 2)
     const __m512i he = _mm512_srlv_epi64(h, shift);                  // group 2k at bits 0-1
     const __m512i ho = _mm512_srli_epi64(he, 2);                     // group 2k+1 at bits 0-1
-    const __m512i m32 = _mm512_set1_epi8(32);
-    _mm512_store_si512(
-        even, _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(lo, nib),
-                                              _mm512_slli_epi64(_mm512_and_si512(he, two), 4)),
-                              m32));
-    _mm512_store_si512(
-        odd, _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(_mm512_srli_epi64(lo, 4), nib),
-                                             _mm512_slli_epi64(_mm512_and_si512(ho, two), 4)),
-                             m32));
+    // (low nibble | high bits << 4) - 32
+    auto ls = [&](__m512i l, __m512i hb) {
+      return _mm512_sub_epi8(_mm512_or_si512(_mm512_and_si512(l, nib),
+                                             _mm512_slli_epi64(_mm512_and_si512(hb, two), 4)),
+                             _mm512_set1_epi8(32));
+    };
+    _mm512_store_si512(even, ls(lo, he));
+    _mm512_store_si512(odd, ls(_mm512_srli_epi64(lo, 4), ho));
   }
   __m512 scale(int g) const {
     const int8_t* m = (g % 2 ? odd : even) + 16 * (g / 2);
