@@ -161,7 +161,7 @@ void matvec_args(benchmark::internal::Benchmark* b) {
   // Small enough (0.2-1.6 MiB) to stay in one core's L2: the kernel's decode rate without memory
   // stalls, the ceiling a streaming matvec can reach per core; and for 2-8 tokens (speculative
   // verification: 5 is a 1+4 step).
-  for (int tok : {1, 2, 4, 5, 8}) b->Args({1536, 512, tok, 1});
+  for (int tok : {1, 2, 4, 5, 8, 9}) b->Args({1536, 512, tok, 1});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 

@@ -447,8 +447,8 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
       const int64_t rows = std::min<int64_t>(kTileRows, n_rows - i * kTileRows);
       if (rows <= 0) break;
       const uint8_t* tile = tiles + i * L.tile_bytes;
-      for (int t = t0; t < t1; t += kMaxTok) {
-        const int n = std::min(kMaxTok, t1 - t);
+      for (int t = t0, n = 0; t < t1; t += n) {
+        n = token_run(t1 - t, kMaxTok);
         for (int k = 0; k < n; ++k) {
           tok[k] = act_in(act + size_t(t + k) * A.stride, A);
         }

@@ -174,8 +174,8 @@ void tiled_impl(const TileLayout& L, const uint8_t* tiles, int64_t n_tiles, int6
       if (rows <= 0) break;
       const __mmask16 mask = avx512::first_lanes(int(rows));
       const uint8_t* tile = tiles + i * L.tile_bytes;
-      for (int t = t0; t < t1; t += kMaxTok) {
-        const int n = std::min(kMaxTok, t1 - t);
+      for (int t = t0, n = 0; t < t1; t += n) {
+        n = token_run(t1 - t, kMaxTok);
         for (int k = 0; k < n; ++k) {
           tok[k] = act_in(act + size_t(t + k) * A.stride, A);
         }
