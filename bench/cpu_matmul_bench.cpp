@@ -159,8 +159,8 @@ void matvec_args(benchmark::internal::Benchmark* b) {
     for (int threads : {1, 2}) b->Args({s[0], s[1], 1, threads});
   for (int tok : {2, 4, 8}) b->Args({3584, 18944, tok, 2});
   // Small enough (0.2-1.6 MiB) to stay in one core's L2: the kernel's decode rate without memory
-  // stalls, the ceiling a streaming matvec can reach per core; and for 2-8 tokens (speculative
-  // verification: 5 is a 1+4 step).
+  // stalls, the ceiling a streaming matvec can reach per core; and for 2-9 tokens (speculative
+  // verification: 5 is a 1+4 step, 9 a 1+8 one).
   for (int tok : {1, 2, 4, 5, 8, 9}) b->Args({1536, 512, tok, 1});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }

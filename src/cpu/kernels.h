@@ -343,7 +343,8 @@ inline int act_token_block(const ActLayout& a, int n_tok, int max_tok) {
 // Tokens in the next kernel call when `left` tokens of a pass remain: the fewest calls of at most
 // max_tok tokens, of equal size to within one (9 = 5 + 4, not 8 + 1). A call decodes its tile once
 // whatever its token count, and a short remainder call costs nearly a full one: on Zen 5 (one
-// core, 1536 x 512 in L2) 9 tokens as 8 + 1 took 50-69 us against 45-52 as 5 + 4.
+// core, 1536 x 512 in L2, four interleaved rounds) 9 Q4_K tokens as 8 + 1 took 48-73 us, as
+// 5 + 4 33-36 (docs/benchmarks.md, "Zen 5 again").
 inline int token_run(int left, int max_tok) {
   const int calls = (left + max_tok - 1) / max_tok;
   return (left + calls - 1) / calls;
